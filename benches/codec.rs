@@ -1,0 +1,2 @@
+//! Codec benchmarks (filled in with the protocol tests).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Remoting: the protocol and the client.
+pub mod protocol;

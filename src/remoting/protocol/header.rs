@@ -1,0 +1,1 @@
+//! Typed custom headers for every request the client sends or answers.
