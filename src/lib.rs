@@ -3,9 +3,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+#[allow(dead_code)]
+mod client;
 pub mod common;
 mod error;
+#[allow(dead_code)]
+pub(crate) mod executor;
+pub mod producer;
 pub mod remoting;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
-pub use common::ServiceState;
+pub use common::{MessageQueue, ServiceState, TopicRouteData};
 pub use error::{ClientErrorCode, CodecError, Error, Result};

@@ -1,0 +1,1 @@
+//! MQClientInstance and the typed broker/name-server API.

@@ -1,0 +1,1 @@
+//! Threads: ServiceThread, ThreadPoolExecutor and the scheduled executor.
