@@ -3,6 +3,7 @@
 mod message_queue;
 pub mod route;
 mod service_state;
+pub mod util;
 
 pub use message_queue::MessageQueue;
 pub use route::{BrokerData, QueueData, TopicRouteData};
