@@ -318,7 +318,7 @@ impl RemotingCommand {
     pub fn encode_header(&self) -> Result<Vec<u8>, CodecError> {
         match self.serialize_type {
             SerializeType::Json => self.encode_json_header(),
-            SerializeType::RocketMQ => Ok(self.encode_binary_header()),
+            SerializeType::RocketMQ => self.encode_binary_header(),
         }
     }
 
@@ -456,13 +456,30 @@ impl RemotingCommand {
         })
     }
 
-    fn encode_binary_header(&self) -> Vec<u8> {
+    fn encode_binary_header(&self) -> Result<Vec<u8>, CodecError> {
         let remark = self.remark.as_deref().unwrap_or("").as_bytes();
+        // The length fields are 16 (keys) and 32 (remark, values, map) bits wide: refuse what
+        // does not fit instead of writing a frame whose lengths disagree with its contents.
+        if let Some((k, _)) = self
+            .ext_fields
+            .iter()
+            .find(|(k, _)| k.len() > u16::MAX as usize)
+        {
+            return Err(CodecError::malformed(format!(
+                "extFields key of {} bytes does not fit the 16-bit length of the binary header",
+                k.len()
+            )));
+        }
         let map_len: usize = self
             .ext_fields
             .iter()
             .map(|(k, v)| 2 + k.len() + 4 + v.len())
             .sum();
+        if remark.len() > i32::MAX as usize || map_len > i32::MAX as usize {
+            return Err(CodecError::malformed(
+                "remark or extFields too long for the binary header",
+            ));
+        }
         let mut out = Vec::with_capacity(2 + 1 + 2 + 4 + 4 + 4 + remark.len() + 4 + map_len);
         out.put_i16(self.code as i16);
         out.put_u8(self.language.0);
@@ -478,7 +495,7 @@ impl RemotingCommand {
             out.put_i32(v.len() as i32);
             out.put_slice(v.as_bytes());
         }
-        out
+        Ok(out)
     }
 
     fn decode_binary_header(mut h: &[u8]) -> Result<Self, CodecError> {
