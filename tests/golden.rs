@@ -244,10 +244,7 @@ fn send_response_header_decodes_and_reencodes_identically() {
         String::from_utf8(cmd.encode_header().unwrap()).unwrap(),
         text
     );
-    assert_eq!(
-        encode(&cmd),
-        golden::frame_from_header(0, text.as_bytes())
-    );
+    assert_eq!(encode(&cmd), golden::frame_from_header(0, text.as_bytes()));
 }
 
 fn expected_send_v2() -> SendMessageRequestHeaderV2 {
@@ -280,7 +277,7 @@ fn send_message_v2_header_decodes_and_reencodes_identically() {
     assert_eq!(cmd.version(), 409);
     assert_eq!(cmd.language(), LanguageCode::JAVA);
     assert_eq!(cmd.ext_fields().len(), 13); // a..n without l
-    // The JSON escapes decode to the real separator characters.
+                                            // The JSON escapes decode to the real separator characters.
     assert_eq!(
         cmd.ext_fields().get("i"),
         Some("KEYS\u{1}k1\u{2}TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}ABC\u{2}WAIT\u{1}true")

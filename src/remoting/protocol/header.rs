@@ -780,7 +780,10 @@ mod tests {
         let f = fields(&[("topic", "T"), ("queueId", "2147483648")]);
         assert!(matches!(
             GetMaxOffsetRequestHeader::read_from(&f),
-            Err(CodecError::InvalidField { field: "queueId", .. })
+            Err(CodecError::InvalidField {
+                field: "queueId",
+                ..
+            })
         ));
     }
 
