@@ -372,3 +372,177 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::TryRecvError;
+
+    /// Generous guard for anything that should happen promptly.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn delayed_task_runs_after_the_delay_on_the_named_thread() {
+        let sched = ScheduledExecutor::new("rmq-sched").unwrap();
+        let (tx, rx) = bounded(1);
+        let start = Instant::now();
+        sched
+            .schedule(Duration::from_millis(100), move || {
+                tx.send((Instant::now(), thread::current().name().map(str::to_owned)))
+                    .unwrap()
+            })
+            .unwrap();
+        let (ran_at, name) = rx.recv_timeout(WAIT).unwrap();
+        assert!(ran_at - start >= Duration::from_millis(100));
+        assert_eq!(name.as_deref(), Some("rmq-sched"));
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn tasks_run_in_deadline_order() {
+        let sched = ScheduledExecutor::new("rmq-sched-o").unwrap();
+        let (tx, rx) = unbounded();
+        for (delay, label) in [(90, "c"), (30, "a"), (60, "b")] {
+            let tx = tx.clone();
+            sched
+                .schedule(Duration::from_millis(delay), move || {
+                    tx.send(label).unwrap()
+                })
+                .unwrap();
+        }
+        let got: Vec<_> = (0..3).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn fixed_rate_repeats_until_cancelled() {
+        let sched = ScheduledExecutor::new("rmq-sched-r").unwrap();
+        let (tx, rx) = unbounded();
+        let handle = sched
+            .schedule_at_fixed_rate(Duration::ZERO, Duration::from_millis(20), move || {
+                let _ = tx.send(());
+            })
+            .unwrap();
+        for _ in 0..3 {
+            rx.recv_timeout(WAIT).unwrap();
+        }
+        handle.cancel();
+        assert!(handle.is_cancelled());
+        // Tasks run one at a time: once this marker has run, no run of the periodic task is in
+        // progress, and none may follow.
+        let (marker_tx, marker_rx) = bounded(1);
+        sched
+            .schedule(Duration::ZERO, move || marker_tx.send(()).unwrap())
+            .unwrap();
+        marker_rx.recv_timeout(WAIT).unwrap();
+        while rx.try_recv().is_ok() {}
+        // No run for ten periods. The cancelled entry comes due meanwhile and is dropped with
+        // its closure, which disconnects the channel.
+        assert_ne!(rx.recv_timeout(Duration::from_millis(200)), Ok(()));
+        assert_eq!(rx.recv_timeout(WAIT), Err(RecvTimeoutError::Disconnected));
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn periodic_task_keeps_its_schedule_after_a_panic() {
+        let sched = ScheduledExecutor::new("rmq-sched-p").unwrap();
+        let (tx, rx) = unbounded();
+        let mut runs = 0;
+        let handle = sched
+            .schedule_at_fixed_rate(Duration::ZERO, Duration::from_millis(10), move || {
+                runs += 1;
+                if runs == 1 {
+                    panic!("first run fails");
+                }
+                let _ = tx.send(runs);
+            })
+            .unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(2));
+        assert_eq!(rx.recv_timeout(WAIT), Ok(3));
+        handle.cancel();
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn overrun_runs_once_promptly_without_a_burst() {
+        let sched = ScheduledExecutor::new("rmq-sched-v").unwrap();
+        let (tx, rx) = unbounded();
+        let period = Duration::from_millis(20);
+        let mut runs = 0;
+        sched
+            .schedule_at_fixed_rate(Duration::ZERO, period, move || {
+                runs += 1;
+                let _ = tx.send(Instant::now());
+                if runs == 1 {
+                    // A slow job overrunning five periods (a sleep inside a task is fine).
+                    thread::sleep(period * 5);
+                }
+            })
+            .unwrap();
+        let first = rx.recv_timeout(WAIT).unwrap();
+        let second = rx.recv_timeout(WAIT).unwrap();
+        let third = rx.recv_timeout(WAIT).unwrap();
+        assert!(second - first >= period * 5);
+        // Java would run the four missed periods back to back; we run one and resume the rate.
+        assert!(
+            third - second >= period / 2,
+            "burst after an overrun: {:?}",
+            third - second
+        );
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn shutdown_joins_drops_pending_tasks_and_rejects_new_ones() {
+        let sched = ScheduledExecutor::new("rmq-sched-s").unwrap();
+        let (tx, rx) = bounded::<()>(1);
+        sched
+            .schedule(Duration::from_secs(60), move || tx.send(()).unwrap())
+            .unwrap();
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+        // The pending task (and its sender) was dropped, not run.
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert!(sched.is_shutdown());
+        let (tx, rx) = bounded(1);
+        let rejected = sched
+            .schedule(Duration::ZERO, move || tx.send("back").unwrap())
+            .unwrap_err();
+        (rejected.into_inner())();
+        assert_eq!(rx.try_recv(), Ok("back"));
+        let rejected = sched
+            .schedule_at_fixed_rate(Duration::ZERO, Duration::from_secs(1), || {})
+            .unwrap_err();
+        assert!(rejected.is_shutdown());
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn shutdown_times_out_on_a_running_task_and_can_be_retried() {
+        let sched = ScheduledExecutor::new("rmq-sched-t").unwrap();
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = bounded(1);
+        sched
+            .schedule(Duration::ZERO, move || {
+                started_tx.send(()).unwrap();
+                let _ = gate_rx.recv();
+            })
+            .unwrap();
+        started_rx.recv_timeout(WAIT).unwrap();
+        let err = sched.shutdown(Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, ShutdownError::Timeout { .. }), "{err:?}");
+        drop(gate_tx);
+        assert_eq!(sched.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn drop_shuts_down_and_joins() {
+        let sched = ScheduledExecutor::new("rmq-sched-d").unwrap();
+        let (tx, rx) = bounded::<()>(1);
+        sched
+            .schedule(Duration::from_secs(60), move || tx.send(()).unwrap())
+            .unwrap();
+        drop(sched);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+}

@@ -295,8 +295,10 @@ impl Drop for ServiceHandle {
         if self.join.get_mut().is_none() {
             return;
         }
-        if let Err(e) = self.shutdown(DROP_JOIN_TIMEOUT) {
-            log::error!("dropping ServiceHandle: {e}");
+        match self.shutdown(DROP_JOIN_TIMEOUT) {
+            Ok(()) => {}
+            Err(e @ ShutdownError::Panicked { .. }) => log::error!("dropping ServiceHandle: {e}"),
+            Err(e) => log::warn!("dropping ServiceHandle: {e}"),
         }
     }
 }

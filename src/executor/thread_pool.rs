@@ -820,3 +820,365 @@ impl Drop for ThreadPoolExecutor {
         self.shared.signal_shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Generous guard for anything that should happen promptly.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Polls `cond` every few milliseconds (paced by a tick channel) until it holds or `WAIT`
+    /// elapses; returns whether it held.
+    fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + WAIT;
+        let tick = crossbeam_channel::tick(Duration::from_millis(5));
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            let _ = tick.recv_timeout(WAIT);
+        }
+        cond()
+    }
+
+    #[test]
+    fn runs_every_task_exactly_once() {
+        let pool = ThreadPoolBuilder::new()
+            .core_threads(2)
+            .max_threads(4)
+            .build()
+            .unwrap();
+        let (tx, rx) = unbounded();
+        for i in 0..1000 {
+            let tx = tx.clone();
+            pool.execute(move || tx.send(i).unwrap()).unwrap();
+        }
+        drop(tx);
+        let mut seen: Vec<i32> = (0..1000).map(|_| rx.recv_timeout(WAIT).unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+        assert_eq!(pool.completed_task_count(), 1000);
+        // Every task closure (and its sender) is gone: nothing ran twice or is still queued.
+        assert!(rx.recv_timeout(Duration::ZERO).is_err());
+        assert_eq!(pool.pool_size(), 0);
+    }
+
+    #[test]
+    fn grows_to_max_under_backlog_and_never_beyond() {
+        let pool = ThreadPoolBuilder::new()
+            .core_threads(2)
+            .max_threads(5)
+            .build()
+            .unwrap();
+        assert_eq!(pool.pool_size(), 2, "core threads start eagerly");
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = unbounded();
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        for _ in 0..20 {
+            let (gate_rx, started_tx) = (gate_rx.clone(), started_tx.clone());
+            let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
+            pool.execute(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                started_tx.send(()).unwrap();
+                let _ = gate_rx.recv();
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+            .unwrap();
+            assert!(pool.pool_size() <= 5);
+        }
+        for _ in 0..5 {
+            started_rx
+                .recv_timeout(WAIT)
+                .expect("the pool should grow to max");
+        }
+        assert_eq!(pool.pool_size(), 5);
+        assert_eq!(pool.active_count(), 5);
+        assert_eq!(pool.queue_len(), 15);
+        drop(gate_tx);
+        for _ in 5..20 {
+            started_rx.recv_timeout(WAIT).unwrap();
+        }
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            5,
+            "never more than max at once"
+        );
+        assert_eq!(pool.completed_task_count(), 20);
+    }
+
+    #[test]
+    fn shrinks_back_to_core_after_keep_alive() {
+        let pool = ThreadPoolBuilder::new()
+            .core_threads(1)
+            .max_threads(4)
+            .keep_alive(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = unbounded();
+        for _ in 0..8 {
+            let (gate_rx, started_tx) = (gate_rx.clone(), started_tx.clone());
+            pool.execute(move || {
+                started_tx.send(()).unwrap();
+                let _ = gate_rx.recv();
+            })
+            .unwrap();
+        }
+        for _ in 0..4 {
+            started_rx.recv_timeout(WAIT).unwrap();
+        }
+        assert_eq!(pool.pool_size(), 4);
+        drop(gate_tx);
+        assert!(
+            wait_until(|| pool.pool_size() == 1),
+            "pool_size stayed at {}",
+            pool.pool_size()
+        );
+        assert_eq!(pool.completed_task_count(), 8);
+        // The core worker never retires and still serves.
+        let (tx, rx) = bounded(1);
+        pool.execute(move || tx.send(()).unwrap()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(()));
+        assert_eq!(pool.pool_size(), 1);
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn panicking_task_goes_to_the_handler_and_the_pool_keeps_working() {
+        let (panic_tx, panic_rx) = unbounded();
+        let pool = ThreadPoolBuilder::new()
+            .core_threads(1)
+            .panic_handler(move |payload| panic_tx.send(panic_message(&*payload)).unwrap())
+            .build()
+            .unwrap();
+        pool.execute(|| panic!("task boom")).unwrap();
+        assert_eq!(panic_rx.recv_timeout(WAIT), Ok("task boom".to_owned()));
+        let (tx, rx) = bounded(1);
+        pool.execute(move || tx.send(()).unwrap()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(()));
+        assert_eq!(pool.pool_size(), 1, "the worker survived the panic");
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+        assert_eq!(pool.completed_task_count(), 2);
+    }
+
+    #[test]
+    fn default_panic_policy_logs_and_keeps_working() {
+        let pool = ThreadPoolBuilder::new().build().unwrap();
+        pool.execute(|| panic!("logged, not propagated")).unwrap();
+        let (tx, rx) = bounded(1);
+        pool.execute(move || tx.send(()).unwrap()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(()));
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn execute_after_shutdown_hands_the_task_back() {
+        let pool = ThreadPoolBuilder::new().build().unwrap();
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+        assert!(pool.is_shutdown());
+        let (tx, rx) = bounded(1);
+        let rejected = pool.execute(move || tx.send("ran").unwrap()).unwrap_err();
+        assert!(rejected.is_shutdown());
+        // The returned value is the task itself.
+        (rejected.into_inner())();
+        assert_eq!(rx.try_recv(), Ok("ran"));
+        // Idempotent.
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn full_bounded_queue_at_max_rejects_with_the_task() {
+        let pool = ThreadPoolBuilder::new()
+            .core_threads(1)
+            .max_threads(1)
+            .queue_capacity(Some(1))
+            .build()
+            .unwrap();
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (tx, rx) = unbounded();
+        let started = tx.clone();
+        pool.execute(move || {
+            started.send("a").unwrap();
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok("a"));
+        let queued = tx.clone();
+        pool.execute(move || queued.send("b").unwrap()).unwrap();
+        assert_eq!(pool.queue_len(), 1);
+        let rejected = pool.execute(move || tx.send("c").unwrap()).unwrap_err();
+        assert!(rejected.is_full());
+        assert_eq!(format!("{rejected:?}"), "Full(..)");
+        (rejected.into_inner())();
+        assert_eq!(rx.try_recv(), Ok("c"));
+        drop(gate_tx);
+        assert_eq!(rx.recv_timeout(WAIT), Ok("b"));
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn threads_are_named_as_configured() {
+        let pool = ThreadPoolBuilder::new()
+            .core_threads(2)
+            .thread_name(|i| format!("rmq-cons-{i}"))
+            .build()
+            .unwrap();
+        let (tx, rx) = unbounded();
+        for _ in 0..10 {
+            let tx = tx.clone();
+            pool.execute(move || {
+                tx.send(thread::current().name().map(str::to_owned))
+                    .unwrap()
+            })
+            .unwrap();
+        }
+        for _ in 0..10 {
+            let name = rx.recv_timeout(WAIT).unwrap().unwrap();
+            assert!(name == "rmq-cons-0" || name == "rmq-cons-1", "{name}");
+        }
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+
+        let pool = ThreadPoolBuilder::new().build().unwrap();
+        pool.execute(move || {
+            tx.send(thread::current().name().map(str::to_owned))
+                .unwrap()
+        })
+        .unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Some("rmq-pool-0".to_owned())));
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn build_validates_the_settings() {
+        let err = |b: ThreadPoolBuilder| b.build().unwrap_err().to_string();
+        assert_eq!(
+            err(ThreadPoolBuilder::new().core_threads(0)),
+            "core_threads must be at least 1"
+        );
+        assert_eq!(
+            err(ThreadPoolBuilder::new().core_threads(3).max_threads(2)),
+            "core_threads (3) must not be greater than max_threads (2)"
+        );
+        assert_eq!(
+            err(ThreadPoolBuilder::new().max_threads(1001)),
+            "max_threads (1001) must not be greater than 1000"
+        );
+        assert_eq!(
+            err(ThreadPoolBuilder::new().keep_alive(Duration::ZERO)),
+            "keep_alive must be non-zero"
+        );
+        assert_eq!(
+            err(ThreadPoolBuilder::new().queue_capacity(Some(0))),
+            "queue_capacity must be at least 1 (or None for unbounded)"
+        );
+        // `max` defaults to `core`.
+        let pool = ThreadPoolBuilder::new().core_threads(3).build().unwrap();
+        assert_eq!((pool.core_threads(), pool.max_threads()), (3, 3));
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn shutdown_drains_queued_tasks() {
+        let pool = ThreadPoolBuilder::new().build().unwrap();
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = bounded(1);
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        started_rx.recv_timeout(WAIT).unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..10 {
+            let ran = Arc::clone(&ran);
+            pool.execute(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+        drop(gate_tx);
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+        assert_eq!(ran.load(Ordering::SeqCst), 10);
+        assert_eq!(pool.pool_size(), 0);
+    }
+
+    #[test]
+    fn shutdown_timeout_drops_queued_tasks_and_can_be_retried() {
+        let pool = ThreadPoolBuilder::new().build().unwrap();
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = bounded(1);
+        pool.execute(move || {
+            started_tx.send(()).unwrap();
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        started_rx.recv_timeout(WAIT).unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..5 {
+            let ran = Arc::clone(&ran);
+            pool.execute(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+        let err = pool.shutdown(Duration::from_millis(50)).unwrap_err();
+        assert_eq!(
+            err,
+            ShutdownError::Timeout {
+                name: "ThreadPoolExecutor".to_owned(),
+                timeout: Duration::from_millis(50),
+                unfinished_threads: 1,
+                abandoned_tasks: 5,
+            }
+        );
+        assert_eq!(pool.queue_len(), 0);
+        drop(gate_tx);
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "abandoned tasks never run");
+    }
+
+    #[test]
+    fn drop_signals_shutdown_without_blocking() {
+        let pool = ThreadPoolBuilder::new().build().unwrap();
+        let (gate_tx, gate_rx) = bounded::<()>(0);
+        let (tx, rx) = unbounded();
+        let started = tx.clone();
+        pool.execute(move || {
+            started.send("blocked").unwrap();
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        pool.execute(move || tx.send("drained").unwrap()).unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok("blocked"));
+        // Would hang here if Drop waited for the blocked task: the gate opens only afterwards.
+        drop(pool);
+        drop(gate_tx);
+        assert_eq!(rx.recv_timeout(WAIT), Ok("drained"));
+    }
+
+    #[test]
+    fn shutdown_from_a_task_does_not_deadlock() {
+        let pool = Arc::new(ThreadPoolBuilder::new().build().unwrap());
+        let (tx, rx) = bounded(1);
+        let inner = Arc::clone(&pool);
+        pool.execute(move || tx.send(inner.shutdown(WAIT)).unwrap())
+            .unwrap();
+        assert_eq!(rx.recv_timeout(WAIT), Ok(Ok(())));
+        assert!(pool.is_shutdown());
+        assert_eq!(pool.shutdown(WAIT), Ok(()));
+    }
+
+    #[test]
+    fn executors_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ThreadPoolExecutor>();
+        assert_send_sync::<super::super::ScheduledExecutor>();
+        assert_send_sync::<super::super::ServiceHandle>();
+    }
+}
