@@ -206,8 +206,13 @@ fn sync_call_times_out_when_no_response_comes() {
     let elapsed = start.elapsed();
     assert!(err.is_timeout(), "{err:?}");
     assert!(elapsed >= timeout, "{elapsed:?}");
-    assert!(elapsed < timeout + Duration::from_millis(1200), "{elapsed:?}");
-    assert!(eventually(Duration::from_secs(2), || client.pending_count() == 0));
+    assert!(
+        elapsed < timeout + Duration::from_millis(1200),
+        "{elapsed:?}"
+    );
+    assert!(eventually(Duration::from_secs(2), || client
+        .pending_count()
+        == 0));
     // The connection survives a timeout.
     client
         .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
@@ -259,9 +264,15 @@ fn broker_closing_the_connection_fails_pending_calls_at_once() {
         .expect("async call failed promptly")
         .unwrap_err();
     assert_closed(&async_err, "closed by peer");
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(client.pending_count(), 0);
-    assert!(eventually(Duration::from_secs(2), || client.connection_count() == 0));
+    assert!(eventually(Duration::from_secs(2), || client
+        .connection_count()
+        == 0));
 
     // Reconnect on demand.
     let resp = client
@@ -281,9 +292,12 @@ fn codec_error_closes_only_that_connection(code: RequestCode, reason: &str) {
         .unwrap();
     let (tx, rx) = unbounded();
     client
-        .invoke_async(&bad.addr(), request(SILENT), Duration::from_secs(20), move |r| {
-            tx.send(r).unwrap()
-        })
+        .invoke_async(
+            &bad.addr(),
+            request(SILENT),
+            Duration::from_secs(20),
+            move |r| tx.send(r).unwrap(),
+        )
         .unwrap();
     let start = Instant::now();
     let err = client
@@ -335,15 +349,24 @@ fn close_connection_then_reconnect_on_demand() {
             tx.send(r).unwrap()
         })
         .unwrap();
-    assert!(eventually(Duration::from_secs(2), || client.pending_count() == 1));
+    assert!(eventually(Duration::from_secs(2), || client
+        .pending_count()
+        == 1));
     client.close_connection(&addr);
-    let err = rx.recv_timeout(Duration::from_secs(3)).unwrap().unwrap_err();
+    let err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
     assert_closed(&err, "closed by the client");
-    assert!(eventually(Duration::from_secs(2), || broker.connection_count() == 0));
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 0));
     client
         .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
         .unwrap();
-    assert!(eventually(Duration::from_secs(2), || broker.connection_count() == 1));
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 1));
 }
 
 #[test]
@@ -372,7 +395,10 @@ fn too_many_async_requests_is_rejected_without_calling_back() {
             flag.store(true, Ordering::SeqCst)
         })
         .unwrap_err();
-    assert!(matches!(err, Error::TooManyRequests { limit: 4 }), "{err:?}");
+    assert!(
+        matches!(err, Error::TooManyRequests { limit: 4 }),
+        "{err:?}"
+    );
     for _ in 0..4 {
         rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
     }
@@ -387,7 +413,10 @@ fn too_many_async_requests_is_rejected_without_calling_back() {
             .is_ok()
     }));
     rx2.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
-    assert!(!called.load(Ordering::SeqCst), "rejected callback must never run");
+    assert!(
+        !called.load(Ordering::SeqCst),
+        "rejected callback must never run"
+    );
 }
 
 #[test]
@@ -403,16 +432,19 @@ fn broker_request_is_answered_by_a_processor_on_the_callback_pool() {
         Arc::new(move |ctx: &RequestContext, req: RemotingCommand| {
             let name = std::thread::current().name().map(str::to_string);
             thread_tx.send((name, ctx.peer_addr().to_string())).unwrap();
-            Some(RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(
-                req.body().cloned().unwrap_or_default(),
-            ))
+            Some(
+                RemotingCommand::response(ResponseCode::SUCCESS, None)
+                    .with_body(req.body().cloned().unwrap_or_default()),
+            )
         }),
     );
     client.register_processor(
         PANICS,
-        Arc::new(|_: &RequestContext, _: RemotingCommand| -> Option<RemotingCommand> {
-            panic!("processor exploded")
-        }),
+        Arc::new(
+            |_: &RequestContext, _: RemotingCommand| -> Option<RemotingCommand> {
+                panic!("processor exploded")
+            },
+        ),
     );
     client
         .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
@@ -420,20 +452,28 @@ fn broker_request_is_answered_by_a_processor_on_the_callback_pool() {
 
     let push = request(NOTIFY).with_body(&b"ids"[..]);
     assert_eq!(broker.push_request(&push), 1);
-    let resp = broker.recv_response(Duration::from_secs(3)).expect("answered");
+    let resp = broker
+        .recv_response(Duration::from_secs(3))
+        .expect("answered");
     assert_eq!(resp.opaque(), push.opaque());
     assert!(resp.is_response());
     assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
     assert_eq!(resp.body().map(|b| &b[..]), Some(&b"ids"[..]));
     let (name, peer) = thread_rx.recv_timeout(Duration::from_secs(1)).unwrap();
-    assert!(name.as_deref().unwrap_or("").starts_with("rmq-cb"), "{name:?}");
+    assert!(
+        name.as_deref().unwrap_or("").starts_with("rmq-cb"),
+        "{name:?}"
+    );
     assert_eq!(peer, broker.addr());
 
     let unknown = request(UNKNOWN);
     broker.push_request(&unknown);
     let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
     assert_eq!(resp.opaque(), unknown.opaque());
-    assert_eq!(resp.response_code(), ResponseCode::REQUEST_CODE_NOT_SUPPORTED);
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::REQUEST_CODE_NOT_SUPPORTED
+    );
     assert_eq!(resp.remark(), Some(" request type 9101 not supported"));
 
     let panics = request(PANICS);
@@ -512,9 +552,12 @@ fn connect_to_a_closed_port_fails_fast() {
     let called = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&called);
     let err = client
-        .invoke_async(&dead_addr(), request(ECHO), Duration::from_secs(3), move |_| {
-            flag.store(true, Ordering::SeqCst)
-        })
+        .invoke_async(
+            &dead_addr(),
+            request(ECHO),
+            Duration::from_secs(3),
+            move |_| flag.store(true, Ordering::SeqCst),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     client.shutdown();
@@ -543,21 +586,35 @@ fn shutdown_fails_pending_calls_and_joins() {
             sync_tx.send(r).unwrap();
         })
         .unwrap();
-    assert!(eventually(Duration::from_secs(3), || client.pending_count() == 2));
+    assert!(eventually(Duration::from_secs(3), || client
+        .pending_count()
+        == 2));
 
     let start = Instant::now();
     client.shutdown();
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     client.shutdown(); // idempotent
 
-    let err = rx.recv_timeout(Duration::from_secs(2)).unwrap().unwrap_err();
+    let err = rx
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap()
+        .unwrap_err();
     assert_closed(&err, "shut down");
-    let err = sync_rx.recv_timeout(Duration::from_secs(2)).unwrap().unwrap_err();
+    let err = sync_rx
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap()
+        .unwrap_err();
     assert_closed(&err, "shut down");
     waiter.join().unwrap();
     assert_eq!(client.pending_count(), 0);
     assert_eq!(client.connection_count(), 0);
-    assert!(eventually(Duration::from_secs(2), || broker.connection_count() == 0));
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 0));
 
     let err = client
         .invoke_sync(&addr, request(ECHO), Duration::from_secs(1))
@@ -571,15 +628,25 @@ fn dropping_the_last_handle_shuts_down() {
     let client = client();
     let (tx, rx) = unbounded();
     client
-        .invoke_async(&broker.addr(), request(SILENT), Duration::from_secs(30), move |r| {
-            tx.send(r).unwrap()
-        })
+        .invoke_async(
+            &broker.addr(),
+            request(SILENT),
+            Duration::from_secs(30),
+            move |r| tx.send(r).unwrap(),
+        )
         .unwrap();
-    assert!(eventually(Duration::from_secs(3), || client.pending_count() == 1));
+    assert!(eventually(Duration::from_secs(3), || client
+        .pending_count()
+        == 1));
     drop(client);
-    let err = rx.recv_timeout(Duration::from_secs(3)).unwrap().unwrap_err();
+    let err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
     assert_closed(&err, "shut down");
-    assert!(eventually(Duration::from_secs(2), || broker.connection_count() == 0));
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 0));
 }
 
 #[test]
@@ -595,7 +662,9 @@ fn idle_connections_are_closed() {
         .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
         .unwrap();
     assert_eq!(client.connection_count(), 1);
-    assert!(eventually(Duration::from_secs(3), || client.connection_count() == 0));
+    assert!(eventually(Duration::from_secs(3), || client
+        .connection_count()
+        == 0));
     // And it comes back on demand.
     client
         .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
@@ -613,9 +682,14 @@ fn broker_shutdown_is_seen_as_eof() {
             tx.send(r).unwrap()
         })
         .unwrap();
-    assert!(eventually(Duration::from_secs(3), || broker.request_count() == 1));
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
     broker.shutdown();
-    let err = rx.recv_timeout(Duration::from_secs(3)).unwrap().unwrap_err();
+    let err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
     assert_eq!(client.pending_count(), 0);
 }

@@ -390,7 +390,11 @@ impl RemotingClient {
     /// Registers the processor for broker-initiated requests with `code`, replacing any earlier
     /// one. Requests with no processor are answered with `REQUEST_CODE_NOT_SUPPORTED`.
     pub fn register_processor(&self, code: RequestCode, processor: Arc<dyn RequestProcessor>) {
-        self.inner.shared.processors.write().insert(code.0, processor);
+        self.inner
+            .shared
+            .processors
+            .write()
+            .insert(code.0, processor);
     }
 
     /// Closes the connection to `addr`, if any. Calls pending on it fail with

@@ -341,7 +341,9 @@ impl Shared {
                     Ok(Some(r)) => Some(r),
                     Err(panic) => {
                         let what = panic_message(&panic);
-                        log::error!("processor for request code {code} from {peer} panicked: {what}");
+                        log::error!(
+                            "processor for request code {code} from {peer} panicked: {what}"
+                        );
                         (!oneway).then(|| {
                             RemotingCommand::response(
                                 ResponseCode::SYSTEM_ERROR,
@@ -533,13 +535,20 @@ impl EventLoop {
         match cmd {
             Command::Register { handle, mut stream } => {
                 let token = handle.token;
-                if let Err(e) = self.registry.register(&mut stream, token, Interest::READABLE) {
+                if let Err(e) = self
+                    .registry
+                    .register(&mut stream, token, Interest::READABLE)
+                {
                     log::error!("rmq-io: cannot register connection to {}: {e}", handle.addr);
                     handle.mark_dead();
                     self.forget_handle(&handle);
                     return;
                 }
-                log::debug!("rmq-io: connection {} to {} registered", token.0, handle.addr);
+                log::debug!(
+                    "rmq-io: connection {} to {} registered",
+                    token.0,
+                    handle.addr
+                );
                 self.conns.insert(
                     token,
                     Connection {
@@ -594,7 +603,7 @@ impl EventLoop {
                     } else {
                         self.shared.pending_count.fetch_add(1, Ordering::AcqRel);
                     }
-                    if self.next_expiry.is_none_or(|e| deadline < e) {
+                    if self.next_expiry.map_or(true, |e| deadline < e) {
                         self.next_expiry = Some(deadline);
                     }
                 }
@@ -772,7 +781,7 @@ impl EventLoop {
         for (op, p) in &self.response_table {
             if p.deadline <= now {
                 self.expired.push(*op);
-            } else if next.is_none_or(|n| p.deadline < n) {
+            } else if next.map_or(true, |n| p.deadline < n) {
                 next = Some(p.deadline);
             }
         }
@@ -843,7 +852,11 @@ fn read_some(
 }
 
 /// Writes queued frames until `WouldBlock`, then sets `WRITABLE` interest only if bytes remain.
-fn flush(conn: &mut Connection, registry: &Registry, now: Instant) -> std::result::Result<(), String> {
+fn flush(
+    conn: &mut Connection,
+    registry: &Registry,
+    now: Instant,
+) -> std::result::Result<(), String> {
     while !conn.out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let n = conn.out.len().min(MAX_IOV);
@@ -855,7 +868,10 @@ fn flush(conn: &mut Connection, registry: &Registry, now: Instant) -> std::resul
             Ok(mut written) => {
                 conn.last_active = now;
                 while written > 0 {
-                    let front = conn.out.front_mut().expect("written bytes belong to queued frames");
+                    let front = conn
+                        .out
+                        .front_mut()
+                        .expect("written bytes belong to queued frames");
                     let len = front.bytes.len();
                     if written >= len {
                         written -= len;

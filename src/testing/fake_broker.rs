@@ -122,10 +122,8 @@ impl FakeBroker {
     /// A fake that answers every request with `SUCCESS` and the request's body.
     pub fn echo() -> io::Result<FakeBroker> {
         FakeBroker::start(|req| {
-            let mut resp = RemotingCommand::response(
-                crate::remoting::protocol::ResponseCode::SUCCESS,
-                None,
-            );
+            let mut resp =
+                RemotingCommand::response(crate::remoting::protocol::ResponseCode::SUCCESS, None);
             if let Some(body) = req.body() {
                 resp.set_body(body.clone());
             }
