@@ -1,2 +1,30 @@
-//! Remoting: the protocol and the client.
+//! Remoting: the wire protocol and the client that speaks it.
+//!
+//! [`RemotingClient`] is Java's `NettyRemotingClient` without Netty: one `rmq-io` thread runs a
+//! mio event loop for every connection of the client, and an `rmq-cb` thread pool runs async
+//! callbacks and the processors of broker-initiated requests. See [`RemotingClient`] for the call
+//! contracts.
+//!
+//! # Threads
+//!
+//! * The calling thread connects (`connect_timeout`), encodes the request, queues it for the loop
+//!   and, for `invoke_sync`, waits on a one-slot channel with the call's deadline.
+//! * `rmq-io` owns the sockets and the response table. It reads until `WouldBlock`, decodes
+//!   frames, completes pending calls, coalesces queued frames into `writev`, sweeps expired
+//!   entries at their deadline and closes connections idle for `channel_max_idle`. It never runs
+//!   user code and never blocks.
+//! * `rmq-cb` runs callbacks and processors.
+//!
+//! A connection that fails (EOF, reset, malformed or oversized frame) is closed alone, and every
+//! call pending on it fails at once with [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
+//! naming the reason.
+
+mod client;
+mod config;
+mod event_loop;
+mod processor;
 pub mod protocol;
+
+pub use client::RemotingClient;
+pub use config::RemotingClientConfig;
+pub use processor::{RequestContext, RequestProcessor};

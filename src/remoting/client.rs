@@ -1,0 +1,677 @@
+//! [`RemotingClient`]: the cloneable handle to the `rmq-io` loop (Java `NettyRemotingClient`).
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{TcpStream as StdTcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use mio::{Poll, Waker};
+use parking_lot::Mutex;
+
+use super::config::RemotingClientConfig;
+use super::event_loop::{
+    Command, Completion, ConnHandle, EventLoop, Pending, PendingKind, Semaphore, Shared,
+    SHUTDOWN_REASON, WAKER_TOKEN,
+};
+use super::processor::RequestProcessor;
+use crate::error::{Error, Result};
+use crate::remoting::protocol::{RemotingCommand, RequestCode};
+
+/// A RocketMQ remoting client: one `rmq-io` thread for every connection, and an `rmq-cb` pool for
+/// callbacks and broker-initiated requests.
+///
+/// The handle is cheap to clone and `Send + Sync`; all clones share the same loop and
+/// connections. Dropping the last clone shuts the client down (see [`RemotingClient::shutdown`]).
+///
+/// # Calls
+///
+/// * [`invoke_sync`](Self::invoke_sync) blocks the calling thread until the response, a
+///   timeout, or the connection's failure.
+/// * [`invoke_async`](Self::invoke_async) runs a callback on the callback pool. **Either it
+///   returns `Err` and the callback never runs, or it returns `Ok` and the callback runs exactly
+///   once** (with the response, `Error::Timeout`, or `Error::ConnectionClosed`).
+/// * [`invoke_oneway`](Self::invoke_oneway) only queues the frame.
+///
+/// A response is returned as `Ok` whatever its code: interpreting codes is the caller's job.
+/// The time budget of every call includes the time to connect. One connection is kept per
+/// address and re-established on demand after it closes.
+#[derive(Clone)]
+pub struct RemotingClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    io: Mutex<Option<IoThread>>,
+    /// Serialises connects to one address, so a burst of calls opens one connection.
+    connect_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    namesrv: Mutex<NamesrvState>,
+    namesrv_index: AtomicUsize,
+    async_permits: Arc<Semaphore>,
+    oneway_permits: Arc<Semaphore>,
+    shutdown_started: AtomicBool,
+}
+
+struct IoThread {
+    handle: JoinHandle<Receiver<Command>>,
+    /// Disconnects when the io thread ends; lets `shutdown` wait with a bound.
+    done: Receiver<()>,
+}
+
+#[derive(Default)]
+struct NamesrvState {
+    addrs: Vec<String>,
+    chosen: Option<String>,
+}
+
+impl fmt::Debug for RemotingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotingClient")
+            .field("connections", &self.connection_count())
+            .field("pending", &self.pending_count())
+            .field("closed", &self.is_shut_down())
+            .finish()
+    }
+}
+
+impl RemotingClient {
+    /// Starts the `rmq-io` thread and the `rmq-cb` callback pool.
+    pub fn start(config: RemotingClientConfig) -> Result<RemotingClient> {
+        if config.callback_threads == 0 {
+            return Err(Error::config("callback_threads must be at least 1"));
+        }
+        if config.max_frame_len < 8 {
+            return Err(Error::config("max_frame_len must be at least 8"));
+        }
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let pool = threadpool::Builder::new()
+            .num_threads(config.callback_threads)
+            .thread_name("rmq-cb".to_string())
+            .build();
+        let async_permits = Semaphore::new(config.async_permits);
+        let oneway_permits = Semaphore::new(config.oneway_permits);
+        let shared = Arc::new(Shared::new(config, cmd_tx, waker, pool));
+        let event_loop = EventLoop::new(Arc::clone(&shared), cmd_rx, &poll)?;
+        let (done_tx, done) = bounded::<()>(0);
+        let handle = std::thread::Builder::new()
+            .name("rmq-io".to_string())
+            .spawn(move || {
+                let _done = done_tx;
+                event_loop.run(poll)
+            })?;
+        let mut seed = random_u64();
+        Ok(RemotingClient {
+            inner: Arc::new(Inner {
+                shared,
+                io: Mutex::new(Some(IoThread { handle, done })),
+                connect_locks: Mutex::new(HashMap::new()),
+                namesrv: Mutex::new(NamesrvState::default()),
+                namesrv_index: AtomicUsize::new((next_random(&mut seed) % 999) as usize),
+                async_permits,
+                oneway_permits,
+                shutdown_started: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration the client was started with.
+    pub fn config(&self) -> &RemotingClientConfig {
+        &self.inner.shared.config
+    }
+
+    /// Sends `request` to `addr` and blocks until its response, for at most `timeout` (connect
+    /// time included).
+    ///
+    /// Errors: [`Error::Connect`] if the connection cannot be made, [`Error::Timeout`] when the
+    /// budget runs out, [`Error::ConnectionClosed`] when the connection dies while waiting (at
+    /// once, not at the timeout), [`Error::Codec`] if the request cannot be encoded.
+    pub fn invoke_sync(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let deadline = Instant::now() + timeout;
+        self.invoke_sync_until(addr, request, timeout, deadline)
+    }
+
+    fn invoke_sync_until(
+        &self,
+        addr: &str,
+        mut request: RemotingCommand,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<RemotingCommand> {
+        self.check_open(addr)?;
+        let conn = self.get_or_connect(addr, timeout, deadline)?;
+        let frame = self.encode(&mut request)?;
+        let opaque = request.opaque();
+        let (tx, rx) = bounded(1);
+        let pending = Pending {
+            deadline,
+            timeout,
+            token: conn.token,
+            addr: Arc::clone(&conn.addr),
+            kind: PendingKind::Sync(tx),
+        };
+        let cmd = Command::Send {
+            token: conn.token,
+            frame,
+            opaque,
+            pending: Some(pending),
+            permit: None,
+        };
+        if self.inner.shared.submit(cmd).is_err() {
+            return Err(closed_error(addr));
+        }
+        match rx.recv_deadline(deadline) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => {
+                // Free the table entry now rather than at the next sweep.
+                let _ = self.inner.shared.submit(Command::Cancel { opaque });
+                Err(Error::Timeout {
+                    addr: addr.to_string(),
+                    timeout,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(closed_error(addr)),
+        }
+    }
+
+    /// Sends `request` to `addr`; `callback` later runs on the `rmq-cb` pool with the response
+    /// or an error.
+    ///
+    /// **Contract:** if this returns `Err`, the callback is dropped without running. If it
+    /// returns `Ok`, the callback runs exactly once: with the response, with [`Error::Timeout`]
+    /// after `timeout` (the response table is swept at the deadline), or with
+    /// [`Error::ConnectionClosed`] as soon as the connection closes or the client shuts down.
+    ///
+    /// Returned errors: [`Error::TooManyRequests`] when `async_permits` calls are already in
+    /// flight (the caller should back off), [`Error::Connect`], [`Error::Timeout`] if connecting
+    /// used the whole budget, [`Error::Codec`], and [`Error::ConnectionClosed`] after shutdown.
+    /// A permit is held until the callback has returned.
+    pub fn invoke_async<F>(
+        &self,
+        addr: &str,
+        mut request: RemotingCommand,
+        timeout: Duration,
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<RemotingCommand>) + Send + 'static,
+    {
+        let deadline = Instant::now() + timeout;
+        self.check_open(addr)?;
+        let permit = self
+            .inner
+            .async_permits
+            .try_acquire()
+            .ok_or(Error::TooManyRequests {
+                limit: self.inner.async_permits.limit(),
+            })?;
+        let conn = self.get_or_connect(addr, timeout, deadline)?;
+        let frame = self.encode(&mut request)?;
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            });
+        }
+        let pending = Pending {
+            deadline,
+            timeout,
+            token: conn.token,
+            addr: Arc::clone(&conn.addr),
+            kind: PendingKind::Async(Completion::new(Box::new(callback), permit)),
+        };
+        let cmd = Command::Send {
+            token: conn.token,
+            frame,
+            opaque: request.opaque(),
+            pending: Some(pending),
+            permit: None,
+        };
+        match self.inner.shared.submit(cmd) {
+            Ok(()) => Ok(()),
+            Err(cmd) => {
+                if let Command::Send {
+                    pending: Some(p), ..
+                } = cmd
+                {
+                    if let PendingKind::Async(c) = p.kind {
+                        c.disarm();
+                    }
+                }
+                Err(closed_error(addr))
+            }
+        }
+    }
+
+    /// Sends `request` to `addr` with the one-way flag set; no response is expected.
+    ///
+    /// `timeout` bounds the connect. At most `oneway_permits` one-way frames may be waiting to
+    /// be written ([`Error::TooManyRequests`] beyond); a permit is released once its frame is
+    /// written or its connection fails.
+    pub fn invoke_oneway(
+        &self,
+        addr: &str,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        self.check_open(addr)?;
+        request.mark_oneway();
+        let permit = self
+            .inner
+            .oneway_permits
+            .try_acquire()
+            .ok_or(Error::TooManyRequests {
+                limit: self.inner.oneway_permits.limit(),
+            })?;
+        let conn = self.get_or_connect(addr, timeout, deadline)?;
+        let frame = self.encode(&mut request)?;
+        let cmd = Command::Send {
+            token: conn.token,
+            frame,
+            opaque: request.opaque(),
+            pending: None,
+            permit: Some(permit),
+        };
+        self.inner
+            .shared
+            .submit(cmd)
+            .map_err(|_| closed_error(addr))
+    }
+
+    /// Replaces the name server list (Java `updateNameServerAddressList`). When the set changes
+    /// it is shuffled, and the chosen name server is forgotten if it is no longer listed.
+    pub fn update_namesrv_addr_list(&self, addrs: Vec<String>) {
+        let mut state = self.inner.namesrv.lock();
+        let changed =
+            addrs.len() != state.addrs.len() || addrs.iter().any(|a| !state.addrs.contains(a));
+        if !changed {
+            return;
+        }
+        let mut addrs = addrs;
+        shuffle(&mut addrs);
+        log::info!("name server address list updated: {addrs:?}");
+        if let Some(chosen) = &state.chosen {
+            if !addrs.contains(chosen) {
+                state.chosen = None;
+            }
+        }
+        state.addrs = addrs;
+    }
+
+    /// The current name server list (in its shuffled order).
+    pub fn namesrv_addr_list(&self) -> Vec<String> {
+        self.inner.namesrv.lock().addrs.clone()
+    }
+
+    /// The name server in use, if one has been chosen.
+    pub fn chosen_namesrv_addr(&self) -> Option<String> {
+        self.inner.namesrv.lock().chosen.clone()
+    }
+
+    /// [`invoke_sync`](Self::invoke_sync) to a name server.
+    ///
+    /// The chosen name server is reused while its connection is alive. Otherwise every listed
+    /// address is tried in turn, starting at a rotating index; the first that connects becomes
+    /// the chosen one. If none connects: [`Error::Connect`] naming all of them (`;`-joined).
+    pub fn invoke_namesrv_sync(
+        &self,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let deadline = Instant::now() + timeout;
+        let addr = self.choose_namesrv(timeout, deadline)?;
+        self.invoke_sync_until(&addr, request, timeout, deadline)
+    }
+
+    fn choose_namesrv(&self, timeout: Duration, deadline: Instant) -> Result<String> {
+        let addrs = {
+            let state = self.inner.namesrv.lock();
+            if let Some(chosen) = &state.chosen {
+                if self.is_connected(chosen) {
+                    return Ok(chosen.clone());
+                }
+            }
+            state.addrs.clone()
+        };
+        if addrs.is_empty() {
+            return Err(Error::Connect {
+                addr: String::new(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no name server address configured",
+                ),
+            });
+        }
+        let start = self.inner.namesrv_index.fetch_add(1, Ordering::Relaxed);
+        let mut last_err = None;
+        for i in 0..addrs.len() {
+            let addr = &addrs[(start + i) % addrs.len()];
+            match self.get_or_connect(addr, timeout, deadline) {
+                Ok(_) => {
+                    let mut state = self.inner.namesrv.lock();
+                    if state.addrs.contains(addr) {
+                        state.chosen = Some(addr.clone());
+                    }
+                    log::debug!("name server {addr} chosen");
+                    return Ok(addr.clone());
+                }
+                Err(e @ Error::Timeout { .. }) => return Err(e),
+                Err(e) => {
+                    log::warn!("name server {addr} unreachable: {e}");
+                    last_err = Some(e);
+                }
+            }
+        }
+        let source = match last_err {
+            Some(Error::Connect { source, .. }) => source,
+            Some(other) => io::Error::other(other.to_string()),
+            None => io::Error::other("no name server reachable"),
+        };
+        Err(Error::Connect {
+            addr: addrs.join(";"),
+            source,
+        })
+    }
+
+    /// Registers the processor for broker-initiated requests with `code`, replacing any earlier
+    /// one. Requests with no processor are answered with `REQUEST_CODE_NOT_SUPPORTED`.
+    pub fn register_processor(&self, code: RequestCode, processor: Arc<dyn RequestProcessor>) {
+        self.inner
+            .shared
+            .processors
+            .write()
+            .insert(code.0, processor);
+    }
+
+    /// Closes the connection to `addr`, if any. Calls pending on it fail with
+    /// [`Error::ConnectionClosed`]; the next call reconnects.
+    pub fn close_connection(&self, addr: &str) {
+        let handle = self.inner.shared.conns.write().remove(addr);
+        if let Some(h) = handle {
+            let _ = self.inner.shared.submit(Command::Close {
+                token: h.token,
+                reason: "closed by the client".to_string(),
+            });
+        }
+    }
+
+    /// `true` if a live connection to `addr` exists.
+    pub fn is_connected(&self, addr: &str) -> bool {
+        self.inner
+            .shared
+            .conns
+            .read()
+            .get(addr)
+            .is_some_and(|h| h.is_alive())
+    }
+
+    /// Entries in the response table (calls waiting for a response).
+    pub fn pending_count(&self) -> usize {
+        self.inner.shared.pending_count()
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.shared.connection_count()
+    }
+
+    /// `true` once [`shutdown`](Self::shutdown) has started.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops the client: closes every connection, fails every pending call with
+    /// [`Error::ConnectionClosed`], joins the io thread (waiting at most `shutdown_timeout`), then
+    /// waits (bounded by the same timeout) for queued callbacks to finish. Idempotent; later calls
+    /// on any clone fail with `ConnectionClosed`. Called from a callback it does not wait for the
+    /// callback pool.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    fn check_open(&self, addr: &str) -> Result<()> {
+        if self.is_shut_down() {
+            Err(closed_error(addr))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn encode(&self, request: &mut RemotingCommand) -> Result<bytes::Bytes> {
+        request.set_serialize_type(self.inner.shared.config.serialize_type);
+        Ok(request.encode_to_bytes()?)
+    }
+
+    /// The live connection to `addr`, connecting on this thread if there is none.
+    fn get_or_connect(
+        &self,
+        addr: &str,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Arc<ConnHandle>> {
+        let shared = &self.inner.shared;
+        if let Some(h) = shared.conns.read().get(addr) {
+            if h.is_alive() {
+                return Ok(Arc::clone(h));
+            }
+        }
+        let lock = Arc::clone(
+            self.inner
+                .connect_locks
+                .lock()
+                .entry(addr.to_string())
+                .or_default(),
+        );
+        let timeout_err = || Error::Timeout {
+            addr: addr.to_string(),
+            timeout,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let _guard = lock.try_lock_for(remaining).ok_or_else(timeout_err)?;
+        // Someone else may have connected while we waited.
+        if let Some(h) = shared.conns.read().get(addr) {
+            if h.is_alive() {
+                return Ok(Arc::clone(h));
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(timeout_err());
+        }
+        let stream = connect(addr, shared.config.connect_timeout.min(remaining))?;
+        let handle = Arc::new(ConnHandle::new(shared.next_token(), addr));
+        shared
+            .conns
+            .write()
+            .insert(addr.to_string(), Arc::clone(&handle));
+        let cmd = Command::Register {
+            handle: Arc::clone(&handle),
+            stream,
+        };
+        if let Err(cmd) = shared.submit(cmd) {
+            shared.fail_command(cmd, SHUTDOWN_REASON);
+            return Err(closed_error(addr));
+        }
+        log::debug!("connected to {addr}");
+        Ok(handle)
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        if self.shutdown_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::Release);
+        let _ = shared.submit(Command::Shutdown);
+        let timeout = shared.config.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        if let Some(io) = self.io.lock().take() {
+            match io.done.recv_deadline(deadline) {
+                Err(RecvTimeoutError::Disconnected) | Ok(()) => match io.handle.join() {
+                    Ok(rx) => {
+                        // Commands sent after the loop's last look: fail them here.
+                        while let Ok(cmd) = rx.try_recv() {
+                            shared.fail_command(cmd, SHUTDOWN_REASON);
+                        }
+                    }
+                    Err(_) => log::error!("rmq-io panicked"),
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    log::error!("rmq-io did not stop within {timeout:?}; detaching it");
+                }
+            }
+        }
+        // Wait for queued callbacks (they include the failures just sent), unless we are one.
+        if std::thread::current().name() != Some("rmq-cb") {
+            while shared.pool.active_count() + shared.pool.queued_count() > 0 {
+                if Instant::now() >= deadline {
+                    log::warn!("callbacks still running after {timeout:?}; not waiting longer");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        log::info!("remoting client shut down");
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn closed_error(addr: &str) -> Error {
+    Error::ConnectionClosed {
+        addr: addr.to_string(),
+        reason: SHUTDOWN_REASON.to_string(),
+    }
+}
+
+/// Connects on the caller's thread, then prepares the stream for the loop.
+fn connect(addr: &str, timeout: Duration) -> Result<mio::net::TcpStream> {
+    let connect_err = |source: io::Error| Error::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut last = None;
+    for sa in addr.to_socket_addrs().map_err(connect_err)? {
+        match StdTcpStream::connect_timeout(&sa, timeout) {
+            Ok(s) => {
+                s.set_nodelay(true).map_err(connect_err)?;
+                s.set_nonblocking(true).map_err(connect_err)?;
+                return Ok(mio::net::TcpStream::from_std(s));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(connect_err(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing")
+    })))
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// xorshift64*: enough randomness to shuffle a name server list.
+fn next_random(state: &mut u64) -> u64 {
+    if *state == 0 {
+        *state = 0x9E37_79B9_7F4A_7C15;
+    }
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+fn shuffle<T>(v: &mut [T]) {
+    let mut seed = random_u64();
+    for i in (1..v.len()).rev() {
+        let j = (next_random(&mut seed) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<RemotingClient>();
+    }
+
+    #[test]
+    fn semaphore_bounds_and_releases() {
+        let s = Semaphore::new(2);
+        let a = s.try_acquire().unwrap();
+        let _b = s.try_acquire().unwrap();
+        assert!(s.try_acquire().is_none());
+        drop(a);
+        assert!(s.try_acquire().is_some());
+    }
+
+    #[test]
+    fn shuffle_keeps_elements() {
+        let mut v: Vec<u32> = (0..20).collect();
+        shuffle(&mut v);
+        let mut sorted = v.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn start_and_shutdown_are_clean() {
+        let client = RemotingClient::start(RemotingClientConfig::default()).unwrap();
+        let clone = client.clone();
+        client.shutdown();
+        client.shutdown();
+        assert!(clone.is_shut_down());
+        let err = clone
+            .invoke_sync(
+                "127.0.0.1:1",
+                RemotingCommand::request(RequestCode(1)),
+                Duration::from_secs(1),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::ConnectionClosed { .. }), "{err}");
+    }
+
+    #[test]
+    fn namesrv_update_forgets_removed_chosen() {
+        let client = RemotingClient::start(RemotingClientConfig::default()).unwrap();
+        client.update_namesrv_addr_list(vec!["a:1".into(), "b:2".into()]);
+        client.inner.namesrv.lock().chosen = Some("a:1".into());
+        client.update_namesrv_addr_list(vec!["b:2".into(), "a:1".into()]);
+        assert_eq!(client.chosen_namesrv_addr().as_deref(), Some("a:1"));
+        client.update_namesrv_addr_list(vec!["b:2".into(), "c:3".into()]);
+        assert_eq!(client.chosen_namesrv_addr(), None);
+        let mut l = client.namesrv_addr_list();
+        l.sort();
+        assert_eq!(l, vec!["b:2".to_string(), "c:3".to_string()]);
+    }
+}

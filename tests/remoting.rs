@@ -1,0 +1,695 @@
+//! RemotingClient against the in-process FakeBroker: round trips, concurrency, faults.
+//!
+//! Every wait is a `recv_timeout` (or a condition polled up to a deadline), never a bare sleep.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::unbounded;
+use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig, RequestContext};
+use rocketmq_sync::testing::{FakeAction, FakeBroker};
+use rocketmq_sync::Error;
+
+const SILENT: RequestCode = RequestCode(9001);
+const CLOSE: RequestCode = RequestCode(9002);
+const GARBAGE: RequestCode = RequestCode(9003);
+const OVERSIZED: RequestCode = RequestCode(9004);
+const ECHO: RequestCode = RequestCode(9005);
+const SLOW: RequestCode = RequestCode(9006);
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = env_logger::builder().is_test(true).try_init();
+    });
+}
+
+fn config() -> RemotingClientConfig {
+    RemotingClientConfig {
+        callback_threads: 2,
+        ..RemotingClientConfig::default()
+    }
+}
+
+fn client() -> RemotingClient {
+    init();
+    RemotingClient::start(config()).unwrap()
+}
+
+fn success_with_body(req: &RemotingCommand) -> RemotingCommand {
+    let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
+    if let Some(b) = req.body() {
+        resp.set_body(b.clone());
+    }
+    resp
+}
+
+/// A fake whose behaviour depends on the request code.
+fn scripted_broker() -> FakeBroker {
+    FakeBroker::start(|req| match RequestCode(req.code()) {
+        SILENT => FakeAction::NoResponse,
+        CLOSE => FakeAction::CloseConnection,
+        GARBAGE => FakeAction::SendRaw(b"\x00\x00\x00\x02hi".to_vec()),
+        OVERSIZED => FakeAction::SendRaw(vec![0x7f, 0xff, 0xff, 0xff, 1, 2, 3, 4]),
+        SLOW => FakeAction::RespondAfter(Duration::from_millis(300), success_with_body(req)),
+        _ => FakeAction::Respond(success_with_body(req)),
+    })
+    .unwrap()
+}
+
+fn request(code: RequestCode) -> RemotingCommand {
+    RemotingCommand::request(code)
+}
+
+/// An address nobody listens on.
+fn dead_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    addr
+}
+
+/// Polls `cond` until it holds or `within` elapses.
+fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn assert_closed(err: &Error, reason_contains: &str) {
+    match err {
+        Error::ConnectionClosed { reason, .. } => assert!(
+            reason.contains(reason_contains),
+            "reason {reason:?} should mention {reason_contains:?}"
+        ),
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+}
+
+#[test]
+fn sync_round_trip() {
+    let broker = scripted_broker();
+    let client = client();
+    let req = request(ECHO).with_body(&b"hello"[..]);
+    let opaque = req.opaque();
+    let resp = client
+        .invoke_sync(&broker.addr(), req, Duration::from_secs(3))
+        .unwrap();
+    assert!(resp.is_response());
+    assert_eq!(resp.opaque(), opaque);
+    assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(resp.body().map(|b| &b[..]), Some(&b"hello"[..]));
+    assert_eq!(client.connection_count(), 1);
+    assert_eq!(client.pending_count(), 0);
+    assert_eq!(broker.request_count(), 1);
+}
+
+#[test]
+fn responses_are_ok_whatever_their_code() {
+    let broker = FakeBroker::start(|_| {
+        FakeAction::Respond(RemotingCommand::response(
+            ResponseCode::SYSTEM_BUSY,
+            Some("busy".into()),
+        ))
+    })
+    .unwrap();
+    let client = client();
+    let resp = client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::SYSTEM_BUSY);
+    assert_eq!(resp.remark(), Some("busy"));
+}
+
+#[test]
+fn thousand_concurrent_async_calls_complete_exactly_once() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let (client, addr, tx) = (client.clone(), addr.clone(), tx.clone());
+            s.spawn(move || {
+                for i in 0..250u32 {
+                    let id = t * 1000 + i;
+                    let req = request(ECHO).with_body(id.to_be_bytes().to_vec());
+                    let tx = tx.clone();
+                    client
+                        .invoke_async(&addr, req, Duration::from_secs(10), move |r| {
+                            tx.send((id, r)).unwrap();
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let mut seen = HashSet::new();
+    for _ in 0..1000 {
+        let (id, r) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("all callbacks within 10 s");
+        let resp = r.unwrap();
+        assert_eq!(resp.body().map(|b| &b[..]), Some(&id.to_be_bytes()[..]));
+        assert!(seen.insert(id), "callback for {id} ran twice");
+    }
+    assert_eq!(seen.len(), 1000);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "no callback runs twice"
+    );
+    assert_eq!(client.pending_count(), 0);
+    assert_eq!(client.connection_count(), 1);
+    assert_eq!(broker.request_count(), 1000);
+}
+
+#[test]
+fn oneway_reaches_the_broker() {
+    let broker = scripted_broker();
+    let client = client();
+    client
+        .invoke_oneway(
+            &broker.addr(),
+            request(ECHO).with_body(&b"fire"[..]),
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    let got = broker
+        .recv_request(Duration::from_secs(3))
+        .expect("one-way request arrives");
+    assert!(got.is_oneway());
+    assert_eq!(got.code(), ECHO.0);
+    assert_eq!(got.body().map(|b| &b[..]), Some(&b"fire"[..]));
+    assert_eq!(client.pending_count(), 0);
+}
+
+#[test]
+fn sync_call_times_out_when_no_response_comes() {
+    let broker = scripted_broker();
+    let client = client();
+    let timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = client
+        .invoke_sync(&broker.addr(), request(SILENT), timeout)
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(elapsed >= timeout, "{elapsed:?}");
+    assert!(
+        elapsed < timeout + Duration::from_millis(1200),
+        "{elapsed:?}"
+    );
+    assert!(eventually(Duration::from_secs(2), || client
+        .pending_count()
+        == 0));
+    // The connection survives a timeout.
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+}
+
+#[test]
+fn async_callback_gets_timeout_from_the_sweep() {
+    let broker = scripted_broker();
+    let client = client();
+    let (tx, rx) = unbounded();
+    let start = Instant::now();
+    client
+        .invoke_async(
+            &broker.addr(),
+            request(SILENT),
+            Duration::from_millis(300),
+            move |r| tx.send(r).unwrap(),
+        )
+        .unwrap();
+    let r = rx
+        .recv_timeout(Duration::from_millis(300 + 1200))
+        .expect("the sweep fails the call");
+    let err = r.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(client.pending_count(), 0);
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+}
+
+#[test]
+fn broker_closing_the_connection_fails_pending_calls_at_once() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    let start = Instant::now();
+    client
+        .invoke_async(&addr, request(SILENT), Duration::from_secs(20), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    let err = client
+        .invoke_sync(&addr, request(CLOSE), Duration::from_secs(20))
+        .unwrap_err();
+    assert_closed(&err, "closed by peer");
+    let async_err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("async call failed promptly")
+        .unwrap_err();
+    assert_closed(&async_err, "closed by peer");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(client.pending_count(), 0);
+    assert!(eventually(Duration::from_secs(2), || client
+        .connection_count()
+        == 0));
+
+    // Reconnect on demand.
+    let resp = client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(client.connection_count(), 1);
+}
+
+fn codec_error_closes_only_that_connection(code: RequestCode, reason: &str) {
+    let bad = scripted_broker();
+    let good = scripted_broker();
+    let client = client();
+    // Warm up the healthy connection first so it is open while the other one fails.
+    client
+        .invoke_sync(&good.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(
+            &bad.addr(),
+            request(SILENT),
+            Duration::from_secs(20),
+            move |r| tx.send(r).unwrap(),
+        )
+        .unwrap();
+    let start = Instant::now();
+    let err = client
+        .invoke_sync(&bad.addr(), request(code), Duration::from_secs(20))
+        .unwrap_err();
+    assert_closed(&err, "codec error");
+    assert_closed(&err, reason);
+    let async_err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
+    assert_closed(&async_err, reason);
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(!client.is_connected(&bad.addr()));
+
+    // The other connection is untouched.
+    assert!(client.is_connected(&good.addr()));
+    let resp = client
+        .invoke_sync(&good.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(good.connection_count(), 1, "no reconnect was needed");
+    assert_eq!(client.pending_count(), 0);
+}
+
+#[test]
+fn garbage_bytes_close_that_connection_only() {
+    init();
+    codec_error_closes_only_that_connection(GARBAGE, "malformed");
+}
+
+#[test]
+fn oversized_length_prefix_closes_that_connection_only() {
+    init();
+    codec_error_closes_only_that_connection(OVERSIZED, "exceeds the maximum");
+}
+
+#[test]
+fn close_connection_then_reconnect_on_demand() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(&addr, request(SILENT), Duration::from_secs(20), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || client
+        .pending_count()
+        == 1));
+    client.close_connection(&addr);
+    let err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
+    assert_closed(&err, "closed by the client");
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 0));
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 1));
+}
+
+#[test]
+fn too_many_async_requests_is_rejected_without_calling_back() {
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        async_permits: 4,
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    for _ in 0..4 {
+        let tx = tx.clone();
+        client
+            .invoke_async(&addr, request(SLOW), Duration::from_secs(10), move |r| {
+                tx.send(r).unwrap()
+            })
+            .unwrap();
+    }
+    let called = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&called);
+    let err = client
+        .invoke_async(&addr, request(SLOW), Duration::from_secs(10), move |_| {
+            flag.store(true, Ordering::SeqCst)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyRequests { limit: 4 }),
+        "{err:?}"
+    );
+    for _ in 0..4 {
+        rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    }
+    // Permits come back once the callbacks have returned.
+    let (tx2, rx2) = unbounded();
+    assert!(eventually(Duration::from_secs(2), || {
+        let tx2 = tx2.clone();
+        client
+            .invoke_async(&addr, request(ECHO), Duration::from_secs(5), move |r| {
+                tx2.send(r).unwrap()
+            })
+            .is_ok()
+    }));
+    rx2.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert!(
+        !called.load(Ordering::SeqCst),
+        "rejected callback must never run"
+    );
+}
+
+#[test]
+fn broker_request_is_answered_by_a_processor_on_the_callback_pool() {
+    const NOTIFY: RequestCode = RequestCode::NOTIFY_CONSUMER_IDS_CHANGED;
+    const PANICS: RequestCode = RequestCode(9100);
+    const UNKNOWN: RequestCode = RequestCode(9101);
+    let broker = scripted_broker();
+    let client = client();
+    let (thread_tx, thread_rx) = unbounded();
+    client.register_processor(
+        NOTIFY,
+        Arc::new(move |ctx: &RequestContext, req: RemotingCommand| {
+            let name = std::thread::current().name().map(str::to_string);
+            thread_tx.send((name, ctx.peer_addr().to_string())).unwrap();
+            Some(
+                RemotingCommand::response(ResponseCode::SUCCESS, None)
+                    .with_body(req.body().cloned().unwrap_or_default()),
+            )
+        }),
+    );
+    client.register_processor(
+        PANICS,
+        Arc::new(
+            |_: &RequestContext, _: RemotingCommand| -> Option<RemotingCommand> {
+                panic!("processor exploded")
+            },
+        ),
+    );
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+
+    let push = request(NOTIFY).with_body(&b"ids"[..]);
+    assert_eq!(broker.push_request(&push), 1);
+    let resp = broker
+        .recv_response(Duration::from_secs(3))
+        .expect("answered");
+    assert_eq!(resp.opaque(), push.opaque());
+    assert!(resp.is_response());
+    assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(resp.body().map(|b| &b[..]), Some(&b"ids"[..]));
+    let (name, peer) = thread_rx.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert!(
+        name.as_deref().unwrap_or("").starts_with("rmq-cb"),
+        "{name:?}"
+    );
+    assert_eq!(peer, broker.addr());
+
+    let unknown = request(UNKNOWN);
+    broker.push_request(&unknown);
+    let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
+    assert_eq!(resp.opaque(), unknown.opaque());
+    assert_eq!(
+        resp.response_code(),
+        ResponseCode::REQUEST_CODE_NOT_SUPPORTED
+    );
+    assert_eq!(resp.remark(), Some(" request type 9101 not supported"));
+
+    let panics = request(PANICS);
+    broker.push_request(&panics);
+    let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
+    assert_eq!(resp.opaque(), panics.opaque());
+    assert_eq!(resp.response_code(), ResponseCode::SYSTEM_ERROR);
+    assert!(resp.remark().unwrap_or("").contains("processor exploded"));
+
+    // The client still works after a processor panic.
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(broker.received_responses().len(), 3);
+}
+
+#[test]
+fn namesrv_failover_skips_a_dead_address() {
+    init();
+    let live = scripted_broker();
+    let dead = dead_addr();
+    // The list is shuffled and the start index random: use several clients so the dead address
+    // comes first for some of them.
+    for _ in 0..6 {
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        client.update_namesrv_addr_list(vec![dead.clone(), live.addr()]);
+        let resp = client
+            .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+            .unwrap();
+        assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+        assert_eq!(client.chosen_namesrv_addr(), Some(live.addr()));
+        // The chosen one is reused.
+        client
+            .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+            .unwrap();
+        assert_eq!(client.connection_count(), 1);
+        client.shutdown();
+    }
+}
+
+#[test]
+fn namesrv_all_dead_is_a_connect_error_listing_them() {
+    let client = client();
+    let (a, b) = (dead_addr(), dead_addr());
+    client.update_namesrv_addr_list(vec![a.clone(), b.clone()]);
+    let err = client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+        .unwrap_err();
+    match &err {
+        Error::Connect { addr, .. } => {
+            assert!(addr.contains(&a) && addr.contains(&b), "{addr}");
+        }
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    let empty = self::client();
+    let err = empty
+        .invoke_namesrv_sync(request(ECHO), Duration::from_secs(1))
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+#[test]
+fn connect_to_a_closed_port_fails_fast() {
+    let client = client();
+    let start = Instant::now();
+    let err = client
+        .invoke_sync(&dead_addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // Async: the call returns the error and the callback never runs.
+    let called = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&called);
+    let err = client
+        .invoke_async(
+            &dead_addr(),
+            request(ECHO),
+            Duration::from_secs(3),
+            move |_| flag.store(true, Ordering::SeqCst),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    client.shutdown();
+    assert!(!called.load(Ordering::SeqCst));
+    assert_eq!(client.pending_count(), 0);
+}
+
+#[test]
+fn shutdown_fails_pending_calls_and_joins() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(&addr, request(SILENT), Duration::from_secs(30), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    let (sync_tx, sync_rx) = unbounded();
+    let sync_client = client.clone();
+    let sync_addr = addr.clone();
+    let waiter = std::thread::Builder::new()
+        .name("sync-waiter".into())
+        .spawn(move || {
+            let r = sync_client.invoke_sync(&sync_addr, request(SILENT), Duration::from_secs(30));
+            sync_tx.send(r).unwrap();
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || client
+        .pending_count()
+        == 2));
+
+    let start = Instant::now();
+    client.shutdown();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    client.shutdown(); // idempotent
+
+    let err = rx
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap()
+        .unwrap_err();
+    assert_closed(&err, "shut down");
+    let err = sync_rx
+        .recv_timeout(Duration::from_secs(2))
+        .unwrap()
+        .unwrap_err();
+    assert_closed(&err, "shut down");
+    waiter.join().unwrap();
+    assert_eq!(client.pending_count(), 0);
+    assert_eq!(client.connection_count(), 0);
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 0));
+
+    let err = client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(1))
+        .unwrap_err();
+    assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
+}
+
+#[test]
+fn dropping_the_last_handle_shuts_down() {
+    let broker = scripted_broker();
+    let client = client();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(
+            &broker.addr(),
+            request(SILENT),
+            Duration::from_secs(30),
+            move |r| tx.send(r).unwrap(),
+        )
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || client
+        .pending_count()
+        == 1));
+    drop(client);
+    let err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
+    assert_closed(&err, "shut down");
+    assert!(eventually(Duration::from_secs(2), || broker
+        .connection_count()
+        == 0));
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        channel_max_idle: Duration::from_millis(200),
+        ..config()
+    })
+    .unwrap();
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(client.connection_count(), 1);
+    assert!(eventually(Duration::from_secs(3), || client
+        .connection_count()
+        == 0));
+    // And it comes back on demand.
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+}
+
+#[test]
+fn broker_shutdown_is_seen_as_eof() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(&addr, request(SILENT), Duration::from_secs(30), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+    broker.shutdown();
+    let err = rx
+        .recv_timeout(Duration::from_secs(3))
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
+    assert_eq!(client.pending_count(), 0);
+}
