@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod client;
 pub mod common;
+pub mod consumer;
 mod error;
 #[allow(dead_code)]
 pub(crate) mod executor;

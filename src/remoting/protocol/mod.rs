@@ -7,6 +7,7 @@ mod code;
 mod command;
 mod ext_fields;
 mod frame;
+pub mod body;
 pub mod header;
 
 pub use code::{RequestCode, ResponseCode};

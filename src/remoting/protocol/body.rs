@@ -1,0 +1,1 @@
+//! Remoting bodies that need fastjson quirks (object map keys).
