@@ -54,7 +54,10 @@ mod tests {
     #[test]
     fn java_to_string_and_order() {
         let a = MessageQueue::new("T", "broker-a", 0);
-        assert_eq!(a.to_string(), "MessageQueue [topic=T, brokerName=broker-a, queueId=0]");
+        assert_eq!(
+            a.to_string(),
+            "MessageQueue [topic=T, brokerName=broker-a, queueId=0]"
+        );
         let mut v = vec![
             MessageQueue::new("T", "broker-b", 0),
             MessageQueue::new("T", "broker-a", 1),

@@ -1,8 +1,12 @@
 //! Topic route data from the name server (`GET_ROUTEINFO_BY_TOPIC`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use super::MessageQueue;
+use crate::error::CodecError;
 
 /// Permission bit: the queue may be read.
 pub const PERM_READ: i32 = 4;
@@ -68,5 +72,236 @@ impl BrokerData {
     /// The master's address, if the broker has one.
     pub fn master_addr(&self) -> Option<&str> {
         self.broker_addrs.get(&MASTER_ID).map(String::as_str)
+    }
+}
+
+impl TopicRouteData {
+    /// Decodes a `GET_ROUTEINFO_BY_TOPIC` body. Accepts standard JSON and fastjson's default
+    /// form, which writes integer map keys unquoted (`"brokerAddrs":{0:"127.0.0.1:10911"}`), as
+    /// older name servers send.
+    pub fn decode(body: &[u8]) -> Result<TopicRouteData, CodecError> {
+        let json = quote_numeric_keys(body);
+        serde_json::from_slice(&json).map_err(|e| CodecError::Json(format!("TopicRouteData: {e}")))
+    }
+}
+
+/// Quotes bare integer object keys outside strings (`{0:"a",-1:"b"}` → `{"0":"a","-1":"b"}`), so
+/// serde_json accepts fastjson output. Borrows when nothing needs quoting.
+fn quote_numeric_keys(src: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < src.len() {
+        let c = src[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'{' || c == b',' {
+            // A key position: skip whitespace, look for -?digits followed by ':'.
+            let mut j = i + 1;
+            while j < src.len() && src[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            let start = j;
+            if j < src.len() && src[j] == b'-' {
+                j += 1;
+            }
+            let digits = j;
+            while j < src.len() && src[j].is_ascii_digit() {
+                j += 1;
+            }
+            let end = j;
+            while j < src.len() && src[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if end > digits && j < src.len() && src[j] == b':' {
+                let o = out.get_or_insert_with(|| {
+                    let mut v = Vec::with_capacity(src.len() + 16);
+                    v.extend_from_slice(&src[..i]);
+                    v
+                });
+                o.extend_from_slice(&src[i..start]);
+                o.push(b'"');
+                o.extend_from_slice(&src[start..end]);
+                o.push(b'"');
+                i = end;
+                continue;
+            }
+        }
+        if let Some(o) = out.as_mut() {
+            o.push(c);
+        }
+        i += 1;
+    }
+    match out {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(src),
+    }
+}
+
+/// The queues a producer may send to (Java `topicRouteData2TopicPublishInfo`).
+///
+/// With an `orderTopicConf` (`"broker-a:4;broker-b:4"`) the queues are `0..n` of each listed
+/// broker in that order. Otherwise, brokers sorted by name, the `0..writeQueueNums` queues of every
+/// writeable broker that has a master.
+pub fn topic_publish_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
+    let mut queues = Vec::new();
+    if let Some(conf) = route.order_topic_conf.as_deref().filter(|c| !c.is_empty()) {
+        for item in conf.split(';').filter(|s| !s.is_empty()) {
+            let parsed = item
+                .split_once(':')
+                .and_then(|(name, n)| Some((name, n.trim().parse::<i32>().ok()?)));
+            match parsed {
+                Some((name, n)) => {
+                    queues.extend((0..n).map(|i| MessageQueue::new(topic, name, i)));
+                }
+                None => log::warn!("topic {topic}: ignoring bad orderTopicConf entry {item:?}"),
+            }
+        }
+        return queues;
+    }
+    let mut datas: Vec<&QueueData> = route.queue_datas.iter().collect();
+    datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+    for qd in datas.into_iter().filter(|qd| qd.is_writeable()) {
+        let has_master = route
+            .broker_datas
+            .iter()
+            .find(|bd| bd.broker_name == qd.broker_name)
+            .is_some_and(|bd| bd.master_addr().is_some());
+        if has_master {
+            queues.extend(
+                (0..qd.write_queue_nums).map(|i| MessageQueue::new(topic, &qd.broker_name, i)),
+            );
+        }
+    }
+    queues
+}
+
+/// The queues a consumer may pull from (Java `topicRouteData2TopicSubscribeInfo`): queues
+/// `0..readQueueNums` of every readable broker, sorted and without duplicates. No master is
+/// required.
+pub fn topic_subscribe_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
+    let mut queues: Vec<MessageQueue> = route
+        .queue_datas
+        .iter()
+        .filter(|qd| qd.is_readable())
+        .flat_map(|qd| {
+            (0..qd.read_queue_nums).map(|i| MessageQueue::new(topic, &qd.broker_name, i))
+        })
+        .collect();
+    queues.sort();
+    queues.dedup();
+    queues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FASTJSON: &str = r#"{"brokerDatas":[{"brokerAddrs":{0:"127.0.0.1:10911",1:"127.0.0.1:10921"},"brokerName":"broker-a","cluster":"DefaultCluster"}],"filterServerTable":{},"queueDatas":[{"brokerName":"broker-a","perm":6,"readQueueNums":4,"topicSysFlag":0,"writeQueueNums":4}]}"#;
+
+    fn qd(name: &str, r: i32, w: i32, perm: i32) -> QueueData {
+        QueueData {
+            broker_name: name.into(),
+            read_queue_nums: r,
+            write_queue_nums: w,
+            perm,
+            topic_sys_flag: 0,
+        }
+    }
+
+    fn bd(name: &str, ids: &[i64]) -> BrokerData {
+        BrokerData {
+            cluster: "c".into(),
+            broker_name: name.into(),
+            broker_addrs: ids
+                .iter()
+                .map(|i| (*i, format!("10.0.0.{i}:10911")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn quoting_pre_pass() {
+        assert_eq!(
+            &*quote_numeric_keys(br#"{0:"a", -12 :"b","s":"{1:2}","n":[1,2],"e":"\"",3:{}}"#),
+            br#"{"0":"a", "-12" :"b","s":"{1:2}","n":[1,2],"e":"\"","3":{}}"#
+        );
+        assert!(matches!(quote_numeric_keys(b"{\"0\":1}"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn decodes_fastjson_form() {
+        let r = TopicRouteData::decode(FASTJSON.as_bytes()).unwrap();
+        assert_eq!(r.broker_datas[0].master_addr(), Some("127.0.0.1:10911"));
+        assert_eq!(r.broker_datas[0].broker_addrs[&1], "127.0.0.1:10921");
+        assert_eq!(r.queue_datas[0].perm, 6);
+        assert!(TopicRouteData::decode(b"{0:").is_err());
+    }
+
+    #[test]
+    fn publish_queues_sorted_writeable_with_master() {
+        let route = TopicRouteData {
+            queue_datas: vec![
+                qd("broker-b", 2, 2, PERM_READ | PERM_WRITE),
+                qd("broker-a", 4, 3, PERM_READ | PERM_WRITE),
+                qd("broker-c", 2, 2, PERM_READ),
+                qd("broker-d", 2, 2, PERM_READ | PERM_WRITE),
+            ],
+            broker_datas: vec![
+                bd("broker-a", &[0]),
+                bd("broker-b", &[0, 1]),
+                bd("broker-c", &[0]),
+                bd("broker-d", &[1]),
+            ],
+            ..Default::default()
+        };
+        let q = topic_publish_queues("T", &route);
+        let got: Vec<(&str, i32)> = q
+            .iter()
+            .map(|m| (m.broker_name.as_str(), m.queue_id))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("broker-a", 0),
+                ("broker-a", 1),
+                ("broker-a", 2),
+                ("broker-b", 0),
+                ("broker-b", 1)
+            ]
+        );
+        assert!(q.iter().all(|m| m.topic == "T"));
+
+        let sub = topic_subscribe_queues("T", &route);
+        assert_eq!(sub.len(), 4 + 2 + 2 + 2);
+        assert_eq!(sub[0], MessageQueue::new("T", "broker-a", 0));
+        assert_eq!(sub.last(), Some(&MessageQueue::new("T", "broker-d", 1)));
+    }
+
+    #[test]
+    fn publish_queues_from_order_topic_conf() {
+        let route = TopicRouteData {
+            order_topic_conf: Some("broker-b:2;broker-a:1;bad;".into()),
+            queue_datas: vec![qd("broker-a", 8, 8, 6)],
+            ..Default::default()
+        };
+        let q = topic_publish_queues("T", &route);
+        assert_eq!(
+            q,
+            [
+                MessageQueue::new("T", "broker-b", 0),
+                MessageQueue::new("T", "broker-b", 1),
+                MessageQueue::new("T", "broker-a", 0),
+            ]
+        );
     }
 }

@@ -17,6 +17,43 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// Uppercase hex of `bytes`, appended to `out` (Java `UtilAll.bytes2string`).
+pub fn write_hex_upper(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
+    }
+}
+
+/// Uppercase hex of `bytes` (Java `UtilAll.bytes2string`).
+pub fn bytes_to_hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    write_hex_upper(&mut s, bytes);
+    s
+}
+
+/// Parses hex (either case) into bytes (Java `UtilAll.string2bytes`); `None` for an odd length
+/// or a non-hex character.
+pub fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    s.chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,5 +66,13 @@ mod tests {
         assert_eq!(java_string_hash(""), 0);
         // "😀" is two UTF-16 units: 0xD83D, 0xDE00 -> 0xD83D * 31 + 0xDE00.
         assert_eq!(java_string_hash("😀"), 0xD83D * 31 + 0xDE00);
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(bytes_to_hex(&[0x7f, 0, 0xab]), "7F00AB");
+        assert_eq!(hex_to_bytes("7f00Ab"), Some(vec![0x7f, 0, 0xab]));
+        assert_eq!(hex_to_bytes("7"), None);
+        assert_eq!(hex_to_bytes("zz"), None);
     }
 }

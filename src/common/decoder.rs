@@ -1,0 +1,755 @@
+//! The stored-message codec (Java `MessageDecoder`), message ids (`createMessageId`,
+//! `MessageClientIDSetter`), batch encoding and the tags hash.
+//!
+//! Decoding never panics: every length is checked against the buffer, and a bad record ends a
+//! [`MessageDecoder::decodes`] call with the messages decoded so far, as in Java.
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::message::{Message, MessageExt, Utf8Bytes};
+use super::util::{hex_to_bytes, java_string_hash, now_millis, write_hex_upper};
+use crate::error::CodecError;
+
+/// `MessageSysFlag` bits carried in a stored record's SYSFLAG field.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct MessageSysFlag;
+
+impl MessageSysFlag {
+    /// The body is compressed; the algorithm is in [`MessageSysFlag::COMPRESSION_TYPE_MASK`].
+    pub const COMPRESSED_FLAG: i32 = 0x1;
+    /// The message has several tags.
+    pub const MULTI_TAGS_FLAG: i32 = 0x2;
+    /// Not a transactional message.
+    pub const TRANSACTION_NOT_TYPE: i32 = 0;
+    /// A transaction half message.
+    pub const TRANSACTION_PREPARED_TYPE: i32 = 0x4;
+    /// A committed transactional message.
+    pub const TRANSACTION_COMMIT_TYPE: i32 = 0x8;
+    /// A rolled-back transactional message.
+    pub const TRANSACTION_ROLLBACK_TYPE: i32 = 0xC;
+    /// The born host is IPv6.
+    pub const BORNHOST_V6_FLAG: i32 = 0x10;
+    /// The store host is IPv6.
+    pub const STOREHOSTADDRESS_V6_FLAG: i32 = 0x20;
+    /// The message must be unwrapped (inner batch).
+    pub const NEED_UNWRAP_FLAG: i32 = 0x40;
+    /// The record is an inner batch.
+    pub const INNER_BATCH_FLAG: i32 = 0x80;
+    /// LZ4 compression (lz4-java frame format).
+    pub const COMPRESSION_LZ4_TYPE: i32 = 0x100;
+    /// Zstandard compression.
+    pub const COMPRESSION_ZSTD_TYPE: i32 = 0x200;
+    /// zlib compression (also what a type of 0 means, from older producers).
+    pub const COMPRESSION_ZLIB_TYPE: i32 = 0x300;
+    /// Mask of the compression type bits.
+    pub const COMPRESSION_TYPE_MASK: i32 = 0x700;
+}
+
+/// Magic code of a V1 stored record (topic length is an `i8`).
+pub const MESSAGE_MAGIC_CODE: i32 = 0xDAA3_20A7_u32 as i32;
+/// Magic code of a V2 stored record (5.x; topic length is an `i16`).
+pub const MESSAGE_MAGIC_CODE_V2: i32 = 0xDAA3_20AB_u32 as i32;
+
+/// The smallest possible stored record: IPv4 hosts, empty body, topic and properties.
+const MIN_RECORD_LEN: usize = 91;
+
+/// zlib level Java producers use by default (`rocketmq.message.compressLevel`).
+const ZLIB_LEVEL: u32 = 5;
+
+/// Java's `MessageDecoder`: stored records, message ids and batch bodies.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct MessageDecoder;
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        match self.pos.checked_add(n) {
+            Some(end) if end <= self.buf.len() => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            _ => Err(CodecError::Malformed(format!(
+                "stored message truncated: {what} needs {n} bytes at offset {}, {} left",
+                self.pos,
+                self.buf.len().saturating_sub(self.pos)
+            ))),
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn i8(&mut self, what: &'static str) -> Result<i8, CodecError> {
+        Ok(i8::from_be_bytes(self.array(what)?))
+    }
+
+    fn i16(&mut self, what: &'static str) -> Result<i16, CodecError> {
+        Ok(i16::from_be_bytes(self.array(what)?))
+    }
+
+    fn i32(&mut self, what: &'static str) -> Result<i32, CodecError> {
+        Ok(i32::from_be_bytes(self.array(what)?))
+    }
+
+    fn i64(&mut self, what: &'static str) -> Result<i64, CodecError> {
+        Ok(i64::from_be_bytes(self.array(what)?))
+    }
+
+    fn host(&mut self, v6: bool, what: &'static str) -> Result<SocketAddr, CodecError> {
+        let ip = if v6 {
+            IpAddr::V6(Ipv6Addr::from(self.array::<16>(what)?))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(self.array::<4>(what)?))
+        };
+        let port = self.i32(what)?;
+        Ok(SocketAddr::new(ip, port as u16))
+    }
+
+    /// A length field that must not be negative.
+    fn len(n: i64, what: &'static str) -> Result<usize, CodecError> {
+        usize::try_from(n)
+            .map_err(|_| CodecError::Malformed(format!("stored message has negative {what} {n}")))
+    }
+}
+
+fn put_host(dst: &mut BytesMut, addr: &SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => dst.put_slice(&ip.octets()),
+        IpAddr::V6(ip) => dst.put_slice(&ip.octets()),
+    }
+    dst.put_i32(addr.port() as i32);
+}
+
+fn host_len(addr: &SocketAddr) -> usize {
+    if addr.is_ipv4() {
+        8
+    } else {
+        20
+    }
+}
+
+impl MessageDecoder {
+    /// Decodes the stored record at the start of `buf` (Java `decode(buffer, readBody,
+    /// deCompressBody, isClient)`). The body, topic and properties are slices of `buf` (the body
+    /// is copied only when it is decompressed). With `read_body == false` the body is skipped and
+    /// left empty.
+    pub fn decode(
+        buf: &Bytes,
+        read_body: bool,
+        decompress_body: bool,
+    ) -> Result<MessageExt, CodecError> {
+        let mut pos = 0;
+        Self::decode_at(buf, &mut pos, read_body, decompress_body)
+    }
+
+    /// Decodes the stored record starting at `*pos` and advances `*pos` past it. On error `*pos`
+    /// is unchanged.
+    pub fn decode_at(
+        buf: &Bytes,
+        pos: &mut usize,
+        read_body: bool,
+        decompress_body: bool,
+    ) -> Result<MessageExt, CodecError> {
+        let mut r = Reader {
+            buf: buf.as_ref(),
+            pos: *pos,
+        };
+        let store_size = r.i32("TOTALSIZE")?;
+        let magic = r.i32("MAGICCODE")?;
+        if magic != MESSAGE_MAGIC_CODE && magic != MESSAGE_MAGIC_CODE_V2 {
+            return Err(CodecError::Malformed(format!(
+                "stored message at offset {} has unknown magic code {:#010X}",
+                *pos, magic as u32
+            )));
+        }
+        let body_crc = r.i32("BODYCRC")?;
+        let queue_id = r.i32("QUEUEID")?;
+        let flag = r.i32("FLAG")?;
+        let queue_offset = r.i64("QUEUEOFFSET")?;
+        let commit_log_offset = r.i64("PHYSICALOFFSET")?;
+        let sys_flag = r.i32("SYSFLAG")?;
+        let born_timestamp = r.i64("BORNTIMESTAMP")?;
+        let born_host = r.host(sys_flag & MessageSysFlag::BORNHOST_V6_FLAG != 0, "BORNHOST")?;
+        let store_timestamp = r.i64("STORETIMESTAMP")?;
+        let store_host = r.host(
+            sys_flag & MessageSysFlag::STOREHOSTADDRESS_V6_FLAG != 0,
+            "STOREHOST",
+        )?;
+        let reconsume_times = r.i32("RECONSUMETIMES")?;
+        let prepared_transaction_offset = r.i64("PREPARED TRANSACTION OFFSET")?;
+
+        let body_len = r.i32("BODY length")?;
+        let mut body = Bytes::new();
+        if body_len > 0 {
+            let start = r.pos;
+            r.take(body_len as usize, "BODY")?;
+            if read_body {
+                body = buf.slice(start..r.pos);
+                if decompress_body && sys_flag & MessageSysFlag::COMPRESSED_FLAG != 0 {
+                    body = decompress(&body, sys_flag)?;
+                }
+            }
+        }
+
+        let topic_len = if magic == MESSAGE_MAGIC_CODE_V2 {
+            Reader::len(r.i16("TOPIC length")?.into(), "topic length")?
+        } else {
+            Reader::len(r.i8("TOPIC length")?.into(), "topic length")?
+        };
+        let start = r.pos;
+        r.take(topic_len, "TOPIC")?;
+        let topic = Utf8Bytes::from_bytes_lossy(buf.slice(start..r.pos));
+
+        // Java reads the properties only when the length is positive.
+        let props_len = r.i16("PROPERTIES length")?;
+        let raw_properties = if props_len > 0 {
+            let start = r.pos;
+            r.take(props_len as usize, "PROPERTIES")?;
+            Utf8Bytes::from_bytes_lossy(buf.slice(start..r.pos))
+        } else {
+            Utf8Bytes::default()
+        };
+
+        *pos = r.pos;
+        let mut msg = MessageExt::new(String::new(), body);
+        msg.topic = topic;
+        msg.raw_properties = raw_properties;
+        msg.store_size = store_size;
+        msg.body_crc = body_crc;
+        msg.queue_id = queue_id;
+        msg.flag = flag;
+        msg.queue_offset = queue_offset;
+        msg.commit_log_offset = commit_log_offset;
+        msg.sys_flag = sys_flag;
+        msg.born_timestamp = born_timestamp;
+        msg.born_host = born_host;
+        msg.store_timestamp = store_timestamp;
+        msg.store_host = store_host;
+        msg.reconsume_times = reconsume_times;
+        msg.prepared_transaction_offset = prepared_transaction_offset;
+        Ok(msg)
+    }
+
+    /// Decodes a pull response body: a concatenation of stored records (Java `decodes`). Stops at
+    /// the first record that does not decode, logs a warning, and returns the messages before it.
+    ///
+    /// Nothing is allocated per uncompressed message: the result vector is sized once from the
+    /// records' length prefixes, and every message holds slices of `body`.
+    pub fn decodes(body: Bytes) -> Vec<MessageExt> {
+        Self::decodes_with(body, true)
+    }
+
+    /// [`MessageDecoder::decodes`], choosing whether bodies are read.
+    pub fn decodes_with(body: Bytes, read_body: bool) -> Vec<MessageExt> {
+        let mut msgs = Vec::with_capacity(count_records(&body));
+        let mut pos = 0;
+        while pos < body.len() {
+            match Self::decode_at(&body, &mut pos, read_body, true) {
+                Ok(m) => msgs.push(m),
+                Err(e) => {
+                    log::warn!(
+                        "decode stored messages: stopped at offset {pos} of {} after {} messages: {e}",
+                        body.len(),
+                        msgs.len()
+                    );
+                    break;
+                }
+            }
+        }
+        msgs
+    }
+
+    /// Encodes `msg` as a stored record (Java `encode(MessageExt, needCompress)`), as a broker
+    /// would return it. The body is zlib-compressed when `need_compress` is set and the sys flag
+    /// has [`MessageSysFlag::COMPRESSED_FLAG`]. The host-address bits of the sys flag follow the
+    /// actual address families; the magic code is V1 unless the topic is longer than 127 bytes.
+    pub fn encode(msg: &MessageExt, need_compress: bool) -> Result<Bytes, CodecError> {
+        let mut sys_flag = msg.sys_flag();
+        for (addr, bit) in [
+            (msg.born_host(), MessageSysFlag::BORNHOST_V6_FLAG),
+            (msg.store_host(), MessageSysFlag::STOREHOSTADDRESS_V6_FLAG),
+        ] {
+            if addr.is_ipv6() {
+                sys_flag |= bit;
+            } else {
+                sys_flag &= !bit;
+            }
+        }
+        let compressed;
+        let body: &[u8] = if need_compress && sys_flag & MessageSysFlag::COMPRESSED_FLAG != 0 {
+            compressed = compress(msg.body(), sys_flag)?;
+            &compressed
+        } else {
+            msg.body()
+        };
+        let topic = msg.topic().as_bytes();
+        let v2 = topic.len() > i8::MAX as usize;
+        if topic.len() > i16::MAX as usize {
+            return Err(CodecError::malformed(format!(
+                "topic of {} bytes is too long",
+                topic.len()
+            )));
+        }
+        let props = msg.properties_string();
+        if props.len() > i16::MAX as usize {
+            return Err(CodecError::malformed(format!(
+                "properties of {} bytes exceed {} bytes",
+                props.len(),
+                i16::MAX
+            )));
+        }
+        let body_len = i32::try_from(body.len())
+            .map_err(|_| CodecError::malformed("body longer than i32::MAX"))?;
+        let total = 4
+            + 4
+            + 4
+            + 4
+            + 4
+            + 8
+            + 8
+            + 4
+            + 8
+            + host_len(&msg.born_host())
+            + 8
+            + host_len(&msg.store_host())
+            + 4
+            + 8
+            + 4
+            + body.len()
+            + if v2 { 2 } else { 1 }
+            + topic.len()
+            + 2
+            + props.len();
+        let total_i32 = i32::try_from(total)
+            .map_err(|_| CodecError::malformed("record longer than i32::MAX"))?;
+        let mut dst = BytesMut::with_capacity(total);
+        dst.put_i32(total_i32);
+        dst.put_i32(if v2 {
+            MESSAGE_MAGIC_CODE_V2
+        } else {
+            MESSAGE_MAGIC_CODE
+        });
+        dst.put_i32(msg.body_crc());
+        dst.put_i32(msg.queue_id());
+        dst.put_i32(msg.flag());
+        dst.put_i64(msg.queue_offset());
+        dst.put_i64(msg.commit_log_offset());
+        dst.put_i32(sys_flag);
+        dst.put_i64(msg.born_timestamp());
+        put_host(&mut dst, &msg.born_host());
+        dst.put_i64(msg.store_timestamp());
+        put_host(&mut dst, &msg.store_host());
+        dst.put_i32(msg.reconsume_times());
+        dst.put_i64(msg.prepared_transaction_offset());
+        dst.put_i32(body_len);
+        dst.put_slice(body);
+        if v2 {
+            dst.put_i16(topic.len() as i16);
+        } else {
+            dst.put_i8(topic.len() as i8);
+        }
+        dst.put_slice(topic);
+        dst.put_i16(props.len() as i16);
+        dst.put_slice(props.as_bytes());
+        debug_assert_eq!(dst.len(), total);
+        Ok(dst.freeze())
+    }
+
+    /// Encodes one message of a batch (Java `encodeMessage`): `totalSize, magic=0, bodyCRC=0,
+    /// flag, bodyLen, body, propsLen (i16), props`.
+    pub fn encode_message(msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let props = msg.properties_string();
+        if props.len() > i16::MAX as usize {
+            return Err(CodecError::malformed(format!(
+                "properties of {} bytes exceed {} bytes",
+                props.len(),
+                i16::MAX
+            )));
+        }
+        let body = msg.body();
+        let total = 4 + 4 + 4 + 4 + 4 + body.len() + 2 + props.len();
+        let total_i32 = i32::try_from(total)
+            .map_err(|_| CodecError::malformed("message longer than i32::MAX"))?;
+        dst.reserve(total);
+        dst.put_i32(total_i32);
+        dst.put_i32(0);
+        dst.put_i32(0);
+        dst.put_i32(msg.flag());
+        dst.put_i32(body.len() as i32);
+        dst.put_slice(body);
+        dst.put_i16(props.len() as i16);
+        dst.put_slice(props.as_bytes());
+        Ok(())
+    }
+
+    /// Encodes a batch body for `SEND_BATCH_MESSAGE` (Java `encodeMessages`). The caller has
+    /// already validated the batch and set every `UNIQ_KEY`.
+    pub fn encode_messages(msgs: &[Message]) -> Result<Bytes, CodecError> {
+        let mut dst = BytesMut::new();
+        for m in msgs {
+            Self::encode_message(m, &mut dst)?;
+        }
+        Ok(dst.freeze())
+    }
+
+    /// The offset message id: uppercase hex of the store host's IP, its port (i32) and the
+    /// commit-log offset (i64). 32 characters for IPv4, 56 for IPv6.
+    pub fn create_message_id(store_host: SocketAddr, commit_log_offset: i64) -> String {
+        let mut s = String::with_capacity(56);
+        match store_host.ip() {
+            IpAddr::V4(ip) => write_hex_upper(&mut s, &ip.octets()),
+            IpAddr::V6(ip) => write_hex_upper(&mut s, &ip.octets()),
+        }
+        write_hex_upper(&mut s, &(store_host.port() as i32).to_be_bytes());
+        write_hex_upper(&mut s, &commit_log_offset.to_be_bytes());
+        s
+    }
+
+    /// Reverses [`MessageDecoder::create_message_id`]: the store host and commit-log offset.
+    pub fn decode_message_id(msg_id: &str) -> Result<(SocketAddr, i64), CodecError> {
+        let bad = || CodecError::InvalidField {
+            field: "msgId",
+            value: msg_id.to_owned(),
+        };
+        let bytes = hex_to_bytes(msg_id).ok_or_else(bad)?;
+        let (ip, rest) = match bytes.len() {
+            16 => {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(&bytes[..4]);
+                (IpAddr::V4(Ipv4Addr::from(a)), &bytes[4..])
+            }
+            28 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&bytes[..16]);
+                (IpAddr::V6(Ipv6Addr::from(a)), &bytes[16..])
+            }
+            _ => return Err(bad()),
+        };
+        let mut port = [0u8; 4];
+        port.copy_from_slice(&rest[..4]);
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&rest[4..12]);
+        Ok((
+            SocketAddr::new(ip, i32::from_be_bytes(port) as u16),
+            i64::from_be_bytes(offset),
+        ))
+    }
+}
+
+/// Counts the records of a pull body by their length prefixes, to size the result vector once.
+/// The count is a hint: a bad prefix just stops the count.
+fn count_records(body: &[u8]) -> usize {
+    let (mut pos, mut n) = (0usize, 0usize);
+    while let Some(prefix) = body.get(pos..pos + 4) {
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        match usize::try_from(size) {
+            Ok(size) if size >= MIN_RECORD_LEN && size <= body.len() - pos => {
+                n += 1;
+                pos += size;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+fn compression_name(sys_flag: i32) -> &'static str {
+    match sys_flag & MessageSysFlag::COMPRESSION_TYPE_MASK {
+        0 | MessageSysFlag::COMPRESSION_ZLIB_TYPE => "ZLIB",
+        MessageSysFlag::COMPRESSION_LZ4_TYPE => "LZ4",
+        MessageSysFlag::COMPRESSION_ZSTD_TYPE => "ZSTD",
+        _ => "unknown",
+    }
+}
+
+fn decompress(body: &[u8], sys_flag: i32) -> Result<Bytes, CodecError> {
+    match compression_name(sys_flag) {
+        "ZLIB" => {
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+            flate2::read::ZlibDecoder::new(body)
+                .read_to_end(&mut out)
+                .map_err(|e| CodecError::Decompress(format!("zlib: {e}")))?;
+            Ok(Bytes::from(out))
+        }
+        name => Err(CodecError::Decompress(format!(
+            "compression type {name} (sys flag {sys_flag:#x}) is not supported; only ZLIB is"
+        ))),
+    }
+}
+
+fn compress(body: &[u8], sys_flag: i32) -> Result<Vec<u8>, CodecError> {
+    match compression_name(sys_flag) {
+        "ZLIB" => {
+            let mut enc = flate2::write::ZlibEncoder::new(
+                Vec::with_capacity(body.len() / 2 + 16),
+                flate2::Compression::new(ZLIB_LEVEL),
+            );
+            enc.write_all(body)
+                .and_then(|_| enc.finish())
+                .map_err(|e| CodecError::Decompress(format!("zlib compress: {e}")))
+        }
+        name => Err(CodecError::Decompress(format!(
+            "compression type {name} (sys flag {sys_flag:#x}) is not supported; only ZLIB is"
+        ))),
+    }
+}
+
+/// The tags hash the broker stores in the consume queue and filters by (Java
+/// `tagsString2tagsCode`): 0 without tags, else Java's `String.hashCode`.
+pub fn tags_code(tags: Option<&str>) -> i64 {
+    match tags {
+        None | Some("") => 0,
+        Some(t) => java_string_hash(t) as i64,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unique ids
+
+/// Generates the client-side unique message id (`UNIQ_KEY`), as Java's `MessageClientIDSetter`.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct MessageClientIDSetter;
+
+/// `(ms since the epoch << 16) | counter` of the last id; never goes backwards, so ids are
+/// unique within the process even when more than 65536 are made in one millisecond.
+static LAST_ID_CLOCK: AtomicU64 = AtomicU64::new(0);
+
+impl MessageClientIDSetter {
+    /// A new unique id: uppercase hex of this host's IPv4 address (or 4 clock-derived bytes when
+    /// there is none), the pid as an `i16`, a per-process random `i32` (Java uses the class
+    /// loader's hash code), the milliseconds since the start of the current month as an `i32`,
+    /// and a counter as an `i16`. 32 characters.
+    ///
+    /// The month starts at 00:00 UTC (Java uses the local time zone); only uniqueness matters to
+    /// the broker. The prefix is computed once; each call reads the clock and does one
+    /// compare-and-swap.
+    pub fn create_uniq_id() -> String {
+        let prefix = uniq_id_prefix();
+        let now = (now_millis().max(0) as u64) << 16;
+        let mut old = LAST_ID_CLOCK.load(Ordering::Relaxed);
+        let next = loop {
+            let next = now.max(old + 1);
+            match LAST_ID_CLOCK.compare_exchange_weak(
+                old,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break next,
+                Err(o) => old = o,
+            }
+        };
+        let ms = (next >> 16) as i64;
+        let counter = (next & 0xffff) as u16;
+        let since_month = ms - month_start_utc(ms);
+        let mut s = String::with_capacity(32);
+        s.push_str(prefix);
+        write_hex_upper(&mut s, &(since_month as i32).to_be_bytes());
+        write_hex_upper(&mut s, &counter.to_be_bytes());
+        s
+    }
+
+    /// Sets `UNIQ_KEY` on `msg` unless it already has one (Java `setUniqID`).
+    pub fn set_uniq_id(msg: &mut Message) {
+        if msg.uniq_key().is_none() {
+            msg.put_property(
+                super::message::MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+                Self::create_uniq_id(),
+            );
+        }
+    }
+}
+
+fn uniq_id_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let ip = local_ipv4().unwrap_or_else(|| {
+            let t = now_millis().to_be_bytes();
+            [t[4], t[5], t[6], t[7]]
+        });
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(now_millis() as u64);
+        let random = h.finish() as i32;
+        let mut s = String::with_capacity(20);
+        write_hex_upper(&mut s, &ip);
+        write_hex_upper(&mut s, &(std::process::id() as i16).to_be_bytes());
+        write_hex_upper(&mut s, &random.to_be_bytes());
+        s
+    })
+}
+
+/// The IPv4 address outgoing traffic would use. Connecting a UDP socket sends nothing; it only
+/// picks a route.
+fn local_ipv4() -> Option<[u8; 4]> {
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    sock.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    match sock.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip.octets()),
+        _ => None,
+    }
+}
+
+/// Milliseconds since the epoch of 00:00 UTC on the first day of the month containing `ms`.
+fn month_start_utc(ms: i64) -> i64 {
+    let days = ms.div_euclid(86_400_000);
+    let (y, m, _) = civil_from_days(days);
+    days_from_civil(y, m, 1) * 86_400_000
+}
+
+// Howard Hinnant's proleptic Gregorian calendar conversions.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::message::MessageConst;
+
+    fn sample() -> MessageExt {
+        let msg = Message::new("T", "hello").with_tags("TagA");
+        let mut m = MessageExt::from_message(&msg);
+        m.set_queue_id(3);
+        m.set_queue_offset(9);
+        m.set_commit_log_offset(0x400);
+        m.set_store_host("127.0.0.1:10911".parse().unwrap());
+        m.set_born_host("10.0.0.1:5000".parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let m = sample();
+        let rec = MessageDecoder::encode(&m, false).unwrap();
+        let d = MessageDecoder::decode(&rec, true, true).unwrap();
+        assert_eq!(d.store_size() as usize, rec.len());
+        assert_eq!(d.topic(), "T");
+        assert_eq!(d.body().as_ref(), b"hello");
+        assert_eq!(d.tags(), Some("TagA"));
+        assert_eq!(d.queue_id(), 3);
+        assert_eq!(d.queue_offset(), 9);
+        assert_eq!(d.born_host(), m.born_host());
+        assert_eq!(d.offset_msg_id(), "7F00000100002A9F0000000000000400");
+        let skipped = MessageDecoder::decode(&rec, false, false).unwrap();
+        assert!(skipped.body().is_empty());
+        assert_eq!(skipped.tags(), Some("TagA"));
+    }
+
+    #[test]
+    fn long_topic_uses_v2_magic() {
+        let topic = "t".repeat(200);
+        let mut m = sample();
+        m.set_topic(topic.clone());
+        let rec = MessageDecoder::encode(&m, false).unwrap();
+        assert_eq!(&rec[4..8], &MESSAGE_MAGIC_CODE_V2.to_be_bytes());
+        let d = MessageDecoder::decode(&rec, true, true).unwrap();
+        assert_eq!(d.topic(), topic);
+        assert_eq!(d.tags(), Some("TagA"));
+    }
+
+    #[test]
+    fn message_id_round_trip() {
+        let v4: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let id = MessageDecoder::create_message_id(v4, 1024);
+        assert_eq!(id, "7F00000100002A9F0000000000000400");
+        assert_eq!(MessageDecoder::decode_message_id(&id).unwrap(), (v4, 1024));
+        let v6: SocketAddr = "[fd00::1]:10911".parse().unwrap();
+        let id = MessageDecoder::create_message_id(v6, -5);
+        assert_eq!(id.len(), 56);
+        assert_eq!(MessageDecoder::decode_message_id(&id).unwrap(), (v6, -5));
+        assert!(MessageDecoder::decode_message_id("ABC").is_err());
+        assert!(MessageDecoder::decode_message_id(&"G".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn uniq_ids_are_unique_and_well_formed() {
+        let n = 100_000;
+        let mut set = std::collections::HashSet::with_capacity(n);
+        for _ in 0..n {
+            let id = MessageClientIDSetter::create_uniq_id();
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)));
+            assert!(set.insert(id));
+        }
+        let a = MessageClientIDSetter::create_uniq_id();
+        assert_eq!(&a[..20], uniq_id_prefix());
+        let pid = format!("{:04X}", std::process::id() as i16 as u16);
+        assert_eq!(&a[8..12], pid);
+        let mut m = Message::new("T", "x");
+        MessageClientIDSetter::set_uniq_id(&mut m);
+        let first = m.uniq_key().unwrap().to_owned();
+        MessageClientIDSetter::set_uniq_id(&mut m);
+        assert_eq!(
+            m.property(MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX),
+            Some(first.as_str())
+        );
+    }
+
+    #[test]
+    fn month_start() {
+        // 2023-11-14T22:13:20Z -> 2023-11-01T00:00:00Z
+        assert_eq!(month_start_utc(1_700_000_000_000), 1_698_796_800_000);
+        assert_eq!(month_start_utc(0), 0);
+        // 2024-03-01T00:00:00Z exactly (after a leap February).
+        assert_eq!(month_start_utc(1_709_251_200_000), 1_709_251_200_000);
+        assert_eq!(month_start_utc(1_709_251_199_999), 1_706_745_600_000);
+    }
+
+    #[test]
+    fn tags_codes() {
+        assert_eq!(tags_code(None), 0);
+        assert_eq!(tags_code(Some("")), 0);
+        assert_eq!(tags_code(Some("TagA")), 2598919);
+    }
+
+    #[test]
+    fn record_count_hint() {
+        let rec = MessageDecoder::encode(&sample(), false).unwrap();
+        let mut two = rec.to_vec();
+        two.extend_from_slice(&rec);
+        assert_eq!(count_records(&two), 2);
+        two.truncate(two.len() - 1);
+        assert_eq!(count_records(&two), 1);
+        assert_eq!(count_records(&[0xff; 3]), 0);
+        assert_eq!(count_records(&[0xff; 8]), 0);
+    }
+}
