@@ -121,6 +121,11 @@ impl Error {
         matches!(self, Error::Timeout { .. })
     }
 
+    /// `true` for [`Error::TooManyRequests`]: back off and retry.
+    pub fn is_too_many_requests(&self) -> bool {
+        matches!(self, Error::TooManyRequests { .. })
+    }
+
     /// `true` for errors of the connection itself: connect failure, write failure, closed
     /// connection or timeout. These are the errors after which a producer tries another broker.
     pub fn is_remoting(&self) -> bool {
@@ -139,7 +144,7 @@ impl Error {
     pub fn response_code(&self) -> Option<ResponseCode> {
         match self {
             Error::Broker { code, .. } => Some(*code),
-            Error::Client { code, .. } if *code < 10000 => Some(ResponseCode(*code)),
+            Error::Client { code, .. } if (0..10000).contains(code) => Some(ResponseCode(*code)),
             _ => None,
         }
     }
@@ -264,7 +269,10 @@ impl fmt::Display for CodecError {
             CodecError::Json(m) => write!(f, "invalid JSON: {m}"),
             CodecError::MissingField(name) => write!(f, "the custom field <{name}> is null"),
             CodecError::InvalidField { field, value } => {
-                write!(f, "the custom field <{field}> has an invalid value {value:?}")
+                write!(
+                    f,
+                    "the custom field <{field}> has an invalid value {value:?}"
+                )
             }
             CodecError::Decompress(m) => write!(f, "cannot decompress body: {m}"),
         }
@@ -286,7 +294,11 @@ mod tests {
     #[test]
     fn error_stays_small() {
         // Errors travel through channels and callbacks; keep them cheap to move.
-        assert!(std::mem::size_of::<Error>() <= 64, "{}", std::mem::size_of::<Error>());
+        assert!(
+            std::mem::size_of::<Error>() <= 64,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
     }
 
     #[test]

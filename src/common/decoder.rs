@@ -6,7 +6,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -596,15 +596,9 @@ fn uniq_id_prefix() -> &'static str {
     })
 }
 
-/// The IPv4 address outgoing traffic would use. Connecting a UDP socket sends nothing; it only
-/// picks a route.
+/// This host's IPv4 address (see [`super::util::local_ipv4`]), if it has a non-loopback one.
 fn local_ipv4() -> Option<[u8; 4]> {
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    sock.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
-    match sock.local_addr().ok()?.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip.octets()),
-        _ => None,
-    }
+    super::util::local_ipv4().map(|ip| ip.octets())
 }
 
 /// Milliseconds since the epoch of 00:00 UTC on the first day of the month containing `ms`.

@@ -54,6 +54,27 @@ pub fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// This host's first non-loopback IPv4 address, found by resolving its host name (what Java's
+/// `InetAddress.getLocalHost()` does), or `None`. Computed once; no packet is sent.
+pub fn local_ipv4() -> Option<std::net::Ipv4Addr> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    use std::sync::OnceLock;
+    static IP: OnceLock<Option<std::net::Ipv4Addr>> = OnceLock::new();
+    *IP.get_or_init(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())?;
+        (host.as_str(), 0)
+            .to_socket_addrs()
+            .ok()?
+            .find_map(|a| match a.ip() {
+                IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
+                _ => None,
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

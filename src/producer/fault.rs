@@ -167,6 +167,7 @@ impl LatencyFaultTolerance {
     }
 
     /// The number of brokers in the table.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.fault_item_table.lock().len()
     }
@@ -216,6 +217,7 @@ impl MQFaultStrategy {
     }
 
     /// The broker table.
+    #[cfg(test)]
     pub(crate) fn latency_fault_tolerance(&self) -> &LatencyFaultTolerance {
         &self.latency_fault_tolerance
     }

@@ -13,17 +13,14 @@
 //! Queue choice for ordinary sends uses latency fault tolerance, which this crate turns on by
 //! default (Java: off); see `MQFaultStrategy` in the source of `producer::fault`.
 
-// `fault`, `publish_info` and `validators` are crate-internal machinery for the producer's
-// send path (route lookup, queue choice, retries), which is wired in a later change; until
-// then their items look unused.
-#[allow(dead_code)]
-mod fault;
-#[allow(dead_code)]
-mod publish_info;
+mod default_producer;
+pub(crate) mod fault;
+pub(crate) mod publish_info;
 mod selector;
 mod send_result;
-#[allow(dead_code)]
-mod validators;
+pub(crate) mod validators;
+
+pub use default_producer::{DefaultMQProducer, DefaultMQProducerBuilder};
 
 pub use selector::{
     JavaHash, MessageQueueSelector, SelectMessageQueueByHash, SelectMessageQueueByRandom,
@@ -31,12 +28,5 @@ pub use selector::{
 };
 pub use send_result::{SendCallback, SendResult, SendStatus};
 
-// The producer's send path, wired in a later change, uses these.
-#[allow(unused_imports)]
-pub(crate) use fault::{LatencyFaultTolerance, MQFaultStrategy, DEFAULT_SEND_LATENCY_FAULT_ENABLE};
-#[allow(unused_imports)]
-pub(crate) use publish_info::{RotatingIndex, TopicPublishInfo};
-#[allow(unused_imports)]
+pub(crate) use publish_info::TopicPublishInfo;
 pub(crate) use send_result::send_status_from_response;
-#[allow(unused_imports)]
-pub(crate) use validators::{check_body, check_group, check_message, check_topic};

@@ -70,6 +70,8 @@ pub(crate) fn random_seed() -> u64 {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopicPublishInfo {
     /// `true` when the route carried an `orderTopicConf` (a fixed, ordered queue list).
+    #[cfg_attr(not(test), allow(dead_code))]
+    // kept for parity with Java; orderly sends read it
     pub(crate) order_topic: bool,
     /// `true` once built from a name-server route (Java sets it right after conversion).
     pub(crate) have_topic_router_info: bool,
@@ -177,6 +179,7 @@ impl TopicPublishInfo {
     }
 
     /// The topic of the queues (all queues share it), if there are any.
+    #[cfg(test)]
     pub(crate) fn topic(&self) -> Option<&str> {
         self.message_queue_list.first().map(|mq| mq.topic.as_str())
     }

@@ -21,6 +21,7 @@ pub(crate) const NO_RESPONSE_CODE: i32 = -1;
 
 /// Topics the broker keeps for itself: the auto-create template, delayed messages, transactions,
 /// tracing, self-test, offset-moved events (Java `TopicValidator.SYSTEM_TOPIC_SET`).
+#[cfg_attr(not(test), allow(dead_code))] // the consumer checks subscriptions with it
 pub(crate) const SYSTEM_TOPICS: &[&str] = &[
     "TBW102",
     "SCHEDULE_TOPIC_XXXX",
@@ -33,6 +34,7 @@ pub(crate) const SYSTEM_TOPICS: &[&str] = &[
     "OFFSET_MOVED_EVENT",
 ];
 /// Topic names starting with this are system topics too (`TopicValidator.SYSTEM_TOPIC_PREFIX`).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
 
 /// System topics a client may not send to (Java `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -82,6 +84,7 @@ fn illegal(message: String) -> Error {
 }
 
 /// `true` for the broker's own topics (Java `TopicValidator.isSystemTopic`).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn is_system_topic(topic: &str) -> bool {
     SYSTEM_TOPICS.contains(&topic) || topic.starts_with(SYSTEM_TOPIC_PREFIX)
 }

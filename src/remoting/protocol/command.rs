@@ -196,7 +196,11 @@ impl RemotingCommand {
     }
 
     /// A response to `request`: same opaque, same serialize type, the response flag set.
-    pub fn response_to(request: &RemotingCommand, code: ResponseCode, remark: Option<String>) -> Self {
+    pub fn response_to(
+        request: &RemotingCommand,
+        code: ResponseCode,
+        remark: Option<String>,
+    ) -> Self {
         let mut r = Self::response(code, remark);
         r.opaque = request.opaque;
         r.serialize_type = request.serialize_type;
@@ -374,9 +378,8 @@ impl RemotingCommand {
                 frame.len() - 4
             )));
         }
-        let serialize_type = SerializeType::from_code(type_byte).ok_or_else(|| {
-            CodecError::malformed(format!("unknown serialize type {type_byte}"))
-        })?;
+        let serialize_type = SerializeType::from_code(type_byte)
+            .ok_or_else(|| CodecError::malformed(format!("unknown serialize type {type_byte}")))?;
         let header = &frame[4..4 + header_len];
         let mut cmd = match serialize_type {
             SerializeType::Json => Self::decode_json_header(header)?,
@@ -509,7 +512,12 @@ impl RemotingCommand {
                 Ok(())
             }
         }
-        fn string(h: &mut &[u8], len: usize, limit: usize, what: &str) -> Result<String, CodecError> {
+        fn string(
+            h: &mut &[u8],
+            len: usize,
+            limit: usize,
+            what: &str,
+        ) -> Result<String, CodecError> {
             if len > limit {
                 return Err(CodecError::malformed(format!(
                     "{what} length {len} exceeds the header length {limit}"

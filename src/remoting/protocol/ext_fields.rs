@@ -91,16 +91,21 @@ impl ExtFields {
     pub fn optional_parse<T: FromStr>(&self, key: &'static str) -> Result<Option<T>, CodecError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|_| CodecError::InvalidField {
-                field: key,
-                value: v.to_owned(),
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| CodecError::InvalidField {
+                    field: key,
+                    value: v.to_owned(),
+                }),
         }
     }
 
     /// A boolean read as Java's `Boolean.parseBoolean`: only `"true"` (any case) is true.
     pub fn bool_or_false(&self, key: &str) -> bool {
-        self.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.get(key)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
 

@@ -3,11 +3,11 @@
 //! This is low-level plumbing for the client, public so tools and tests can build and inspect
 //! frames. It does not follow semver yet.
 
+pub mod body;
 mod code;
 mod command;
 mod ext_fields;
 mod frame;
-pub mod body;
 pub mod header;
 
 pub use code::{RequestCode, ResponseCode};

@@ -1,0 +1,169 @@
+//! Sends N messages of a given size.
+//!
+//! ```text
+//! cargo run --release --example producer -- --namesrv 127.0.0.1:9876 --topic T --count 1000 --size 128
+//!     [--group G] [--mode async|sync|oneway] [--window 1024] [--tag TagA]
+//! ```
+//!
+//! The last line printed is `sent N messages`. The exit code is non-zero if any send failed.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rocketmq_sync::{DefaultMQProducer, Message};
+
+struct Args {
+    namesrv: String,
+    topic: String,
+    count: u64,
+    size: usize,
+    group: String,
+    mode: String,
+    window: usize,
+    tag: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        namesrv: std::env::var("NAMESRV_ADDR").unwrap_or_default(),
+        topic: String::new(),
+        count: 0,
+        size: 128,
+        group: "example_producer_group".to_owned(),
+        mode: "async".to_owned(),
+        window: 1024,
+        tag: "TagA".to_owned(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--namesrv" => a.namesrv = value()?,
+            "--topic" => a.topic = value()?,
+            "--count" => a.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
+            "--size" => a.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "--group" => a.group = value()?,
+            "--mode" => a.mode = value()?,
+            "--window" => a.window = value()?.parse().map_err(|e| format!("--window: {e}"))?,
+            "--tag" => a.tag = value()?,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.namesrv.is_empty() || a.topic.is_empty() || a.count == 0 {
+        return Err("--namesrv (or NAMESRV_ADDR), --topic and --count are required".to_owned());
+    }
+    if !matches!(a.mode.as_str(), "async" | "sync" | "oneway") {
+        return Err(format!(
+            "--mode must be async, sync or oneway, not {}",
+            a.mode
+        ));
+    }
+    if a.window == 0 {
+        return Err("--window must be at least 1".to_owned());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "usage: producer --namesrv ADDR --topic T --count N [--size BYTES] [--group G] [--mode async|sync|oneway] [--window W] [--tag TAG]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(failed) if failed == 0 => {
+            println!("sent {} messages", args.count);
+            ExitCode::SUCCESS
+        }
+        Ok(failed) => {
+            eprintln!("{failed} of {} sends failed", args.count);
+            println!("sent {} messages", args.count - failed);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> rocketmq_sync::Result<u64> {
+    let producer = DefaultMQProducer::builder(args.group.clone())
+        .namesrv_addr(args.namesrv.clone())
+        .build()?;
+    producer.start()?;
+    let body: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let body = bytes::Bytes::from(body);
+    let started = Instant::now();
+    let failed = Arc::new(AtomicU64::new(0));
+
+    match args.mode.as_str() {
+        "sync" | "oneway" => {
+            for i in 0..args.count {
+                let msg = Message::new(args.topic.clone(), body.clone())
+                    .with_tags(args.tag.clone())
+                    .with_keys(format!("key-{i}"));
+                let r = if args.mode == "sync" {
+                    producer.send(&msg).map(|_| ())
+                } else {
+                    producer.send_oneway(&msg)
+                };
+                if let Err(e) = r {
+                    eprintln!("send {i} failed: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        _ => {
+            // Keep at most `window` sends in flight: each callback returns a permit.
+            let (permit_tx, permit_rx) = crossbeam_channel::bounded::<()>(args.window);
+            for _ in 0..args.window {
+                permit_tx.send(()).expect("channel has room");
+            }
+            for i in 0..args.count {
+                permit_rx.recv().expect("permits never disconnect");
+                let msg = Message::new(args.topic.clone(), body.clone())
+                    .with_tags(args.tag.clone())
+                    .with_keys(format!("key-{i}"));
+                let tx = permit_tx.clone();
+                let failed_cb = failed.clone();
+                let sent = producer.send_async(&msg, move |r| {
+                    if let Err(e) = r {
+                        eprintln!("send {i} failed: {e}");
+                        failed_cb.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = tx.send(());
+                });
+                if let Err(e) = sent {
+                    eprintln!("send {i} failed: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    let _ = permit_tx.send(());
+                }
+            }
+            // Wait for every permit to come back: all callbacks have run.
+            for _ in 0..args.window {
+                permit_rx.recv().expect("permits never disconnect");
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{} messages of {} bytes in {:.2?} ({:.0} msg/s, mode {})",
+        args.count,
+        args.size,
+        elapsed,
+        args.count as f64 / elapsed.as_secs_f64(),
+        args.mode
+    );
+    producer.shutdown();
+    Ok(failed.load(Ordering::Relaxed))
+}

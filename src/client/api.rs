@@ -1,0 +1,180 @@
+//! `MQClientAPI`: typed calls to name servers and brokers over the remoting client.
+//!
+//! Java splits this into `MQClientAPIImpl`; here it is one small type over [`RemotingClient`]
+//! that builds requests from typed headers and turns responses into typed results or errors.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::client::heartbeat::HeartbeatData;
+use crate::common::{MessageQueue, TopicRouteData};
+use crate::error::{Error, Result};
+use crate::producer::SendResult;
+use crate::remoting::protocol::header::{
+    GetRouteInfoRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+    SendMessageResponseHeader, UnregisterClientRequestHeader,
+};
+use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
+use crate::remoting::RemotingClient;
+
+/// Typed RPCs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct MQClientAPI {
+    remoting: RemotingClient,
+    serialize_type: SerializeType,
+}
+
+/// Returns the response if its code is SUCCESS, else a [`Error::Broker`] with its remark.
+pub(crate) fn expect_success(response: RemotingCommand, addr: &str) -> Result<RemotingCommand> {
+    if response.response_code() == ResponseCode::SUCCESS {
+        Ok(response)
+    } else {
+        Err(broker_error(&response, addr))
+    }
+}
+
+/// The [`Error::Broker`] a non-success response stands for.
+pub(crate) fn broker_error(response: &RemotingCommand, addr: &str) -> Error {
+    Error::Broker {
+        code: response.response_code(),
+        remark: response.remark().unwrap_or("").to_owned(),
+        addr: addr.to_owned(),
+    }
+}
+
+impl MQClientAPI {
+    pub(crate) fn new(remoting: RemotingClient, serialize_type: SerializeType) -> Self {
+        MQClientAPI {
+            remoting,
+            serialize_type,
+        }
+    }
+
+    pub(crate) fn remoting(&self) -> &RemotingClient {
+        &self.remoting
+    }
+
+    /// A request in this client's serialize type.
+    pub(crate) fn request(&self, mut cmd: RemotingCommand) -> RemotingCommand {
+        cmd.set_serialize_type(self.serialize_type);
+        cmd
+    }
+
+    /// GET_ROUTEINFO_BY_TOPIC. `TOPIC_NOT_EXIST` becomes [`Error::Client`] with code 17, as Java's
+    /// `MQClientException`.
+    pub(crate) fn get_topic_route_info_from_name_server(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<TopicRouteData> {
+        let header = GetRouteInfoRequestHeader {
+            topic: topic.to_owned(),
+            accept_standard_json_only: None,
+        };
+        let req = self.request(RemotingCommand::request_with_header(
+            RequestCode::GET_ROUTEINFO_BY_TOPIC,
+            &header,
+        ));
+        let resp = self.remoting.invoke_namesrv_sync(req, timeout)?;
+        match resp.response_code() {
+            ResponseCode::SUCCESS => {
+                let body = resp.body().ok_or_else(|| {
+                    Error::client(
+                        ResponseCode::SYSTEM_ERROR.0,
+                        format!("empty route body for topic {topic}"),
+                    )
+                })?;
+                Ok(TopicRouteData::decode(body)?)
+            }
+            ResponseCode::TOPIC_NOT_EXIST => Err(Error::client(
+                ResponseCode::TOPIC_NOT_EXIST.0,
+                format!(
+                    "No topic route info in name server for the topic: {topic}{}",
+                    resp.remark().map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+            )),
+            code => Err(Error::client(
+                code.0,
+                resp.remark().unwrap_or("route query failed").to_owned(),
+            )),
+        }
+    }
+
+    /// Builds a SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request.
+    pub(crate) fn send_request(
+        &self,
+        header: &SendMessageRequestHeader,
+        body: Bytes,
+    ) -> RemotingCommand {
+        let code = if header.batch {
+            RequestCode::SEND_BATCH_MESSAGE
+        } else {
+            RequestCode::SEND_MESSAGE_V2
+        };
+        let v2 = SendMessageRequestHeaderV2::from(header);
+        self.request(RemotingCommand::request_with_header(code, &v2).with_body(body))
+    }
+
+    /// HEART_BEAT; returns the broker's version.
+    pub(crate) fn send_heartbeat(
+        &self,
+        addr: &str,
+        data: &HeartbeatData,
+        timeout: Duration,
+    ) -> Result<i32> {
+        let req = self
+            .request(RemotingCommand::request(RequestCode::HEART_BEAT).with_body(data.to_json()));
+        let resp = expect_success(self.remoting.invoke_sync(addr, req, timeout)?, addr)?;
+        Ok(resp.version())
+    }
+
+    /// UNREGISTER_CLIENT for a producer or consumer group.
+    pub(crate) fn unregister_client(
+        &self,
+        addr: &str,
+        client_id: &str,
+        producer_group: Option<&str>,
+        consumer_group: Option<&str>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let header = UnregisterClientRequestHeader {
+            client_id: client_id.to_owned(),
+            producer_group: producer_group.map(str::to_owned),
+            consumer_group: consumer_group.map(str::to_owned),
+        };
+        let req = self.request(RemotingCommand::request_with_header(
+            RequestCode::UNREGISTER_CLIENT,
+            &header,
+        ));
+        expect_success(self.remoting.invoke_sync(addr, req, timeout)?, addr).map(|_| ())
+    }
+}
+
+/// Turns a send response into a [`SendResult`] (Java `processSendResponse`).
+///
+/// `uniq_id` is the `UNIQ_KEY` (comma-joined for batches) that becomes `msg_id`.
+pub(crate) fn process_send_response(
+    broker_name: &str,
+    topic: &str,
+    addr: &str,
+    response: RemotingCommand,
+    uniq_id: String,
+) -> Result<SendResult> {
+    let status = match crate::producer::send_status_from_response(response.response_code()) {
+        Some(s) => s,
+        None => return Err(broker_error(&response, addr)),
+    };
+    let header: SendMessageResponseHeader = response.decode_header()?;
+    let fields = response.ext_fields();
+    Ok(SendResult::new(
+        status,
+        uniq_id,
+        header.msg_id,
+        MessageQueue::new(topic, broker_name, header.queue_id),
+        header.queue_offset,
+    )
+    .with_transaction_id(header.transaction_id)
+    .with_region_id(fields.get("MSG_REGION").unwrap_or("DefaultRegion"))
+    .with_trace_on(fields.get("TRACE_ON") != Some("false")))
+}

@@ -1,0 +1,970 @@
+//! `DefaultMQProducer`: sync, async, one-way, selector and batch sends with retries on another
+//! broker and latency fault tolerance.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::client::api::process_send_response;
+use crate::client::config::ClientConfig;
+use crate::client::instance::{MQClientInstance, MQClientManager, MQProducerInner};
+use crate::common::{
+    Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue, ServiceState,
+};
+use crate::error::{ClientErrorCode, Error, Result};
+use crate::producer::fault::MQFaultStrategy;
+use crate::producer::publish_info::TopicPublishInfo;
+use crate::producer::validators;
+use crate::producer::{MessageQueueSelector, SendResult, SendStatus};
+use crate::remoting::protocol::header::SendMessageRequestHeader;
+use crate::remoting::protocol::ResponseCode;
+
+/// Message sys-flag bit: the body is compressed.
+const COMPRESSED_FLAG: i32 = 0x1;
+/// Message sys-flag compression type bits for zlib.
+const COMPRESSION_ZLIB: i32 = 0x300;
+
+/// Broker codes after which a sync send is retried on another broker (Java
+/// `retryResponseCodes`).
+const RETRY_RESPONSE_CODES: [ResponseCode; 6] = [
+    ResponseCode::TOPIC_NOT_EXIST,
+    ResponseCode::SERVICE_NOT_AVAILABLE,
+    ResponseCode::SYSTEM_ERROR,
+    ResponseCode::NO_PERMISSION,
+    ResponseCode::NO_BUYER_ID,
+    ResponseCode::NOT_IN_CURRENT_UNIT,
+];
+
+/// Producer settings. Built by [`DefaultMQProducerBuilder`].
+#[derive(Debug, Clone)]
+struct ProducerConfig {
+    group: String,
+    create_topic_key: String,
+    default_topic_queue_nums: i32,
+    send_msg_timeout: Duration,
+    compress_msg_body_over_howmuch: usize,
+    compress_level: u32,
+    retry_times_when_send_failed: u32,
+    retry_times_when_send_async_failed: u32,
+    retry_another_broker_when_not_store_ok: bool,
+    max_message_size: usize,
+}
+
+/// Builds a [`DefaultMQProducer`]. Every setter documents Java's default.
+#[derive(Debug, Clone)]
+pub struct DefaultMQProducerBuilder {
+    config: ProducerConfig,
+    client: ClientConfig,
+    send_latency_fault_enable: bool,
+}
+
+impl DefaultMQProducerBuilder {
+    /// The name servers, `host:port` separated by `;`. Default: the `NAMESRV_ADDR` environment
+    /// variable, else an HTTP lookup.
+    #[doc(alias = "setNamesrvAddr")]
+    pub fn namesrv_addr(mut self, addr: impl Into<String>) -> Self {
+        self.client.namesrv_addr = Some(addr.into());
+        self
+    }
+
+    /// The instance name. Default: unique per process. Producers and consumers with the same
+    /// instance name share one client instance (threads and connections).
+    #[doc(alias = "setInstanceName")]
+    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
+        self.client.instance_name = name.into();
+        self
+    }
+
+    /// The unit name appended to the client id. Default: none.
+    #[doc(alias = "setUnitName")]
+    pub fn unit_name(mut self, name: impl Into<String>) -> Self {
+        self.client.unit_name = Some(name.into());
+        self
+    }
+
+    /// The IP reported in the client id. Default: this host's first non-loopback IPv4.
+    #[doc(alias = "setClientIP")]
+    pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
+        self.client.client_ip = ip.into();
+        self
+    }
+
+    /// The whole client configuration, for settings without a dedicated setter.
+    pub fn client_config(mut self, client: ClientConfig) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Time budget of one send attempt. Java default: 3 s. Each retry gets a budget of its
+    /// own, so a slow broker never starves the attempt on the next one.
+    #[doc(alias = "setSendMsgTimeout")]
+    pub fn send_msg_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_msg_timeout = timeout;
+        self
+    }
+
+    /// Bodies of at least this many bytes are zlib-compressed. Java default: 4096.
+    #[doc(alias = "setCompressMsgBodyOverHowmuch")]
+    pub fn compress_msg_body_over_howmuch(mut self, bytes: usize) -> Self {
+        self.config.compress_msg_body_over_howmuch = bytes;
+        self
+    }
+
+    /// zlib level, 0..=9. Java default: 5.
+    pub fn compress_level(mut self, level: u32) -> Self {
+        self.config.compress_level = level;
+        self
+    }
+
+    /// Retries of a failed sync send, each on another broker when there is one. Java
+    /// default: 2 (so up to 3 attempts).
+    #[doc(alias = "setRetryTimesWhenSendFailed")]
+    pub fn retry_times_when_send_failed(mut self, times: u32) -> Self {
+        self.config.retry_times_when_send_failed = times;
+        self
+    }
+
+    /// Retries of a failed async send. Java default: 2.
+    #[doc(alias = "setRetryTimesWhenSendAsyncFailed")]
+    pub fn retry_times_when_send_async_failed(mut self, times: u32) -> Self {
+        self.config.retry_times_when_send_async_failed = times;
+        self
+    }
+
+    /// Retry on another broker when the broker stored the message but reported a flush or
+    /// slave problem. Java default: false.
+    #[doc(alias = "setRetryAnotherBrokerWhenNotStoreOK")]
+    pub fn retry_another_broker_when_not_store_ok(mut self, enable: bool) -> Self {
+        self.config.retry_another_broker_when_not_store_ok = enable;
+        self
+    }
+
+    /// Largest body accepted, in bytes. Java default: 4 MiB.
+    #[doc(alias = "setMaxMessageSize")]
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Queues per broker used for a topic that is auto-created by its first send. Java
+    /// default: 4.
+    #[doc(alias = "setDefaultTopicQueueNums")]
+    pub fn default_topic_queue_nums(mut self, n: i32) -> Self {
+        self.config.default_topic_queue_nums = n;
+        self
+    }
+
+    /// Avoid brokers that recently failed or answered slowly. **Default: true** (Java's is
+    /// false): with it, a dead broker costs each send at most one failed attempt and is then
+    /// left alone for a while.
+    #[doc(alias = "setSendLatencyFaultEnable")]
+    pub fn send_latency_fault_enable(mut self, enable: bool) -> Self {
+        self.send_latency_fault_enable = enable;
+        self
+    }
+
+    /// Validates the settings and builds the producer (not yet started).
+    pub fn build(self) -> Result<DefaultMQProducer> {
+        validators::check_group(&self.config.group)?;
+        if self.config.group == "DEFAULT_PRODUCER" {
+            return Err(Error::config(
+                "producerGroup can not equal DEFAULT_PRODUCER, please specify another one",
+            ));
+        }
+        if self.config.send_msg_timeout.is_zero() {
+            return Err(Error::config("send_msg_timeout must be positive"));
+        }
+        if self.config.compress_level > 9 {
+            return Err(Error::config(format!(
+                "compress_level must be 0..=9, got {}",
+                self.config.compress_level
+            )));
+        }
+        if self.config.max_message_size == 0 {
+            return Err(Error::config("max_message_size must be positive"));
+        }
+        if !(1..=1024).contains(&self.config.default_topic_queue_nums) {
+            return Err(Error::config(format!(
+                "default_topic_queue_nums must be 1..=1024, got {}",
+                self.config.default_topic_queue_nums
+            )));
+        }
+        let inner = Arc::new(ProducerInner {
+            fault: MQFaultStrategy::new(self.send_latency_fault_enable),
+            config: self.config,
+            client: self.client,
+            state: Mutex::new(ServiceState::CreateJust),
+            instance: RwLock::new(None),
+            publish_info: RwLock::new(HashMap::new()),
+        });
+        Ok(DefaultMQProducer { inner })
+    }
+}
+
+/// Sends messages to RocketMQ (Java `DefaultMQProducer` and `DefaultMQProducerImpl`).
+///
+/// ```no_run
+/// use rocketmq_sync::{DefaultMQProducer, Message};
+///
+/// let producer = DefaultMQProducer::builder("my_group")
+///     .namesrv_addr("127.0.0.1:9876")
+///     .build()?;
+/// producer.start()?;
+/// let result = producer.send(&Message::new("TopicTest", "hello").with_tags("TagA"))?;
+/// println!("{} -> {:?}", result.msg_id(), result.send_status());
+/// producer.shutdown();
+/// # Ok::<(), rocketmq_sync::Error>(())
+/// ```
+///
+/// The handle is cheap to clone and `Send + Sync`; every clone is the same producer.
+#[doc(alias = "DefaultMQProducerImpl")]
+#[derive(Debug, Clone)]
+pub struct DefaultMQProducer {
+    inner: Arc<ProducerInner>,
+}
+
+struct ProducerInner {
+    config: ProducerConfig,
+    client: ClientConfig,
+    state: Mutex<ServiceState>,
+    instance: RwLock<Option<Arc<MQClientInstance>>>,
+    publish_info: RwLock<HashMap<String, Arc<TopicPublishInfo>>>,
+    fault: MQFaultStrategy,
+}
+
+impl std::fmt::Debug for ProducerInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultMQProducer")
+            .field("group", &self.config.group)
+            .field("state", &*self.state.lock())
+            .finish()
+    }
+}
+
+/// A message made ready for the wire once, then sent by one or more attempts.
+#[derive(Debug, Clone)]
+struct PreparedSend {
+    topic: String,
+    body: Bytes,
+    sys_flag: i32,
+    flag: i32,
+    properties: String,
+    uniq_id: String,
+    batch: bool,
+    reconsume_times: Option<i32>,
+    max_reconsume_times: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Sync,
+    Oneway,
+}
+
+impl DefaultMQProducer {
+    /// A builder for a producer of `group`.
+    pub fn builder(group: impl Into<String>) -> DefaultMQProducerBuilder {
+        DefaultMQProducerBuilder {
+            config: ProducerConfig {
+                group: group.into(),
+                create_topic_key: crate::client::instance::AUTO_CREATE_TOPIC_KEY_TOPIC.to_owned(),
+                default_topic_queue_nums: 4,
+                send_msg_timeout: Duration::from_secs(3),
+                compress_msg_body_over_howmuch: 4096,
+                compress_level: 5,
+                retry_times_when_send_failed: 2,
+                retry_times_when_send_async_failed: 2,
+                retry_another_broker_when_not_store_ok: false,
+                max_message_size: 4 * 1024 * 1024,
+            },
+            client: ClientConfig::default(),
+            send_latency_fault_enable: true,
+        }
+    }
+
+    /// The producer group.
+    pub fn producer_group(&self) -> &str {
+        &self.inner.config.group
+    }
+
+    /// The lifecycle state.
+    pub fn service_state(&self) -> ServiceState {
+        *self.inner.state.lock()
+    }
+
+    /// The client id this producer registered with brokers, once started.
+    pub fn client_id(&self) -> Option<String> {
+        self.inner
+            .instance
+            .read()
+            .as_ref()
+            .map(|i| i.client_id().to_owned())
+    }
+
+    /// Starts the producer: joins (or creates) the client instance, registers the group and
+    /// sends a first heartbeat. Starting twice is an error.
+    pub fn start(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut state = inner.state.lock();
+        if *state != ServiceState::CreateJust {
+            return Err(Error::ServiceState {
+                state: *state,
+                action: "start the producer",
+            });
+        }
+        let result = (|| {
+            let instance = MQClientManager::get_or_create(&inner.client)?;
+            let weak: Weak<dyn MQProducerInner> = Arc::downgrade(&self.inner) as Weak<_>;
+            instance.register_producer(&inner.config.group, weak)?;
+            *inner.instance.write() = Some(instance.clone());
+            instance.send_heartbeat_to_all_broker_with_lock();
+            Ok(())
+        })();
+        *state = if result.is_ok() {
+            ServiceState::Running
+        } else {
+            ServiceState::StartFailed
+        };
+        result
+    }
+
+    /// Shuts the producer down: unregisters the group from every broker and stops the client
+    /// instance when nothing else uses it. Idempotent.
+    pub fn shutdown(&self) {
+        let mut state = self.inner.state.lock();
+        if *state != ServiceState::Running {
+            *state = match *state {
+                ServiceState::CreateJust => ServiceState::ShutdownAlready,
+                s => s,
+            };
+            return;
+        }
+        *state = ServiceState::ShutdownAlready;
+        drop(state);
+        if let Some(instance) = self.inner.instance.write().take() {
+            instance.unregister_producer(&self.inner.config.group, true);
+        }
+    }
+
+    /// Sends `msg` and waits for the broker's answer (Java `send(Message)`), retrying on
+    /// another broker up to `retry_times_when_send_failed` times.
+    pub fn send(&self, msg: &Message) -> Result<SendResult> {
+        let instance = self.inner.running()?;
+        self.inner
+            .send_default_impl(&instance, msg, Mode::Sync)
+            .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends `msg` without waiting for an answer (Java `sendOneway`). One attempt; an error is
+    /// returned only when the request could not be handed to the connection.
+    pub fn send_oneway(&self, msg: &Message) -> Result<()> {
+        let instance = self.inner.running()?;
+        self.inner
+            .send_default_impl(&instance, msg, Mode::Oneway)
+            .map(|_| ())
+    }
+
+    /// Sends `msg` to `mq` and waits (Java `send(Message, MessageQueue)`). No retries.
+    pub fn send_to_queue(&self, msg: &Message, mq: &MessageQueue) -> Result<SendResult> {
+        let instance = self.inner.running()?;
+        if msg.topic() != mq.topic {
+            return Err(Error::client(
+                ResponseCode::MESSAGE_ILLEGAL.0,
+                format!(
+                    "message's topic {} is not the same as the queue's topic {}",
+                    msg.topic(),
+                    mq.topic
+                ),
+            ));
+        }
+        self.inner.validate(msg)?;
+        let prepared = self.inner.prepare(msg)?;
+        self.inner
+            .send_kernel(
+                &instance,
+                &prepared,
+                mq,
+                Mode::Sync,
+                self.inner.config.send_msg_timeout,
+            )
+            .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends `msg` to the queue `selector` picks for `arg`, and waits (Java
+    /// `send(Message, MessageQueueSelector, Object)`). The choice is not retried elsewhere, so
+    /// messages with one key stay on one queue.
+    pub fn send_with_selector<A: ?Sized, S: MessageQueueSelector<A> + ?Sized>(
+        &self,
+        msg: &Message,
+        selector: &S,
+        arg: &A,
+    ) -> Result<SendResult> {
+        let instance = self.inner.running()?;
+        self.inner.validate(msg)?;
+        let info = self.inner.find_publish_info(&instance, msg.topic())?;
+        let mq = selector
+            .select(&info.message_queue_list, arg)
+            .ok_or_else(|| Error::client(-1, "select message queue return null."))?;
+        let prepared = self.inner.prepare(msg)?;
+        self.inner
+            .send_kernel(
+                &instance,
+                &prepared,
+                &mq,
+                Mode::Sync,
+                self.inner.config.send_msg_timeout,
+            )
+            .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends several messages of one topic as one batch (Java `send(Collection<Message>)`).
+    /// They must share topic and `WAIT` flag and carry no delay level.
+    pub fn send_batch(&self, msgs: &[Message]) -> Result<SendResult> {
+        let instance = self.inner.running()?;
+        let prepared = self.inner.prepare_batch(msgs)?;
+        self.inner
+            .send_prepared_with_retries(&instance, &prepared, Mode::Sync)
+            .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends `msg` asynchronously; `callback` runs once on a callback thread with the result
+    /// (Java `send(Message, SendCallback)`). Failed attempts are retried on another broker up
+    /// to `retry_times_when_send_async_failed` times.
+    ///
+    /// An `Err` return means the message was not sent and the callback will **not** run: the
+    /// producer is not running, the message is invalid, no route is known, or too many
+    /// requests are in flight (back off and retry). `Ok` means the callback runs exactly once.
+    #[doc(alias = "SendCallback")]
+    pub fn send_async<F>(&self, msg: &Message, callback: F) -> Result<()>
+    where
+        F: FnOnce(Result<SendResult>) + Send + 'static,
+    {
+        let instance = self.inner.running()?;
+        self.inner.validate(msg)?;
+        let info = self.inner.find_publish_info(&instance, msg.topic())?;
+        let prepared = Arc::new(self.inner.prepare(msg)?);
+        let attempt = AsyncAttempt {
+            inner: self.inner.clone(),
+            instance,
+            info,
+            prepared,
+            retries_left: self.inner.config.retry_times_when_send_async_failed,
+            last_broker: None,
+            started: Instant::now(),
+        };
+        attempt.run_first(Box::new(callback))
+    }
+}
+
+type SendCallbackBox = Box<dyn FnOnce(Result<SendResult>) + Send + 'static>;
+
+/// One asynchronous send and its remaining retries.
+struct AsyncAttempt {
+    inner: Arc<ProducerInner>,
+    instance: Arc<MQClientInstance>,
+    info: Arc<TopicPublishInfo>,
+    prepared: Arc<PreparedSend>,
+    retries_left: u32,
+    last_broker: Option<String>,
+    started: Instant,
+}
+
+impl AsyncAttempt {
+    /// The first attempt: errors that happen before anything is in flight are returned.
+    fn run_first(self, callback: SendCallbackBox) -> Result<()> {
+        match self.launch(callback) {
+            Ok(()) => Ok(()),
+            Err((e, callback, me)) => {
+                if e.is_too_many_requests() || me.retries_left == 0 {
+                    // Nothing in flight: the caller gets the error, the callback never runs.
+                    drop(callback);
+                    Err(e)
+                } else {
+                    me.retry_or_fail(e, callback);
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Sends one attempt. On an immediate failure the callback comes back with the error.
+    #[allow(clippy::result_large_err)]
+    fn launch(
+        mut self,
+        callback: SendCallbackBox,
+    ) -> std::result::Result<(), (Error, SendCallbackBox, AsyncAttempt)> {
+        let Some(mq) = self
+            .inner
+            .fault
+            .select_one_message_queue(&self.info, self.last_broker.as_deref())
+        else {
+            let e = Error::client(
+                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+                format!("No route info of this topic: {}", self.prepared.topic),
+            );
+            return Err((e, callback, self));
+        };
+        self.last_broker = Some(mq.broker_name.clone());
+        let addr = match self.inner.broker_addr(&self.instance, &mq) {
+            Ok(a) => a,
+            Err(e) => return Err((e, callback, self)),
+        };
+        let request = self.instance.api().send_request(
+            &self.inner.header(&self.prepared, &mq),
+            self.prepared.body.clone(),
+        );
+        let begin = Instant::now();
+        let slot = Arc::new(Mutex::new(Some((callback, self))));
+        let slot2 = slot.clone();
+        let broker = mq.broker_name.clone();
+        let topic = mq.topic.clone();
+        let addr2 = addr.clone();
+        let sent = {
+            let guard = slot.lock();
+            let me = &guard.as_ref().expect("slot is full until the response").1;
+            let timeout = me.inner.config.send_msg_timeout;
+            me.instance
+                .remoting()
+                .invoke_async(&addr, request, timeout, move |resp| {
+                    let Some((callback, me)) = slot2.lock().take() else {
+                        return;
+                    };
+                    let elapsed = begin.elapsed().as_millis() as i64;
+                    let result = resp.and_then(|r| {
+                        process_send_response(
+                            &broker,
+                            &topic,
+                            &addr2,
+                            r,
+                            me.prepared.uniq_id.clone(),
+                        )
+                    });
+                    match result {
+                        Ok(r) => {
+                            me.inner.fault.update_fault_item(&broker, elapsed, false);
+                            callback(Ok(r));
+                        }
+                        Err(e) => {
+                            me.inner.fault.update_fault_item(&broker, elapsed, true);
+                            me.retry_or_fail(e, callback);
+                        }
+                    }
+                })
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let (callback, me) = slot
+                    .lock()
+                    .take()
+                    .expect("a refused async call never runs its callback");
+                me.inner
+                    .fault
+                    .update_fault_item(&mq.broker_name, 0, !e.is_too_many_requests());
+                Err((e, callback, me))
+            }
+        }
+    }
+
+    /// After a failed attempt: retry on another broker if allowed, else report.
+    fn retry_or_fail(mut self, error: Error, callback: SendCallbackBox) {
+        let retryable = match error.response_code() {
+            Some(code) if matches!(error, Error::Broker { .. }) => {
+                RETRY_RESPONSE_CODES.contains(&code)
+            }
+            _ => !error.is_too_many_requests(),
+        };
+        if !retryable || self.retries_left == 0 {
+            let tried = self.last_broker.clone().unwrap_or_default();
+            log::warn!(
+                "async send of {} failed after {:?} (last broker {tried}): {error}",
+                self.prepared.topic,
+                self.started.elapsed()
+            );
+            callback(Err(error));
+            return;
+        }
+        self.retries_left -= 1;
+        log::info!(
+            "async send of {} failed on {:?}, retrying on another broker: {error}",
+            self.prepared.topic,
+            self.last_broker
+        );
+        if let Err((e, callback, me)) = self.launch(callback) {
+            me.retry_or_fail(e, callback);
+        }
+    }
+}
+
+impl ProducerInner {
+    fn running(&self) -> Result<Arc<MQClientInstance>> {
+        let state = *self.state.lock();
+        if state != ServiceState::Running {
+            return Err(Error::ServiceState {
+                state,
+                action: "send: the producer is not running",
+            });
+        }
+        self.instance.read().clone().ok_or(Error::ServiceState {
+            state,
+            action: "send: the producer has no client instance",
+        })
+    }
+
+    fn validate(&self, msg: &Message) -> Result<()> {
+        validators::check_message(msg.topic(), msg.body().len(), self.config.max_message_size)
+    }
+
+    /// Sets UNIQ_KEY, compresses, and encodes properties: done once for every attempt.
+    fn prepare(&self, msg: &Message) -> Result<PreparedSend> {
+        let mut msg = msg.clone();
+        let uniq_id = match msg.property(MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = MessageClientIDSetter::create_uniq_id();
+                msg.put_property(MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &id);
+                id
+            }
+        };
+        let mut sys_flag = 0;
+        let mut body = msg.body().clone();
+        if body.len() >= self.config.compress_msg_body_over_howmuch {
+            let mut enc = flate2::write::ZlibEncoder::new(
+                Vec::with_capacity(body.len() / 2),
+                flate2::Compression::new(self.config.compress_level),
+            );
+            enc.write_all(&body).map_err(Error::Io)?;
+            body = Bytes::from(enc.finish().map_err(Error::Io)?);
+            sys_flag |= COMPRESSED_FLAG | COMPRESSION_ZLIB;
+        }
+        if msg
+            .property(MessageConst::PROPERTY_TRANSACTION_PREPARED)
+            .is_some_and(|v| v == "true")
+        {
+            sys_flag |= 0x4;
+        }
+        let mut reconsume_times = Some(0);
+        let mut max_reconsume_times = None;
+        if msg.topic().starts_with("%RETRY%") {
+            if let Some(v) = msg.clear_property(MessageConst::PROPERTY_RECONSUME_TIME) {
+                reconsume_times = v.parse().ok();
+            }
+            if let Some(v) = msg.clear_property(MessageConst::PROPERTY_MAX_RECONSUME_TIMES) {
+                max_reconsume_times = v.parse().ok();
+            }
+        }
+        Ok(PreparedSend {
+            topic: msg.topic().to_owned(),
+            body,
+            sys_flag,
+            flag: msg.flag(),
+            properties: msg.properties_string(),
+            uniq_id,
+            batch: false,
+            reconsume_times,
+            max_reconsume_times,
+        })
+    }
+
+    fn prepare_batch(&self, msgs: &[Message]) -> Result<PreparedSend> {
+        let first = msgs
+            .first()
+            .ok_or_else(|| Error::client(ResponseCode::MESSAGE_ILLEGAL.0, "the batch is empty"))?;
+        let topic = first.topic();
+        let wait = first.property(MessageConst::PROPERTY_WAIT_STORE_MSG_OK);
+        let mut with_ids = Vec::with_capacity(msgs.len());
+        let mut ids = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if m.topic() != topic {
+                return Err(Error::client(
+                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    "The topic of the messages in one batch should be the same",
+                ));
+            }
+            if m.topic().starts_with("%RETRY%") {
+                return Err(Error::client(
+                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    "Retry Group is not supported for batching",
+                ));
+            }
+            if m.delay_level() > 0 {
+                return Err(Error::client(
+                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    "TimeDelayLevel is not supported for batching",
+                ));
+            }
+            if m.property(MessageConst::PROPERTY_WAIT_STORE_MSG_OK) != wait {
+                return Err(Error::client(
+                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    "The waitStoreMsgOK of the messages in one batch should the same",
+                ));
+            }
+            self.validate(m)?;
+            let mut m = m.clone();
+            let id = match m.property(MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+                Some(id) => id.to_owned(),
+                None => {
+                    let id = MessageClientIDSetter::create_uniq_id();
+                    m.put_property(MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &id);
+                    id
+                }
+            };
+            ids.push(id);
+            with_ids.push(m);
+        }
+        let body = MessageDecoder::encode_messages(&with_ids)?;
+        validators::check_body(body.len(), self.config.max_message_size)?;
+        Ok(PreparedSend {
+            topic: topic.to_owned(),
+            body,
+            sys_flag: 0,
+            flag: 0,
+            properties: String::new(),
+            uniq_id: ids.join(","),
+            batch: true,
+            reconsume_times: Some(0),
+            max_reconsume_times: None,
+        })
+    }
+
+    /// The cached publish info for `topic`, refreshed from the name server when missing, and
+    /// borrowed from the auto-create topic when the topic has no route yet.
+    fn find_publish_info(
+        &self,
+        instance: &MQClientInstance,
+        topic: &str,
+    ) -> Result<Arc<TopicPublishInfo>> {
+        let usable = |p: &Option<Arc<TopicPublishInfo>>| p.as_ref().is_some_and(|i| i.ok());
+        let mut info = self.publish_info.read().get(topic).cloned();
+        if !usable(&info) {
+            self.publish_info
+                .write()
+                .entry(topic.to_owned())
+                .or_insert_with(|| Arc::new(TopicPublishInfo::default()));
+            instance.update_topic_route_info_from_name_server(topic);
+            info = self.publish_info.read().get(topic).cloned();
+        }
+        let has_route = info.as_ref().is_some_and(|i| i.have_topic_router_info);
+        if !has_route || !usable(&info) {
+            instance
+                .update_topic_route_info_from_default(topic, self.config.default_topic_queue_nums);
+            info = self.publish_info.read().get(topic).cloned();
+        }
+        match info {
+            Some(i) if i.ok() => Ok(i),
+            _ => Err(Error::client(
+                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+                format!(
+                    "No route info of this topic: {topic}. The topic does not exist and could not be auto-created (is autoCreateTopicEnable off on the broker, or are the name servers {:?} unreachable?)",
+                    instance.remoting().namesrv_addr_list()
+                ),
+            )),
+        }
+    }
+
+    fn broker_addr(&self, instance: &MQClientInstance, mq: &MessageQueue) -> Result<String> {
+        if let Some(a) = instance.find_broker_address_in_publish(&mq.broker_name) {
+            return Ok(a);
+        }
+        instance.update_topic_route_info_from_name_server(&mq.topic);
+        instance
+            .find_broker_address_in_publish(&mq.broker_name)
+            .ok_or_else(|| {
+                Error::client(
+                    ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                    format!("The broker[{}] not exist", mq.broker_name),
+                )
+            })
+    }
+
+    fn header(&self, p: &PreparedSend, mq: &MessageQueue) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: self.config.group.clone(),
+            topic: p.topic.clone(),
+            default_topic: self.config.create_topic_key.clone(),
+            default_topic_queue_nums: self.config.default_topic_queue_nums,
+            queue_id: mq.queue_id,
+            sys_flag: p.sys_flag,
+            born_timestamp: crate::common::util::now_millis(),
+            flag: p.flag,
+            properties: if p.properties.is_empty() {
+                None
+            } else {
+                Some(p.properties.clone())
+            },
+            reconsume_times: p.reconsume_times,
+            unit_mode: false,
+            batch: p.batch,
+            max_reconsume_times: p.max_reconsume_times,
+            bname: Some(mq.broker_name.clone()),
+        }
+    }
+
+    fn send_default_impl(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        msg: &Message,
+        mode: Mode,
+    ) -> Result<Option<SendResult>> {
+        self.validate(msg)?;
+        let prepared = self.prepare(msg)?;
+        self.send_prepared_with_retries(instance, &prepared, mode)
+    }
+
+    /// Java `sendDefaultImpl`: pick a queue (avoiding the last broker), send, and on a
+    /// retryable failure try again, each attempt with its own time budget.
+    fn send_prepared_with_retries(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        prepared: &PreparedSend,
+        mode: Mode,
+    ) -> Result<Option<SendResult>> {
+        let info = self.find_publish_info(instance, &prepared.topic)?;
+        let times = match mode {
+            Mode::Sync => 1 + self.config.retry_times_when_send_failed,
+            Mode::Oneway => 1,
+        };
+        let started = Instant::now();
+        let mut last_broker: Option<String> = None;
+        let mut brokers_sent = Vec::new();
+        let mut last_error: Option<Error> = None;
+        for _ in 0..times {
+            let Some(mq) = self
+                .fault
+                .select_one_message_queue(&info, last_broker.as_deref())
+            else {
+                break;
+            };
+            last_broker = Some(mq.broker_name.clone());
+            brokers_sent.push(mq.broker_name.clone());
+            let begin = Instant::now();
+            let outcome =
+                self.send_kernel(instance, prepared, &mq, mode, self.config.send_msg_timeout);
+            let elapsed = begin.elapsed().as_millis() as i64;
+            match outcome {
+                Ok(result) => {
+                    self.fault
+                        .update_fault_item(&mq.broker_name, elapsed, false);
+                    match result {
+                        Some(r)
+                            if r.send_status() != SendStatus::SendOk
+                                && self.config.retry_another_broker_when_not_store_ok =>
+                        {
+                            last_error = Some(Error::client(
+                                -1,
+                                format!("broker {} answered {:?}", mq.broker_name, r.send_status()),
+                            ));
+                            continue;
+                        }
+                        other => return Ok(other),
+                    }
+                }
+                Err(e) => {
+                    self.fault.update_fault_item(&mq.broker_name, elapsed, true);
+                    let retry = match &e {
+                        Error::Broker { code, .. } => RETRY_RESPONSE_CODES.contains(code),
+                        Error::Codec(_) | Error::Config(_) | Error::ServiceState { .. } => false,
+                        _ => true,
+                    };
+                    log::warn!(
+                        "send to {} failed ({}), {}: {e}",
+                        mq,
+                        if retry { "retrying" } else { "not retryable" },
+                        instance.client_id()
+                    );
+                    if !retry {
+                        return Err(e);
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        let cost = started.elapsed().as_millis();
+        let code = last_error
+            .as_ref()
+            .and_then(|e| e.response_code())
+            .map(|c| c.0)
+            .unwrap_or(ClientErrorCode::CONNECT_BROKER_EXCEPTION);
+        Err(Error::client(
+            code,
+            format!(
+                "Send [{}] times, still failed, cost [{cost}]ms, Topic: {}, BrokersSent: {brokers_sent:?}: {}",
+                brokers_sent.len(),
+                prepared.topic,
+                last_error.map(|e| e.to_string()).unwrap_or_else(|| "no queue could be selected".to_owned())
+            ),
+        ))
+    }
+
+    /// One attempt to one queue (Java `sendKernelImpl`).
+    fn send_kernel(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        prepared: &PreparedSend,
+        mq: &MessageQueue,
+        mode: Mode,
+        timeout: Duration,
+    ) -> Result<Option<SendResult>> {
+        let addr = self.broker_addr(instance, mq)?;
+        let request = instance
+            .api()
+            .send_request(&self.header(prepared, mq), prepared.body.clone());
+        match mode {
+            Mode::Oneway => {
+                instance.remoting().invoke_oneway(&addr, request, timeout)?;
+                Ok(None)
+            }
+            Mode::Sync => {
+                let response = instance.remoting().invoke_sync(&addr, request, timeout)?;
+                process_send_response(
+                    &mq.broker_name,
+                    &mq.topic,
+                    &addr,
+                    response,
+                    prepared.uniq_id.clone(),
+                )
+                .map(Some)
+            }
+        }
+    }
+}
+
+impl MQProducerInner for ProducerInner {
+    fn publish_topics(&self) -> Vec<String> {
+        self.publish_info.read().keys().cloned().collect()
+    }
+
+    fn is_publish_topic_need_update(&self, topic: &str) -> bool {
+        self.publish_info
+            .read()
+            .get(topic)
+            .map_or(true, |i| !i.ok())
+    }
+
+    fn update_topic_publish_info(&self, topic: &str, info: TopicPublishInfo) {
+        let mut table = self.publish_info.write();
+        if table.contains_key(topic) {
+            table.insert(topic.to_owned(), Arc::new(info));
+        }
+    }
+}
+
+impl Drop for ProducerInner {
+    fn drop(&mut self) {
+        if *self.state.get_mut() == ServiceState::Running {
+            // Drop must not block on the network: release local resources only. Brokers drop
+            // the registration when heartbeats stop.
+            log::warn!(
+                "producer {} dropped without shutdown(); releasing it locally",
+                self.config.group
+            );
+            if let Some(instance) = self.instance.get_mut().take() {
+                instance.unregister_producer(&self.config.group, false);
+            }
+        }
+    }
+}
