@@ -398,12 +398,21 @@ impl Cluster {
             if !keep_files {
                 args.push("--rm");
             }
-            let status = Command::new("bash")
+            match Command::new("bash")
                 .arg(broker_script())
                 .args(&args)
-                .status();
-            if !matches!(status, Ok(s) if s.success()) {
-                eprintln!("warning: stopping the cluster in {dir} failed: {status:?}");
+                .output()
+            {
+                Ok(out) if out.status.success() => {
+                    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                }
+                Ok(out) => eprintln!(
+                    "warning: stopping the cluster in {dir} failed ({}):\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => eprintln!("warning: cannot run broker.sh stop {dir}: {e}"),
             }
         }
     }
