@@ -1,3 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests. Each test binary uses a different subset.
+#![allow(dead_code)]
 
+pub mod broker;
 pub mod golden;

@@ -1,0 +1,666 @@
+#!/usr/bin/env bash
+# broker.sh — install and run a real local RocketMQ cluster for rocketmq-sync's tests.
+#
+# The cluster is the rocketmq-rust 1.0.0 name server and broker from crates.io
+# (binaries rocketmq-namesrv-rust and rocketmq-broker-rust), installed once into a cache
+# that survives between runs:
+#
+#   cache dir     ${ROCKETMQ_SYNC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rocketmq-sync}
+#   install root  $CACHE/rocketmq-1.0.0        (binaries in $CACHE/rocketmq-1.0.0/bin)
+#   cargo target  $CACHE/target                (shared, so the broker build reuses the
+#                                               name server's dependency builds)
+#
+# Usage:
+#   scripts/broker.sh install
+#       Make sure both pinned binaries exist (cargo install --locked --version 1.0.0 when
+#       missing; takes 15-25 minutes the first time). Safe to run concurrently (flock).
+#       Prints NAMESRV_BIN=... and BROKER_BIN=... on stdout.
+#
+#   scripts/broker.sh start [--brokers N] [--no-auto-create] [--dir DIR] [--owner-pid PID]
+#                           [--timeout SECS]
+#       Start one name server and N brokers (broker-a, broker-b, ...; cluster
+#       DefaultCluster) on 127.0.0.1 with free ports, in DIR (default: a fresh
+#       mktemp dir). Waits (default 60 s) until the name server answers a real
+#       GET_BROKER_CLUSTER_INFO request listing every broker and every broker answers a
+#       real request. Writes DIR/cluster.env and prints it on stdout (KEY=VALUE lines:
+#       CLUSTER_DIR, NAMESRV_ADDR, NAMESRV_PID, BROKER_NAMES, BROKER_A_ADDR, BROKER_A_PID,
+#       ...). Progress and errors go to stderr; on failure the tail of every log is printed
+#       and everything started is stopped.
+#       --no-auto-create  brokers run with autoCreateTopicEnable = false
+#       --owner-pid PID   also start a watchdog that stops the cluster (and deletes its
+#                         stores) once PID has exited, even if it was SIGKILLed.
+#
+#   scripts/broker.sh stop DIR [--rm-store | --rm]
+#       Stop every process listed in DIR/cluster.env (SIGTERM, up to 5 s, then SIGKILL).
+#       Idempotent. --rm-store then deletes the message stores (logs are kept), --rm the
+#       whole DIR.
+#
+#   scripts/broker.sh kill-broker DIR broker-a      SIGKILL one broker (fault tests).
+#   scripts/broker.sh restart-broker DIR broker-a   start it again: same config, ports, store.
+#   scripts/broker.sh status DIR                    print cluster.env and what is alive.
+#
+# Environment: ROCKETMQ_SYNC_CACHE (see above), ROCKETMQ_SYNC_START_TIMEOUT (seconds),
+# ROCKETMQ_SYNC_LOG_FILTER (log filter for the servers, default "info").
+set -euo pipefail
+
+readonly ROCKETMQ_VERSION=1.0.0
+SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+readonly SCRIPT
+CACHE="${ROCKETMQ_SYNC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rocketmq-sync}"
+readonly CACHE
+readonly INSTALL_ROOT="$CACHE/rocketmq-$ROCKETMQ_VERSION"
+readonly NAMESRV_BIN="$INSTALL_ROOT/bin/rocketmq-namesrv-rust"
+readonly BROKER_BIN="$INSTALL_ROOT/bin/rocketmq-broker-rust"
+readonly CLUSTER_NAME=DefaultCluster
+
+log() { printf '[broker.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# alive PID — the process exists and is not a zombie (an orphan may wait a moment to be reaped).
+alive() {
+    local pid=$1 stat
+    [[ -n $pid ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [[ -r /proc/$pid/stat ]]; then
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+        stat=${stat##*) }
+        [[ ${stat:0:1} != Z ]] || return 1
+    fi
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# install
+
+binary_version() {
+    # `--version` prints the binary name and `version=1.0.0`.
+    "$1" --version 2>&1 | sed -n 's/^version=//p' | head -n 1
+}
+
+cmd_install() {
+    [[ $# -eq 0 ]] || die "install takes no arguments"
+    mkdir -p "$CACHE"
+    if [[ ! -x $NAMESRV_BIN || ! -x $BROKER_BIN ]]; then
+        command -v cargo >/dev/null || die "cargo is needed to install the RocketMQ binaries"
+        exec 9>"$CACHE/install.lock"
+        log "waiting for the install lock $CACHE/install.lock"
+        flock 9
+        local crate bin
+        for crate in rocketmq-namesrv rocketmq-broker; do
+            bin="$INSTALL_ROOT/bin/$crate-rust"
+            if [[ -x $bin ]]; then
+                continue
+            fi
+            log "installing $crate $ROCKETMQ_VERSION into $INSTALL_ROOT (takes a while the first time)"
+            log "+ CARGO_TARGET_DIR=$CACHE/target cargo install --locked --version $ROCKETMQ_VERSION --root $INSTALL_ROOT $crate"
+            CARGO_TARGET_DIR="$CACHE/target" cargo install --locked --version "$ROCKETMQ_VERSION" \
+                --root "$INSTALL_ROOT" "$crate" >&2 ||
+                die "cargo install of $crate $ROCKETMQ_VERSION failed (see above)"
+            [[ -x $bin ]] || die "cargo install of $crate did not produce $bin"
+        done
+        flock -u 9
+        exec 9>&-
+    fi
+    local bin version
+    for bin in "$NAMESRV_BIN" "$BROKER_BIN"; do
+        version=$(binary_version "$bin")
+        [[ $version == "$ROCKETMQ_VERSION" ]] ||
+            die "$bin reports version '${version}', expected $ROCKETMQ_VERSION (delete $INSTALL_ROOT to reinstall)"
+        log "using $bin (version $version)"
+    done
+    printf 'NAMESRV_BIN=%s\nBROKER_BIN=%s\nROCKETMQ_VERSION=%s\n' "$NAMESRV_BIN" "$BROKER_BIN" "$ROCKETMQ_VERSION"
+}
+
+ensure_installed() {
+    if [[ ! -x $NAMESRV_BIN || ! -x $BROKER_BIN ]]; then
+        cmd_install >/dev/null # stdout only repeats the paths; progress goes to stderr
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# small python3 helpers: free ports and real remoting requests
+
+readonly PY_HELPER='
+import json, random, re, socket, struct, sys
+
+def bindable(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+def ports(blocks):
+    # One port for the name server, then per broker a block of 4 consecutive ports:
+    # fast port (listen-2), unused, listen port, HA port. Chosen at random below the
+    # ephemeral range so concurrent starters and outgoing connections rarely collide.
+    out, taken = [], set()
+    rng = random.SystemRandom()
+    def pick(width):
+        for _ in range(2000):
+            base = rng.randrange(20000, 32000 - width)
+            block = range(base, base + width)
+            if any(p in taken for p in block):
+                continue
+            if all(bindable(p) for p in block):
+                taken.update(block)
+                return base
+        sys.exit("no free port block found")
+    out.append(pick(1))
+    for _ in range(blocks):
+        out.append(pick(4))
+    print(" ".join(map(str, out)))
+
+def rpc(addr, code, timeout=3.0):
+    host, port = addr.rsplit(":", 1)
+    header = json.dumps({"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
+                         "serializeTypeCurrentRPC": "JSON", "version": 409},
+                        separators=(",", ":")).encode()
+    frame = struct.pack(">II", 4 + len(header), len(header)) + header
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(frame)
+        def read(n):
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise ConnectionError("connection closed by %s" % addr)
+                buf += chunk
+            return buf
+        (total,) = struct.unpack(">I", read(4))
+        data = read(total)
+    (word,) = struct.unpack(">I", data[:4])
+    hlen = word & 0xFFFFFF
+    head = json.loads(data[4:4 + hlen])
+    return head, data[4 + hlen:]
+
+def lenient_json(body):
+    text = body.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        # fastjson writes non-string map keys bare ({0:"addr"}); quote them.
+        return json.loads(re.sub(r"([{,])\s*(-?\d+)\s*:", r"\1\"\2\":", text))
+
+def registered(nsaddr, expected):
+    head, body = rpc(nsaddr, 106)
+    if head.get("code") != 0:
+        sys.exit("GET_BROKER_CLUSTER_INFO answered code %s remark %r" % (head.get("code"), head.get("remark")))
+    table = lenient_json(body).get("brokerAddrTable") or {}
+    missing = []
+    for item in expected:
+        name, addr = item.split("=", 1)
+        addrs = (table.get(name) or {}).get("brokerAddrs") or {}
+        if addr not in [str(a) for a in addrs.values()]:
+            missing.append("%s (%s)" % (name, addr))
+    if missing:
+        sys.exit("name server %s does not list %s yet; it lists %s"
+                 % (nsaddr, ", ".join(missing), sorted(table)))
+
+def ping(addr, code):
+    head, _ = rpc(addr, code)
+    if head.get("code") != 0:
+        sys.exit("%s answered request %d with code %s remark %r"
+                 % (addr, code, head.get("code"), head.get("remark")))
+
+def port_open(addr):
+    host, port = addr.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError as e:
+        sys.exit("%s not accepting connections yet: %s" % (addr, e))
+
+try:
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "ports":
+        ports(int(args[0]))
+    elif cmd == "registered":
+        registered(args[0], args[1:])
+    elif cmd == "ping":
+        ping(args[0], int(args[1]))
+    elif cmd == "port-open":
+        port_open(args[0])
+    else:
+        sys.exit("unknown helper command " + cmd)
+except (OSError, ValueError, KeyError, AttributeError) as e:
+    sys.exit("%s: %s" % (type(e).__name__, e))
+'
+
+py() { python3 -c "$PY_HELPER" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# cluster state (DIR/cluster.env)
+
+# Keys of the broker named NAME: broker-a -> BROKER_A
+broker_key() {
+    local name=$1
+    name=${name^^}
+    printf '%s' "${name//[^A-Z0-9]/_}"
+}
+
+declare -A STATE=()
+STATE_KEYS=()
+
+state_set() {
+    local key=$1 value=$2
+    if [[ -z ${STATE[$key]+x} ]]; then
+        STATE_KEYS+=("$key")
+    fi
+    STATE[$key]=$value
+}
+
+state_get() { printf '%s' "${STATE[$1]:-}"; }
+
+state_load() {
+    local dir=$1 key value
+    STATE=()
+    STATE_KEYS=()
+    [[ -f $dir/cluster.env ]] || return 1
+    while IFS='=' read -r key value; do
+        [[ -n $key && $key != \#* ]] || continue
+        state_set "$key" "$value"
+    done <"$dir/cluster.env"
+}
+
+state_write() {
+    local dir=$1 key tmp
+    tmp="$dir/cluster.env.tmp.$$"
+    {
+        for key in "${STATE_KEYS[@]}"; do
+            printf '%s=%s\n' "$key" "${STATE[$key]}"
+        done
+    } >"$tmp"
+    mv -f "$tmp" "$dir/cluster.env"
+}
+
+# ---------------------------------------------------------------------------------------------
+# start
+
+write_broker_toml() {
+    local file=$1 name=$2 nsaddr=$3 port=$4 ha_port=$5 store=$6 auto_create=$7
+    cat >"$file" <<EOF
+# Generated by scripts/broker.sh for rocketmq-sync tests.
+[broker]
+namesrvAddr = "$nsaddr"
+brokerIp1 = "127.0.0.1"
+listenPort = $port
+storePathRootDir = "$store"
+autoCreateTopicEnable = $auto_create
+
+[broker.brokerServerConfig]
+bindAddress = "127.0.0.1"
+
+[broker.brokerIdentity]
+brokerName = "$name"
+brokerClusterName = "$CLUSTER_NAME"
+brokerId = 0
+
+[store]
+storeType = "LocalFile"
+brokerRole = "ASYNC_MASTER"
+storePathRootDir = "$store"
+haListenAddress = "127.0.0.1"
+haListenPort = $ha_port
+EOF
+}
+
+# Common environment of the servers: a private HOME (the name server writes
+# $HOME/rocketmq-namesrv/... otherwise), backtraces on panics.
+server_env() {
+    local home=$1
+    mkdir -p "$home"
+    printf '%s\n' "HOME=$home" "RUST_BACKTRACE=1"
+}
+
+spawn_namesrv() {
+    local dir=$1 port=$2
+    local home="$dir/namesrv" envs
+    mapfile -t envs < <(server_env "$home")
+    env "${envs[@]}" "$NAMESRV_BIN" --bindAddress 127.0.0.1 --listenPort "$port" \
+        --rocketmqHome "$home" --kvConfigPath "$home/kvConfig.json" \
+        --log-filter "${ROCKETMQ_SYNC_LOG_FILTER:-info}" \
+        </dev/null >>"$dir/namesrv.log" 2>&1 &
+    SPAWNED_PID=$!
+}
+
+spawn_broker() {
+    local dir=$1 name=$2 nsaddr=$3
+    local home="$dir/$name" envs
+    mapfile -t envs < <(server_env "$home")
+    env "${envs[@]}" ROCKETMQ_HOME="$home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
+        "$BROKER_BIN" -c "$home/conf/broker.toml" -n "$nsaddr" \
+        --log-filter "${ROCKETMQ_SYNC_LOG_FILTER:-info}" \
+        </dev/null >>"$dir/$name.log" 2>&1 &
+    SPAWNED_PID=$!
+}
+
+print_log_tails() {
+    local dir=$1 f
+    for f in "$dir"/*.log; do
+        [[ -f $f ]] || continue
+        printf '\n----- last 40 lines of %s -----\n' "$f" >&2
+        # The servers always colour their logs; strip the escape codes.
+        tail -n 40 "$f" | sed $'s/\x1b\\[[0-9;]*m//g' >&2 || true
+    done
+    printf -- '----- end of logs -----\n' >&2
+}
+
+# wait_ready DIR DEADLINE NAME... — every listed broker answers and is registered.
+wait_ready() {
+    local dir=$1 deadline=$2
+    shift 2
+    local nsaddr name key addr reason expected=() pending
+    nsaddr=$(state_get NAMESRV_ADDR)
+    for name in "$@"; do
+        expected+=("$name=$(state_get "$(broker_key "$name")_ADDR")")
+    done
+    while :; do
+        reason=""
+        alive "$(state_get NAMESRV_PID)" || reason="the name server (pid $(state_get NAMESRV_PID)) exited"
+        for name in "$@"; do
+            key=$(broker_key "$name")
+            [[ -n $reason ]] || alive "$(state_get "${key}_PID")" ||
+                reason="$name (pid $(state_get "${key}_PID")) exited"
+        done
+        if [[ -n $reason ]]; then
+            log "error: $reason during startup"
+            return 1
+        fi
+        pending=""
+        if ! pending=$(py port-open "$nsaddr" 2>&1); then
+            :
+        else
+            pending=""
+            for name in "$@"; do
+                addr=$(state_get "$(broker_key "$name")_ADDR")
+                # GET_BROKER_RUNTIME_INFO (28): the broker itself answers a real request.
+                if ! pending=$(py ping "$addr" 28 2>&1); then
+                    pending="$name: $pending"
+                    break
+                fi
+                pending=""
+            done
+            if [[ -z $pending ]] && ! pending=$(py registered "$nsaddr" "${expected[@]}" 2>&1); then
+                :
+            elif [[ -z $pending ]]; then
+                return 0
+            fi
+        fi
+        if ((SECONDS >= deadline)); then
+            log "error: cluster in $dir not ready before the deadline; last check: $pending"
+            return 1
+        fi
+        sleep 0.25
+    done
+}
+
+start_watchdog() {
+    local dir=$1 owner=$2
+    # Polls the owner once a second; when it is gone, becomes `broker.sh stop DIR --rm-store`.
+    (
+        trap '' HUP INT
+        while alive "$owner"; do
+            sleep 1
+        done
+        exec "$SCRIPT" stop "$dir" --rm-store
+    ) </dev/null >>"$dir/watchdog.log" 2>&1 &
+    WATCHDOG_SPAWNED=$!
+}
+
+cmd_start() {
+    local brokers=1 auto_create=true dir="" owner="" timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --brokers) brokers=${2:?--brokers needs a number}; shift 2 ;;
+            --no-auto-create) auto_create=false; shift ;;
+            --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
+            --owner-pid) owner=${2:?--owner-pid needs a pid}; shift 2 ;;
+            --timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
+            *) die "start: unknown argument '$1'" ;;
+        esac
+    done
+    [[ $brokers =~ ^[1-9][0-9]*$ && $brokers -le 26 ]] || die "--brokers must be 1..26"
+    [[ -z $owner || $owner =~ ^[0-9]+$ ]] || die "--owner-pid must be a number"
+    [[ -z $owner ]] || alive "$owner" || die "owner pid $owner is not running"
+    command -v python3 >/dev/null || die "python3 is needed to pick ports and probe the cluster"
+    ensure_installed
+
+    if [[ -z $dir ]]; then
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/rocketmq-sync-cluster.XXXXXX")
+    else
+        mkdir -p "$dir"
+        dir=$(cd "$dir" && pwd)
+        if state_load "$dir"; then
+            local k
+            for k in "${STATE_KEYS[@]}"; do
+                if [[ $k == *_PID ]] && alive "${STATE[$k]}"; then
+                    die "$dir already has a running cluster ($k=${STATE[$k]}); stop it first"
+                fi
+            done
+        fi
+    fi
+
+    local names=() i letters=abcdefghijklmnopqrstuvwxyz
+    for ((i = 0; i < brokers; i++)); do
+        names+=("broker-${letters:i:1}")
+    done
+
+    local attempt started=$SECONDS
+    for attempt in 1 2 3; do
+        if start_once "$dir" "$auto_create" "$timeout" "${names[@]}"; then
+            if [[ -n $owner ]]; then
+                start_watchdog "$dir" "$owner"
+                state_set OWNER_PID "$owner"
+                state_set WATCHDOG_PID "$WATCHDOG_SPAWNED"
+                state_write "$dir"
+            fi
+            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]} (dir $dir)"
+            cat "$dir/cluster.env"
+            return 0
+        fi
+        if grep -qi 'address already in use' "$dir"/*.log 2>/dev/null && [[ $attempt -lt 3 ]]; then
+            log "a port was taken meanwhile; retrying with new ports (attempt $((attempt + 1)))"
+            cmd_stop "$dir" >/dev/null 2>&1 || true
+            mkdir -p "$dir/failed-attempt-$attempt"
+            mv "$dir"/*.log "$dir/failed-attempt-$attempt/" 2>/dev/null || true
+            continue
+        fi
+        print_log_tails "$dir"
+        cmd_stop "$dir" || true
+        die "could not start the cluster (files kept in $dir)"
+    done
+}
+
+# start_once DIR AUTO_CREATE TIMEOUT NAME... — one attempt with freshly picked ports.
+start_once() {
+    local dir=$1 auto_create=$2 timeout=$3
+    shift 3
+    local names=("$@") ports nsport nsaddr name key i base
+    read -r -a ports <<<"$(py ports "${#names[@]}")" || return 1
+    [[ ${#ports[@]} -eq $((1 + ${#names[@]})) ]] || { log "error: could not pick ports"; return 1; }
+    nsport=${ports[0]}
+    nsaddr="127.0.0.1:$nsport"
+
+    STATE=()
+    STATE_KEYS=()
+    state_set CLUSTER_DIR "$dir"
+    state_set CLUSTER_NAME "$CLUSTER_NAME"
+    state_set ROCKETMQ_VERSION "$ROCKETMQ_VERSION"
+    state_set AUTO_CREATE_TOPIC "$auto_create"
+    state_set BROKER_NAMES "$(IFS=,; printf '%s' "${names[*]}")"
+    state_set NAMESRV_ADDR "$nsaddr"
+    state_set NAMESRV_PORT "$nsport"
+    state_set NAMESRV_LOG "$dir/namesrv.log"
+    for i in "${!names[@]}"; do
+        name=${names[$i]}
+        key=$(broker_key "$name")
+        base=${ports[$((i + 1))]}
+        mkdir -p "$dir/$name/conf" "$dir/$name/store"
+        write_broker_toml "$dir/$name/conf/broker.toml" "$name" "$nsaddr" "$((base + 2))" "$((base + 3))" \
+            "$dir/$name/store" "$auto_create"
+        state_set "${key}_ADDR" "127.0.0.1:$((base + 2))"
+        state_set "${key}_PORT" "$((base + 2))"
+        state_set "${key}_FAST_PORT" "$base"
+        state_set "${key}_HA_PORT" "$((base + 3))"
+        state_set "${key}_LOG" "$dir/$name.log"
+        state_set "${key}_CONF" "$dir/$name/conf/broker.toml"
+    done
+
+    log "starting name server on $nsaddr"
+    spawn_namesrv "$dir" "$nsport"
+    state_set NAMESRV_PID "$SPAWNED_PID"
+    state_write "$dir"
+    for name in "${names[@]}"; do
+        key=$(broker_key "$name")
+        log "starting $name on $(state_get "${key}_ADDR") (auto-create topics: $auto_create)"
+        spawn_broker "$dir" "$name" "$nsaddr"
+        state_set "${key}_PID" "$SPAWNED_PID"
+        state_write "$dir"
+    done
+    wait_ready "$dir" $((SECONDS + timeout)) "${names[@]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# stop / kill / restart / status
+
+# stop_pids SIGNAL_GRACE PID... — SIGTERM, wait up to 5 s, then SIGKILL.
+stop_pids() {
+    local pid pids=() deadline
+    for pid in "$@"; do
+        if [[ -n $pid && $pid != "$$" ]] && alive "$pid"; then
+            pids+=("$pid")
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    [[ ${#pids[@]} -gt 0 ]] || return 0
+    deadline=$((SECONDS + 5))
+    while ((SECONDS < deadline)); do
+        local left=0
+        for pid in "${pids[@]}"; do
+            if alive "$pid"; then left=1; fi
+        done
+        [[ $left -eq 1 ]] || return 0
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        if alive "$pid"; then
+            log "pid $pid did not exit within 5 s of SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+cmd_stop() {
+    local dir=${1:?usage: broker.sh stop DIR [--rm-store|--rm]} mode=${2:-}
+    case $mode in "" | --rm-store | --rm) ;; *) die "stop: unknown option '$mode'" ;; esac
+    if ! state_load "$dir"; then
+        log "no cluster.env in $dir; nothing to stop"
+    else
+        local key pids=()
+        # The watchdog first (unless that is us), then the brokers, the name server last.
+        for key in "${STATE_KEYS[@]}"; do
+            [[ $key == WATCHDOG_PID ]] && pids+=("${STATE[$key]}")
+        done
+        stop_pids "${pids[@]}"
+        pids=()
+        for key in "${STATE_KEYS[@]}"; do
+            [[ $key == BROKER_*_PID ]] && pids+=("${STATE[$key]}")
+        done
+        stop_pids "${pids[@]}"
+        stop_pids "$(state_get NAMESRV_PID)"
+        log "stopped the cluster in $dir"
+    fi
+    case $mode in
+        --rm-store)
+            local d
+            for d in "$dir"/*/store; do
+                [[ -d $d ]] && rm -rf "$d"
+            done
+            ;;
+        --rm) rm -rf "$dir" ;;
+    esac
+}
+
+broker_name_check() {
+    local dir=$1 name=$2
+    state_load "$dir" || die "no cluster.env in $dir"
+    [[ -n $(state_get "$(broker_key "$name")_ADDR") ]] || die "no broker named '$name' in $dir"
+}
+
+cmd_kill_broker() {
+    local dir=${1:?usage: broker.sh kill-broker DIR NAME} name=${2:?usage: broker.sh kill-broker DIR NAME}
+    broker_name_check "$dir" "$name"
+    local key pid deadline
+    key=$(broker_key "$name")
+    pid=$(state_get "${key}_PID")
+    if alive "$pid"; then
+        kill -KILL "$pid"
+        deadline=$((SECONDS + 5))
+        while alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+        alive "$pid" && die "$name (pid $pid) still alive after SIGKILL"
+        log "killed $name (pid $pid) with SIGKILL"
+    else
+        log "$name (pid $pid) is not running"
+    fi
+}
+
+cmd_restart_broker() {
+    local dir=${1:?usage: broker.sh restart-broker DIR NAME} name=${2:?usage: broker.sh restart-broker DIR NAME}
+    broker_name_check "$dir" "$name"
+    dir=$(cd "$dir" && pwd)
+    local key pid timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
+    key=$(broker_key "$name")
+    pid=$(state_get "${key}_PID")
+    if alive "$pid"; then
+        log "$name (pid $pid) is running; stopping it first"
+        stop_pids "$pid"
+    fi
+    ensure_installed
+    log "restarting $name on $(state_get "${key}_ADDR")"
+    printf '\n===== restart at %s =====\n' "$(date -u +%FT%TZ)" >>"$dir/$name.log"
+    spawn_broker "$dir" "$name" "$(state_get NAMESRV_ADDR)"
+    state_set "${key}_PID" "$SPAWNED_PID"
+    state_write "$dir"
+    if ! wait_ready "$dir" $((SECONDS + timeout)) "$name"; then
+        print_log_tails "$dir"
+        die "could not restart $name (files kept in $dir)"
+    fi
+    log "$name is back (pid $SPAWNED_PID)"
+    cat "$dir/cluster.env"
+}
+
+cmd_status() {
+    local dir=${1:?usage: broker.sh status DIR} key
+    state_load "$dir" || die "no cluster.env in $dir"
+    cat "$dir/cluster.env"
+    for key in "${STATE_KEYS[@]}"; do
+        if [[ $key == *_PID ]]; then
+            if alive "${STATE[$key]}"; then
+                log "$key=${STATE[$key]} alive"
+            else
+                log "$key=${STATE[$key]} not running"
+            fi
+        fi
+    done
+}
+
+main() {
+    local cmd=${1:-}
+    [[ $# -eq 0 ]] || shift
+    case $cmd in
+        install) cmd_install "$@" ;;
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        kill-broker) cmd_kill_broker "$@" ;;
+        restart-broker) cmd_restart_broker "$@" ;;
+        status) cmd_status "$@" ;;
+        -h | --help | help) sed -n '2,/^set -euo/p' "$SCRIPT" | sed '$d' | sed 's/^# \{0,1\}//' ;;
+        *) die "usage: broker.sh install|start|stop|kill-broker|restart-broker|status (see --help)" ;;
+    esac
+}
+
+main "$@"
