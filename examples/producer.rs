@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         }
     };
     match run(&args) {
-        Ok(failed) if failed == 0 => {
+        Ok(0) => {
             println!("sent {} messages", args.count);
             ExitCode::SUCCESS
         }

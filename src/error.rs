@@ -246,7 +246,7 @@ pub enum CodecError {
     Malformed(String),
     /// A JSON header or body could not be parsed.
     Json(String),
-    /// A required custom-header field is missing (Java: "the custom field <x> is null").
+    /// A required custom-header field is missing (Java: `"the custom field <x> is null"`).
     MissingField(&'static str),
     /// A custom-header field has a value that does not parse.
     InvalidField {

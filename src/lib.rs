@@ -20,5 +20,6 @@ pub mod remoting;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use common::{MessageQueue, ServiceState, TopicRouteData};
+pub use common::{Message, MessageExt, MessageQueue, ServiceState, TopicRouteData};
 pub use error::{ClientErrorCode, CodecError, Error, Result};
+pub use producer::{DefaultMQProducer, SendResult, SendStatus};

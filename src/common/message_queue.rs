@@ -58,7 +58,7 @@ mod tests {
             a.to_string(),
             "MessageQueue [topic=T, brokerName=broker-a, queueId=0]"
         );
-        let mut v = vec![
+        let mut v = [
             MessageQueue::new("T", "broker-b", 0),
             MessageQueue::new("T", "broker-a", 1),
             MessageQueue::new("T", "broker-a", 0),

@@ -361,6 +361,11 @@ impl DefaultMQProducer {
 
     /// Sends `msg` without waiting for an answer (Java `sendOneway`). One attempt; an error is
     /// returned only when the request could not be handed to the connection.
+    ///
+    /// Nothing reports a message the broker drops: a broker under load sheds requests that
+    /// waited too long in its send queue (200 ms by default) and does not answer one-way ones.
+    /// Use [`send`](Self::send) or [`send_async`](Self::send_async) when every message
+    /// matters, or pace one-way bursts.
     pub fn send_oneway(&self, msg: &Message) -> Result<()> {
         let instance = self.inner.running()?;
         self.inner
