@@ -552,8 +552,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeSet;
-    use std::sync::Arc;
 
     /// A test message: offset, body length, MAX_OFFSET, CONSUME_START_TIME, and a tag to tell
     /// copies apart.
@@ -637,7 +635,8 @@ mod tests {
         // Removing a later message leaves the head: commit stays at the head.
         assert_eq!(pq.remove_messages([12i64, 13]), 10);
         assert_eq!((pq.msg_count(), pq.msg_size()), (2, 20));
-        assert_eq!(pq.remove_messages(&[10i64]), 11);
+        let consumed: &[i64] = &[10];
+        assert_eq!(pq.remove_messages(consumed), 11);
         // Removing an absent offset changes nothing.
         assert_eq!(pq.remove_messages(vec![99i64]), 11);
         assert_eq!(pq.msg_count(), 1);
@@ -814,15 +813,18 @@ mod tests {
 
     #[test]
     fn concurrent_put_and_remove_keep_counters_exact() {
-        let pq = Arc::new(ProcessQueue::new());
+        let pq = std::sync::Arc::new(ProcessQueue::new());
         let producer = {
-            let pq = Arc::clone(&pq);
-            std::thread::spawn(move || {
-                for batch in 0..200i64 {
-                    let base = batch * 32;
-                    pq.put_messages((base..base + 32).map(|o| TestMsg::new(o, 1)));
-                }
-            })
+            let pq = std::sync::Arc::clone(&pq);
+            std::thread::Builder::new()
+                .name("pq-test-put".into())
+                .spawn(move || {
+                    for batch in 0..200i64 {
+                        let base = batch * 32;
+                        pq.put_messages((base..base + 32).map(|o| TestMsg::new(o, 1)));
+                    }
+                })
+                .unwrap()
         };
         let mut removed = 0i64;
         let mut last_commit = -1i64;
@@ -863,7 +865,7 @@ mod tests {
         #[test]
         fn commit_offset_never_passes_smallest_unconsumed(ops in proptest::collection::vec(arb_op(), 1..60)) {
             let pq = ProcessQueue::new();
-            let mut model: BTreeSet<i64> = BTreeSet::new();
+            let mut model = std::collections::BTreeSet::<i64>::new();
             let mut next = 0i64;
             let mut max_put = -1i64;
             let mut committed = -1i64; // what an increase-only offset store would hold
