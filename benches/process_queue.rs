@@ -1,0 +1,87 @@
+//! ProcessQueue benchmarks: the consume hot path (put a pulled batch, remove it once consumed)
+//! and the pull thread's flow-control read (`max_span`) on a full queue.
+//!
+//! `ProcessQueue` is crate-private, so its source is compiled into this bench directly; the
+//! module only needs `crate::common::util::now_millis`, provided below from the public API.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/consumer/process_queue.rs"]
+mod process_queue;
+
+mod common {
+    pub(crate) mod util {
+        pub(crate) use rocketmq_sync::common::util::now_millis;
+    }
+}
+
+use process_queue::{ProcessQueue, QueuedMessage};
+
+/// Stands in for `Arc<MessageExt>`: cloning is a reference-count increment, not an allocation.
+#[derive(Clone)]
+struct Msg(Arc<(i64, bytes::Bytes)>);
+
+impl QueuedMessage for Msg {
+    fn queue_offset(&self) -> i64 {
+        self.0 .0
+    }
+    fn body_len(&self) -> usize {
+        self.0 .1.len()
+    }
+    fn max_offset_property(&self) -> Option<i64> {
+        Some(self.0 .0 + 1000)
+    }
+    fn consume_start_time(&self) -> Option<i64> {
+        None
+    }
+}
+
+fn batch(start: i64, n: i64) -> Vec<Msg> {
+    let body = bytes::Bytes::from_static(&[0u8; 128]);
+    (start..start + n)
+        .map(|o| Msg(Arc::new((o, body.clone()))))
+        .collect()
+}
+
+fn put_remove(c: &mut Criterion) {
+    let mut g = c.benchmark_group("process_queue");
+    g.throughput(Throughput::Elements(32));
+    let msgs = batch(0, 32);
+
+    let pq = ProcessQueue::new();
+    g.bench_function("put_remove_32_empty_queue", |b| {
+        b.iter(|| {
+            black_box(pq.put_messages(msgs.iter().cloned()));
+            black_box(pq.remove_messages(msgs.iter().map(|m| m.queue_offset())));
+        })
+    });
+
+    // Steady state under load: 1000 older messages stay cached (e.g. a slow head).
+    let pq = ProcessQueue::new();
+    pq.put_messages(batch(-1000, 1000));
+    g.bench_function("put_remove_32_with_1000_cached", |b| {
+        b.iter(|| {
+            black_box(pq.put_messages(msgs.iter().cloned()));
+            black_box(pq.remove_messages(msgs.iter().map(|m| m.queue_offset())));
+        })
+    });
+    g.finish();
+}
+
+fn max_span(c: &mut Criterion) {
+    let pq = ProcessQueue::new();
+    pq.put_messages(batch(0, 1000));
+    c.bench_function("process_queue/max_span_1000", |b| {
+        b.iter(|| black_box(pq.max_span()))
+    });
+    c.bench_function("process_queue/flow_stats_1000", |b| {
+        b.iter(|| black_box(pq.flow_stats()))
+    });
+}
+
+criterion_group!(benches, put_remove, max_span);
+criterion_main!(benches);
