@@ -9,185 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rocketmq_sync::common::{Message, MessageDecoder, MessageExt, MessageQueue, TopicRouteData};
+use rocketmq_sync::common::{Message, MessageQueue};
 use rocketmq_sync::producer::SelectMessageQueueByHash;
-use rocketmq_sync::remoting::protocol::header::{
-    CreateTopicRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader,
-};
-use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
-use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
 use rocketmq_sync::{DefaultMQProducer, Error, SendStatus};
 use support::broker::{Cluster, ClusterOptions};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn producer(namesrv: &str, group: &str) -> DefaultMQProducer {
-    let p = DefaultMQProducer::builder(group)
-        .namesrv_addr(namesrv)
-        .instance_name(unique("inst"))
-        .build()
-        .expect("valid producer config");
-    p.start().expect("producer starts");
-    p
-}
-
-/// Asks the name server for `topic`'s route with a raw request.
-fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Result<TopicRouteData, String> {
-    let req = RemotingCommand::request_with_header(
-        RequestCode::GET_ROUTEINFO_BY_TOPIC,
-        &GetRouteInfoRequestHeader {
-            topic: topic.to_owned(),
-            accept_standard_json_only: None,
-        },
-    );
-    let resp = client
-        .invoke_sync(namesrv, req, TIMEOUT)
-        .map_err(|e| e.to_string())?;
-    if resp.response_code() != ResponseCode::SUCCESS {
-        return Err(format!("{} {:?}", resp.response_code(), resp.remark()));
-    }
-    TopicRouteData::decode(resp.body().expect("route body")).map_err(|e| e.to_string())
-}
-
-/// Reads every message of `mq` from offset 0 with raw PULL_MESSAGE requests.
-fn pull_all(client: &RemotingClient, broker_addr: &str, mq: &MessageQueue) -> Vec<MessageExt> {
-    let mut out = Vec::new();
-    let mut offset = 0i64;
-    loop {
-        let header = PullMessageRequestHeader {
-            consumer_group: "raw_pull_reader".to_owned(),
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            queue_offset: offset,
-            max_msg_nums: 32,
-            // SUBSCRIPTION flag: the broker takes the subscription from this request.
-            sys_flag: 0x4,
-            commit_offset: 0,
-            suspend_timeout_millis: 0,
-            subscription: Some("*".to_owned()),
-            sub_version: 0,
-            expression_type: Some("TAG".to_owned()),
-            bname: Some(mq.broker_name.clone()),
-        };
-        let req = RemotingCommand::request_with_header(RequestCode::PULL_MESSAGE, &header);
-        let resp = client
-            .invoke_sync(broker_addr, req, TIMEOUT)
-            .expect("pull answered");
-        let code = resp.response_code();
-        let rh: PullMessageResponseHeader = resp.decode_header().expect("pull response header");
-        match code {
-            ResponseCode::SUCCESS => {
-                let body = resp.body().cloned().expect("FOUND has a body");
-                let msgs = MessageDecoder::decodes(body);
-                assert!(!msgs.is_empty(), "FOUND with no decodable message");
-                out.extend(msgs);
-                offset = rh.next_begin_offset;
-            }
-            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY
-                if rh.next_begin_offset > offset =>
-            {
-                offset = rh.next_begin_offset
-            }
-            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => break,
-            other => panic!("pull of {mq} failed: {other} {:?}", resp.remark()),
-        }
-    }
-    out
-}
-
-/// Every message of `topic` on every broker of the route.
-fn read_topic(client: &RemotingClient, namesrv: &str, topic: &str) -> Vec<MessageExt> {
-    let r = route(client, namesrv, topic).expect("topic has a route");
-    let mut all = Vec::new();
-    for q in &r.queue_datas {
-        let addr = r
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == q.broker_name)
-            .and_then(|b| b.master_addr())
-            .expect("broker has a master")
-            .to_owned();
-        for id in 0..q.read_queue_nums {
-            all.extend(pull_all(
-                client,
-                &addr,
-                &MessageQueue::new(topic, &q.broker_name, id),
-            ));
-        }
-    }
-    all
-}
-
-/// Reads until `expected` messages are there (the broker dispatches to the consume queue
-/// asynchronously) or the deadline passes.
-fn read_topic_until(
-    client: &RemotingClient,
-    namesrv: &str,
-    topic: &str,
-    expected: usize,
-) -> Vec<MessageExt> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = read_topic(client, namesrv, topic);
-        if all.len() >= expected || Instant::now() > deadline {
-            return all;
-        }
-        std::thread::yield_now();
-    }
-}
-
-/// Creates `topic` with 4 queues on every broker of the cluster (what `mqadmin updateTopic -c`
-/// does) and waits until the name server's route lists them all.
-fn create_topic_on_all_brokers(client: &RemotingClient, cluster: &Cluster, topic: &str) {
-    for b in &cluster.brokers {
-        let header = CreateTopicRequestHeader {
-            topic: topic.to_owned(),
-            default_topic: "TBW102".to_owned(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: 6,
-            ..Default::default()
-        };
-        let req =
-            RemotingCommand::request_with_header(RequestCode::UPDATE_AND_CREATE_TOPIC, &header);
-        let resp = client
-            .invoke_sync(&b.addr, req, TIMEOUT)
-            .expect("create topic answered");
-        assert_eq!(
-            resp.response_code(),
-            ResponseCode::SUCCESS,
-            "{:?}",
-            resp.remark()
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = route(client, &cluster.namesrv_addr, topic) {
-            if r.queue_datas.len() == cluster.brokers.len() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the route of {topic} never listed every broker"
-        );
-        std::thread::yield_now();
-    }
-}
-
-fn raw_client() -> RemotingClient {
-    RemotingClient::start(RemotingClientConfig::default()).expect("remoting client starts")
-}
+use support::client::*;
 
 #[test]
 fn route_query_after_first_send() {
@@ -536,7 +363,7 @@ fn two_broker_cluster_spreads_and_fails_over() {
 
     // As in a real deployment, the topic exists on both brokers. Sends spread over all
     // eight queues of the two brokers.
-    create_topic_on_all_brokers(&raw_client(), &cluster, &topic);
+    create_topic_on_all_brokers(&raw_client(), &cluster, &topic, 4);
     let mut per_queue: HashMap<MessageQueue, usize> = HashMap::new();
     for _ in 0..80 {
         let r = p

@@ -11,18 +11,59 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::client::api::expect_success;
 use crate::client::api::MQClientAPI;
 use crate::client::config::{parse_namesrv_list, ClientConfig};
-use crate::client::heartbeat::{HeartbeatData, ProducerData};
+use crate::client::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use crate::common::route::MASTER_ID;
+use crate::common::MessageQueue;
 use crate::common::{ServiceState, TopicRouteData};
+use crate::consumer::push_consumer::PullRequest;
+use crate::consumer::services::{PullMessageService, RebalanceService};
+use crate::consumer::stats::RunningInfo;
 use crate::error::{ClientErrorCode, Error, Result};
+use crate::executor::ServiceHandle;
 use crate::executor::{ScheduledExecutor, ScheduledHandle};
+use crate::producer::DefaultMQProducer;
 use crate::producer::TopicPublishInfo;
+use crate::remoting::protocol::header::{
+    GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
+    SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+};
+use crate::remoting::protocol::{RemotingCommand, RequestCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig};
 
 /// The topic whose route a producer borrows until its own topic is auto-created.
 pub(crate) const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";
+/// Java's inner producer group: consumers send failed messages to the retry topic with it
+/// when CONSUMER_SEND_MSG_BACK fails.
+pub(crate) const CLIENT_INNER_PRODUCER_GROUP: &str = "CLIENT_INNER_PRODUCER";
+/// Timeout of admin calls such as GET_MAX_OFFSET (Java `MQAdminImpl`, 6 s).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// What the instance needs from a registered consumer.
+pub(crate) trait MQConsumerInner: Send + Sync {
+    fn consumer_data(&self) -> ConsumerData;
+    fn subscribed_topics(&self) -> Vec<String>;
+    fn update_topic_subscribe_info(&self, topic: &str, mqs: Vec<MessageQueue>);
+    fn is_subscribe_topic_need_update(&self, topic: &str) -> bool;
+    fn do_rebalance(&self);
+    fn consume_message_directly(
+        &self,
+        msg: crate::common::MessageExt,
+        broker_name: &str,
+    ) -> (&'static str, Option<String>, u64);
+    fn running_info(&self) -> RunningInfo;
+    fn reset_offset(&self, topic: &str, offsets: &HashMap<MessageQueue, i64>);
+    fn offsets_of_topic(&self, topic: &str) -> HashMap<MessageQueue, i64>;
+}
+
+/// The consumer threads of an instance, started with its first consumer.
+struct ConsumerServices {
+    pull: ServiceHandle,
+    pull_tx: crossbeam_channel::Sender<PullRequest>,
+    rebalance: ServiceHandle,
+}
 
 /// What the instance needs from a registered producer.
 pub(crate) trait MQProducerInner: Send + Sync {
@@ -36,6 +77,7 @@ pub(crate) trait MQProducerInner: Send + Sync {
 
 /// One client id's shared machinery.
 pub(crate) struct MQClientInstance {
+    me: Weak<MQClientInstance>,
     client_id: String,
     config: ClientConfig,
     api: MQClientAPI,
@@ -44,6 +86,9 @@ pub(crate) struct MQClientInstance {
     broker_addr_table: RwLock<HashMap<String, BTreeMap<i64, String>>>,
     broker_version_table: RwLock<HashMap<String, HashMap<String, i32>>>,
     producers: RwLock<HashMap<String, Weak<dyn MQProducerInner>>>,
+    consumers: RwLock<HashMap<String, Weak<dyn MQConsumerInner>>>,
+    consumer_services: Mutex<Option<ConsumerServices>>,
+    inner_producer: Mutex<Option<DefaultMQProducer>>,
     scheduler: Mutex<Option<ScheduledExecutor>>,
     tasks: Mutex<Vec<ScheduledHandle>>,
     route_lock: Mutex<()>,
@@ -102,7 +147,8 @@ impl MQClientInstance {
             ..RemotingClientConfig::default()
         })?;
         let api = MQClientAPI::new(remoting, config.serialize_type);
-        let instance = Arc::new(MQClientInstance {
+        let instance = Arc::new_cyclic(|me| MQClientInstance {
+            me: me.clone(),
             client_id,
             config,
             api,
@@ -111,11 +157,15 @@ impl MQClientInstance {
             broker_addr_table: RwLock::new(HashMap::new()),
             broker_version_table: RwLock::new(HashMap::new()),
             producers: RwLock::new(HashMap::new()),
+            consumers: RwLock::new(HashMap::new()),
+            consumer_services: Mutex::new(None),
+            inner_producer: Mutex::new(None),
             scheduler: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             route_lock: Mutex::new(()),
             heartbeat_lock: Mutex::new(()),
         });
+        crate::consumer::processors::register(&instance);
         if let Err(e) = instance.start() {
             *instance.state.lock() = ServiceState::StartFailed;
             instance.api.remoting().shutdown();
@@ -234,9 +284,306 @@ impl MQClientInstance {
                 log::warn!("unregister producer {group} from {addr} failed: {e}");
             }
         }
-        if self.producers.read().is_empty() {
+        self.shutdown_if_unused();
+    }
+
+    /// Shuts the instance down once no producer or consumer uses it (the inner producer does
+    /// not count).
+    fn shutdown_if_unused(&self) {
+        let producers_left = self
+            .producers
+            .read()
+            .keys()
+            .any(|g| g != CLIENT_INNER_PRODUCER_GROUP);
+        if !producers_left && self.consumers.read().is_empty() {
             self.shutdown();
         }
+    }
+
+    /// Registers a consumer group; starts the pull and rebalance threads with the first one.
+    pub(crate) fn register_consumer(
+        &self,
+        group: &str,
+        consumer: Weak<dyn MQConsumerInner>,
+    ) -> Result<()> {
+        {
+            let mut consumers = self.consumers.write();
+            if consumers.get(group).is_some_and(|c| c.strong_count() > 0) {
+                return Err(Error::client(
+                    -1,
+                    format!(
+                        "The consumer group[{group}] has been created before in client {}, specify another name or instance name please.",
+                        self.client_id
+                    ),
+                ));
+            }
+            consumers.insert(group.to_owned(), consumer);
+        }
+        let mut services = self.consumer_services.lock();
+        if services.is_none() {
+            let (pull_tx, requests) = crossbeam_channel::unbounded();
+            let pull = crate::executor::spawn(PullMessageService { requests }, "rmq-pull")
+                .map_err(Error::Io)?;
+            let rebalance = crate::executor::spawn(
+                RebalanceService {
+                    instance: self.me.clone(),
+                },
+                "rmq-rebal",
+            )
+            .map_err(Error::Io)?;
+            *services = Some(ConsumerServices {
+                pull,
+                pull_tx,
+                rebalance,
+            });
+        }
+        Ok(())
+    }
+
+    /// Unregisters a consumer group locally and, with `notify_brokers`, from every broker.
+    pub(crate) fn unregister_consumer(&self, group: &str, notify_brokers: bool) {
+        self.consumers.write().remove(group);
+        if notify_brokers {
+            for addr in self.all_broker_addrs() {
+                if let Err(e) = self.api.unregister_client(
+                    &addr,
+                    &self.client_id,
+                    None,
+                    Some(group),
+                    self.config.mq_client_api_timeout,
+                ) {
+                    log::warn!("unregister consumer {group} from {addr} failed: {e}");
+                }
+            }
+        }
+        self.shutdown_if_unused();
+    }
+
+    pub(crate) fn live_consumers(&self) -> Vec<Arc<dyn MQConsumerInner>> {
+        self.consumers
+            .read()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// The consumer of `group`, if it is registered here.
+    pub(crate) fn consumer(&self, group: &str) -> Option<Arc<dyn MQConsumerInner>> {
+        self.consumers.read().get(group).and_then(Weak::upgrade)
+    }
+
+    /// Wakes the rebalance thread.
+    pub(crate) fn rebalance_immediately(&self) {
+        if let Some(s) = self.consumer_services.lock().as_ref() {
+            s.rebalance.wakeup();
+        }
+    }
+
+    /// Rebalances every consumer (on `rmq-rebal`).
+    pub(crate) fn do_rebalance(&self) {
+        for c in self.live_consumers() {
+            c.do_rebalance();
+        }
+    }
+
+    /// Queues a pull at once.
+    pub(crate) fn execute_pull_request_immediately(&self, req: PullRequest) {
+        let tx = self
+            .consumer_services
+            .lock()
+            .as_ref()
+            .map(|s| s.pull_tx.clone());
+        if let Some(tx) = tx {
+            // A send fails only after shutdown; the request is then dropped.
+            let _ = tx.send(req);
+        }
+    }
+
+    /// Queues a pull after `delay`.
+    pub(crate) fn execute_pull_request_later(&self, req: PullRequest, delay: Duration) {
+        let me = self.me.clone();
+        self.schedule(delay, move || {
+            if let Some(me) = me.upgrade() {
+                me.execute_pull_request_immediately(req);
+            }
+        });
+    }
+
+    /// Runs `task` once after `delay` on the scheduler (dropped if it is shut down).
+    pub(crate) fn schedule(&self, delay: Duration, task: impl FnOnce() + Send + 'static) {
+        if let Some(s) = self.scheduler.lock().as_ref() {
+            if s.schedule(delay, task).is_err() {
+                log::debug!("scheduler of {} is shut down; task dropped", self.client_id);
+            }
+        }
+    }
+
+    /// Runs `task` periodically on the scheduler.
+    pub(crate) fn schedule_periodic(
+        &self,
+        initial: Duration,
+        period: Duration,
+        task: impl FnMut() + Send + 'static,
+    ) -> Result<ScheduledHandle> {
+        match self.scheduler.lock().as_ref() {
+            Some(s) => schedule(s, initial, period, task),
+            None => Err(Error::client(-1, "the client instance is shut down")),
+        }
+    }
+
+    /// Java `findBrokerAddressInSubscribe(brokerName, brokerId, onlyThisBroker=false)`: the
+    /// address and whether it is a slave.
+    pub(crate) fn find_broker_address_in_subscribe(
+        &self,
+        mq: &MessageQueue,
+        broker_id: i64,
+    ) -> Option<(String, bool)> {
+        let table = self.broker_addr_table.read();
+        let addrs = table.get(&mq.broker_name)?;
+        if let Some(a) = addrs.get(&broker_id) {
+            return Some((a.clone(), broker_id != MASTER_ID));
+        }
+        if broker_id != MASTER_ID {
+            if let Some(a) = addrs.get(&(broker_id + 1)) {
+                return Some((a.clone(), true));
+            }
+        }
+        addrs
+            .iter()
+            .next()
+            .map(|(id, a)| (a.clone(), *id != MASTER_ID))
+    }
+
+    /// The master of `mq`'s broker, refreshing the route once if it is unknown.
+    pub(crate) fn master_addr_refreshing(&self, mq: &MessageQueue) -> Result<String> {
+        if let Some(a) = self.find_broker_address_in_publish(&mq.broker_name) {
+            return Ok(a);
+        }
+        self.update_topic_route_info_from_name_server(&mq.topic);
+        self.find_broker_address_in_publish(&mq.broker_name)
+            .ok_or_else(|| {
+                Error::client(
+                    ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                    format!("The broker[{}] not exist", mq.broker_name),
+                )
+            })
+    }
+
+    /// A broker serving `topic` (Java `findBrokerAddrByTopic`).
+    fn find_broker_addr_by_topic(&self, topic: &str) -> Option<String> {
+        let routes = self.topic_route_table.read();
+        let route = routes.get(topic)?;
+        let n = route.broker_datas.len();
+        if n == 0 {
+            return None;
+        }
+        let pick = (crate::common::util::now_millis() as usize) % n;
+        let b = &route.broker_datas[pick];
+        b.master_addr()
+            .map(str::to_owned)
+            .or_else(|| b.broker_addrs.values().next().cloned())
+    }
+
+    /// GET_CONSUMER_LIST_BY_GROUP from a broker of `topic`.
+    pub(crate) fn find_consumer_id_list(&self, topic: &str, group: &str) -> Result<Vec<String>> {
+        let addr = match self.find_broker_addr_by_topic(topic) {
+            Some(a) => a,
+            None => {
+                self.update_topic_route_info_from_name_server(topic);
+                self.find_broker_addr_by_topic(topic).ok_or_else(|| {
+                    Error::client(
+                        ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                        format!("no broker known for topic {topic}"),
+                    )
+                })?
+            }
+        };
+        let header = GetConsumerListByGroupRequestHeader {
+            consumer_group: group.to_owned(),
+        };
+        let req = self.api.request(RemotingCommand::request_with_header(
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP,
+            &header,
+        ));
+        let resp = expect_success(
+            self.remoting()
+                .invoke_sync(&addr, req, self.config.mq_client_api_timeout)?,
+            &addr,
+        )?;
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(rename = "consumerIdList", default)]
+            consumer_id_list: Vec<String>,
+        }
+        let body: Body = match resp.body() {
+            Some(b) => serde_json::from_slice(b)
+                .map_err(|e| crate::error::CodecError::Json(e.to_string()))?,
+            None => Body {
+                consumer_id_list: Vec::new(),
+            },
+        };
+        if body.consumer_id_list.is_empty() {
+            return Err(Error::client(
+                -1,
+                format!("no consumer of {group} is registered at {addr} yet"),
+            ));
+        }
+        Ok(body.consumer_id_list)
+    }
+
+    /// GET_MAX_OFFSET of `mq`.
+    pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.master_addr_refreshing(mq)?;
+        let header = GetMaxOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let req = self.api.request(RemotingCommand::request_with_header(
+            RequestCode::GET_MAX_OFFSET,
+            &header,
+        ));
+        let resp = expect_success(
+            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
+            &addr,
+        )?;
+        let h: GetMaxOffsetResponseHeader = resp.decode_header()?;
+        Ok(h.offset)
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP of `mq`.
+    pub(crate) fn search_offset(&self, mq: &MessageQueue, timestamp: i64) -> Result<i64> {
+        let addr = self.master_addr_refreshing(mq)?;
+        let header = SearchOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            timestamp,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let req = self.api.request(RemotingCommand::request_with_header(
+            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
+            &header,
+        ));
+        let resp = expect_success(
+            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
+            &addr,
+        )?;
+        let h: SearchOffsetResponseHeader = resp.decode_header()?;
+        Ok(h.offset)
+    }
+
+    /// The inner producer (group `CLIENT_INNER_PRODUCER`), started on first use.
+    pub(crate) fn inner_producer(&self) -> Result<DefaultMQProducer> {
+        let mut slot = self.inner_producer.lock();
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let p = DefaultMQProducer::builder(CLIENT_INNER_PRODUCER_GROUP)
+            .client_config(self.config.clone())
+            .build_inner()?;
+        p.start()?;
+        *slot = Some(p.clone());
+        Ok(p)
     }
 
     /// Stops the scheduler and the remoting client. Idempotent.
@@ -247,6 +594,26 @@ impl MQClientInstance {
                 return;
             }
             *state = ServiceState::ShutdownAlready;
+        }
+        // Upstream first: rebalance, then pull.
+        if let Some(s) = self.consumer_services.lock().take() {
+            if let Err(e) = s.rebalance.shutdown(Duration::from_secs(5)) {
+                log::warn!(
+                    "RebalanceService of {} did not stop cleanly: {e}",
+                    self.client_id
+                );
+            }
+            drop(s.pull_tx);
+            if let Err(e) = s.pull.shutdown(Duration::from_secs(5)) {
+                log::warn!(
+                    "PullMessageService of {} did not stop cleanly: {e}",
+                    self.client_id
+                );
+            }
+        }
+        if let Some(p) = self.inner_producer.lock().take() {
+            self.producers.write().remove(CLIENT_INNER_PRODUCER_GROUP);
+            p.shutdown_local();
         }
         for t in self.tasks.lock().drain(..) {
             t.cancel();
@@ -280,6 +647,9 @@ impl MQClientInstance {
         let mut topics: HashSet<String> = HashSet::new();
         for (_, p) in self.live_producers() {
             topics.extend(p.publish_topics());
+        }
+        for c in self.live_consumers() {
+            topics.extend(c.subscribed_topics());
         }
         for topic in topics {
             if topic == AUTO_CREATE_TOPIC_KEY_TOPIC {
@@ -352,10 +722,14 @@ impl MQClientInstance {
 
         let old_changed = self.topic_route_table.read().get(topic) != Some(&route);
         let producers = self.live_producers();
+        let consumers = self.live_consumers();
         let changed = old_changed
             || producers
                 .iter()
-                .any(|(_, p)| p.is_publish_topic_need_update(topic));
+                .any(|(_, p)| p.is_publish_topic_need_update(topic))
+            || consumers
+                .iter()
+                .any(|c| c.is_subscribe_topic_need_update(topic));
         if changed {
             {
                 let mut addrs = self.broker_addr_table.write();
@@ -370,6 +744,10 @@ impl MQClientInstance {
                     }
                 }
                 Err(e) => log::warn!("route of {topic} is unusable for sending: {e}"),
+            }
+            let subscribe = crate::common::topic_subscribe_queues(topic, &route);
+            for c in &consumers {
+                c.update_topic_subscribe_info(topic, subscribe.clone());
             }
             log::info!("topicRouteTable.put. Topic = {topic}, TopicRouteData[{route:?}]");
             self.topic_route_table
@@ -421,7 +799,11 @@ impl MQClientInstance {
         producer_data_set.sort();
         let data = HeartbeatData {
             client_id: self.client_id.clone(),
-            consumer_data_set: Vec::new(),
+            consumer_data_set: self
+                .live_consumers()
+                .iter()
+                .map(|c| c.consumer_data())
+                .collect(),
             producer_data_set,
         };
         if data.producer_data_set.is_empty() && data.consumer_data_set.is_empty() {

@@ -1,7 +1,39 @@
 //! The push consumer.
+//!
+//! | Java | Rust |
+//! |---|---|
+//! | `DefaultMQPushConsumer` / `DefaultMQPushConsumerImpl` | [`DefaultMQPushConsumer`] |
+//! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] (or a closure) |
+//! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
+//! | `MessageModel`, `ConsumeFromWhere` | [`MessageModel`], [`ConsumeFromWhere`] |
+//! | `AllocateMessageQueueStrategy` and its implementations | [`allocate`] |
+//! | `ConsumeMessageHook` | [`ConsumeMessageHook`] |
+//! | `ConsumeStatus` (`ConsumerStatsManager`) | [`ConsumeStatus`] |
+//!
+//! Threads: the client instance's `rmq-pull` and `rmq-rebal` (shared by all consumers of the
+//! instance), its callback pool `rmq-cb-*` and scheduler `rmq-sched`, plus each consumer's
+//! consume pool `rmq-cons-*` (core..max, really honoured). The thread count does not grow with
+//! the number of queues.
 
 pub mod allocate;
+pub(crate) mod consume_concurrently;
+mod listener;
+// Orderly consumption (next) uses the locking half of these; keep it compiled and tested.
 #[allow(dead_code)]
 pub(crate) mod offset_store;
 #[allow(dead_code)]
 pub(crate) mod process_queue;
+pub(crate) mod processors;
+pub(crate) mod push_consumer;
+pub(crate) mod services;
+pub(crate) mod stats;
+mod subscription;
+
+pub use allocate::AllocateMessageQueueStrategy;
+pub use listener::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
+    ConsumeMessageHook, MessageListenerConcurrently,
+};
+pub use push_consumer::{DefaultMQPushConsumer, DefaultMQPushConsumerBuilder, QueueStat};
+pub use stats::ConsumeStatus;
+pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};

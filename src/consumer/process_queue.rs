@@ -324,6 +324,16 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             .map(|(k, _)| *k)
     }
 
+    /// The cached message with the smallest offset, if any (the consume-timeout sweep sends it
+    /// back).
+    pub(crate) fn first_message(&self) -> Option<M> {
+        self.inner
+            .lock()
+            .msg_tree_map
+            .first_key_value()
+            .map(|(_, m)| m.clone())
+    }
+
     /// Java `hasTempMessage`: whether any message is cached (not counting orderly in-flight ones).
     pub(crate) fn has_temp_message(&self) -> bool {
         !self.inner.lock().msg_tree_map.is_empty()

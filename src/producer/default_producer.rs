@@ -175,6 +175,12 @@ impl DefaultMQProducerBuilder {
                 "producerGroup can not equal DEFAULT_PRODUCER, please specify another one",
             ));
         }
+        self.build_inner()
+    }
+
+    /// Builds without the group-name check: the client's own `CLIENT_INNER_PRODUCER` uses a
+    /// reserved name.
+    pub(crate) fn build_inner(self) -> Result<DefaultMQProducer> {
         if self.config.send_msg_timeout.is_zero() {
             return Err(Error::config("send_msg_timeout must be positive"));
         }
@@ -348,6 +354,13 @@ impl DefaultMQProducer {
         if let Some(instance) = self.inner.instance.write().take() {
             instance.unregister_producer(&self.inner.config.group, true);
         }
+    }
+
+    /// Marks the producer shut down and releases its client instance without any network
+    /// call (the instance itself is shutting down).
+    pub(crate) fn shutdown_local(&self) {
+        *self.inner.state.lock() = ServiceState::ShutdownAlready;
+        self.inner.instance.write().take();
     }
 
     /// Sends `msg` and waits for the broker's answer (Java `send(Message)`), retrying on

@@ -1,0 +1,94 @@
+//! Message listeners: what the user's code returns and sees.
+
+use crate::common::{MessageExt, MessageQueue};
+
+/// The outcome of a concurrent listener call (Java `ConsumeConcurrentlyStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumeConcurrentlyStatus {
+    /// Every message up to the context's ack index was consumed.
+    ConsumeSuccess,
+    /// Consume the messages again later: they are sent back to the retry topic.
+    ReconsumeLater,
+}
+
+/// Per-call context of a concurrent listener (Java `ConsumeConcurrentlyContext`).
+#[derive(Debug, Clone)]
+pub struct ConsumeConcurrentlyContext {
+    message_queue: MessageQueue,
+    /// Delay level of the retry: 0 lets the broker choose (3 + reconsume times), -1 sends the
+    /// messages straight to the dead-letter queue, a positive value picks that level.
+    pub delay_level_when_next_consume: i32,
+    /// With `ConsumeSuccess`, messages after this index are treated as failed. Defaults to
+    /// "all succeeded".
+    pub ack_index: i32,
+}
+
+impl ConsumeConcurrentlyContext {
+    pub(crate) fn new(message_queue: MessageQueue) -> Self {
+        ConsumeConcurrentlyContext {
+            message_queue,
+            delay_level_when_next_consume: 0,
+            ack_index: i32::MAX,
+        }
+    }
+
+    /// The queue the messages came from.
+    pub fn message_queue(&self) -> &MessageQueue {
+        &self.message_queue
+    }
+}
+
+/// A listener that consumes messages concurrently (Java `MessageListenerConcurrently`).
+///
+/// Any closure `Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus`
+/// is a listener. A listener that panics is treated as `ReconsumeLater`.
+pub trait MessageListenerConcurrently: Send + Sync + 'static {
+    /// Consumes `msgs` (at most `consume_message_batch_max_size` of them).
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        context: &mut ConsumeConcurrentlyContext,
+    ) -> ConsumeConcurrentlyStatus;
+}
+
+impl<F> MessageListenerConcurrently for F
+where
+    F: Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
+        + Send
+        + Sync
+        + 'static,
+{
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        context: &mut ConsumeConcurrentlyContext,
+    ) -> ConsumeConcurrentlyStatus {
+        self(msgs, context)
+    }
+}
+
+/// A hook run before and after every listener call (Java `ConsumeMessageHook`).
+pub trait ConsumeMessageHook: Send + Sync + 'static {
+    /// The hook's name, for logs.
+    fn hook_name(&self) -> &str;
+    /// Runs before the listener.
+    fn consume_message_before(&self, context: &ConsumeMessageContext<'_>);
+    /// Runs after the listener, with `context.status` set.
+    fn consume_message_after(&self, context: &ConsumeMessageContext<'_>);
+}
+
+/// What a [`ConsumeMessageHook`] sees (Java `ConsumeMessageContext`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ConsumeMessageContext<'a> {
+    /// The consumer group.
+    pub consumer_group: &'a str,
+    /// The queue.
+    pub message_queue: &'a MessageQueue,
+    /// The messages of this call.
+    pub msgs: &'a [MessageExt],
+    /// The outcome, set for `consume_message_after`.
+    pub status: Option<ConsumeConcurrentlyStatus>,
+    /// `true` when the listener returned success (after hook only).
+    pub success: bool,
+}
