@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::Mutex;
-use rocketmq_sync::common::MessageExt;
+use rocketmq_sync::common::{MessageDecoder, MessageExt};
 use rocketmq_sync::consumer::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
 };
+use rocketmq_sync::remoting::protocol::body::FjValue;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
 
@@ -21,6 +22,7 @@ const BROKER: &str = "fake-broker";
 enum Seen {
     SearchOffset(i64),
     Pull(i64),
+    ConsumerList,
 }
 
 fn ok() -> RemotingCommand {
@@ -33,6 +35,8 @@ fn ok() -> RemotingCommand {
 fn fake(seen: Sender<Seen>, search_answer: i64) -> FakeBroker {
     let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     let client_id: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    // The consumer offset the fake stores (UPDATE_CONSUMER_OFFSET) and answers with.
+    let stored: Arc<Mutex<Option<i64>>> = Arc::new(Mutex::new(None));
     let a2 = addr.clone();
     let fake = FakeBroker::start(move |req| {
         let code = req.request_code();
@@ -59,13 +63,25 @@ fn fake(seen: Sender<Seen>, search_answer: i64) -> FakeBroker {
                 FakeAction::Respond(ok())
             }
             RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                let _ = seen.send(Seen::ConsumerList);
                 let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
                 FakeAction::Respond(ok().with_body(body.into_bytes()))
             }
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::QUERY_NOT_FOUND,
-                Some("Not found, V3_0_6_SNAPSHOT maybe".into()),
-            )),
+            RequestCode::QUERY_CONSUMER_OFFSET => match *stored.lock() {
+                Some(o) => {
+                    let mut r = ok();
+                    r.ext_fields_mut().put("offset", o);
+                    FakeAction::Respond(r)
+                }
+                None => FakeAction::Respond(RemotingCommand::response(
+                    ResponseCode::QUERY_NOT_FOUND,
+                    Some("Not found, V3_0_6_SNAPSHOT maybe".into()),
+                )),
+            },
+            RequestCode::UPDATE_CONSUMER_OFFSET => {
+                *stored.lock() = f.get("commitOffset").and_then(|v| v.parse().ok());
+                FakeAction::Respond(ok())
+            }
             RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => {
                 let ts: i64 = f.get("timestamp").unwrap().parse().unwrap();
                 let _ = seen.send(Seen::SearchOffset(ts));
@@ -125,6 +141,7 @@ fn consume_from_timestamp_starts_at_the_searched_offset() {
         match rx.recv_deadline(deadline).expect("the consumer pulled") {
             Seen::SearchOffset(ts) => searched = Some(ts),
             Seen::Pull(o) => break o,
+            Seen::ConsumerList => {}
         }
     };
     assert_eq!(searched, Some(since), "the timestamp was searched");
@@ -182,4 +199,316 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_stays_bounded() {
         "shutdown took {:?}",
         t.elapsed()
     );
+}
+
+fn push(
+    fake: &FakeBroker,
+    code: RequestCode,
+    fields: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> RemotingCommand {
+    let mut req = RemotingCommand::request(code);
+    for (k, v) in fields {
+        req.ext_fields_mut().insert(*k, *v);
+    }
+    if let Some(b) = body {
+        req.set_body(b);
+    }
+    assert_eq!(fake.push_request(&req), 1, "one client is connected");
+    fake.recv_response(Duration::from_secs(10))
+        .expect("the client answered")
+}
+
+#[test]
+fn broker_requests_are_answered_on_the_callback_pool() {
+    let (tx, rx) = unbounded();
+    let fake = fake(tx, 0);
+    let (body_tx, body_rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("req_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("req-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                for m in msgs {
+                    body_tx.send(m.body().clone()).unwrap();
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(rx.recv_deadline(deadline).expect("pulled"), Seen::Pull(_)) {}
+
+    // GET_CONSUMER_RUNNING_INFO: fastjson with object keys, stats and properties.
+    let client_id = c.client_id().unwrap();
+    let r = push(
+        &fake,
+        RequestCode::GET_CONSUMER_RUNNING_INFO,
+        &[
+            ("consumerGroup", "req_group"),
+            ("clientId", &client_id),
+            ("jstackEnable", "false"),
+        ],
+        None,
+    );
+    assert_eq!(r.response_code(), ResponseCode::SUCCESS, "{:?}", r.remark());
+    let info = FjValue::parse_bytes(r.body().unwrap()).unwrap();
+    let Some(FjValue::Object(mq_table)) = info.get("mqTable") else {
+        panic!("no mqTable in {info:?}")
+    };
+    assert!(mq_table
+        .iter()
+        .any(|(k, _)| k.get("topic") == Some(&FjValue::String(TOPIC.into()))));
+    assert_eq!(
+        info.get("properties")
+            .and_then(|p| p.get("PROP_CONSUME_TYPE")),
+        Some(&FjValue::String("CONSUME_PASSIVELY".into()))
+    );
+    assert!(info.get("statusTable").is_some() && info.get("subscriptionSet").is_some());
+
+    // An unknown group is a clear SYSTEM_ERROR.
+    let r = push(
+        &fake,
+        RequestCode::GET_CONSUMER_RUNNING_INFO,
+        &[("consumerGroup", "nobody"), ("clientId", &client_id)],
+        None,
+    );
+    assert_eq!(r.response_code(), ResponseCode::SYSTEM_ERROR);
+    assert!(r.remark().unwrap().contains("not exist"));
+
+    // CONSUME_MESSAGE_DIRECTLY runs the listener on the stored message it carries.
+    let stored = MessageDecoder::encode(&MessageExt::new(TOPIC, "direct"), false).unwrap();
+    let r = push(
+        &fake,
+        RequestCode::CONSUME_MESSAGE_DIRECTLY,
+        &[("consumerGroup", "req_group"), ("brokerName", BROKER)],
+        Some(stored.to_vec()),
+    );
+    assert_eq!(r.response_code(), ResponseCode::SUCCESS);
+    let v: serde_json::Value = serde_json::from_slice(r.body().unwrap()).unwrap();
+    assert_eq!(v["consumeResult"], "CR_SUCCESS");
+    assert_eq!(
+        &body_rx.recv_timeout(Duration::from_secs(5)).unwrap()[..],
+        b"direct"
+    );
+
+    // NOTIFY_CONSUMER_IDS_CHANGED rebalances at once (the periodic rebalance is 20 s away).
+    while rx.try_recv().is_ok() {}
+    let mut notify = RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
+    notify.ext_fields_mut().insert("consumerGroup", "req_group");
+    notify.mark_oneway();
+    assert_eq!(fake.push_request(&notify), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        rx.recv_deadline(deadline).expect("rebalanced"),
+        Seen::ConsumerList
+    ) {}
+
+    // RESET_CONSUMER_CLIENT_OFFSET moves the queue to the given offset.
+    let reset = format!(
+        r#"{{"offsetTable":{{{{"brokerName":"{BROKER}","queueId":0,"topic":"{TOPIC}"}}:42}}}}"#
+    );
+    let mut req = RemotingCommand::request(RequestCode::RESET_CONSUMER_CLIENT_OFFSET);
+    for (k, v) in [
+        ("topic", TOPIC),
+        ("group", "req_group"),
+        ("timestamp", "0"),
+        ("isForce", "true"),
+    ] {
+        req.ext_fields_mut().insert(k, v);
+    }
+    req.set_body(reset.into_bytes());
+    assert_eq!(fake.push_request(&req), 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Seen::Pull(42) = rx
+            .recv_deadline(deadline)
+            .expect("pulled again after the reset")
+        {
+            break;
+        }
+    }
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// A fake whose queue holds two messages (offsets 0 and 1). CONSUMER_SEND_MSG_BACK answers
+/// SUCCESS when `send_back_ok`, SYSTEM_ERROR otherwise; sends to the retry topic fail (no route).
+fn fake_with_messages(seen: Sender<(i64, i32)>, send_back_ok: bool) -> FakeBroker {
+    let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let client_id: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
+    let a2 = addr.clone();
+    let records: Vec<u8> = (0..2i64)
+        .flat_map(|i| {
+            let mut m = MessageExt::new(TOPIC, format!("m{i}"));
+            m.set_queue_offset(i);
+            m.set_commit_log_offset(1000 + i);
+            MessageDecoder::encode(&m, false).unwrap().to_vec()
+        })
+        .collect();
+    let fake = FakeBroker::start(move |req| {
+        let f = req.ext_fields();
+        match req.request_code() {
+            RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(TOPIC) => {
+                let body = format!(
+                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
+                    a2.get().unwrap()
+                );
+                FakeAction::Respond(ok().with_body(body.into_bytes()))
+            }
+            RequestCode::GET_ROUTEINFO_BY_TOPIC => FakeAction::Respond(
+                RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, None),
+            ),
+            RequestCode::HEART_BEAT => {
+                let v: serde_json::Value = serde_json::from_slice(req.body().unwrap()).unwrap();
+                *client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
+                FakeAction::Respond(ok())
+            }
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
+                FakeAction::Respond(ok().with_body(body.into_bytes()))
+            }
+            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(
+                RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, None),
+            ),
+            RequestCode::CONSUMER_SEND_MSG_BACK => {
+                let offset: i64 = f.get("offset").unwrap().parse().unwrap();
+                let level: i32 = f.get("delayLevel").unwrap().parse().unwrap();
+                let _ = seen.send((offset, level));
+                if send_back_ok {
+                    FakeAction::Respond(ok())
+                } else {
+                    FakeAction::Respond(RemotingCommand::response(
+                        ResponseCode::SYSTEM_ERROR,
+                        Some("send back refused".into()),
+                    ))
+                }
+            }
+            RequestCode::PULL_MESSAGE => {
+                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                let (code, next, body) = if offset == 0 {
+                    (ResponseCode::SUCCESS, 2, Some(records.clone()))
+                } else {
+                    (ResponseCode::PULL_NOT_FOUND, offset, None)
+                };
+                let mut r = RemotingCommand::response(code, None);
+                let h = r.ext_fields_mut();
+                h.put("nextBeginOffset", next);
+                h.put("minOffset", 0);
+                h.put("maxOffset", 2);
+                h.put("suggestWhichBrokerId", 0);
+                if let Some(b) = body {
+                    r.set_body(b);
+                }
+                let delay = if offset == 0 { 0 } else { 200 };
+                FakeAction::RespondAfter(Duration::from_millis(delay), r)
+            }
+            _ => FakeAction::Respond(ok()),
+        }
+    })
+    .unwrap();
+    addr.set(fake.addr()).unwrap();
+    fake
+}
+
+#[test]
+fn ack_index_sends_back_only_the_unacknowledged_messages() {
+    let (tx, rx) = unbounded();
+    let fake = fake_with_messages(tx, true);
+    let c = DefaultMQPushConsumer::builder("ack_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("ack-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_message_batch_max_size(2)
+        .register_message_listener_concurrently(
+            |msgs: &[MessageExt], ctx: &mut ConsumeConcurrentlyContext| {
+                assert_eq!(msgs.len(), 2, "both messages in one call");
+                ctx.ack_index = 0;
+                ctx.delay_level_when_next_consume = 4;
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let (offset, level) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the second message was sent back");
+    assert_eq!(
+        (offset, level),
+        (1001, 4),
+        "commit-log offset of m1, the context's level"
+    );
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "m0 was not sent back"
+    );
+    // Both are done locally: the committed offset moves past them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .queue_stats()
+        .iter()
+        .find(|q| q.message_queue.topic == TOPIC)
+        .map_or(true, |q| q.commit_offset != 2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "offset never reached 2: {:?}",
+            c.queue_stats()
+        );
+        std::thread::yield_now();
+    }
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn when_send_back_fails_the_message_is_consumed_again_locally() {
+    let (tx, _send_backs) = unbounded();
+    let fake = fake_with_messages(tx, false);
+    let (seen_tx, seen_rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("local_retry_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("local-retry-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                let m = &msgs[0];
+                seen_tx
+                    .send((
+                        String::from_utf8_lossy(m.body()).into_owned(),
+                        m.reconsume_times(),
+                    ))
+                    .unwrap();
+                if &m.body()[..] == b"m1" && m.reconsume_times() == 0 {
+                    ConsumeConcurrentlyStatus::ReconsumeLater
+                } else {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                }
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while !got.contains(&("m1".to_owned(), 1)) {
+        got.push(
+            seen_rx
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("saw {got:?}")),
+        );
+    }
+    // While m1 waited for its local retry, the committed offset stayed before it.
+    let q = c
+        .queue_stats()
+        .into_iter()
+        .find(|q| q.message_queue.topic == TOPIC)
+        .unwrap();
+    assert!(q.commit_offset <= 2);
+    c.shutdown(Duration::from_secs(5)).unwrap();
 }

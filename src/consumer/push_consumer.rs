@@ -84,6 +84,7 @@ pub(crate) struct ConsumerConfig {
     pub(crate) post_subscription_when_pull: bool,
     pub(crate) max_reconsume_times: i32,
     pub(crate) consume_timeout: Duration,
+    pub(crate) suspend_current_queue_time: Duration,
     pub(crate) await_termination_when_shutdown: Duration,
     pub(crate) broker_suspend_max_time: Duration,
     pub(crate) consumer_timeout_when_suspend: Duration,
@@ -223,6 +224,13 @@ impl DefaultMQPushConsumerBuilder {
         /// A message consumed for longer than this is sent back. Default: 15 minutes.
         #[doc(alias = "setConsumeTimeout")]
         consume_timeout: Duration => consume_timeout
+    );
+    setter!(
+        /// How long an orderly listener's `SUSPEND_CURRENT_QUEUE_A_MOMENT` pauses its queue.
+        /// Default: 1 s, clamped to 10 ms..30 s. Orderly consumption reads it; concurrent
+        /// consumption does not use it.
+        #[doc(alias = "setSuspendCurrentQueueTimeMillis")]
+        suspend_current_queue_time: Duration => suspend_current_queue_time
     );
     setter!(
         /// How long `shutdown` waits for running listeners. Default: 0 in Java; here the
@@ -383,6 +391,14 @@ fn check_config(c: &ConsumerConfig) -> Result<()> {
         1024,
     )?;
     range("pullBatchSize", c.pull_batch_size as i64, 1, 1024)?;
+    if c.suspend_current_queue_time < Duration::from_millis(10)
+        || c.suspend_current_queue_time > Duration::from_secs(30)
+    {
+        return Err(Error::config(format!(
+            "suspendCurrentQueueTimeMillis out of range [10 ms, 30 s]: {:?}",
+            c.suspend_current_queue_time
+        )));
+    }
     if c.consume_timeout.is_zero() {
         return Err(Error::config("consumeTimeout must be positive"));
     }
@@ -446,6 +462,7 @@ impl DefaultMQPushConsumer {
                 post_subscription_when_pull: false,
                 max_reconsume_times: -1,
                 consume_timeout: Duration::from_secs(15 * 60),
+                suspend_current_queue_time: Duration::from_secs(1),
                 await_termination_when_shutdown: Duration::ZERO,
                 broker_suspend_max_time: BROKER_SUSPEND_MAX_TIME,
                 consumer_timeout_when_suspend: CONSUMER_TIMEOUT_WHEN_SUSPEND,
