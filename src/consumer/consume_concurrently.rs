@@ -174,8 +174,11 @@ impl ConsumeMessageConcurrentlyService {
 
         let mut done_offsets: Vec<i64> = Vec::with_capacity(msgs.len());
         let mut consume_again: Vec<MessageExt> = Vec::new();
+        // One context and one stats update per request, not per listener call.
+        let mut ctx = ConsumeConcurrentlyContext::new(mq.clone());
+        let (mut ok_total, mut failed_total, mut rt_total) = (0, 0, std::time::Duration::ZERO);
         for sub in msgs.chunks(self.batch_max) {
-            let mut ctx = ConsumeConcurrentlyContext::new(mq.clone());
+            ctx.reset();
             self.before_hooks(&mq, sub);
             let begin = Instant::now();
             let status = match catch_unwind(AssertUnwindSafe(|| {
@@ -205,7 +208,9 @@ impl ConsumeMessageConcurrentlyService {
                 ConsumeConcurrentlyStatus::ReconsumeLater => -1,
             };
             let ok = (ack_index + 1) as usize;
-            consumer.stats().consumed(&mq.topic, ok, sub.len() - ok, rt);
+            ok_total += ok;
+            failed_total += sub.len() - ok;
+            rt_total += rt;
             done_offsets.extend(sub[..ok].iter().map(MessageExt::queue_offset));
             for m in &sub[ok..] {
                 match self.model {
@@ -238,6 +243,13 @@ impl ConsumeMessageConcurrentlyService {
             }
         }
         state.task_finished(first);
+        consumer.stats().consumed(
+            &mq.topic,
+            ok_total,
+            failed_total,
+            rt_total,
+            msgs.len().div_ceil(self.batch_max),
+        );
         let offset = state.pq.remove_messages(&done_offsets);
         if offset >= 0 && !state.pq.is_dropped() {
             consumer.offset_store().update_offset(&mq, offset, true);

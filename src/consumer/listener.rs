@@ -32,6 +32,13 @@ impl ConsumeConcurrentlyContext {
         }
     }
 
+    /// Makes the context fresh for the next listener call of the same queue, so one context
+    /// serves a whole consume request without allocating per call.
+    pub(crate) fn reset(&mut self) {
+        self.delay_level_when_next_consume = 0;
+        self.ack_index = i32::MAX;
+    }
+
     /// The queue the messages came from.
     pub fn message_queue(&self) -> &MessageQueue {
         &self.message_queue

@@ -112,12 +112,19 @@ impl ConsumerStats {
             .fetch_add(rt.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// One listener call consumed `ok` messages and failed `failed`, taking `rt`.
-    pub(crate) fn consumed(&self, topic: &str, ok: usize, failed: usize, rt: Duration) {
+    /// `calls` listener calls consumed `ok` messages and failed `failed`, taking `rt` in all.
+    pub(crate) fn consumed(
+        &self,
+        topic: &str,
+        ok: usize,
+        failed: usize,
+        rt: Duration,
+        calls: usize,
+    ) {
         let c = self.topic(topic);
         c.ok.fetch_add(ok as u64, Ordering::Relaxed);
         c.failed.fetch_add(failed as u64, Ordering::Relaxed);
-        c.calls.fetch_add(1, Ordering::Relaxed);
+        c.calls.fetch_add(calls as u64, Ordering::Relaxed);
         c.consume_rt_us
             .fetch_add(rt.as_micros() as u64, Ordering::Relaxed);
     }
@@ -190,7 +197,7 @@ mod tests {
         let s = ConsumerStats::default();
         s.pulled("T", 32, Duration::from_millis(4));
         s.pulled("T", 32, Duration::from_millis(2));
-        s.consumed("T", 30, 2, Duration::from_millis(10));
+        s.consumed("T", 30, 2, Duration::from_millis(10), 1);
         let snap = s.snapshot();
         let t = &snap["T"];
         assert!((t.pull_rt - 3.0).abs() < 1e-9);
