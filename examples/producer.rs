@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo run --release --example producer -- --namesrv 127.0.0.1:9876 --topic T --count 1000 --size 128
-//!     [--group G] [--mode async|sync|oneway] [--window 1024] [--tag TagA]
+//!     [--group G] [--mode async|sync|oneway] [--window 1024] [--tag TagA] [--queues 4]
 //! ```
+//!
+//! `--queues N` is the number of queues a topic gets when the first send auto-creates it
+//! (the broker caps it by its `TBW102` template, 8 queues by default).
 //!
 //! The last line printed is `sent N messages`. The exit code is non-zero if any send failed.
 
@@ -23,6 +26,7 @@ struct Args {
     mode: String,
     window: usize,
     tag: String,
+    queues: i32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         mode: "async".to_owned(),
         window: 1024,
         tag: "TagA".to_owned(),
+        queues: 4,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -48,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
             "--mode" => a.mode = value()?,
             "--window" => a.window = value()?.parse().map_err(|e| format!("--window: {e}"))?,
             "--tag" => a.tag = value()?,
+            "--queues" => a.queues = value()?.parse().map_err(|e| format!("--queues: {e}"))?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -64,6 +70,9 @@ fn parse_args() -> Result<Args, String> {
     if a.window == 0 {
         return Err("--window must be at least 1".to_owned());
     }
+    if !(1..=1024).contains(&a.queues) {
+        return Err(format!("--queues must be 1..=1024, not {}", a.queues));
+    }
     Ok(a)
 }
 
@@ -74,7 +83,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             eprintln!(
-                "usage: producer --namesrv ADDR --topic T --count N [--size BYTES] [--group G] [--mode async|sync|oneway] [--window W] [--tag TAG]"
+                "usage: producer --namesrv ADDR --topic T --count N [--size BYTES] [--group G] [--mode async|sync|oneway] [--window W] [--tag TAG] [--queues N]"
             );
             return ExitCode::from(2);
         }
@@ -99,6 +108,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> rocketmq_sync::Result<u64> {
     let producer = DefaultMQProducer::builder(args.group.clone())
         .namesrv_addr(args.namesrv.clone())
+        .default_topic_queue_nums(args.queues)
         .build()?;
     producer.start()?;
     let body: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();

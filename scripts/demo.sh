@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # demo.sh — the main job end to end against a real local cluster:
 #   1. scripts/broker.sh start           one name server + one broker (topic auto-creation on)
+#                                        in a fresh directory, so the topic is fresh too
 #   2. cargo run --release --example producer -- --namesrv ADDR --topic DemoTopic
-#                                            --count 1000 --size 128
-#   3. when examples/push_consumer.rs exists:
-#      cargo run --release --example push_consumer -- --namesrv ADDR --topic DemoTopic
+#                                            --count 1000 --size 128 --queues 8
+#   3. cargo run --release --example push_consumer -- --namesrv ADDR --topic DemoTopic
 #                                            --group DemoGroup --count 1000 --from-first
-# The cluster is stopped on exit (its logs are printed first if anything failed).
+#   4. check that the consumer's last line says `consumed 1000 messages`
+# The cluster is stopped on exit, whatever happened (its logs are printed first if anything
+# failed, and its directory is kept for inspection).
 # DEMO_COUNT and DEMO_SIZE override the message count and size.
 set -euo pipefail
 
@@ -14,17 +16,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 count=${DEMO_COUNT:-1000}
 size=${DEMO_SIZE:-128}
-
-if [[ ! -f examples/producer.rs && ! -f examples/producer/main.rs ]]; then
-    echo "demo.sh: examples/producer.rs does not exist yet" >&2
-    exit 1
-fi
+topic=DemoTopic
+group=DemoGroup
 
 bash scripts/broker.sh install
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rocketmq-sync-demo.XXXXXX")
 
 cleanup() {
     local status=$?
+    set +x
     if [[ $status -ne 0 ]]; then
         for f in "$dir"/*.log; do
             [[ -f $f ]] || continue
@@ -40,15 +40,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bash scripts/broker.sh start --dir "$dir" --owner-pid $$ >/dev/null # cluster.env is read below
+# Prints the cluster's KEY=VALUE lines (also kept in $dir/cluster.env).
+bash scripts/broker.sh start --dir "$dir" --owner-pid $$
 namesrv=$(sed -n 's/^NAMESRV_ADDR=//p' "$dir/cluster.env")
-printf 'name server %s, broker %s\n' "$namesrv" "$(sed -n 's/^BROKER_A_ADDR=//p' "$dir/cluster.env")" >&2
+[[ -n $namesrv ]] || { echo "demo.sh: no NAMESRV_ADDR in $dir/cluster.env" >&2; exit 1; }
 
 set -x
-cargo run --release --example producer -- --namesrv "$namesrv" --topic DemoTopic --count "$count" --size "$size"
-if [[ -f examples/push_consumer.rs || -f examples/push_consumer/main.rs ]]; then
-    cargo run --release --example push_consumer -- --namesrv "$namesrv" --topic DemoTopic \
-        --group DemoGroup --count "$count" --from-first
-fi
+cargo run --release --example producer -- --namesrv "$namesrv" --topic "$topic" \
+    --count "$count" --size "$size" --queues 8
+cargo run --release --example push_consumer -- --namesrv "$namesrv" --topic "$topic" \
+    --group "$group" --count "$count" --from-first | tee "$dir/consumer.out"
 set +x
-echo "demo finished" >&2
+
+last=$(tail -n 1 "$dir/consumer.out")
+if [[ $last != "consumed $count messages"* ]]; then
+    printf 'demo.sh: expected the consumer to end with "consumed %s messages", got "%s"\n' \
+        "$count" "$last" >&2
+    exit 1
+fi
+echo "demo finished: produced and consumed $count messages ($last)" >&2
