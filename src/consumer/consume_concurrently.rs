@@ -22,9 +22,11 @@ use crate::executor::ThreadPoolExecutor;
 /// again (Java: 5 s).
 pub(crate) const RESUBMIT_DELAY: Duration = Duration::from_secs(5);
 
-/// At most this many tasks are made from one pulled batch: enough to spread a batch over the
-/// pool, few enough that hand-offs stay batched.
-const MAX_TASKS_PER_BATCH: usize = 4;
+/// At most this many tasks are made from one pulled batch. One is enough for parallelism: the
+/// pull goes on while a batch is consumed, so every pulled batch (of every queue) is a request
+/// of its own and a slow listener still fills the pool; each extra task would only cost another
+/// thread wake-up.
+const MAX_TASKS_PER_BATCH: usize = 1;
 
 pub(crate) struct ConsumeMessageConcurrentlyService {
     consumer: Weak<PushConsumerInner>,
