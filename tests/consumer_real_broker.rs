@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Sender};
 use parking_lot::Mutex;
 use rocketmq_sync::common::{Message, MessageExt, MessageQueue};
 use rocketmq_sync::consumer::{
@@ -17,86 +17,7 @@ use rocketmq_sync::consumer::{
 };
 use support::broker::Cluster;
 use support::client::*;
-
-/// What a listener saw of one delivery.
-#[derive(Debug, Clone)]
-struct Delivery {
-    body: String,
-    queue: MessageQueue,
-    tags: Option<String>,
-}
-
-fn deliveries(
-    tx: Sender<Delivery>,
-) -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
-       + Send
-       + Sync
-       + 'static {
-    move |msgs: &[MessageExt], ctx: &mut ConsumeConcurrentlyContext| {
-        for m in msgs {
-            let _ = tx.send(Delivery {
-                body: String::from_utf8_lossy(m.body()).into_owned(),
-                queue: ctx.message_queue().clone(),
-                tags: m.tags().map(str::to_owned),
-            });
-        }
-        ConsumeConcurrentlyStatus::ConsumeSuccess
-    }
-}
-
-fn consumer_builder(cluster: &Cluster, group: &str, topic: &str) -> DefaultMQPushConsumerBuilder {
-    DefaultMQPushConsumer::builder(group)
-        .namesrv_addr(cluster.namesrv_addr.clone())
-        .instance_name(unique("cinst"))
-        .subscribe(topic, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-}
-
-/// Receives until `n` deliveries arrived or `deadline` passed.
-fn collect(rx: &Receiver<Delivery>, n: usize, within: Duration) -> Vec<Delivery> {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    while out.len() < n {
-        match rx.recv_deadline(deadline) {
-            Ok(d) => out.push(d),
-            Err(_) => break,
-        }
-    }
-    out
-}
-
-/// Sends `n` messages `"{prefix}-{i}"` with async sends in a window.
-fn produce(p: &DefaultMQProducer, topic: &str, prefix: &str, n: usize, tag: &str) {
-    let (tx, rx) = unbounded::<rocketmq_sync::Result<()>>();
-    let window = 512;
-    let mut in_flight = 0;
-    for i in 0..n {
-        if in_flight == window {
-            rx.recv_timeout(Duration::from_secs(30))
-                .expect("async send completes")
-                .expect("async send succeeds");
-            in_flight -= 1;
-        }
-        let tx = tx.clone();
-        let msg = Message::new(topic, format!("{prefix}-{i}")).with_tags(tag);
-        p.send_async(&msg, move |r| tx.send(r.map(|_| ())).unwrap())
-            .expect("async send accepted");
-        in_flight += 1;
-    }
-    for _ in 0..in_flight {
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("async send completes")
-            .expect("async send succeeds");
-    }
-}
-
-use rocketmq_sync::DefaultMQProducer;
-
-fn topic_with_queues(cluster: &Cluster, queues: i32) -> String {
-    let topic = unique("CTopic");
-    create_topic_on_all_brokers(&raw_client(), cluster, &topic, queues);
-    topic
-}
+use support::consume::*;
 
 #[test]
 fn ten_thousand_messages_over_8_queues_consumed_exactly_once_then_nothing_again() {

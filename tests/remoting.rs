@@ -370,6 +370,34 @@ fn close_connection_then_reconnect_on_demand() {
 }
 
 #[test]
+fn connect_listener_hears_every_new_connection_and_only_those() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded::<String>();
+    client.set_connect_listener(move |a| tx.send(a.to_owned()).unwrap());
+    for _ in 0..3 {
+        client
+            .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+            .unwrap();
+    }
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![addr.clone()]);
+    // A reconnect after the connection closed is a new connection.
+    client.close_connection(&addr);
+    assert!(eventually(Duration::from_secs(2), || !client.is_connected(&addr)));
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![addr.clone()]);
+    // A failed connect is not.
+    let dead = dead_addr();
+    assert!(client
+        .invoke_sync(&dead, request(ECHO), Duration::from_secs(3))
+        .is_err());
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
 fn too_many_async_requests_is_rejected_without_calling_back() {
     init();
     let broker = scripted_broker();

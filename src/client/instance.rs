@@ -166,6 +166,15 @@ impl MQClientInstance {
             heartbeat_lock: Mutex::new(()),
         });
         crate::consumer::processors::register(&instance);
+        // A broker that restarted lost this client's heartbeat: until the next periodic one (up
+        // to 30 s away) it answers every pull with SUBSCRIPTION_NOT_EXIST and leaves the client
+        // out of the group's consumer list. Every (re)connection to a broker re-registers at once.
+        let weak = instance.me.clone();
+        instance.remoting().set_connect_listener(move |addr| {
+            if let Some(me) = weak.upgrade() {
+                me.on_connected(addr);
+            }
+        });
         if let Err(e) = instance.start() {
             *instance.state.lock() = ServiceState::StartFailed;
             instance.api.remoting().shutdown();
@@ -783,14 +792,30 @@ impl MQClientInstance {
         });
     }
 
-    /// Sends a heartbeat to every known broker, unless one is already being sent.
-    pub(crate) fn send_heartbeat_to_all_broker_with_lock(&self) {
-        let Some(_guard) = self.heartbeat_lock.try_lock() else {
-            log::warn!("lock heartBeat, but failed. [{}]", self.client_id);
+    /// A new connection to `addr` is open (on the connecting thread): if `addr` is a known
+    /// broker, send it a heartbeat soon, from the scheduler.
+    fn on_connected(&self, addr: &str) {
+        let broker = self.broker_addr_table.read().iter().find_map(|(name, m)| {
+            m.iter()
+                .find(|(_, a)| a.as_str() == addr)
+                .map(|(id, _)| (name.clone(), *id))
+        });
+        let Some((name, id)) = broker else {
             return;
         };
-        let producers = self.live_producers();
-        let mut producer_data_set: Vec<ProducerData> = producers
+        let me = self.me.clone();
+        let addr = addr.to_owned();
+        self.schedule(Duration::ZERO, move || {
+            if let Some(me) = me.upgrade() {
+                me.send_heartbeat_to_broker(&name, id, &addr);
+            }
+        });
+    }
+
+    /// What a heartbeat says: every live producer and consumer group; `None` if there is none.
+    fn heartbeat_data(&self) -> Option<HeartbeatData> {
+        let mut producer_data_set: Vec<ProducerData> = self
+            .live_producers()
             .iter()
             .map(|(g, _)| ProducerData {
                 group_name: g.clone(),
@@ -807,8 +832,49 @@ impl MQClientInstance {
             producer_data_set,
         };
         if data.producer_data_set.is_empty() && data.consumer_data_set.is_empty() {
+            return None;
+        }
+        Some(data)
+    }
+
+    /// Sends a heartbeat to one broker (after a reconnect), waiting for a full heartbeat in
+    /// progress rather than skipping: that one may already have passed this broker.
+    fn send_heartbeat_to_broker(&self, name: &str, id: i64, addr: &str) {
+        let _guard = self.heartbeat_lock.lock();
+        let Some(data) = self.heartbeat_data() else {
+            return;
+        };
+        if data.consumer_data_set.is_empty() && id != MASTER_ID {
             return;
         }
+        self.heartbeat_one(&data, name.to_owned(), id, addr.to_owned());
+    }
+
+    fn heartbeat_one(&self, data: &HeartbeatData, name: String, id: i64, addr: String) {
+        match self
+            .api
+            .send_heartbeat(&addr, data, self.config.mq_client_api_timeout)
+        {
+            Ok(version) => {
+                self.broker_version_table
+                    .write()
+                    .entry(name)
+                    .or_default()
+                    .insert(addr, version);
+            }
+            Err(e) => log::warn!("send heart beat to broker[{name} {id} {addr}] failed: {e}"),
+        }
+    }
+
+    /// Sends a heartbeat to every known broker, unless one is already being sent.
+    pub(crate) fn send_heartbeat_to_all_broker_with_lock(&self) {
+        let Some(_guard) = self.heartbeat_lock.try_lock() else {
+            log::warn!("lock heartBeat, but failed. [{}]", self.client_id);
+            return;
+        };
+        let Some(data) = self.heartbeat_data() else {
+            return;
+        };
         let only_masters = data.consumer_data_set.is_empty();
         let targets: Vec<(String, i64, String)> = self
             .broker_addr_table
@@ -820,19 +886,7 @@ impl MQClientInstance {
             if only_masters && id != MASTER_ID {
                 continue;
             }
-            match self
-                .api
-                .send_heartbeat(&addr, &data, self.config.mq_client_api_timeout)
-            {
-                Ok(version) => {
-                    self.broker_version_table
-                        .write()
-                        .entry(name)
-                        .or_default()
-                        .insert(addr, version);
-                }
-                Err(e) => log::warn!("send heart beat to broker[{name} {id} {addr}] failed: {e}"),
-            }
+            self.heartbeat_one(&data, name, id, addr);
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use mio::{Poll, Waker};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::config::RemotingClientConfig;
 use super::event_loop::{
@@ -57,7 +57,11 @@ struct Inner {
     async_permits: Arc<Semaphore>,
     oneway_permits: Arc<Semaphore>,
     shutdown_started: AtomicBool,
+    /// Told the address of every connection this client opens (see `set_connect_listener`).
+    connect_listener: RwLock<Option<ConnectListener>>,
 }
+
+type ConnectListener = Arc<dyn Fn(&str) + Send + Sync>;
 
 struct IoThread {
     handle: JoinHandle<Receiver<Command>>,
@@ -119,8 +123,19 @@ impl RemotingClient {
                 async_permits,
                 oneway_permits,
                 shutdown_started: AtomicBool::new(false),
+                connect_listener: RwLock::new(None),
             }),
         })
+    }
+
+    /// Sets what to do when a connection is opened: `listener` gets the address after every
+    /// new connection (the first one to an address and every reconnect after it closed), on the
+    /// thread that connected, just before that thread's call goes out on it. A peer that was
+    /// restarted has forgotten what it knew of this client; this is where to tell it again.
+    /// The listener must not block (hand work to another thread) and must not call this client
+    /// for the same address on the connecting thread. Replaces any earlier listener.
+    pub fn set_connect_listener(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
+        *self.inner.connect_listener.write() = Some(Arc::new(listener));
     }
 
     /// The configuration the client was started with.
@@ -507,6 +522,10 @@ impl RemotingClient {
             return Err(closed_error(addr));
         }
         log::debug!("connected to {addr}");
+        let listener = self.inner.connect_listener.read().clone();
+        if let Some(listener) = listener {
+            listener(addr);
+        }
         Ok(handle)
     }
 }

@@ -3,4 +3,5 @@
 
 pub mod broker;
 pub mod client;
+pub mod consume;
 pub mod golden;

@@ -1,0 +1,104 @@
+//! Push-consumer helpers shared by the consumer tests: a recording listener, a builder with the
+//! usual settings, collecting with a deadline, windowed async producing and topic creation.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use rocketmq_sync::common::{Message, MessageExt, MessageQueue};
+use rocketmq_sync::consumer::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
+    DefaultMQPushConsumerBuilder,
+};
+use rocketmq_sync::DefaultMQProducer;
+
+use super::broker::Cluster;
+use super::client::{create_topic_on_all_brokers, raw_client, unique};
+
+/// What a listener saw of one delivery.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub body: String,
+    pub queue: MessageQueue,
+    pub tags: Option<String>,
+    /// When the listener ran.
+    pub at: Instant,
+}
+
+/// A listener that reports every message it is given on `tx` and succeeds.
+pub fn deliveries(
+    tx: Sender<Delivery>,
+) -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
+       + Send
+       + Sync
+       + 'static {
+    move |msgs: &[MessageExt], ctx: &mut ConsumeConcurrentlyContext| {
+        let at = Instant::now();
+        for m in msgs {
+            let _ = tx.send(Delivery {
+                body: String::from_utf8_lossy(m.body()).into_owned(),
+                queue: ctx.message_queue().clone(),
+                tags: m.tags().map(str::to_owned),
+                at,
+            });
+        }
+        ConsumeConcurrentlyStatus::ConsumeSuccess
+    }
+}
+
+/// A consumer of `group` on `topic` (`*`), with its own instance name, from the first offset.
+pub fn consumer_builder(
+    cluster: &Cluster,
+    group: &str,
+    topic: &str,
+) -> DefaultMQPushConsumerBuilder {
+    DefaultMQPushConsumer::builder(group)
+        .namesrv_addr(cluster.namesrv_addr.clone())
+        .instance_name(unique("cinst"))
+        .subscribe(topic, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+}
+
+/// Receives until `n` deliveries arrived or `within` passed.
+pub fn collect(rx: &Receiver<Delivery>, n: usize, within: Duration) -> Vec<Delivery> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n {
+        match rx.recv_deadline(deadline) {
+            Ok(d) => out.push(d),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Sends `n` messages `"{prefix}-{i}"` with async sends in a window; panics if one fails.
+pub fn produce(p: &DefaultMQProducer, topic: &str, prefix: &str, n: usize, tag: &str) {
+    let (tx, rx) = unbounded::<rocketmq_sync::Result<()>>();
+    let window = 512;
+    let mut in_flight = 0;
+    for i in 0..n {
+        if in_flight == window {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("async send completes")
+                .expect("async send succeeds");
+            in_flight -= 1;
+        }
+        let tx = tx.clone();
+        let msg = Message::new(topic, format!("{prefix}-{i}")).with_tags(tag);
+        p.send_async(&msg, move |r| tx.send(r.map(|_| ())).unwrap())
+            .expect("async send accepted");
+        in_flight += 1;
+    }
+    for _ in 0..in_flight {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("async send completes")
+            .expect("async send succeeds");
+    }
+}
+
+/// A fresh topic with `queues` queues on every broker of `cluster`.
+pub fn topic_with_queues(cluster: &Cluster, queues: i32) -> String {
+    let topic = unique("CTopic");
+    create_topic_on_all_brokers(&raw_client(), cluster, &topic, queues);
+    topic
+}
