@@ -872,6 +872,20 @@ impl MQClientInstance {
             log::warn!("lock heartBeat, but failed. [{}]", self.client_id);
             return;
         };
+        self.heartbeat_all_locked();
+    }
+
+    /// Sends a heartbeat to every known broker, waiting (up to 3 s) for one already being sent:
+    /// used when the brokers must learn new subscription data before the next pull.
+    pub(crate) fn send_heartbeat_to_all_broker_now(&self) {
+        let Some(_guard) = self.heartbeat_lock.try_lock_for(Duration::from_secs(3)) else {
+            log::warn!("lock heartBeat for 3 s, but failed. [{}]", self.client_id);
+            return;
+        };
+        self.heartbeat_all_locked();
+    }
+
+    fn heartbeat_all_locked(&self) {
         let Some(data) = self.heartbeat_data() else {
             return;
         };

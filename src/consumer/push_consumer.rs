@@ -517,7 +517,7 @@ impl DefaultMQPushConsumer {
             .insert(topic.to_owned(), Arc::new(sd));
         if let Some(i) = self.inner.instance.read().clone() {
             i.update_topic_route_info_from_name_server(topic);
-            i.send_heartbeat_to_all_broker_with_lock();
+            i.send_heartbeat_to_all_broker_now();
             i.rebalance_immediately();
         }
         Ok(())
@@ -527,7 +527,7 @@ impl DefaultMQPushConsumer {
     pub fn unsubscribe(&self, topic: &str) {
         self.inner.subscription_inner.write().remove(topic);
         if let Some(i) = self.inner.instance.read().clone() {
-            i.send_heartbeat_to_all_broker_with_lock();
+            i.send_heartbeat_to_all_broker_now();
             i.rebalance_immediately();
         }
     }
@@ -839,7 +839,7 @@ impl PushConsumerInner {
                 for topic in self.subscription_inner.read().keys() {
                     instance.update_topic_route_info_from_name_server(topic);
                 }
-                instance.send_heartbeat_to_all_broker_with_lock();
+                instance.send_heartbeat_to_all_broker_now();
                 instance.rebalance_immediately();
                 log::info!(
                     "the consumer [{}] started ({:?}), client id {}",
@@ -1428,8 +1428,9 @@ impl PushConsumerInner {
         };
         let subs: Vec<String> = self.subscription_inner.read().keys().cloned().collect();
         let mut changed_topics = Vec::new();
+        let mut new_pulls = Vec::new();
         for topic in &subs {
-            match self.rebalance_by_topic(&instance, topic) {
+            match self.rebalance_by_topic(&instance, topic, &mut new_pulls) {
                 Ok(true) => changed_topics.push(topic.clone()),
                 Ok(false) => {}
                 Err(e) => {
@@ -1458,11 +1459,21 @@ impl PushConsumerInner {
                     *sd = Arc::new(fresh);
                 }
             }
-            instance.send_heartbeat_to_all_broker_with_lock();
+            instance.send_heartbeat_to_all_broker_now();
+        }
+        // Pull only once the brokers know the new subscription version: a pull that carries a
+        // version newer than the broker's is refused and retried a second later.
+        for r in new_pulls {
+            self.pull_now(r);
         }
     }
 
-    fn rebalance_by_topic(&self, instance: &Arc<MQClientInstance>, topic: &str) -> Result<bool> {
+    fn rebalance_by_topic(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        topic: &str,
+        new_pulls: &mut Vec<PullRequest>,
+    ) -> Result<bool> {
         let mq_all = self
             .topic_subscribe_info
             .read()
@@ -1488,15 +1499,17 @@ impl PushConsumerInner {
                     .collect()
             }
         };
-        Ok(self.update_process_queue_table(instance, topic, &target))
+        Ok(self.update_process_queue_table(instance, topic, &target, new_pulls))
     }
 
-    /// Java `updateProcessQueueTableInRebalance`.
+    /// Java `updateProcessQueueTableInRebalance`. The pull requests of new queues are pushed
+    /// to `new_pulls` for the caller to dispatch.
     fn update_process_queue_table(
         &self,
         instance: &Arc<MQClientInstance>,
         topic: &str,
         target: &HashSet<MessageQueue>,
+        new_pulls: &mut Vec<PullRequest>,
     ) -> bool {
         let mut changed = false;
         let now = now_millis();
@@ -1520,7 +1533,6 @@ impl PushConsumerInner {
             self.remove_queues(&removed);
             changed = true;
         }
-        let mut new_requests = Vec::new();
         for mq in target {
             if self.process_queue_table.read().contains_key(mq) {
                 continue;
@@ -1552,11 +1564,8 @@ impl PushConsumerInner {
                 "doRebalance, {}, add a new mq, {mq}, next offset {next}",
                 self.cfg.group
             );
-            new_requests.push(PullRequest::new(self.me.clone(), st, next));
+            new_pulls.push(PullRequest::new(self.me.clone(), st, next));
             changed = true;
-        }
-        for r in new_requests {
-            self.pull_now(r);
         }
         changed
     }
