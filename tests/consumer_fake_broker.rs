@@ -512,3 +512,87 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
     assert!(q.commit_offset <= 2);
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn consume_hooks_run_before_and_after_every_call() {
+    use rocketmq_sync::consumer::{ConsumeMessageContext, ConsumeMessageHook};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Default)]
+    struct Counting {
+        before: AtomicUsize,
+        after_ok: AtomicUsize,
+    }
+    struct Hook(Arc<Counting>);
+    impl ConsumeMessageHook for Hook {
+        fn hook_name(&self) -> &str {
+            "counting"
+        }
+        fn consume_message_before(&self, ctx: &ConsumeMessageContext<'_>) {
+            assert!(ctx.status.is_none());
+            self.0.before.fetch_add(ctx.msgs.len(), Ordering::SeqCst);
+        }
+        fn consume_message_after(&self, ctx: &ConsumeMessageContext<'_>) {
+            if ctx.success {
+                self.0.after_ok.fetch_add(ctx.msgs.len(), Ordering::SeqCst);
+            }
+        }
+    }
+    let (tx, _send_backs) = unbounded();
+    let fake = fake_with_messages(tx, true);
+    let counts = Arc::new(Counting::default());
+    let c = DefaultMQPushConsumer::builder("hook_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("hook-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_message_hook(Hook(counts.clone()))
+        .register_message_listener_concurrently(listener())
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counts.after_ok.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "hooks did not run for both messages"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(counts.before.load(Ordering::SeqCst), 2);
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
+    let (tx, send_backs) = unbounded();
+    let fake = fake_with_messages(tx, true);
+    let (release_tx, release_rx) = unbounded::<()>();
+    let c = DefaultMQPushConsumer::builder("timeout_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("timeout-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_timeout(Duration::from_secs(1))
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                if &msgs[0].body()[..] == b"m0" {
+                    // Stuck until the test lets it go (bounded, so the pool can shut down).
+                    let _ = release_rx.recv_timeout(Duration::from_secs(20));
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let (offset, level) = send_backs
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the stuck message was sent back by the consume-timeout sweep");
+    assert_eq!(
+        (offset, level),
+        (1000, 3),
+        "m0 (commit-log offset 1000) at delay level 3"
+    );
+    release_tx.send(()).unwrap();
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
