@@ -7,6 +7,8 @@
 #   3. cargo run --release --example push_consumer -- --namesrv ADDR --topic DemoTopic
 #                                            --group DemoGroup --count 1000 --from-first
 #   4. check that the consumer's last line says `consumed 1000 messages`
+#   5. read the topic back with scripts/independent_client.py, a remoting client written in
+#      Python that shares no code with the crate, and check it finds all 1000 messages
 # The cluster is stopped on exit, whatever happened (its logs are printed first if anything
 # failed, and its directory is kept for inspection).
 # DEMO_COUNT and DEMO_SIZE override the message count and size.
@@ -50,6 +52,8 @@ cargo run --release --example producer -- --namesrv "$namesrv" --topic "$topic" 
     --count "$count" --size "$size" --queues 8
 cargo run --release --example push_consumer -- --namesrv "$namesrv" --topic "$topic" \
     --group "$group" --count "$count" --from-first | tee "$dir/consumer.out"
+python3 scripts/independent_client.py count --namesrv "$namesrv" --topic "$topic" \
+    --expect "$count"
 set +x
 
 last=$(tail -n 1 "$dir/consumer.out")
@@ -58,4 +62,4 @@ if [[ $last != "consumed $count messages"* ]]; then
         "$count" "$last" >&2
     exit 1
 fi
-echo "demo finished: produced and consumed $count messages ($last)" >&2
+echo "demo finished: produced and consumed $count messages ($last); an independent client read them all back" >&2
