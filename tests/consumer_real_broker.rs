@@ -476,6 +476,8 @@ fn bad_settings_are_refused_with_a_clear_message() {
     };
     assert!(build(base().consume_threads(10, 5)).contains("consumeThreadMin"));
     assert!(build(base().pull_batch_size(0)).contains("pullBatchSize"));
+    assert!(build(base().consume_timestamp("2023-11-14")).contains("consumeTimestamp"));
+    assert!(base().consume_timestamp("20231114221320").build().is_ok());
     assert!(build(base().pull_threshold_for_queue(0)).contains("pullThresholdForQueue"));
     assert!(build(
         base()

@@ -99,6 +99,7 @@ pub struct DefaultMQPushConsumerBuilder {
     listener: Option<Arc<dyn MessageListenerConcurrently>>,
     allocate: Arc<dyn AllocateMessageQueueStrategy>,
     hooks: Vec<Arc<dyn ConsumeMessageHook>>,
+    consume_timestamp_text: Option<String>,
 }
 
 impl std::fmt::Debug for DefaultMQPushConsumerBuilder {
@@ -157,9 +158,16 @@ impl DefaultMQPushConsumerBuilder {
     );
     /// The start time for [`ConsumeFromWhere::Timestamp`], in ms since the epoch. Default:
     /// 30 minutes before the consumer was built.
-    #[doc(alias = "setConsumeTimestamp")]
     pub fn consume_timestamp_millis(mut self, ms: i64) -> Self {
         self.cfg.consume_timestamp = ms;
+        self.consume_timestamp_text = None;
+        self
+    }
+    /// The start time for [`ConsumeFromWhere::Timestamp`] in Java's `yyyyMMddHHmmss` form, read
+    /// as UTC (Java reads it in the JVM's time zone). `build()` rejects text that does not parse.
+    #[doc(alias = "setConsumeTimestamp")]
+    pub fn consume_timestamp(mut self, yyyymmddhhmmss: impl Into<String>) -> Self {
+        self.consume_timestamp_text = Some(yyyymmddhhmmss.into());
         self
     }
     /// The consume pool's core and maximum size. Default: 20 and 20; the pool really grows to
@@ -289,7 +297,10 @@ impl DefaultMQPushConsumerBuilder {
     }
 
     /// Checks every setting (Java `checkConfig`) and builds the consumer (not started).
-    pub fn build(self) -> Result<DefaultMQPushConsumer> {
+    pub fn build(mut self) -> Result<DefaultMQPushConsumer> {
+        if let Some(text) = &self.consume_timestamp_text {
+            self.cfg.consume_timestamp = parse_consume_timestamp(text)?;
+        }
         check_config(&self.cfg)?;
         let listener = self.listener.ok_or_else(|| {
             Error::config("messageListener is null: call register_message_listener_concurrently")
@@ -328,6 +339,57 @@ impl DefaultMQPushConsumerBuilder {
         });
         Ok(DefaultMQPushConsumer { inner })
     }
+}
+
+/// Parses Java's `yyyyMMddHHmmss` consume timestamp as UTC milliseconds since the epoch.
+fn parse_consume_timestamp(text: &str) -> Result<i64> {
+    let bad = || {
+        Error::config(format!(
+            "consumeTimestamp {text:?} is not a yyyyMMddHHmmss time (e.g. 20261124170000)"
+        ))
+    };
+    if text.len() != 14 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| text[r].parse::<i64>().map_err(|_| bad());
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(8..10)?, num(10..12)?, num(12..14)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > month_days[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || s > 59
+    {
+        return Err(bad());
+    }
+    // Days from the civil date (proleptic Gregorian), counted from 1970-01-01.
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000)
 }
 
 fn check_config(c: &ConsumerConfig) -> Result<()> {
@@ -473,6 +535,7 @@ impl DefaultMQPushConsumer {
             listener: None,
             allocate: Arc::new(AllocateMessageQueueAveragely),
             hooks: Vec::new(),
+            consume_timestamp_text: None,
         }
     }
 
@@ -1779,5 +1842,33 @@ impl MQConsumerInner for PushConsumerInner {
             .as_ref()
             .map(|s| s.clone_offset_table(topic))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_consume_timestamp_parses_as_utc() {
+        assert_eq!(parse_consume_timestamp("19700101000000").unwrap(), 0);
+        assert_eq!(
+            parse_consume_timestamp("20231114221320").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_consume_timestamp("20240229235959").unwrap(),
+            1_709_251_199_000
+        );
+        for bad in [
+            "",
+            "2023111422132",
+            "20231314221320",
+            "20230229000000",
+            "2023-11-14 22:1",
+            "20231114246000",
+        ] {
+            assert!(parse_consume_timestamp(bad).is_err(), "{bad}");
+        }
     }
 }
