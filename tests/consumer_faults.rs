@@ -456,3 +456,41 @@ fn thread_count_does_not_grow_with_queues() {
     p.shutdown();
     drop(client);
 }
+
+#[test]
+fn dropping_a_running_consumer_releases_its_threads() {
+    let _serial = serial();
+    init_logger();
+    let cluster = Cluster::shared();
+    let topic = unique("DropTopic");
+    create_topic_on_all_brokers(&raw_client(), cluster, &topic, 4);
+    let before = settled_thread_count();
+    let names_before = thread_names();
+    let (tx, _rx) = unbounded();
+    let c = consumer_builder(cluster, &unique("dg"), &topic)
+        .consume_threads(2, 2)
+        .register_message_listener_concurrently(deliveries(tx))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    wait_queues(&c, &topic, 4, Duration::from_secs(60));
+    assert!(thread_count() > before, "the consumer started threads");
+    // Dropped without shutdown(): the local half of shutdown runs, nothing blocks for long.
+    let t = Instant::now();
+    drop(c);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "drop took {:?}",
+        t.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while thread_count() > before {
+        assert!(
+            Instant::now() < deadline,
+            "threads left after drop: {:?} (before: {names_before:?})",
+            thread_names()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("threads released {:?} after the drop", t.elapsed());
+}

@@ -905,6 +905,26 @@ impl MQClientInstance {
     }
 }
 
+/// Runs `release` (which may shut a client instance down and join its threads) for a producer
+/// or consumer dropped without `shutdown()`. On one of the instance's own threads (the last
+/// handle may die inside a callback) it runs on a short-lived thread of its own instead, so no
+/// thread ever waits for itself.
+pub(crate) fn release_from_drop(release: impl FnOnce() + Send + 'static) {
+    let on_own_thread = std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("rmq-"));
+    if !on_own_thread {
+        release();
+        return;
+    }
+    if let Err(e) = std::thread::Builder::new()
+        .name("rmq-release".to_owned())
+        .spawn(release)
+    {
+        log::warn!("could not start a thread to release a dropped client: {e}");
+    }
+}
+
 /// Schedules a periodic task; a scheduler that was shut down refuses it.
 fn schedule(
     scheduler: &ScheduledExecutor,

@@ -36,6 +36,8 @@ pub(crate) struct ConsumeMessageConcurrentlyService {
     pool: ThreadPoolExecutor,
     batch_max: usize,
     model: MessageModel,
+    /// `%RETRY%<group>`: messages pulled from it get their original topic back.
+    retry_topic: String,
 }
 
 impl std::fmt::Debug for ConsumeMessageConcurrentlyService {
@@ -78,6 +80,7 @@ impl ConsumeMessageConcurrentlyService {
     ) -> Self {
         ConsumeMessageConcurrentlyService {
             consumer,
+            retry_topic: format!("%RETRY%{group}"),
             group,
             listener,
             hooks,
@@ -159,9 +162,8 @@ impl ConsumeMessageConcurrentlyService {
             return;
         };
         let mq = state.mq.clone();
-        let retry_topic = format!("%RETRY%{}", self.group);
         for m in msgs.iter_mut() {
-            if m.topic() == retry_topic {
+            if m.topic() == self.retry_topic {
                 if let Some(real) = m
                     .property(MessageConst::PROPERTY_RETRY_TOPIC)
                     .map(str::to_owned)

@@ -849,12 +849,6 @@ fn shut_down() -> Error {
 }
 
 impl PushConsumerInner {
-    fn arc(&self) -> Arc<PushConsumerInner> {
-        self.me
-            .upgrade()
-            .expect("a consumer method runs while it is alive")
-    }
-
     pub(crate) fn stats(&self) -> &ConsumerStats {
         &self.stats
     }
@@ -1164,7 +1158,9 @@ impl PushConsumerInner {
             RequestCode::PULL_MESSAGE,
             &header,
         ));
-        let me = self.arc();
+        // The callback holds the consumer weakly: a long poll in flight must not keep a
+        // consumer alive that its user dropped.
+        let me = self.me.clone();
         let begin = Instant::now();
         // The request travels into the callback; if the call is refused, it comes back.
         let slot = Arc::new(Mutex::new(Some(req)));
@@ -1174,7 +1170,8 @@ impl PushConsumerInner {
             request,
             self.cfg.consumer_timeout_when_suspend,
             move |resp| {
-                if let Some(req) = cb_slot.lock().take() {
+                let req = cb_slot.lock().take();
+                if let (Some(req), Some(me)) = (req, me.upgrade()) {
                     me.process_pull_result(req, resp, &sd, begin.elapsed());
                 }
             },
@@ -1719,6 +1716,35 @@ impl PushConsumerInner {
             .collect();
         v.sort_by(|a, b| a.message_queue.cmp(&b.message_queue));
         v
+    }
+}
+
+impl Drop for PushConsumerInner {
+    /// The local half of `shutdown` only: pulls stop (their requests hold this consumer weakly),
+    /// the group leaves its client instance, which stops when nothing else uses it. Nothing is
+    /// sent over the network, so offsets consumed since the last persist (at most 5 s) are not
+    /// committed: call `shutdown()` for that.
+    fn drop(&mut self) {
+        if *self.state.get_mut() != ServiceState::Running {
+            return;
+        }
+        log::warn!(
+            "consumer {} dropped without shutdown(); offsets since the last persist are not committed",
+            self.cfg.group
+        );
+        for t in self.tasks.get_mut().drain(..) {
+            t.cancel();
+        }
+        if let Some(cs) = self.consume_service.get_mut().take() {
+            // Signals the pool; workers finish their current task and exit.
+            drop(cs);
+        }
+        if let Some(instance) = self.instance.get_mut().take() {
+            let group = self.cfg.group.clone();
+            crate::client::instance::release_from_drop(move || {
+                instance.unregister_consumer(&group, false)
+            });
+        }
     }
 }
 

@@ -981,7 +981,10 @@ impl Drop for ProducerInner {
                 self.config.group
             );
             if let Some(instance) = self.instance.get_mut().take() {
-                instance.unregister_producer(&self.config.group, false);
+                let group = self.config.group.clone();
+                crate::client::instance::release_from_drop(move || {
+                    instance.unregister_producer(&group, false)
+                });
             }
         }
     }
