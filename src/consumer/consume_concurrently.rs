@@ -5,7 +5,6 @@
 //! removes everything it consumed from the `ProcessQueue` under a single lock.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -349,13 +348,13 @@ struct InflightGuard(Arc<QueueState>);
 
 impl InflightGuard {
     fn new(state: Arc<QueueState>) -> Self {
-        state.inflight_tasks.fetch_add(1, Ordering::AcqRel);
+        state.task_submitted();
         InflightGuard(state)
     }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight_tasks.fetch_sub(1, Ordering::AcqRel);
+        self.0.task_done();
     }
 }

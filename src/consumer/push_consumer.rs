@@ -660,8 +660,9 @@ pub(crate) struct QueueState {
     pub(crate) next_offset: AtomicI64,
     /// The broker's max offset seen at the last pull.
     pub(crate) broker_max_offset: AtomicI64,
-    /// Consume requests submitted and not yet finished.
-    pub(crate) inflight_tasks: AtomicUsize,
+    /// Consume requests submitted and not yet finished; `idle` is notified when it drops to 0.
+    inflight_tasks: Mutex<usize>,
+    idle: parking_lot::Condvar,
     /// Start time of each running consume task, by its first offset: (last offset, start ms).
     running: Mutex<BTreeMap<i64, (i64, i64)>>,
     /// Pulling stopped (the queue is being removed); consume results still count.
@@ -676,9 +677,40 @@ impl QueueState {
             live_pulls: AtomicUsize::new(0),
             next_offset: AtomicI64::new(next_offset),
             broker_max_offset: AtomicI64::new(-1),
-            inflight_tasks: AtomicUsize::new(0),
+            inflight_tasks: Mutex::new(0),
+            idle: parking_lot::Condvar::new(),
             running: Mutex::new(BTreeMap::new()),
             pull_stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// A consume request of this queue was handed to the pool (once per request, not per
+    /// message).
+    pub(crate) fn task_submitted(&self) {
+        *self.inflight_tasks.lock() += 1;
+    }
+
+    /// A consume request of this queue ended, however it ended.
+    pub(crate) fn task_done(&self) {
+        let mut n = self.inflight_tasks.lock();
+        *n -= 1;
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Consume requests in flight.
+    pub(crate) fn inflight(&self) -> usize {
+        *self.inflight_tasks.lock()
+    }
+
+    /// Waits until no consume request of this queue is in flight, or `deadline`.
+    fn wait_idle(&self, deadline: Instant) {
+        let mut n = self.inflight_tasks.lock();
+        while *n > 0 {
+            if self.idle.wait_until(&mut n, deadline).timed_out() {
+                break;
+            }
         }
     }
 
@@ -1638,9 +1670,7 @@ impl PushConsumerInner {
         }
         let deadline = Instant::now() + REMOVE_QUEUE_WAIT;
         for s in states {
-            while s.inflight_tasks.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-                std::thread::park_timeout(Duration::from_millis(5));
-            }
+            s.wait_idle(deadline);
         }
         let store = self.offset_store();
         for s in states {
@@ -1654,7 +1684,7 @@ impl PushConsumerInner {
                 "doRebalance, {}, remove unnecessary mq, {}, {} consume request(s) still in flight",
                 self.cfg.group,
                 s.mq,
-                s.inflight_tasks.load(Ordering::Acquire)
+                s.inflight()
             );
         }
     }
