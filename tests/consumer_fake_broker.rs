@@ -29,43 +29,73 @@ fn ok() -> RemotingCommand {
     RemotingCommand::response(ResponseCode::SUCCESS, None)
 }
 
+/// The name-server and membership answers both fakes share: the route of [`TOPIC`] (one queue
+/// on the fake itself; other topics do not exist), heartbeats (remembering the client id) and
+/// the consumer list (that one client).
+#[derive(Clone, Default)]
+struct Membership {
+    addr: Arc<OnceLock<String>>,
+    client_id: Arc<Mutex<String>>,
+}
+
+impl Membership {
+    fn answer(&self, req: &RemotingCommand) -> Option<FakeAction> {
+        match req.request_code() {
+            RequestCode::GET_ROUTEINFO_BY_TOPIC if req.ext_fields().get("topic") == Some(TOPIC) => {
+                let body = format!(
+                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
+                    self.addr.get().expect("address known")
+                );
+                Some(FakeAction::Respond(ok().with_body(body.into_bytes())))
+            }
+            RequestCode::GET_ROUTEINFO_BY_TOPIC => Some(FakeAction::Respond(
+                RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, Some("no route".into())),
+            )),
+            RequestCode::HEART_BEAT => {
+                if let Some(b) = req.body() {
+                    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                    *self.client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
+                }
+                Some(FakeAction::Respond(ok()))
+            }
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                let body = format!(r#"{{"consumerIdList":["{}"]}}"#, self.client_id.lock());
+                Some(FakeAction::Respond(ok().with_body(body.into_bytes())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Starts a fake: `handler` sees every request first and answers the ones it cares about;
+/// the rest get the [`Membership`] answers, or SUCCESS.
+fn start_fake(
+    handler: impl Fn(&RemotingCommand) -> Option<FakeAction> + Send + Sync + 'static,
+) -> FakeBroker {
+    let membership = Membership::default();
+    let m = membership.clone();
+    let fake = FakeBroker::start(move |req| {
+        handler(req)
+            .or_else(|| m.answer(req))
+            .unwrap_or_else(|| FakeAction::Respond(ok()))
+    })
+    .expect("fake broker starts");
+    membership.addr.set(fake.addr()).unwrap();
+    fake
+}
+
 /// A fake broker + name server serving one topic with one queue whose consumer offset is
 /// unknown (QUERY_NOT_FOUND), whose timestamp search answers `search_answer`, and whose pulls
 /// find nothing.
 fn fake(seen: Sender<Seen>, search_answer: i64) -> FakeBroker {
-    let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
-    let client_id: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
     // The consumer offset the fake stores (UPDATE_CONSUMER_OFFSET) and answers with.
     let stored: Arc<Mutex<Option<i64>>> = Arc::new(Mutex::new(None));
-    let a2 = addr.clone();
-    let fake = FakeBroker::start(move |req| {
-        let code = req.request_code();
+    start_fake(move |req| {
         let f = req.ext_fields();
-        match code {
-            RequestCode::GET_ROUTEINFO_BY_TOPIC => {
-                if f.get("topic") != Some(TOPIC) {
-                    return FakeAction::Respond(RemotingCommand::response(
-                        ResponseCode::TOPIC_NOT_EXIST,
-                        Some("no route".into()),
-                    ));
-                }
-                let body = format!(
-                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
-                    a2.get().expect("address known")
-                );
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
-            }
-            RequestCode::HEART_BEAT => {
-                if let Some(b) = req.body() {
-                    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
-                    *client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
-                }
-                FakeAction::Respond(ok())
-            }
+        Some(match req.request_code() {
             RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
                 let _ = seen.send(Seen::ConsumerList);
-                let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
+                return None;
             }
             RequestCode::QUERY_CONSUMER_OFFSET => match *stored.lock() {
                 Some(o) => {
@@ -105,12 +135,9 @@ fn fake(seen: Sender<Seen>, search_answer: i64) -> FakeBroker {
                 h.put("suggestWhichBrokerId", 0);
                 FakeAction::RespondAfter(Duration::from_millis(100), r)
             }
-            _ => FakeAction::Respond(ok()),
-        }
+            _ => return None,
+        })
     })
-    .expect("fake broker starts");
-    addr.set(fake.addr()).unwrap();
-    fake
 }
 
 fn listener() -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
@@ -338,9 +365,6 @@ fn broker_requests_are_answered_on_the_callback_pool() {
 /// A fake whose queue holds two messages (offsets 0 and 1). CONSUMER_SEND_MSG_BACK answers
 /// SUCCESS when `send_back_ok`, SYSTEM_ERROR otherwise; sends to the retry topic fail (no route).
 fn fake_with_messages(seen: Sender<(i64, i32)>, send_back_ok: bool) -> FakeBroker {
-    let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
-    let client_id: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
-    let a2 = addr.clone();
     let records: Vec<u8> = (0..2i64)
         .flat_map(|i| {
             let mut m = MessageExt::new(TOPIC, format!("m{i}"));
@@ -349,31 +373,13 @@ fn fake_with_messages(seen: Sender<(i64, i32)>, send_back_ok: bool) -> FakeBroke
             MessageDecoder::encode(&m, false).unwrap().to_vec()
         })
         .collect();
-    let fake = FakeBroker::start(move |req| {
+    start_fake(move |req| {
         let f = req.ext_fields();
-        match req.request_code() {
-            RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(TOPIC) => {
-                let body = format!(
-                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
-                    a2.get().unwrap()
-                );
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
-            }
-            RequestCode::GET_ROUTEINFO_BY_TOPIC => FakeAction::Respond(
-                RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, None),
-            ),
-            RequestCode::HEART_BEAT => {
-                let v: serde_json::Value = serde_json::from_slice(req.body().unwrap()).unwrap();
-                *client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
-                FakeAction::Respond(ok())
-            }
-            RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
-                let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
-            }
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(
-                RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, None),
-            ),
+        Some(match req.request_code() {
+            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::QUERY_NOT_FOUND,
+                None,
+            )),
             RequestCode::CONSUMER_SEND_MSG_BACK => {
                 let offset: i64 = f.get("offset").unwrap().parse().unwrap();
                 let level: i32 = f.get("delayLevel").unwrap().parse().unwrap();
@@ -406,12 +412,9 @@ fn fake_with_messages(seen: Sender<(i64, i32)>, send_back_ok: bool) -> FakeBroke
                 let delay = if offset == 0 { 0 } else { 200 };
                 FakeAction::RespondAfter(Duration::from_millis(delay), r)
             }
-            _ => FakeAction::Respond(ok()),
-        }
+            _ => return None,
+        })
     })
-    .unwrap();
-    addr.set(fake.addr()).unwrap();
-    fake
 }
 
 #[test]
