@@ -107,6 +107,50 @@ impl ClientConfig {
     }
 }
 
+/// The client settings every producer and consumer builder offers (Java `ClientConfig`'s
+/// setters). Expands to builder methods over a `client: ClientConfig` field.
+macro_rules! client_config_setters {
+    () => {
+        /// The name servers, `host:port` separated by `;`. Default: the `NAMESRV_ADDR`
+        /// environment variable, else an HTTP lookup.
+        #[doc(alias = "setNamesrvAddr")]
+        pub fn namesrv_addr(mut self, addr: impl Into<String>) -> Self {
+            self.client.namesrv_addr = Some(addr.into());
+            self
+        }
+
+        /// The instance name. Default: unique per process. Producers and consumers with the
+        /// same instance name share one client instance (threads and connections); two
+        /// consumers of one group in one process need different instance names.
+        #[doc(alias = "setInstanceName")]
+        pub fn instance_name(mut self, name: impl Into<String>) -> Self {
+            self.client.instance_name = name.into();
+            self
+        }
+
+        /// The unit name appended to the client id. Default: none.
+        #[doc(alias = "setUnitName")]
+        pub fn unit_name(mut self, name: impl Into<String>) -> Self {
+            self.client.unit_name = Some(name.into());
+            self
+        }
+
+        /// The IP reported in the client id. Default: this host's first non-loopback IPv4.
+        #[doc(alias = "setClientIP")]
+        pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
+            self.client.client_ip = ip.into();
+            self
+        }
+
+        /// The whole client configuration, for settings without a dedicated setter.
+        pub fn client_config(mut self, client: $crate::client::ClientConfig) -> Self {
+            self.client = client;
+            self
+        }
+    };
+}
+pub(crate) use client_config_setters;
+
 /// Splits a `;`-separated name-server list.
 pub(crate) fn parse_namesrv_list(s: &str) -> Vec<String> {
     let s = s.trim();

@@ -122,30 +122,8 @@ macro_rules! setter {
 }
 
 impl DefaultMQPushConsumerBuilder {
-    /// The name servers, `host:port` separated by `;`. Default: `NAMESRV_ADDR`.
-    #[doc(alias = "setNamesrvAddr")]
-    pub fn namesrv_addr(mut self, addr: impl Into<String>) -> Self {
-        self.client.namesrv_addr = Some(addr.into());
-        self
-    }
-    /// The instance name. Default: unique per process. Two consumers of one group in one
-    /// process need different instance names.
-    #[doc(alias = "setInstanceName")]
-    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
-        self.client.instance_name = name.into();
-        self
-    }
-    /// The unit name. Default: none.
-    #[doc(alias = "setUnitName")]
-    pub fn unit_name(mut self, name: impl Into<String>) -> Self {
-        self.client.unit_name = Some(name.into());
-        self
-    }
-    /// The whole client configuration.
-    pub fn client_config(mut self, client: ClientConfig) -> Self {
-        self.client = client;
-        self
-    }
+    crate::client::config::client_config_setters!();
+
     setter!(
         /// Clustering (default) or broadcasting.
         #[doc(alias = "setMessageModel")]

@@ -63,41 +63,7 @@ pub struct DefaultMQProducerBuilder {
 }
 
 impl DefaultMQProducerBuilder {
-    /// The name servers, `host:port` separated by `;`. Default: the `NAMESRV_ADDR` environment
-    /// variable, else an HTTP lookup.
-    #[doc(alias = "setNamesrvAddr")]
-    pub fn namesrv_addr(mut self, addr: impl Into<String>) -> Self {
-        self.client.namesrv_addr = Some(addr.into());
-        self
-    }
-
-    /// The instance name. Default: unique per process. Producers and consumers with the same
-    /// instance name share one client instance (threads and connections).
-    #[doc(alias = "setInstanceName")]
-    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
-        self.client.instance_name = name.into();
-        self
-    }
-
-    /// The unit name appended to the client id. Default: none.
-    #[doc(alias = "setUnitName")]
-    pub fn unit_name(mut self, name: impl Into<String>) -> Self {
-        self.client.unit_name = Some(name.into());
-        self
-    }
-
-    /// The IP reported in the client id. Default: this host's first non-loopback IPv4.
-    #[doc(alias = "setClientIP")]
-    pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
-        self.client.client_ip = ip.into();
-        self
-    }
-
-    /// The whole client configuration, for settings without a dedicated setter.
-    pub fn client_config(mut self, client: ClientConfig) -> Self {
-        self.client = client;
-        self
-    }
+    crate::client::config::client_config_setters!();
 
     /// Time budget of one send attempt. Java default: 3 s. Each retry gets a budget of its
     /// own, so a slow broker never starves the attempt on the next one.
