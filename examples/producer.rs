@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rocketmq_sync::remoting::protocol::ResponseCode;
 use rocketmq_sync::{DefaultMQProducer, Message};
 
 struct Args {
@@ -134,7 +135,10 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
             }
         }
         _ => {
-            // Keep at most `window` sends in flight: each callback returns a permit.
+            // Keep at most `window` sends in flight: each callback returns a permit. Sends the
+            // broker refused with SYSTEM_BUSY (its flow control: not stored) are sent again
+            // synchronously at the end.
+            let busy = Arc::new(parking_lot::Mutex::new(Vec::new()));
             let (permit_tx, permit_rx) = crossbeam_channel::bounded::<()>(args.window);
             for _ in 0..args.window {
                 permit_tx.send(()).expect("channel has room");
@@ -146,10 +150,17 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
                     .with_keys(format!("key-{i}"));
                 let tx = permit_tx.clone();
                 let failed_cb = failed.clone();
+                let busy_cb = busy.clone();
                 let sent = producer.send_async(&msg, move |r| {
-                    if let Err(e) = r {
-                        eprintln!("send {i} failed: {e}");
-                        failed_cb.fetch_add(1, Ordering::Relaxed);
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if e.response_code() == Some(ResponseCode::SYSTEM_BUSY) => {
+                            busy_cb.lock().push(i)
+                        }
+                        Err(e) => {
+                            eprintln!("send {i} failed: {e}");
+                            failed_cb.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     let _ = tx.send(());
                 });
@@ -162,6 +173,31 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
             // Wait for every permit to come back: all callbacks have run.
             for _ in 0..args.window {
                 permit_rx.recv().expect("permits never disconnect");
+            }
+            let busy = std::mem::take(&mut *busy.lock());
+            if !busy.is_empty() {
+                eprintln!(
+                    "{} sends were refused as broker busy; sending them again",
+                    busy.len()
+                );
+            }
+            for i in busy {
+                let msg = Message::new(args.topic.clone(), body.clone())
+                    .with_tags(args.tag.clone())
+                    .with_keys(format!("key-{i}"));
+                let mut result = producer.send(&msg).map(|_| ());
+                for _ in 0..4 {
+                    match &result {
+                        Err(e) if e.response_code() == Some(ResponseCode::SYSTEM_BUSY) => {
+                            result = producer.send(&msg).map(|_| ());
+                        }
+                        _ => break,
+                    }
+                }
+                if let Err(e) = result {
+                    eprintln!("send {i} failed: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

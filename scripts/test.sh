@@ -27,7 +27,7 @@ if [[ -n ${NAMESRV_ADDR:-} ]]; then
 fi
 
 status=0
-run cargo test --all-targets "$@" || status=$?
+run cargo test --all-targets --no-fail-fast "$@" || status=$?
 if [[ $status -ne 0 ]]; then
     printf '\ncargo test --all-targets failed (exit %d); running the doc tests anyway\n' "$status" >&2
 fi

@@ -11,7 +11,7 @@ use rocketmq_sync::remoting::protocol::header::{
 };
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
-use rocketmq_sync::DefaultMQProducer;
+use rocketmq_sync::{DefaultMQProducer, Message};
 
 use super::broker::Cluster;
 
@@ -191,4 +191,50 @@ pub fn create_topic_on_all_brokers(
 
 pub fn raw_client() -> RemotingClient {
     RemotingClient::start(RemotingClientConfig::default()).expect("remoting client starts")
+}
+
+/// Sends every message asynchronously with at most `window` in flight. A send the broker
+/// refused with SYSTEM_BUSY (its flow control: the message was not stored) is sent again
+/// synchronously, as an application backing off would, so each message is stored once; any
+/// other failure panics.
+pub fn send_all_async(p: &DefaultMQProducer, msgs: &[Message], window: usize) {
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, rocketmq_sync::Result<()>)>();
+    let settle = |(i, r): (usize, rocketmq_sync::Result<()>)| {
+        let mut result = r;
+        for _ in 0..5 {
+            match result {
+                Ok(()) => return,
+                Err(e) if e.response_code() == Some(ResponseCode::SYSTEM_BUSY) => {
+                    result = p.send(&msgs[i]).map(|_| ());
+                }
+                Err(e) => panic!("send {i} failed: {e}"),
+            }
+        }
+        result.unwrap_or_else(|e| panic!("send {i} still refused after 5 tries: {e}"));
+    };
+    let mut in_flight = 0;
+    for (i, msg) in msgs.iter().enumerate() {
+        if in_flight == window {
+            settle(
+                rx.recv_timeout(Duration::from_secs(60))
+                    .expect("async send completes"),
+            );
+            in_flight -= 1;
+        }
+        loop {
+            let tx = tx.clone();
+            match p.send_async(msg, move |r| tx.send((i, r.map(|_| ()))).unwrap()) {
+                Ok(()) => break,
+                Err(e) if e.is_too_many_requests() => std::thread::yield_now(),
+                Err(e) => panic!("async send {i} refused: {e}"),
+            }
+        }
+        in_flight += 1;
+    }
+    for _ in 0..in_flight {
+        settle(
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("async send completes"),
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use rocketmq_sync::common::{Message, MessageExt, MessageQueue};
 use rocketmq_sync::consumer::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
@@ -71,29 +71,12 @@ pub fn collect(rx: &Receiver<Delivery>, n: usize, within: Duration) -> Vec<Deliv
     out
 }
 
-/// Sends `n` messages `"{prefix}-{i}"` with async sends in a window; panics if one fails.
+/// Sends `n` messages `"{prefix}-{i}"` with async sends in a window (see `send_all_async`).
 pub fn produce(p: &DefaultMQProducer, topic: &str, prefix: &str, n: usize, tag: &str) {
-    let (tx, rx) = unbounded::<rocketmq_sync::Result<()>>();
-    let window = 512;
-    let mut in_flight = 0;
-    for i in 0..n {
-        if in_flight == window {
-            rx.recv_timeout(Duration::from_secs(30))
-                .expect("async send completes")
-                .expect("async send succeeds");
-            in_flight -= 1;
-        }
-        let tx = tx.clone();
-        let msg = Message::new(topic, format!("{prefix}-{i}")).with_tags(tag);
-        p.send_async(&msg, move |r| tx.send(r.map(|_| ())).unwrap())
-            .expect("async send accepted");
-        in_flight += 1;
-    }
-    for _ in 0..in_flight {
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("async send completes")
-            .expect("async send succeeds");
-    }
+    let msgs: Vec<Message> = (0..n)
+        .map(|i| Message::new(topic, format!("{prefix}-{i}")).with_tags(tag))
+        .collect();
+    super::client::send_all_async(p, &msgs, 128);
 }
 
 /// A fresh topic with `queues` queues on every broker of `cluster`.
