@@ -89,26 +89,33 @@ pub(crate) fn is_system_topic(topic: &str) -> bool {
     SYSTEM_TOPICS.contains(&topic) || topic.starts_with(SYSTEM_TOPIC_PREFIX)
 }
 
+/// The rules topics and groups share (Java `Validators`): not blank, at most `max` UTF-16
+/// characters, only the allowed characters. `prefix` keeps Java's wording of each message
+/// ("The specified topic ...", "the specified group ...").
+fn check_name(prefix: &str, noun: &str, value: &str, max: usize) -> Result<()> {
+    if is_blank(value) {
+        return Err(illegal(format!("{prefix} {noun} is blank")));
+    }
+    let len = value.encode_utf16().count();
+    if len > max {
+        return Err(illegal(format!(
+            "{prefix} {noun} is longer than {noun} max length {max}. (it has {len} characters)"
+        )));
+    }
+    if let Some(bad) = value.chars().find(|c| !is_valid_char(*c)) {
+        return Err(illegal(format!(
+            "{prefix} {noun}[{value}] contains illegal characters, allowing only \
+             {VALID_PATTERN_STR} (found {bad:?})"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a topic a message is sent to (Java `Validators.checkTopic` followed by
 /// `isNotAllowedSendTopic`): not blank, at most 127 characters, only ASCII letters, digits,
 /// `%`, `|`, `_` and `-`, and not a system topic that clients may not send to.
 pub(crate) fn check_topic(topic: &str) -> Result<()> {
-    if is_blank(topic) {
-        return Err(illegal("The specified topic is blank".to_owned()));
-    }
-    let len = topic.encode_utf16().count();
-    if len > TOPIC_MAX_LENGTH {
-        return Err(illegal(format!(
-            "The specified topic is longer than topic max length {TOPIC_MAX_LENGTH}. \
-             (it has {len} characters)"
-        )));
-    }
-    if let Some(bad) = topic.chars().find(|c| !is_valid_char(*c)) {
-        return Err(illegal(format!(
-            "The specified topic[{topic}] contains illegal characters, allowing only \
-             {VALID_PATTERN_STR} (found {bad:?})"
-        )));
-    }
+    check_name("The specified", "topic", topic, TOPIC_MAX_LENGTH)?;
     if NOT_ALLOWED_SEND_TOPICS.contains(&topic) {
         return Err(illegal(format!(
             "Sending message to topic[{topic}] is forbidden. (it is a broker-internal system topic)"
@@ -152,22 +159,7 @@ pub(crate) fn check_message(topic: &str, body_len: usize, max_message_size: usiz
 /// offsets and heartbeats. The client's own internal groups (`CLIENT_INNER_PRODUCER`) must be
 /// created without this check.
 pub(crate) fn check_group(group: &str) -> Result<()> {
-    if is_blank(group) {
-        return Err(illegal("the specified group is blank".to_owned()));
-    }
-    let len = group.encode_utf16().count();
-    if len > CHARACTER_MAX_LENGTH {
-        return Err(illegal(format!(
-            "the specified group is longer than group max length {CHARACTER_MAX_LENGTH}. \
-             (it has {len} characters)"
-        )));
-    }
-    if let Some(bad) = group.chars().find(|c| !is_valid_char(*c)) {
-        return Err(illegal(format!(
-            "the specified group[{group}] contains illegal characters, allowing only \
-             {VALID_PATTERN_STR} (found {bad:?})"
-        )));
-    }
+    check_name("the specified", "group", group, CHARACTER_MAX_LENGTH)?;
     if RESERVED_GROUPS.contains(&group) || group.starts_with(RESERVED_GROUP_PREFIX) {
         return Err(illegal(format!(
             "the specified group[{group}] is reserved for RocketMQ's own use, please specify \
