@@ -59,8 +59,6 @@ pub mod client;
 pub mod common;
 pub mod consumer;
 mod error;
-// The service threads and the pool back the push consumer, which is being wired in.
-#[allow(dead_code)]
 pub(crate) mod executor;
 pub mod producer;
 pub mod remoting;

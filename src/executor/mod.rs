@@ -26,15 +26,9 @@ mod scheduled;
 mod service_thread;
 mod thread_pool;
 
-// Used by the client and consumer modules as they land.
-#[allow(unused_imports)]
 pub(crate) use scheduled::{ScheduledExecutor, ScheduledHandle};
-#[allow(unused_imports)]
 pub(crate) use service_thread::{spawn, ServiceControl, ServiceHandle, ServiceThread};
-#[allow(unused_imports)]
-pub(crate) use thread_pool::{
-    Rejected, ThreadPoolBuildError, ThreadPoolBuilder, ThreadPoolExecutor,
-};
+pub(crate) use thread_pool::{Rejected, ThreadPoolExecutor};
 
 /// Why a `shutdown(timeout)` of a service thread, pool or scheduler did not end cleanly.
 #[derive(Debug, Clone, PartialEq, Eq)]

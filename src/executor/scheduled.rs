@@ -56,6 +56,7 @@ impl ScheduledHandle {
     }
 
     /// Whether [`cancel`](Self::cancel) has been called.
+    #[cfg(test)]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
@@ -238,6 +239,7 @@ impl ScheduledExecutor {
     }
 
     /// Whether shutdown has been requested.
+    #[cfg(test)]
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
     }

@@ -202,11 +202,13 @@ pub(crate) fn spawn<S: ServiceThread>(
 
 impl ServiceHandle {
     /// Java's name of the service (`ServiceThread::service_name`).
+    #[cfg(test)]
     pub(crate) fn service_name(&self) -> &str {
         &self.service_name
     }
 
     /// The OS thread's name.
+    #[cfg(test)]
     pub(crate) fn thread_name(&self) -> &str {
         &self.thread_name
     }
@@ -218,6 +220,7 @@ impl ServiceHandle {
     }
 
     /// Whether the service thread has finished (returned from or panicked in `run`).
+    #[cfg(test)]
     pub(crate) fn is_finished(&self) -> bool {
         matches!(
             self.done_rx.try_recv(),

@@ -112,6 +112,7 @@ impl<F> Rejected<F> {
     }
 
     /// Whether the queue was full.
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
         matches!(self, Rejected::Full(_))
     }
@@ -277,7 +278,9 @@ impl ThreadPoolBuilder {
     }
 
     /// The queue's capacity: `None` (the default) is unbounded, `Some(n)` (n ≥ 1) makes
-    /// `execute` reject tasks once `n` are queued and `max` threads run.
+    /// `execute` reject tasks once `n` are queued and `max` threads run. Nothing in the crate
+    /// bounds a queue today (Java's consume pool is unbounded); the tests keep the path honest.
+    #[cfg(test)]
     pub(crate) fn queue_capacity(mut self, capacity: Option<usize>) -> Self {
         self.queue_capacity = capacity;
         self
@@ -295,7 +298,8 @@ impl ThreadPoolBuilder {
 
     /// Receives the payload of every panicking task (rayon's `panic_handler`). The default logs
     /// it with `log::error!`. The worker keeps running either way; a panic inside the handler is
-    /// caught and logged too.
+    /// caught and logged too. The crate's pools use the default; tests install their own.
+    #[cfg(test)]
     pub(crate) fn panic_handler<H>(mut self, handler: H) -> Self
     where
         H: Fn(Box<dyn Any + Send>) + Send + Sync + 'static,
@@ -741,16 +745,19 @@ impl ThreadPoolExecutor {
     }
 
     /// Tasks that have finished, panicked ones included (Java `getCompletedTaskCount`).
+    #[cfg(test)]
     pub(crate) fn completed_task_count(&self) -> u64 {
         self.shared.completed.load(Ordering::SeqCst)
     }
 
     /// The configured `core` size.
+    #[cfg(test)]
     pub(crate) fn core_threads(&self) -> usize {
         self.shared.core
     }
 
     /// The configured `max` size.
+    #[cfg(test)]
     pub(crate) fn max_threads(&self) -> usize {
         self.shared.max
     }

@@ -69,10 +69,6 @@ pub(crate) fn random_seed() -> u64 {
 /// for `send_which_queue`, which is atomic.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopicPublishInfo {
-    /// `true` when the route carried an `orderTopicConf` (a fixed, ordered queue list).
-    #[cfg_attr(not(test), allow(dead_code))]
-    // kept for parity with Java; orderly sends read it
-    pub(crate) order_topic: bool,
     /// `true` once built from a name-server route (Java sets it right after conversion).
     pub(crate) have_topic_router_info: bool,
     /// The queues a send may go to, in route order.
@@ -88,7 +84,7 @@ impl TopicPublishInfo {
     /// FACTS §5.1):
     ///
     /// * With a non-empty `orderTopicConf` (`"broker-a:4;broker-b:4"`), queues `0..n` of each
-    ///   broker in the order listed, and `order_topic = true`.
+    ///   broker in the order listed.
     /// * Otherwise the queue datas sorted by broker name; for each writable one whose broker has
     ///   a master (id 0), queues `0..write_queue_nums`.
     ///
@@ -126,7 +122,6 @@ impl TopicPublishInfo {
             }
         }
         Ok(TopicPublishInfo {
-            order_topic: order_conf.is_some(),
             have_topic_router_info: true,
             message_queue_list,
             send_which_queue: RotatingIndex::new(),
@@ -237,7 +232,6 @@ pub(crate) mod tests {
         let mut r = route(&[("broker-b", 2), ("broker-a", 3)]);
         r.queue_datas[1].read_queue_nums = 8; // read count must not matter
         let info = TopicPublishInfo::from_route("T", &r).unwrap();
-        assert!(!info.order_topic);
         assert!(info.have_topic_router_info);
         assert!(info.ok());
         assert_eq!(
@@ -293,7 +287,6 @@ pub(crate) mod tests {
         let mut r = route(&[("broker-a", 8), ("broker-b", 8)]);
         r.order_topic_conf = Some("broker-b:2;broker-a:3".into());
         let info = TopicPublishInfo::from_route("T", &r).unwrap();
-        assert!(info.order_topic);
         assert_eq!(
             names(&info),
             [
@@ -311,7 +304,6 @@ pub(crate) mod tests {
         let mut r = route(&[("broker-a", 1)]);
         r.order_topic_conf = Some(String::new());
         let info = TopicPublishInfo::from_route("T", &r).unwrap();
-        assert!(!info.order_topic);
         assert_eq!(names(&info), ["broker-a:0"]);
     }
 

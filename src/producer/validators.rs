@@ -19,24 +19,6 @@ pub(crate) const VALID_PATTERN_STR: &str = "^[%|a-zA-Z0-9_-]+$";
 /// The code Java's `MQClientException` carries when it has no response code.
 pub(crate) const NO_RESPONSE_CODE: i32 = -1;
 
-/// Topics the broker keeps for itself: the auto-create template, delayed messages, transactions,
-/// tracing, self-test, offset-moved events (Java `TopicValidator.SYSTEM_TOPIC_SET`).
-#[cfg_attr(not(test), allow(dead_code))] // the consumer checks subscriptions with it
-pub(crate) const SYSTEM_TOPICS: &[&str] = &[
-    "TBW102",
-    "SCHEDULE_TOPIC_XXXX",
-    "BenchmarkTest",
-    "RMQ_SYS_TRANS_HALF_TOPIC",
-    "RMQ_SYS_TRACE_TOPIC",
-    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
-    "TRANS_CHECK_MAX_TIME_TOPIC",
-    "SELF_TEST_TOPIC",
-    "OFFSET_MOVED_EVENT",
-];
-/// Topic names starting with this are system topics too (`TopicValidator.SYSTEM_TOPIC_PREFIX`).
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
-
 /// System topics a client may not send to (Java `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 ///
 /// `TBW102`, `BenchmarkTest` and `RMQ_SYS_TRACE_TOPIC` are system topics but sendable, as in
@@ -81,12 +63,6 @@ fn is_blank(s: &str) -> bool {
 
 fn illegal(message: String) -> Error {
     Error::client(NO_RESPONSE_CODE, message)
-}
-
-/// `true` for the broker's own topics (Java `TopicValidator.isSystemTopic`).
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn is_system_topic(topic: &str) -> bool {
-    SYSTEM_TOPICS.contains(&topic) || topic.starts_with(SYSTEM_TOPIC_PREFIX)
 }
 
 /// The rules topics and groups share (Java `Validators`): not blank, at most `max` UTF-16
@@ -252,18 +228,6 @@ mod tests {
                 "{msg}"
             );
         }
-    }
-
-    #[test]
-    fn system_topics_are_recognised() {
-        assert!(is_system_topic("TBW102"));
-        assert!(is_system_topic("SCHEDULE_TOPIC_XXXX"));
-        assert!(is_system_topic("rmq_sys_anything"));
-        assert!(!is_system_topic("TopicTest"));
-        assert!(
-            !is_system_topic("RMQ_SYS_anything"),
-            "prefix is lowercase in Java"
-        );
     }
 
     #[test]
