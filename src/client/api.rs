@@ -8,12 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::client::heartbeat::HeartbeatData;
-use crate::common::{MessageQueue, TopicRouteData};
+use crate::common::TopicRouteData;
 use crate::error::{Error, Result};
-use crate::producer::SendResult;
 use crate::remoting::protocol::header::{
     GetRouteInfoRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
-    SendMessageResponseHeader, UnregisterClientRequestHeader,
+    UnregisterClientRequestHeader,
 };
 use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use crate::remoting::RemotingClient;
@@ -149,32 +148,4 @@ impl MQClientAPI {
         ));
         expect_success(self.remoting.invoke_sync(addr, req, timeout)?, addr).map(|_| ())
     }
-}
-
-/// Turns a send response into a [`SendResult`] (Java `processSendResponse`).
-///
-/// `uniq_id` is the `UNIQ_KEY` (comma-joined for batches) that becomes `msg_id`.
-pub(crate) fn process_send_response(
-    broker_name: &str,
-    topic: &str,
-    addr: &str,
-    response: RemotingCommand,
-    uniq_id: String,
-) -> Result<SendResult> {
-    let status = match crate::producer::send_status_from_response(response.response_code()) {
-        Some(s) => s,
-        None => return Err(broker_error(&response, addr)),
-    };
-    let header: SendMessageResponseHeader = response.decode_header()?;
-    let fields = response.ext_fields();
-    Ok(SendResult::new(
-        status,
-        uniq_id,
-        header.msg_id,
-        MessageQueue::new(topic, broker_name, header.queue_id),
-        header.queue_offset,
-    )
-    .with_transaction_id(header.transaction_id)
-    .with_region_id(fields.get("MSG_REGION").unwrap_or("DefaultRegion"))
-    .with_trace_on(fields.get("TRACE_ON") != Some("false")))
 }

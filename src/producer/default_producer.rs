@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::client::api::process_send_response;
 use crate::client::config::ClientConfig;
 use crate::client::instance::{MQClientInstance, MQClientManager, MQProducerInner};
 use crate::common::{
@@ -17,6 +16,7 @@ use crate::common::{
 };
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::producer::fault::MQFaultStrategy;
+use crate::producer::process_send_response;
 use crate::producer::publish_info::TopicPublishInfo;
 use crate::producer::validators;
 use crate::producer::{MessageQueueSelector, SendResult, SendStatus};

@@ -29,4 +29,4 @@ pub use selector::{
 pub use send_result::{SendCallback, SendResult, SendStatus};
 
 pub(crate) use publish_info::TopicPublishInfo;
-pub(crate) use send_result::send_status_from_response;
+pub(crate) use send_result::process_send_response;

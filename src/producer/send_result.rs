@@ -4,7 +4,8 @@ use std::fmt;
 
 use crate::common::MessageQueue;
 use crate::error::{Error, Result};
-use crate::remoting::protocol::ResponseCode;
+use crate::remoting::protocol::header::SendMessageResponseHeader;
+use crate::remoting::protocol::{RemotingCommand, ResponseCode};
 
 /// The region id a [`SendResult`] carries when the message has no `MSG_REGION` property (Java
 /// `MixAll.DEFAULT_TRACE_REGION_ID`).
@@ -61,8 +62,6 @@ impl fmt::Display for SendStatus {
 ///
 /// `None` means the code is not a store status: the send failed and the caller turns the response
 /// into an [`Error::Broker`](crate::Error::Broker).
-// Used by the producer's send path, which is wired in a later change.
-#[allow(dead_code)]
 pub(crate) fn send_status_from_response(code: ResponseCode) -> Option<SendStatus> {
     match code {
         ResponseCode::SUCCESS => Some(SendStatus::SendOk),
@@ -71,6 +70,34 @@ pub(crate) fn send_status_from_response(code: ResponseCode) -> Option<SendStatus
         ResponseCode::SLAVE_NOT_AVAILABLE => Some(SendStatus::SlaveNotAvailable),
         _ => None,
     }
+}
+
+/// Turns a send response into a [`SendResult`] (Java `processSendResponse`).
+///
+/// `uniq_id` is the `UNIQ_KEY` (comma-joined for batches) that becomes `msg_id`.
+pub(crate) fn process_send_response(
+    broker_name: &str,
+    topic: &str,
+    addr: &str,
+    response: RemotingCommand,
+    uniq_id: String,
+) -> Result<SendResult> {
+    let status = match send_status_from_response(response.response_code()) {
+        Some(s) => s,
+        None => return Err(crate::client::api::broker_error(&response, addr)),
+    };
+    let header: SendMessageResponseHeader = response.decode_header()?;
+    let fields = response.ext_fields();
+    Ok(SendResult::new(
+        status,
+        uniq_id,
+        header.msg_id,
+        MessageQueue::new(topic, broker_name, header.queue_id),
+        header.queue_offset,
+    )
+    .with_transaction_id(header.transaction_id)
+    .with_region_id(fields.get("MSG_REGION").unwrap_or("DefaultRegion"))
+    .with_trace_on(fields.get("TRACE_ON") != Some("false")))
 }
 
 /// The result of a successful send (Java `SendResult`).
