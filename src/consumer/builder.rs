@@ -38,16 +38,17 @@ pub(crate) struct ConsumerConfig {
     pub(crate) consume_concurrently_max_span: i64,
     pub(crate) pull_threshold_for_queue: usize,
     pub(crate) pull_threshold_size_for_queue: u64,
-    pub(crate) pull_threshold_for_topic: i64,
-    pub(crate) pull_threshold_size_for_topic: i64,
+    /// Messages per topic; `None` is off (Java's -1).
+    pub(crate) pull_threshold_for_topic: Option<usize>,
+    /// MiB per topic; `None` is off (Java's -1).
+    pub(crate) pull_threshold_size_for_topic: Option<u64>,
     pub(crate) pull_interval: Duration,
     pub(crate) consume_message_batch_max_size: usize,
     pub(crate) pull_batch_size: i32,
     pub(crate) post_subscription_when_pull: bool,
-    pub(crate) max_reconsume_times: i32,
+    /// `None` is Java's -1: 16 deliveries for concurrent consumption.
+    pub(crate) max_reconsume_times: Option<u32>,
     pub(crate) consume_timeout: Duration,
-    pub(crate) suspend_current_queue_time: Duration,
-    pub(crate) await_termination_when_shutdown: Duration,
     pub(crate) broker_suspend_max_time: Duration,
     pub(crate) consumer_timeout_when_suspend: Duration,
     pub(crate) offset_store_dir: Option<std::path::PathBuf>,
@@ -96,16 +97,14 @@ impl DefaultMQPushConsumerBuilder {
                 consume_concurrently_max_span: 2000,
                 pull_threshold_for_queue: 1000,
                 pull_threshold_size_for_queue: 100,
-                pull_threshold_for_topic: -1,
-                pull_threshold_size_for_topic: -1,
+                pull_threshold_for_topic: None,
+                pull_threshold_size_for_topic: None,
                 pull_interval: Duration::ZERO,
                 consume_message_batch_max_size: 1,
                 pull_batch_size: 32,
                 post_subscription_when_pull: false,
-                max_reconsume_times: -1,
+                max_reconsume_times: None,
                 consume_timeout: Duration::from_secs(15 * 60),
-                suspend_current_queue_time: Duration::from_secs(1),
-                await_termination_when_shutdown: Duration::ZERO,
                 broker_suspend_max_time: BROKER_SUSPEND_MAX_TIME,
                 consumer_timeout_when_suspend: CONSUMER_TIMEOUT_WHEN_SUSPEND,
                 offset_store_dir: None,
@@ -168,16 +167,20 @@ impl DefaultMQPushConsumerBuilder {
         #[doc(alias = "setPullThresholdSizeForQueue")]
         pull_threshold_size_for_queue: u64 => pull_threshold_size_for_queue
     );
-    setter!(
-        /// Messages cached per topic, split over its queues; -1 (default) is off.
-        #[doc(alias = "setPullThresholdForTopic")]
-        pull_threshold_for_topic: i64 => pull_threshold_for_topic
-    );
-    setter!(
-        /// MiB cached per topic, split over its queues; -1 (default) is off.
-        #[doc(alias = "setPullThresholdSizeForTopic")]
-        pull_threshold_size_for_topic: i64 => pull_threshold_size_for_topic
-    );
+    /// Messages cached per topic, split evenly over the queues held, overriding
+    /// `pull_threshold_for_queue`. Default: off (Java's -1). `build()` accepts 1..=6 553 500.
+    #[doc(alias = "setPullThresholdForTopic")]
+    pub fn pull_threshold_for_topic(mut self, messages: usize) -> Self {
+        self.cfg.pull_threshold_for_topic = Some(messages);
+        self
+    }
+    /// MiB cached per topic, split evenly over the queues held, overriding
+    /// `pull_threshold_size_for_queue`. Default: off (Java's -1). `build()` accepts 1..=102 400.
+    #[doc(alias = "setPullThresholdSizeForTopic")]
+    pub fn pull_threshold_size_for_topic(mut self, mib: u64) -> Self {
+        self.cfg.pull_threshold_size_for_topic = Some(mib);
+        self
+    }
     setter!(
         /// Pause between pulls of one queue. Default: 0.
         #[doc(alias = "setPullInterval")]
@@ -198,28 +201,17 @@ impl DefaultMQPushConsumerBuilder {
         #[doc(alias = "setPostSubscriptionWhenPull")]
         post_subscription_when_pull: bool => post_subscription_when_pull
     );
-    setter!(
-        /// Deliveries before a message goes to the dead-letter queue; -1 (default) means 16.
-        #[doc(alias = "setMaxReconsumeTimes")]
-        max_reconsume_times: i32 => max_reconsume_times
-    );
+    /// Redeliveries before a message goes to the dead-letter queue. Default: 16 (Java's -1).
+    /// Values above `i32::MAX` are sent as `i32::MAX`.
+    #[doc(alias = "setMaxReconsumeTimes")]
+    pub fn max_reconsume_times(mut self, times: u32) -> Self {
+        self.cfg.max_reconsume_times = Some(times);
+        self
+    }
     setter!(
         /// A message consumed for longer than this is sent back. Default: 15 minutes.
         #[doc(alias = "setConsumeTimeout")]
         consume_timeout: Duration => consume_timeout
-    );
-    setter!(
-        /// How long an orderly listener's `SUSPEND_CURRENT_QUEUE_A_MOMENT` pauses its queue.
-        /// Default: 1 s, clamped to 10 ms..30 s. Orderly consumption reads it; concurrent
-        /// consumption does not use it.
-        #[doc(alias = "setSuspendCurrentQueueTimeMillis")]
-        suspend_current_queue_time: Duration => suspend_current_queue_time
-    );
-    setter!(
-        /// How long `shutdown` waits for running listeners. Default: 0 in Java; here the
-        /// `shutdown(timeout)` argument bounds the wait.
-        #[doc(alias = "setAwaitTerminationMillisWhenShutdown")]
-        await_termination_when_shutdown: Duration => await_termination_when_shutdown
     );
     setter!(
         /// How long the broker holds a long poll. Default: 15 s. Must be shorter than the
@@ -404,21 +396,11 @@ fn check_config(c: &ConsumerConfig) -> Result<()> {
         1,
         1024,
     )?;
-    if c.pull_threshold_for_topic != -1 {
-        range(
-            "pullThresholdForTopic",
-            c.pull_threshold_for_topic,
-            1,
-            6_553_500,
-        )?;
+    if let Some(n) = c.pull_threshold_for_topic {
+        range("pullThresholdForTopic", n as i64, 1, 6_553_500)?;
     }
-    if c.pull_threshold_size_for_topic != -1 {
-        range(
-            "pullThresholdSizeForTopic",
-            c.pull_threshold_size_for_topic,
-            1,
-            102_400,
-        )?;
+    if let Some(n) = c.pull_threshold_size_for_topic {
+        range("pullThresholdSizeForTopic", n as i64, 1, 102_400)?;
     }
     range("pullInterval", c.pull_interval.as_millis() as i64, 0, 65535)?;
     range(
@@ -428,14 +410,6 @@ fn check_config(c: &ConsumerConfig) -> Result<()> {
         1024,
     )?;
     range("pullBatchSize", c.pull_batch_size as i64, 1, 1024)?;
-    if c.suspend_current_queue_time < Duration::from_millis(10)
-        || c.suspend_current_queue_time > Duration::from_secs(30)
-    {
-        return Err(Error::config(format!(
-            "suspendCurrentQueueTimeMillis out of range [10 ms, 30 s]: {:?}",
-            c.suspend_current_queue_time
-        )));
-    }
     if c.consume_timeout.is_zero() {
         return Err(Error::config("consumeTimeout must be positive"));
     }
@@ -451,6 +425,27 @@ fn check_config(c: &ConsumerConfig) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unset_options_are_none_and_set_ones_are_checked() {
+        let b = DefaultMQPushConsumerBuilder::new("g".into());
+        assert_eq!(b.cfg.pull_threshold_for_topic, None);
+        assert_eq!(b.cfg.pull_threshold_size_for_topic, None);
+        assert_eq!(b.cfg.max_reconsume_times, None);
+        check_config(&b.cfg).unwrap();
+        let b = b.pull_threshold_for_topic(0);
+        let e = check_config(&b.cfg).unwrap_err().to_string();
+        assert!(e.contains("pullThresholdForTopic"), "{e}");
+        let b =
+            DefaultMQPushConsumerBuilder::new("g".into()).pull_threshold_size_for_topic(200_000);
+        let e = check_config(&b.cfg).unwrap_err().to_string();
+        assert!(e.contains("pullThresholdSizeForTopic"), "{e}");
+        let b = DefaultMQPushConsumerBuilder::new("g".into())
+            .pull_threshold_for_topic(100)
+            .max_reconsume_times(3);
+        check_config(&b.cfg).unwrap();
+        assert_eq!(b.cfg.max_reconsume_times, Some(3));
+    }
 
     #[test]
     fn java_consume_timestamp_parses_as_utc() {

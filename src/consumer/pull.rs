@@ -219,11 +219,11 @@ impl PushConsumerInner {
         let mut count = self.cfg.pull_threshold_for_queue;
         let mut size = self.cfg.pull_threshold_size_for_queue;
         let n = self.process_queue_table.read().len().max(1);
-        if self.cfg.pull_threshold_for_topic != -1 {
-            count = ((self.cfg.pull_threshold_for_topic as usize) / n).max(1);
+        if let Some(topic) = self.cfg.pull_threshold_for_topic {
+            count = (topic / n).max(1);
         }
-        if self.cfg.pull_threshold_size_for_topic != -1 {
-            size = ((self.cfg.pull_threshold_size_for_topic as u64) / n as u64).max(1);
+        if let Some(topic) = self.cfg.pull_threshold_size_for_topic {
+            size = (topic / n as u64).max(1);
         }
         (count, size)
     }

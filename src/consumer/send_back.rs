@@ -55,11 +55,9 @@ impl PushConsumerInner {
     }
 
     pub(crate) fn max_reconsume_times(&self) -> i32 {
-        if self.cfg.max_reconsume_times == -1 {
-            16
-        } else {
-            self.cfg.max_reconsume_times
-        }
+        self.cfg
+            .max_reconsume_times
+            .map_or(16, |n| i32::try_from(n).unwrap_or(i32::MAX))
     }
 
     /// Java `sendMessageBack`: CONSUMER_SEND_MSG_BACK to the broker, falling back to a plain
