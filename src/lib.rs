@@ -65,6 +65,7 @@ pub mod remoting;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
+pub use client::{ClientConfig, ClientConfigBuilder};
 pub use common::{Message, MessageExt, MessageQueue, ServiceState, TopicRouteData};
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{DefaultMQProducer, SendResult, SendStatus};

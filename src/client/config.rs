@@ -1,46 +1,55 @@
 //! `ClientConfig`: what every producer and consumer shares with its `MQClientInstance`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::client::instance::{MQClientInstance, MQClientManager};
+use crate::error::{Error, Result};
 use crate::remoting::protocol::{LanguageCode, SerializeType};
 
-/// Settings shared by producers and consumers (Java `ClientConfig`). Producers and consumers
-/// with the same [`client_id`](ClientConfig::client_id) share one client instance: one io
-/// thread, one scheduler, one callback pool.
+/// Settings shared by producers and consumers (Java `ClientConfig`), built with
+/// [`ClientConfig::builder`] and handed to a producer or consumer builder with its
+/// `client_config()` method, for the settings those builders have no dedicated setter for.
+///
+/// Producers and consumers with the same client id (`clientIP@instanceName[@unitName]`) share
+/// one client instance: one io thread, one scheduler, one callback pool.
+///
+/// ```
+/// use std::time::Duration;
+/// use rocketmq_sync::{ClientConfig, DefaultMQProducer};
+///
+/// let client = ClientConfig::builder()
+///     .mq_client_api_timeout(Duration::from_secs(5))
+///     .heartbeat_broker_interval(Duration::from_secs(10))
+///     .build();
+/// let producer = DefaultMQProducer::builder("pg")
+///     .client_config(client)
+///     .namesrv_addr("127.0.0.1:9876")
+///     .build()?;
+/// # Ok::<(), rocketmq_sync::Error>(())
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
-    /// `host:port` list separated by `;`. Defaults to the `NAMESRV_ADDR` environment variable;
-    /// when neither is set, the list is fetched over HTTP (see `namesrv_domain`).
-    pub namesrv_addr: Option<String>,
-    /// The IP this client reports in its client id.
-    pub client_ip: String,
-    /// Instance name; the default is unique per process.
-    pub instance_name: String,
-    /// Unit name, appended to the client id when set.
-    pub unit_name: Option<String>,
-    /// Threads running async-send callbacks, pull callbacks and broker requests.
-    pub client_callback_executor_threads: usize,
-    /// Route refresh period (Java `pollNameServerInterval`, 30 s).
-    pub poll_name_server_interval: Duration,
-    /// Heartbeat period (Java `heartbeatBrokerInterval`, 30 s).
-    pub heartbeat_broker_interval: Duration,
-    /// Consumer offset persistence period (Java `persistConsumerOffsetInterval`, 5 s).
-    pub persist_consumer_offset_interval: Duration,
-    /// Delay before pulling again after an error (Java `pullTimeDelayMillsWhenException`, 1 s).
-    pub pull_time_delay_when_exception: Duration,
-    /// Timeout of route queries, heartbeats and other admin calls (Java `mqClientApiTimeout`, 3 s).
-    pub mq_client_api_timeout: Duration,
-    /// The language declared on requests. `JAVA` by default, since brokers older than 4.9.4
-    /// reject `RUST`.
-    pub language: LanguageCode,
-    /// Header encoding of outgoing requests (JSON by default, as Java).
-    pub serialize_type: SerializeType,
-    /// Host (`host` or `host:port`) serving the name-server list over HTTP when no address is
-    /// configured (Java `rocketmq.namesrv.domain`, default `jmenv.tbsite.net`).
-    pub namesrv_domain: String,
-    /// Path segment of that lookup (Java `rocketmq.namesrv.domain.subgroup`, default `nsaddr`).
-    pub namesrv_domain_subgroup: String,
+    pub(crate) namesrv_addr: Option<String>,
+    pub(crate) client_ip: String,
+    /// `None` until set: each client picks its default when it starts (see
+    /// [`ClientConfigBuilder::instance_name`]).
+    pub(crate) instance_name: Option<String>,
+    pub(crate) unit_name: Option<String>,
+    pub(crate) client_callback_executor_threads: usize,
+    pub(crate) poll_name_server_interval: Duration,
+    pub(crate) heartbeat_broker_interval: Duration,
+    pub(crate) persist_consumer_offset_interval: Duration,
+    pub(crate) pull_time_delay_when_exception: Duration,
+    pub(crate) mq_client_api_timeout: Duration,
+    pub(crate) language: LanguageCode,
+    pub(crate) serialize_type: SerializeType,
+    pub(crate) namesrv_domain: String,
+    pub(crate) namesrv_domain_subgroup: String,
 }
 
 impl Default for ClientConfig {
@@ -50,7 +59,7 @@ impl Default for ClientConfig {
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
             client_ip: local_ip(),
-            instance_name: default_instance_name(),
+            instance_name: None,
             unit_name: None,
             client_callback_executor_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -71,9 +80,71 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// `clientIP@instanceName[@unitName]`, the id brokers know this client by.
-    pub fn client_id(&self) -> String {
-        let mut id = format!("{}@{}", self.client_ip, self.instance_name);
+    /// A builder with Java's defaults.
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            config: ClientConfig::default(),
+        }
+    }
+
+    /// The name servers as configured (`host:port` separated by `;`), if any.
+    pub fn namesrv_addr(&self) -> Option<&str> {
+        self.namesrv_addr.as_deref()
+    }
+
+    /// The IP reported in the client id.
+    pub fn client_ip(&self) -> &str {
+        &self.client_ip
+    }
+
+    /// The instance name, if one was set; otherwise each client picks its default at start.
+    pub fn instance_name(&self) -> Option<&str> {
+        self.instance_name.as_deref()
+    }
+
+    /// The unit name, if any.
+    pub fn unit_name(&self) -> Option<&str> {
+        self.unit_name.as_deref()
+    }
+
+    /// Threads of the callback pool.
+    pub fn client_callback_executor_threads(&self) -> usize {
+        self.client_callback_executor_threads
+    }
+
+    /// Route refresh period.
+    pub fn poll_name_server_interval(&self) -> Duration {
+        self.poll_name_server_interval
+    }
+
+    /// Heartbeat period.
+    pub fn heartbeat_broker_interval(&self) -> Duration {
+        self.heartbeat_broker_interval
+    }
+
+    /// Consumer offset persistence period.
+    pub fn persist_consumer_offset_interval(&self) -> Duration {
+        self.persist_consumer_offset_interval
+    }
+
+    /// Delay before pulling again after an error.
+    pub fn pull_time_delay_when_exception(&self) -> Duration {
+        self.pull_time_delay_when_exception
+    }
+
+    /// Timeout of route queries, heartbeats and other admin calls.
+    pub fn mq_client_api_timeout(&self) -> Duration {
+        self.mq_client_api_timeout
+    }
+
+    /// `clientIP@instanceName[@unitName]`, the id brokers know this client by, with the
+    /// process-wide default instance name when none is set.
+    pub(crate) fn client_id(&self) -> String {
+        let name = self
+            .instance_name
+            .clone()
+            .unwrap_or_else(default_instance_name);
+        let mut id = format!("{}@{}", self.client_ip, name);
         if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.is_empty()) {
             id.push('@');
             id.push_str(unit);
@@ -81,9 +152,17 @@ impl ClientConfig {
         id
     }
 
+    /// This configuration with `name` as its instance name.
+    pub(crate) fn with_instance_name(&self, name: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            instance_name: Some(name.into()),
+            ..self.clone()
+        }
+    }
+
     /// The configured name servers, split on `;`, trimmed, empties dropped. A value of the form
     /// `http://host/path/addr` keeps only the part after the last `/`, as Java does.
-    pub fn namesrv_addr_list(&self) -> Vec<String> {
+    pub(crate) fn namesrv_addr_list(&self) -> Vec<String> {
         self.namesrv_addr
             .as_deref()
             .map(parse_namesrv_list)
@@ -91,7 +170,7 @@ impl ClientConfig {
     }
 
     /// The URL of the HTTP name-server lookup (Java `MixAll.getWSAddr`).
-    pub fn namesrv_lookup_url(&self) -> String {
+    pub(crate) fn namesrv_lookup_url(&self) -> String {
         let host = if self.namesrv_domain.contains(':') {
             self.namesrv_domain.clone()
         } else {
@@ -107,49 +186,244 @@ impl ClientConfig {
     }
 }
 
+/// Builds a [`ClientConfig`]. Every setter documents Java's default.
+#[derive(Debug, Clone)]
+pub struct ClientConfigBuilder {
+    config: ClientConfig,
+}
+
+impl ClientConfigBuilder {
+    /// The name servers, `host:port` separated by `;`. Default: the `NAMESRV_ADDR`
+    /// environment variable, else an HTTP lookup (see [`namesrv_domain`](Self::namesrv_domain)).
+    #[doc(alias = "setNamesrvAddr")]
+    pub fn namesrv_addr(mut self, addr: impl Into<String>) -> Self {
+        self.config.namesrv_addr = Some(addr.into());
+        self
+    }
+
+    /// The IP reported in the client id. Default: this host's first non-loopback IPv4.
+    #[doc(alias = "setClientIP")]
+    pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
+        self.config.client_ip = ip.into();
+        self
+    }
+
+    /// The instance name. Clients with the same instance name share one client instance
+    /// (threads and connections).
+    ///
+    /// Default, as in Java: a broadcasting consumer uses `DEFAULT`, so that a restarted process
+    /// finds its offsets file again (the file is kept per client id). Every other client uses a
+    /// name unique to the process (`<pid>#<nanos>`) shared by the clients of the process, except
+    /// a consumer or producer whose group is already registered under that name: it gets a name
+    /// of its own, so two consumers of one group in one process each have their own client id.
+    #[doc(alias = "setInstanceName")]
+    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
+        self.config.instance_name = Some(name.into());
+        self
+    }
+
+    /// The unit name appended to the client id. Default: none.
+    #[doc(alias = "setUnitName")]
+    pub fn unit_name(mut self, name: impl Into<String>) -> Self {
+        self.config.unit_name = Some(name.into());
+        self
+    }
+
+    /// Threads running async-send callbacks, pull callbacks and broker requests. Default: the
+    /// number of CPUs. Values below 1 are raised to 1.
+    #[doc(alias = "setClientCallbackExecutorThreads")]
+    pub fn client_callback_executor_threads(mut self, threads: usize) -> Self {
+        self.config.client_callback_executor_threads = threads.max(1);
+        self
+    }
+
+    /// Route refresh period. Default: 30 s.
+    #[doc(alias = "setPollNameServerInterval")]
+    pub fn poll_name_server_interval(mut self, period: Duration) -> Self {
+        self.config.poll_name_server_interval = period;
+        self
+    }
+
+    /// Heartbeat period. Default: 30 s.
+    #[doc(alias = "setHeartbeatBrokerInterval")]
+    pub fn heartbeat_broker_interval(mut self, period: Duration) -> Self {
+        self.config.heartbeat_broker_interval = period;
+        self
+    }
+
+    /// Consumer offset persistence period. Default: 5 s.
+    #[doc(alias = "setPersistConsumerOffsetInterval")]
+    pub fn persist_consumer_offset_interval(mut self, period: Duration) -> Self {
+        self.config.persist_consumer_offset_interval = period;
+        self
+    }
+
+    /// Delay before pulling a queue again after an error. Default: 1 s.
+    #[doc(alias = "setPullTimeDelayMillsWhenException")]
+    pub fn pull_time_delay_when_exception(mut self, delay: Duration) -> Self {
+        self.config.pull_time_delay_when_exception = delay;
+        self
+    }
+
+    /// Timeout of route queries, heartbeats and other admin calls. Default: 3 s.
+    #[doc(alias = "setMqClientApiTimeout")]
+    pub fn mq_client_api_timeout(mut self, timeout: Duration) -> Self {
+        self.config.mq_client_api_timeout = timeout;
+        self
+    }
+
+    /// The language declared on requests. Default: `JAVA`, since brokers older than 4.9.4
+    /// reject `RUST`.
+    #[doc(alias = "setLanguage")]
+    pub fn language(mut self, language: LanguageCode) -> Self {
+        self.config.language = language;
+        self
+    }
+
+    /// Header encoding of outgoing requests. Default: JSON, as Java.
+    pub fn serialize_type(mut self, serialize_type: SerializeType) -> Self {
+        self.config.serialize_type = serialize_type;
+        self
+    }
+
+    /// Host (`host` or `host:port`) serving the name-server list over HTTP when no address is
+    /// configured. Default: the `ROCKETMQ_NAMESRV_DOMAIN` environment variable, else
+    /// `jmenv.tbsite.net` (Java `rocketmq.namesrv.domain`).
+    pub fn namesrv_domain(mut self, host: impl Into<String>) -> Self {
+        self.config.namesrv_domain = host.into();
+        self
+    }
+
+    /// Path segment of that lookup. Default: the `ROCKETMQ_NAMESRV_DOMAIN_SUBGROUP`
+    /// environment variable, else `nsaddr` (Java `rocketmq.namesrv.domain.subgroup`).
+    pub fn namesrv_domain_subgroup(mut self, subgroup: impl Into<String>) -> Self {
+        self.config.namesrv_domain_subgroup = subgroup.into();
+        self
+    }
+
+    /// The configuration.
+    pub fn build(self) -> ClientConfig {
+        self.config
+    }
+}
+
+/// What the dedicated client setters of a producer or consumer builder set. They are applied
+/// over the wholesale `client_config()` at `build()`, so the order of the calls does not matter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientOverrides {
+    pub(crate) namesrv_addr: Option<String>,
+    pub(crate) instance_name: Option<String>,
+    pub(crate) unit_name: Option<String>,
+    pub(crate) client_ip: Option<String>,
+}
+
+impl ClientOverrides {
+    pub(crate) fn apply(self, mut config: ClientConfig) -> ClientConfig {
+        if let Some(v) = self.namesrv_addr {
+            config.namesrv_addr = Some(v);
+        }
+        if let Some(v) = self.instance_name {
+            config.instance_name = Some(v);
+        }
+        if let Some(v) = self.unit_name {
+            config.unit_name = Some(v);
+        }
+        if let Some(v) = self.client_ip {
+            config.client_ip = v;
+        }
+        config
+    }
+}
+
 /// The client settings every producer and consumer builder offers (Java `ClientConfig`'s
-/// setters). Expands to builder methods over a `client: ClientConfig` field.
+/// setters). Expands to builder methods over `client: ClientConfig` and
+/// `client_overrides: ClientOverrides` fields; `build()` applies the overrides.
 macro_rules! client_config_setters {
     () => {
         /// The name servers, `host:port` separated by `;`. Default: the `NAMESRV_ADDR`
         /// environment variable, else an HTTP lookup.
         #[doc(alias = "setNamesrvAddr")]
         pub fn namesrv_addr(mut self, addr: impl Into<String>) -> Self {
-            self.client.namesrv_addr = Some(addr.into());
+            self.client_overrides.namesrv_addr = Some(addr.into());
             self
         }
 
-        /// The instance name. Default: unique per process. Producers and consumers with the
-        /// same instance name share one client instance (threads and connections); two
-        /// consumers of one group in one process need different instance names.
+        /// The instance name. Clients with the same instance name share one client instance
+        /// (threads and connections). The default is described at
+        /// [`ClientConfigBuilder::instance_name`]($crate::ClientConfigBuilder::instance_name).
         #[doc(alias = "setInstanceName")]
         pub fn instance_name(mut self, name: impl Into<String>) -> Self {
-            self.client.instance_name = name.into();
+            self.client_overrides.instance_name = Some(name.into());
             self
         }
 
         /// The unit name appended to the client id. Default: none.
         #[doc(alias = "setUnitName")]
         pub fn unit_name(mut self, name: impl Into<String>) -> Self {
-            self.client.unit_name = Some(name.into());
+            self.client_overrides.unit_name = Some(name.into());
             self
         }
 
         /// The IP reported in the client id. Default: this host's first non-loopback IPv4.
         #[doc(alias = "setClientIP")]
         pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
-            self.client.client_ip = ip.into();
+            self.client_overrides.client_ip = Some(ip.into());
             self
         }
 
-        /// The whole client configuration, for settings without a dedicated setter.
-        pub fn client_config(mut self, client: $crate::client::ClientConfig) -> Self {
+        /// The whole client configuration, for settings without a dedicated setter. The
+        /// dedicated setters above (`namesrv_addr`, `instance_name`, `unit_name`, `client_ip`)
+        /// win over it whatever the order of the calls; a second call replaces the first.
+        pub fn client_config(mut self, client: $crate::ClientConfig) -> Self {
             self.client = client;
             self
         }
     };
 }
 pub(crate) use client_config_setters;
+
+/// Joins the client instance a producer or consumer uses, and registers it there with
+/// `register`.
+///
+/// With an instance name set, that name is used as is. Without one, `default_name` is tried
+/// first; if `register` refuses because the group is already registered there (an
+/// [`Error::Client`]), a name of its own ([`unique_instance_name`]) is used instead, unless
+/// `shared_default` says the default must stay (a broadcasting consumer), in which case the
+/// error is turned into one that names the fix.
+pub(crate) fn join_instance(
+    config: &ClientConfig,
+    default_name: &str,
+    shared_default: bool,
+    what: &str,
+    register: impl Fn(&Arc<MQClientInstance>) -> Result<()>,
+) -> Result<Arc<MQClientInstance>> {
+    if config.instance_name.is_some() {
+        let instance = MQClientManager::get_or_create(config)?;
+        register(&instance)?;
+        return Ok(instance);
+    }
+    let instance = MQClientManager::get_or_create(&config.with_instance_name(default_name))?;
+    match register(&instance) {
+        Ok(()) => Ok(instance),
+        // Registration refuses only a group already registered under this client id.
+        Err(Error::Client { message, .. }) if shared_default => Err(Error::config(format!(
+            "{message} Two {what}s of one group in one process would share the default \
+             instance name {default_name} and so one offsets file: give each its own \
+             instance_name()"
+        ))),
+        Err(Error::Client { .. }) => {
+            let name = unique_instance_name();
+            log::info!(
+                "a {what} of this group already uses the instance {default_name} in this \
+                 process; this one uses the instance name {name}"
+            );
+            let instance = MQClientManager::get_or_create(&config.with_instance_name(name))?;
+            register(&instance)?;
+            Ok(instance)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// Splits a `;`-separated name-server list.
 pub(crate) fn parse_namesrv_list(s: &str) -> Vec<String> {
@@ -166,19 +440,35 @@ pub(crate) fn parse_namesrv_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The default instance name: `<pid>#<nanos at first use>`, the same for every client in this
-/// process and different between processes, so two processes on one host never collide while
-/// the clients of one process share a single client instance (and its threads).
+/// The process-wide default instance name: `<pid>#<nanos at first use>`, the same for every
+/// client in this process and different between processes, so two processes on one host never
+/// collide while the clients of one process share a single client instance (and its threads).
 pub(crate) fn default_instance_name() -> String {
     static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        format!("{}#{}", std::process::id(), nanos)
-    })
-    .clone()
+    NAME.get_or_init(|| format!("{}#{}", std::process::id(), nanos_now()))
+        .clone()
+}
+
+/// An instance name of its own for a client whose group is already registered under the
+/// process-wide default: `<pid>#<nanos>#<n>`, never handed out twice in this process.
+pub(crate) fn unique_instance_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(1);
+    format!(
+        "{}#{}",
+        default_instance_name(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The instance name Java gives a broadcasting consumer that sets none: it stays the same
+/// across restarts, and so does the offsets file kept under the client id.
+pub(crate) const BROADCASTING_INSTANCE_NAME: &str = "DEFAULT";
+
+fn nanos_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// This host's address as Java's `RemotingUtil.getLocalAddress` would usually find it: the first
@@ -208,11 +498,10 @@ mod tests {
 
     #[test]
     fn client_id_and_lookup_url() {
-        let mut c = ClientConfig {
-            client_ip: "10.0.0.1".into(),
-            instance_name: "i".into(),
-            ..ClientConfig::default()
-        };
+        let mut c = ClientConfig::builder()
+            .client_ip("10.0.0.1")
+            .instance_name("i")
+            .build();
         assert_eq!(c.client_id(), "10.0.0.1@i");
         c.unit_name = Some("u".into());
         assert_eq!(c.client_id(), "10.0.0.1@i@u");
@@ -231,5 +520,14 @@ mod tests {
     fn default_instance_name_is_stable_in_process() {
         assert_eq!(default_instance_name(), default_instance_name());
         assert!(default_instance_name().starts_with(&format!("{}#", std::process::id())));
+        let (a, b) = (unique_instance_name(), unique_instance_name());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&default_instance_name()));
+        let c = ClientConfig::builder().client_ip("10.0.0.1").build();
+        assert_eq!(c.instance_name(), None);
+        assert_eq!(
+            c.client_id(),
+            format!("10.0.0.1@{}", default_instance_name())
+        );
     }
 }

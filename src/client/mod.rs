@@ -8,4 +8,4 @@ pub(crate) mod config;
 pub(crate) mod heartbeat;
 pub(crate) mod instance;
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, ClientConfigBuilder};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::client::config::ClientConfig;
+use crate::client::config::{ClientConfig, ClientOverrides};
 use crate::common::util::now_millis;
 use crate::common::ServiceState;
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
@@ -58,6 +58,7 @@ pub(crate) struct ConsumerConfig {
 pub struct DefaultMQPushConsumerBuilder {
     cfg: ConsumerConfig,
     client: ClientConfig,
+    client_overrides: ClientOverrides,
     subscriptions: Vec<(String, String, ExpressionType)>,
     listener: Option<Arc<dyn MessageListenerConcurrently>>,
     allocate: Arc<dyn AllocateMessageQueueStrategy>,
@@ -110,6 +111,7 @@ impl DefaultMQPushConsumerBuilder {
                 offset_store_dir: None,
             },
             client: ClientConfig::default(),
+            client_overrides: ClientOverrides::default(),
             subscriptions: Vec::new(),
             listener: None,
             allocate: Arc::new(AllocateMessageQueueAveragely),
@@ -263,6 +265,11 @@ impl DefaultMQPushConsumerBuilder {
         self
     }
 
+    #[cfg(test)]
+    fn client_config_for_test(self) -> ClientConfig {
+        self.client_overrides.apply(self.client)
+    }
+
     /// Checks every setting (Java `checkConfig`) and builds the consumer (not started).
     pub fn build(mut self) -> Result<DefaultMQPushConsumer> {
         if let Some(text) = &self.consume_timestamp_text {
@@ -281,7 +288,7 @@ impl DefaultMQPushConsumerBuilder {
             );
         }
         let cfg = self.cfg;
-        let client = self.client;
+        let client = self.client_overrides.apply(self.client);
         let allocate = self.allocate;
         let hooks = self.hooks;
         let inner = Arc::new_cyclic(|me| PushConsumerInner {
@@ -425,6 +432,29 @@ fn check_config(c: &ConsumerConfig) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_config_keeps_the_dedicated_client_setters_whatever_the_order() {
+        let wholesale = || {
+            ClientConfig::builder()
+                .mq_client_api_timeout(Duration::from_secs(7))
+                .build()
+        };
+        let before = DefaultMQPushConsumerBuilder::new("g".into())
+            .namesrv_addr("10.0.0.1:9876")
+            .instance_name("mine")
+            .client_config(wholesale());
+        let after = DefaultMQPushConsumerBuilder::new("g".into())
+            .client_config(wholesale())
+            .namesrv_addr("10.0.0.1:9876")
+            .instance_name("mine");
+        for b in [before, after] {
+            let c = b.client_config_for_test();
+            assert_eq!(c.namesrv_addr.as_deref(), Some("10.0.0.1:9876"));
+            assert_eq!(c.client_id(), format!("{}@mine", c.client_ip));
+            assert_eq!(c.mq_client_api_timeout, Duration::from_secs(7));
+        }
+    }
 
     #[test]
     fn unset_options_are_none_and_set_ones_are_checked() {

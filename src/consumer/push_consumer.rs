@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::client::config::ClientConfig;
+use crate::client::config::{
+    default_instance_name, join_instance, ClientConfig, BROADCASTING_INSTANCE_NAME,
+};
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
-use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
+use crate::client::instance::{MQClientInstance, MQConsumerInner};
 use crate::common::util::now_millis;
 use crate::common::{MessageExt, MessageQueue, ServiceState};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
@@ -152,7 +154,12 @@ impl DefaultMQPushConsumer {
         log::info!("resume this consumer, {}", self.inner.cfg.group);
     }
 
-    /// The queues this consumer holds now, with their state.
+    /// The queues of the subscribed topics this consumer holds now (its share of the
+    /// assignment), with their state, sorted by queue.
+    ///
+    /// A clustering consumer also pulls its group's retry topic (`%RETRY%<group>`), where
+    /// messages it asked to reconsume come back; those queues are not part of the assignment of
+    /// the subscribed topics and are left out.
     pub fn queue_stats(&self) -> Vec<QueueStat> {
         self.inner.queue_stats()
     }
@@ -394,9 +401,23 @@ impl PushConsumerInner {
             let sd = build_subscription_data(&retry, "*", ExpressionType::Tag)?;
             self.subscription_inner.write().insert(retry, Arc::new(sd));
         }
-        let instance = MQClientManager::get_or_create(&self.client)?;
         let weak: Weak<dyn MQConsumerInner> = self.me.clone() as Weak<dyn MQConsumerInner>;
-        instance.register_consumer(&self.cfg.group, weak)?;
+        let broadcasting = self.cfg.message_model == MessageModel::Broadcasting;
+        // Java keeps `DEFAULT` for a broadcasting consumer: its offsets file is found by the
+        // client id, so the name must survive a restart.
+        let default_name = if broadcasting {
+            BROADCASTING_INSTANCE_NAME.to_owned()
+        } else {
+            default_instance_name()
+        };
+        let what = if broadcasting {
+            "broadcasting consumer"
+        } else {
+            "consumer"
+        };
+        let instance = join_instance(&self.client, &default_name, broadcasting, what, |i| {
+            i.register_consumer(&self.cfg.group, weak.clone())
+        })?;
         *self.instance.write() = Some(instance.clone());
 
         let store: Arc<dyn OffsetStore> = match self.cfg.message_model {
@@ -528,6 +549,7 @@ impl PushConsumerInner {
             .process_queue_table
             .read()
             .values()
+            .filter(|s| !s.mq.topic.starts_with("%RETRY%"))
             .map(|s| {
                 let commit = store.as_ref().map_or(-1, |st| {
                     st.read_offset(&s.mq, ReadOffsetType::ReadFromMemory)

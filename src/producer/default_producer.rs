@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::client::config::ClientConfig;
-use crate::client::instance::{MQClientInstance, MQClientManager, MQProducerInner};
+use crate::client::config::{default_instance_name, join_instance};
+use crate::client::config::{ClientConfig, ClientOverrides};
+use crate::client::instance::{MQClientInstance, MQProducerInner};
 use crate::common::{
     Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue, ServiceState,
 };
@@ -59,6 +60,7 @@ struct ProducerConfig {
 pub struct DefaultMQProducerBuilder {
     config: ProducerConfig,
     client: ClientConfig,
+    client_overrides: ClientOverrides,
     send_latency_fault_enable: bool,
 }
 
@@ -168,7 +170,7 @@ impl DefaultMQProducerBuilder {
         let inner = Arc::new(ProducerInner {
             fault: MQFaultStrategy::new(self.send_latency_fault_enable),
             config: self.config,
-            client: self.client,
+            client: self.client_overrides.apply(self.client),
             state: Mutex::new(ServiceState::CreateJust),
             instance: RwLock::new(None),
             publish_info: RwLock::new(HashMap::new()),
@@ -254,6 +256,7 @@ impl DefaultMQProducer {
                 max_message_size: 4 * 1024 * 1024,
             },
             client: ClientConfig::default(),
+            client_overrides: ClientOverrides::default(),
             send_latency_fault_enable: true,
         }
     }
@@ -289,9 +292,14 @@ impl DefaultMQProducer {
             });
         }
         let result = (|| {
-            let instance = MQClientManager::get_or_create(&inner.client)?;
             let weak: Weak<dyn MQProducerInner> = Arc::downgrade(&self.inner) as Weak<_>;
-            instance.register_producer(&inner.config.group, weak)?;
+            let instance = join_instance(
+                &inner.client,
+                &default_instance_name(),
+                false,
+                "producer",
+                |instance| instance.register_producer(&inner.config.group, weak.clone()),
+            )?;
             *inner.instance.write() = Some(instance.clone());
             instance.send_heartbeat_to_all_broker_with_lock();
             Ok(())
