@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rocketmq_sync::remoting::protocol::ResponseCode;
 use rocketmq_sync::{DefaultMQProducer, Message};
 
 struct Args {
@@ -154,9 +153,7 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
                 let sent = producer.send_async(&msg, move |r| {
                     match r {
                         Ok(_) => {}
-                        Err(e) if e.response_code() == Some(ResponseCode::SYSTEM_BUSY) => {
-                            busy_cb.lock().push(i)
-                        }
+                        Err(e) if e.is_system_busy() => busy_cb.lock().push(i),
                         Err(e) => {
                             eprintln!("send {i} failed: {e}");
                             failed_cb.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +185,7 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
                 let mut result = producer.send(&msg).map(|_| ());
                 for _ in 0..4 {
                     match &result {
-                        Err(e) if e.response_code() == Some(ResponseCode::SYSTEM_BUSY) => {
+                        Err(e) if e.is_system_busy() => {
                             result = producer.send(&msg).map(|_| ());
                         }
                         _ => break,

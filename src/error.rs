@@ -1,8 +1,19 @@
 //! The crate's error type.
 //!
 //! Every fallible public call returns [`Result<T>`](Result). [`Error`] is `#[non_exhaustive]`: match
-//! the variants you care about and keep a wildcard arm. The query methods (`is_timeout`,
-//! `response_code`, `broker_addr`) answer the common questions without matching.
+//! the variants you care about and keep a wildcard arm. The query methods answer the common
+//! questions without matching, and are the stable way to ask them:
+//!
+//! | question | method |
+//! |---|---|
+//! | did the broker refuse for flow control (`SYSTEM_BUSY`)? back off and retry | [`Error::is_system_busy`] |
+//! | is the message itself invalid (Java `MESSAGE_ILLEGAL`)? retrying will not help | [`Error::is_message_illegal`] |
+//! | is the topic unknown? | [`Error::is_topic_not_found`] |
+//! | did a call time out? are too many in flight? is it the connection? | [`Error::is_timeout`], [`Error::is_too_many_requests`], [`Error::is_remoting`] |
+//! | which broker code, which client code, which peer? | [`Error::response_code`], [`Error::client_error_code`], [`Error::broker_addr`] |
+//!
+//! [`ResponseCode`] and [`ClientErrorCode`] are open newtypes over the wire's `i32`: a code this
+//! crate has no name for is still a value, and `Display` prints the Java name when there is one.
 //!
 //! | Java exception | variant |
 //! |---|---|
@@ -73,10 +84,15 @@ pub enum Error {
     /// A client-side failure with a RocketMQ error code (Java `MQClientException`), for example
     /// "no route info of this topic" or an invalid message.
     Client {
-        /// The client error code (see [`ClientErrorCode`]) or a broker response code.
-        code: i32,
+        /// The code, as Java's `MQClientException.getResponseCode()`: one of Java's
+        /// `ClientErrorCode` values, or a broker response code where Java puts one (see
+        /// [`ClientErrorCode`]).
+        code: ClientErrorCode,
         /// A human-readable explanation.
         message: String,
+        /// The error this one wraps, if any: for a send that failed on every attempt, the last
+        /// attempt's error. [`Error::response_code`] and the predicates look through it.
+        source: Option<Box<Error>>,
     },
     /// A producer or consumer was used in the wrong lifecycle state (started twice, used before
     /// start, used after shutdown).
@@ -94,25 +110,91 @@ pub enum Error {
     Io(io::Error),
 }
 
-/// Well-known client error codes (Java `ClientErrorCode`), carried by [`Error::Client`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientErrorCode;
-// Also used: MESSAGE_ILLEGAL (13) for invalid messages, as Java's `Validators` does.
+/// The code of an [`Error::Client`] (Java `MQClientException.getResponseCode()`): an open
+/// newtype over `i32`, like [`ResponseCode`].
+///
+/// Java gives a client exception either one of its `ClientErrorCode` values (10001 and up) or,
+/// for some failures, a broker `ResponseCode` value (13 for an invalid message, 17 for an
+/// unknown topic). Both kinds are named below; a code with no name is just its number. Compare
+/// with the constants, or use the predicates on [`Error`], rather than guessing the kind of a
+/// code from its range.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientErrorCode(pub i32);
 
-impl ClientErrorCode {
+macro_rules! client_error_codes {
+    ($( $(#[$m:meta])* $name:ident = $value:expr, )*) => {
+        impl ClientErrorCode {
+            $( $(#[$m])* pub const $name: ClientErrorCode = ClientErrorCode($value); )*
+
+            /// The Java constant name of this code, if it has one.
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $( $value => Some(stringify!($name)), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+client_error_codes! {
+    /// No code: Java's `MQClientException(String, Throwable)` carries -1 (invalid topic or group
+    /// names, a group registered twice, a client used after shutdown).
+    NO_CODE = -1,
+    /// The message is invalid: empty or too large body, reserved or malformed property, a batch
+    /// that mixes topics (Java uses `ResponseCode.MESSAGE_ILLEGAL` here).
+    MESSAGE_ILLEGAL = 13,
+    /// The name server has no route for the topic (Java uses `ResponseCode.TOPIC_NOT_EXIST`).
+    TOPIC_NOT_EXIST = 17,
     /// Connecting to the broker failed.
-    pub const CONNECT_BROKER_EXCEPTION: i32 = 10001;
+    CONNECT_BROKER_EXCEPTION = 10001,
     /// Accessing the broker timed out.
-    pub const ACCESS_BROKER_TIMEOUT: i32 = 10002;
+    ACCESS_BROKER_TIMEOUT = 10002,
     /// The broker is not available.
-    pub const BROKER_NOT_EXIST_EXCEPTION: i32 = 10003;
+    BROKER_NOT_EXIST_EXCEPTION = 10003,
     /// No name server address is configured or reachable.
-    pub const NO_NAME_SERVER_EXCEPTION: i32 = 10004;
+    NO_NAME_SERVER_EXCEPTION = 10004,
     /// No route is known for the topic.
-    pub const NOT_FOUND_TOPIC_EXCEPTION: i32 = 10005;
+    NOT_FOUND_TOPIC_EXCEPTION = 10005,
     /// The request's total time budget ran out (for a producer: across all retries).
-    pub const REQUEST_TIMEOUT_EXCEPTION: i32 = 10006;
+    REQUEST_TIMEOUT_EXCEPTION = 10006,
+    /// A reply message could not be created (Java's request-reply).
+    CREATE_REPLY_MESSAGE_EXCEPTION = 10007,
+}
+
+impl fmt::Display for ClientErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{}({})", n, self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for ClientErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<i32> for ClientErrorCode {
+    fn from(v: i32) -> Self {
+        ClientErrorCode(v)
+    }
+}
+
+impl From<ClientErrorCode> for i32 {
+    fn from(v: ClientErrorCode) -> i32 {
+        v.0
+    }
+}
+
+/// Java puts a broker response code into an `MQClientException` in a few places; this keeps
+/// the number.
+impl From<ResponseCode> for ClientErrorCode {
+    fn from(v: ResponseCode) -> Self {
+        ClientErrorCode(v.0)
+    }
 }
 
 impl Error {
@@ -139,14 +221,51 @@ impl Error {
         )
     }
 
-    /// The broker's response code for [`Error::Broker`], or the code of [`Error::Client`] when it
-    /// is a broker code.
+    /// The broker's response code: the code of an [`Error::Broker`], or of the broker error an
+    /// [`Error::Client`] wraps (a send that failed on every attempt). `None` for anything the
+    /// broker did not answer; the code of an [`Error::Client`] itself is
+    /// [`client_error_code`](Self::client_error_code).
     pub fn response_code(&self) -> Option<ResponseCode> {
         match self {
             Error::Broker { code, .. } => Some(*code),
-            Error::Client { code, .. } if (0..10000).contains(code) => Some(ResponseCode(*code)),
+            Error::Client {
+                source: Some(source),
+                ..
+            } => source.response_code(),
             _ => None,
         }
+    }
+
+    /// The code of an [`Error::Client`] (Java `MQClientException.getResponseCode()`).
+    pub fn client_error_code(&self) -> Option<ClientErrorCode> {
+        match self {
+            Error::Client { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// `true` when the broker refused the request for flow control (`SYSTEM_BUSY`: its page
+    /// cache or send queue is full). The message was not stored; back off and send again.
+    pub fn is_system_busy(&self) -> bool {
+        self.response_code() == Some(ResponseCode::SYSTEM_BUSY)
+    }
+
+    /// `true` when the message itself is invalid (Java `MESSAGE_ILLEGAL`), found by the client
+    /// before sending or by the broker: an empty or oversized body, a reserved or malformed
+    /// property, an inconsistent batch. Sending it again will not help. Invalid topic names
+    /// are reported with [`ClientErrorCode::NO_CODE`] as in Java, and are not covered.
+    pub fn is_message_illegal(&self) -> bool {
+        self.client_error_code() == Some(ClientErrorCode::MESSAGE_ILLEGAL)
+            || self.response_code() == Some(ResponseCode::MESSAGE_ILLEGAL)
+    }
+
+    /// `true` when the topic has no route: unknown to the name server, or no subscribe info
+    /// yet (Java `TOPIC_NOT_EXIST` or `NOT_FOUND_TOPIC_EXCEPTION`).
+    pub fn is_topic_not_found(&self) -> bool {
+        matches!(
+            self.client_error_code(),
+            Some(ClientErrorCode::TOPIC_NOT_EXIST | ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION)
+        ) || self.response_code() == Some(ResponseCode::TOPIC_NOT_EXIST)
     }
 
     /// The peer address the error is about, when there is one.
@@ -161,10 +280,24 @@ impl Error {
         }
     }
 
-    pub(crate) fn client(code: i32, message: impl Into<String>) -> Self {
+    pub(crate) fn client(code: impl Into<ClientErrorCode>, message: impl Into<String>) -> Self {
         Error::Client {
-            code,
+            code: code.into(),
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Client`] that wraps `source`.
+    pub(crate) fn client_caused_by(
+        code: impl Into<ClientErrorCode>,
+        message: impl Into<String>,
+        source: Error,
+    ) -> Self {
+        Error::Client {
+            code: code.into(),
+            message: message.into(),
+            source: Some(Box::new(source)),
         }
     }
 
@@ -197,7 +330,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Client { code, message } => write!(f, "client error {code}: {message}"),
+            Error::Client { code, message, .. } => write!(f, "client error {code}: {message}"),
             Error::ServiceState { state, action } => {
                 write!(f, "cannot {action}: the service state is {state:?}")
             }
@@ -212,6 +345,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Connect { source, .. } => Some(source),
+            Error::Client {
+                source: Some(e), ..
+            } => Some(e.as_ref()),
             Error::Codec(e) => Some(e),
             Error::Io(e) => Some(e),
             _ => None,
@@ -298,6 +434,57 @@ mod tests {
             std::mem::size_of::<Error>() <= 64,
             "{}",
             std::mem::size_of::<Error>()
+        );
+    }
+
+    #[test]
+    fn codes_are_told_apart_by_name_not_by_range() {
+        let busy = Error::Broker {
+            code: ResponseCode::SYSTEM_BUSY,
+            remark: "[PCBUSY_CLEAN_QUEUE]".into(),
+            addr: "b:10911".into(),
+        };
+        assert!(busy.is_system_busy());
+        assert!(!busy.is_message_illegal());
+        assert_eq!(busy.client_error_code(), None);
+
+        // A send that failed on every attempt: the client error wraps the last broker error,
+        // and keeps Java's code (the broker's).
+        let exhausted = Error::client_caused_by(2, "Send [3] times, still failed", busy);
+        assert!(exhausted.is_system_busy());
+        assert_eq!(exhausted.response_code(), Some(ResponseCode::SYSTEM_BUSY));
+        assert!(std::error::Error::source(&exhausted).is_some());
+
+        // A client-side invalid message is not a broker answer.
+        let illegal = Error::client(ClientErrorCode::MESSAGE_ILLEGAL, "the body is empty");
+        assert!(illegal.is_message_illegal());
+        assert_eq!(illegal.response_code(), None);
+        assert_eq!(
+            illegal.client_error_code(),
+            Some(ClientErrorCode::MESSAGE_ILLEGAL)
+        );
+        let broker_illegal = Error::Broker {
+            code: ResponseCode::MESSAGE_ILLEGAL,
+            remark: String::new(),
+            addr: "b".into(),
+        };
+        assert!(broker_illegal.is_message_illegal());
+
+        // A code below 10000 is not taken for a broker code.
+        let plain = Error::client(ClientErrorCode::NO_CODE, "bad topic");
+        assert_eq!(plain.response_code(), None);
+        assert!(!plain.is_system_busy() && !plain.is_message_illegal());
+        let no_route = Error::client(ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION, "no route");
+        assert!(no_route.is_topic_not_found());
+
+        assert_eq!(
+            ClientErrorCode::CONNECT_BROKER_EXCEPTION.to_string(),
+            "CONNECT_BROKER_EXCEPTION(10001)"
+        );
+        assert_eq!(ClientErrorCode(424242).to_string(), "424242");
+        assert_eq!(
+            ClientErrorCode::from(ResponseCode::MESSAGE_ILLEGAL),
+            ClientErrorCode::MESSAGE_ILLEGAL
         );
     }
 

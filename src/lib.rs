@@ -69,3 +69,4 @@ pub use client::{ClientConfig, ClientConfigBuilder};
 pub use common::{Message, MessageExt, MessageQueue, ServiceState, TopicRouteData};
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{DefaultMQProducer, SendResult, SendStatus};
+pub use remoting::protocol::ResponseCode;

@@ -16,16 +16,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{ClientErrorCode, Error, Result};
 
 /// Separates a property's name from its value (Java `MessageDecoder.NAME_VALUE_SEPARATOR`).
 pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
 /// Separates properties (Java `MessageDecoder.PROPERTY_SEPARATOR`).
 pub const PROPERTY_SEPARATOR: char = '\u{2}';
 
-/// Client error code for an invalid message (Java `ClientErrorCode`/`ResponseCode`
-/// `MESSAGE_ILLEGAL`).
-const MESSAGE_ILLEGAL: i32 = 13;
+/// Client error code for an invalid message (Java `ResponseCode.MESSAGE_ILLEGAL`).
+const MESSAGE_ILLEGAL: ClientErrorCode = ClientErrorCode::MESSAGE_ILLEGAL;
 
 /// Well-known property names, as Java's `MessageConst`. Use them with [`Message::property`] and
 /// [`MessageExt::property`], e.g. `msg.property(MessageConst::PROPERTY_TAGS)`.
@@ -910,8 +909,8 @@ mod tests {
         let mut m = Message::new("T", "x");
         for name in MessageConst::RESERVED {
             match m.put_user_property(*name, "v") {
-                Err(Error::Client { code, message }) => {
-                    assert_eq!(code, 13);
+                Err(Error::Client { code, message, .. }) => {
+                    assert_eq!(code, ClientErrorCode::MESSAGE_ILLEGAL);
                     assert!(message.contains(name), "{message}");
                 }
                 other => panic!("{name}: {other:?}"),

@@ -44,11 +44,11 @@ use std::sync::Arc;
 use md5::{Digest, Md5};
 
 use crate::common::MessageQueue;
-use crate::error::{Error, Result};
+use crate::error::{ClientErrorCode, Error, Result};
 
 /// The error code for invalid arguments (Java throws `IllegalArgumentException`, which carries no
 /// code). Same value the producer's validators use.
-const ILLEGAL_ARGUMENT: i32 = -1;
+const ILLEGAL_ARGUMENT: ClientErrorCode = ClientErrorCode::NO_CODE;
 
 fn illegal(message: impl Into<String>) -> Error {
     Error::client(ILLEGAL_ARGUMENT, message)
@@ -841,7 +841,7 @@ mod tests {
             ),
         ];
         let message = |r: Result<Vec<MessageQueue>>| match r {
-            Err(Error::Client { code, message }) => {
+            Err(Error::Client { code, message, .. }) => {
                 assert_eq!(code, ILLEGAL_ARGUMENT);
                 message
             }

@@ -365,7 +365,7 @@ impl DefaultMQProducer {
         let instance = self.inner.running()?;
         if msg.topic() != mq.topic {
             return Err(Error::client(
-                ResponseCode::MESSAGE_ILLEGAL.0,
+                ClientErrorCode::MESSAGE_ILLEGAL,
                 format!(
                     "message's topic {} is not the same as the queue's topic {}",
                     msg.topic(),
@@ -665,7 +665,7 @@ impl ProducerInner {
     fn prepare_batch(&self, msgs: &[Message]) -> Result<PreparedSend> {
         let first = msgs
             .first()
-            .ok_or_else(|| Error::client(ResponseCode::MESSAGE_ILLEGAL.0, "the batch is empty"))?;
+            .ok_or_else(|| Error::client(ClientErrorCode::MESSAGE_ILLEGAL, "the batch is empty"))?;
         let topic = first.topic();
         let wait = first.property(MessageConst::PROPERTY_WAIT_STORE_MSG_OK);
         let mut with_ids = Vec::with_capacity(msgs.len());
@@ -673,25 +673,25 @@ impl ProducerInner {
         for m in msgs {
             if m.topic() != topic {
                 return Err(Error::client(
-                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    ClientErrorCode::MESSAGE_ILLEGAL,
                     "The topic of the messages in one batch should be the same",
                 ));
             }
             if m.topic().starts_with("%RETRY%") {
                 return Err(Error::client(
-                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    ClientErrorCode::MESSAGE_ILLEGAL,
                     "Retry Group is not supported for batching",
                 ));
             }
             if m.delay_level() > 0 {
                 return Err(Error::client(
-                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    ClientErrorCode::MESSAGE_ILLEGAL,
                     "TimeDelayLevel is not supported for batching",
                 ));
             }
             if m.property(MessageConst::PROPERTY_WAIT_STORE_MSG_OK) != wait {
                 return Err(Error::client(
-                    ResponseCode::MESSAGE_ILLEGAL.0,
+                    ClientErrorCode::MESSAGE_ILLEGAL,
                     "The waitStoreMsgOK of the messages in one batch should the same",
                 ));
             }
@@ -876,20 +876,28 @@ impl ProducerInner {
             }
         }
         let cost = started.elapsed().as_millis();
-        let code = last_error
-            .as_ref()
-            .and_then(|e| e.response_code())
-            .map(|c| c.0)
-            .unwrap_or(ClientErrorCode::CONNECT_BROKER_EXCEPTION);
-        Err(Error::client(
-            code,
-            format!(
-                "Send [{}] times, still failed, cost [{cost}]ms, Topic: {}, BrokersSent: {brokers_sent:?}: {}",
-                brokers_sent.len(),
-                prepared.topic,
-                last_error.map(|e| e.to_string()).unwrap_or_else(|| "no queue could be selected".to_owned())
-            ),
-        ))
+        // Java's code for the exhausted send: the broker's code, else one by the kind of
+        // the last failure. The last error itself is kept as the source.
+        let code = match &last_error {
+            Some(e) if e.response_code().is_some() => {
+                ClientErrorCode::from(e.response_code().expect("checked"))
+            }
+            Some(e) if e.is_timeout() => ClientErrorCode::ACCESS_BROKER_TIMEOUT,
+            _ => ClientErrorCode::CONNECT_BROKER_EXCEPTION,
+        };
+        let message = format!(
+            "Send [{}] times, still failed, cost [{cost}]ms, Topic: {}, BrokersSent: {brokers_sent:?}: {}",
+            brokers_sent.len(),
+            prepared.topic,
+            last_error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "no queue could be selected".to_owned())
+        );
+        Err(match last_error {
+            Some(e) => Error::client_caused_by(code, message, e),
+            None => Error::client(code, message),
+        })
     }
 
     /// One attempt to one queue (Java `sendKernelImpl`).

@@ -4,11 +4,10 @@
 //! The checks take the parts of a message (topic, body length) rather than a message, so they
 //! run before anything is encoded. Failures are [`Error::Client`] with Java's message text,
 //! sometimes followed by a clarification in parentheses, and Java's code:
-//! [`ResponseCode::MESSAGE_ILLEGAL`] (13) for body problems, [`NO_RESPONSE_CODE`] (-1) for topic
+//! [`ClientErrorCode::MESSAGE_ILLEGAL`] (13) for body problems, [`ClientErrorCode::NO_CODE`] (-1) for topic
 //! and group problems (Java's `MQClientException(String, Throwable)` carries -1).
 
-use crate::error::{Error, Result};
-use crate::remoting::protocol::ResponseCode;
+use crate::error::{ClientErrorCode, Error, Result};
 
 /// The longest topic name accepted, in UTF-16 units as Java counts (`Validators.TOPIC_MAX_LENGTH`).
 pub(crate) const TOPIC_MAX_LENGTH: usize = 127;
@@ -17,7 +16,7 @@ pub(crate) const CHARACTER_MAX_LENGTH: usize = 255;
 /// The pattern topic and group names must match, as Java spells it in its messages.
 pub(crate) const VALID_PATTERN_STR: &str = "^[%|a-zA-Z0-9_-]+$";
 /// The code Java's `MQClientException` carries when it has no response code.
-pub(crate) const NO_RESPONSE_CODE: i32 = -1;
+pub(crate) const NO_RESPONSE_CODE: ClientErrorCode = ClientErrorCode::NO_CODE;
 
 /// System topics a client may not send to (Java `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 ///
@@ -103,7 +102,7 @@ pub(crate) fn check_topic(topic: &str) -> Result<()> {
 /// Checks a message body's length (Java `Validators.checkMessage`, body part): not empty and at
 /// most `max_message_size` bytes (the producer's `maxMessageSize`, 4 MiB by default).
 pub(crate) fn check_body(len: usize, max_message_size: usize) -> Result<()> {
-    let code = ResponseCode::MESSAGE_ILLEGAL.0;
+    let code = ClientErrorCode::MESSAGE_ILLEGAL;
     if len == 0 {
         return Err(Error::client(code, "the message body length is zero"));
     }
@@ -154,7 +153,7 @@ mod tests {
 
     fn client_err(r: Result<()>) -> (i32, String) {
         match r {
-            Err(Error::Client { code, message }) => (code, message),
+            Err(Error::Client { code, message, .. }) => (code.0, message),
             other => panic!("expected a client error, got {other:?}"),
         }
     }
@@ -246,9 +245,12 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("4194305"), "{msg}");
+        let e = Error::client(code, msg);
+        assert!(e.is_message_illegal());
         assert_eq!(
-            Error::client(code, msg).response_code(),
-            Some(ResponseCode::MESSAGE_ILLEGAL)
+            e.response_code(),
+            None,
+            "the client found it, not the broker"
         );
     }
 

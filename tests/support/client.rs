@@ -204,7 +204,7 @@ pub fn send_all_async(p: &DefaultMQProducer, msgs: &[Message], window: usize) {
         for _ in 0..5 {
             match result {
                 Ok(()) => return,
-                Err(e) if e.response_code() == Some(ResponseCode::SYSTEM_BUSY) => {
+                Err(e) if e.is_system_busy() => {
                     result = p.send(&msgs[i]).map(|_| ());
                 }
                 Err(e) => panic!("send {i} failed: {e}"),
