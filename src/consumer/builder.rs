@@ -140,7 +140,11 @@ impl DefaultMQPushConsumerBuilder {
         self
     }
     /// The start time for [`ConsumeFromWhere::Timestamp`] in Java's `yyyyMMddHHmmss` form, read
-    /// as UTC (Java reads it in the JVM's time zone). `build()` rejects text that does not parse.
+    /// in this process's local time zone as Java reads it in the JVM's zone: the `TZ`
+    /// environment variable, else the system's zone. `build()` rejects text that does not parse
+    /// or a wall time that the zone skips (a daylight-saving gap); a repeated wall time is read
+    /// as its first occurrence. Use [`consume_timestamp_millis`](Self::consume_timestamp_millis)
+    /// for an instant that does not depend on the zone.
     #[doc(alias = "setConsumeTimestamp")]
     pub fn consume_timestamp(mut self, yyyymmddhhmmss: impl Into<String>) -> Self {
         self.consume_timestamp_text = Some(yyyymmddhhmmss.into());
@@ -315,55 +319,39 @@ impl DefaultMQPushConsumerBuilder {
     }
 }
 
-/// Parses Java's `yyyyMMddHHmmss` consume timestamp as UTC milliseconds since the epoch.
+/// Parses Java's `yyyyMMddHHmmss` consume timestamp in this process's local time zone (the
+/// `TZ` environment variable, else the system's zone), as Java reads it in the JVM's default
+/// zone, into milliseconds since the epoch.
 fn parse_consume_timestamp(text: &str) -> Result<i64> {
-    let bad = || {
+    parse_consume_timestamp_in(text, &chrono::Local)
+}
+
+/// [`parse_consume_timestamp`] in the zone `tz`. A wall time that occurs twice (the hour a
+/// daylight-saving change repeats) is read as its first occurrence; one that does not occur
+/// (the hour skipped) is refused.
+fn parse_consume_timestamp_in<Tz: chrono::TimeZone>(text: &str, tz: &Tz) -> Result<i64> {
+    let bad = |why: &str| {
         Error::config(format!(
-            "consumeTimestamp {text:?} is not a yyyyMMddHHmmss time (e.g. 20261124170000)"
+            "consumeTimestamp {text:?} is not a yyyyMMddHHmmss time (e.g. 20261124170000){why}"
         ))
     };
     if text.len() != 14 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+        return Err(bad(""));
     }
-    let num = |r: std::ops::Range<usize>| text[r].parse::<i64>().map_err(|_| bad());
+    let num = |r: std::ops::Range<usize>| text[r].parse::<u32>().map_err(|_| bad(""));
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, s) = (num(8..10)?, num(10..12)?, num(12..14)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&mo)
-        || d < 1
-        || d > month_days[(mo - 1) as usize]
-        || h > 23
-        || mi > 59
-        || s > 59
-    {
-        return Err(bad());
+    let local = chrono::NaiveDate::from_ymd_opt(y as i32, mo, d)
+        .and_then(|date| date.and_hms_opt(h, mi, s))
+        .ok_or_else(|| bad(""))?;
+    match tz.from_local_datetime(&local) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            Ok(t.timestamp_millis())
+        }
+        chrono::LocalResult::None => Err(bad(
+            ": that wall time does not exist in the local time zone (a daylight-saving gap)",
+        )),
     }
-    // Days from the civil date (proleptic Gregorian), counted from 1970-01-01.
-    let (yy, mm) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000)
 }
 
 fn check_config(c: &ConsumerConfig) -> Result<()> {
@@ -478,15 +466,25 @@ mod tests {
     }
 
     #[test]
-    fn java_consume_timestamp_parses_as_utc() {
-        assert_eq!(parse_consume_timestamp("19700101000000").unwrap(), 0);
+    fn java_consume_timestamp_is_read_in_the_given_zone() {
+        let utc = chrono::Utc;
         assert_eq!(
-            parse_consume_timestamp("20231114221320").unwrap(),
+            parse_consume_timestamp_in("19700101000000", &utc).unwrap(),
+            0
+        );
+        assert_eq!(
+            parse_consume_timestamp_in("20231114221320", &utc).unwrap(),
             1_700_000_000_000
         );
         assert_eq!(
-            parse_consume_timestamp("20240229235959").unwrap(),
+            parse_consume_timestamp_in("20240229235959", &utc).unwrap(),
             1_709_251_199_000
+        );
+        // Shanghai wall time is 8 hours ahead of UTC: the same text is 8 hours earlier.
+        let shanghai = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        assert_eq!(
+            parse_consume_timestamp_in("20231115061320", &shanghai).unwrap(),
+            1_700_000_000_000
         );
         for bad in [
             "",
@@ -496,7 +494,39 @@ mod tests {
             "2023-11-14 22:1",
             "20231114246000",
         ] {
-            assert!(parse_consume_timestamp(bad).is_err(), "{bad}");
+            assert!(parse_consume_timestamp_in(bad, &utc).is_err(), "{bad}");
+        }
+    }
+
+    /// The builder reads the text in the process's zone: run in a child process with `TZ`
+    /// set, since the zone is read from the environment.
+    #[test]
+    fn consume_timestamp_uses_the_tz_of_the_process() {
+        const CHILD: &str = "RMQ_TEST_TZ_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let ms = parse_consume_timestamp("20231115061320").unwrap();
+            println!("TZ CHILD MS {ms}");
+            return;
+        }
+        for (tz, want) in [
+            ("Asia/Shanghai", 1_700_000_000_000_i64),
+            ("UTC", 1_700_000_000_000 + 8 * 3_600_000),
+        ] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "consumer::builder::tests::consume_timestamp_uses_the_tz_of_the_process",
+                    "--nocapture",
+                ])
+                .env(CHILD, "1")
+                .env("TZ", tz)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains(&format!("TZ CHILD MS {want}")),
+                "TZ={tz}: {stdout}"
+            );
         }
     }
 }
