@@ -70,3 +70,20 @@ pub use common::{Message, MessageExt, MessageQueue, ServiceState, TopicRouteData
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{DefaultMQProducer, SendResult, SendStatus};
 pub use remoting::protocol::ResponseCode;
+
+// Compile-time check (no test to run): the handles users share between threads, and what
+// crosses threads with them, are `Send + Sync`; the builders can at least move. A change that
+// breaks this fails the build of the crate itself.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<DefaultMQProducer>();
+    send_sync::<consumer::DefaultMQPushConsumer>();
+    send_sync::<Error>();
+    send_sync::<Message>();
+    send_sync::<MessageExt>();
+    send_sync::<SendResult>();
+    send_sync::<ClientConfig>();
+    send::<producer::DefaultMQProducerBuilder>();
+    send::<consumer::DefaultMQPushConsumerBuilder>();
+};
