@@ -4,10 +4,11 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rocketmq_sync::common::{Message, MessageConst, MessageDecoder, MessageExt};
+use rocketmq_sync::remoting::protocol::MessageDecoder;
 use rocketmq_sync::remoting::protocol::{
     FrameDecoder, RemotingCommand, RequestCode, ResponseCode, SerializeType,
 };
+use rocketmq_sync::{Message, MessageConst, MessageExt};
 
 fn pull_request(serialize_type: SerializeType) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(RequestCode::PULL_MESSAGE);

@@ -2,7 +2,8 @@
 //! and the pull thread's flow-control read (`max_span`) on a full queue.
 //!
 //! `ProcessQueue` is crate-private, so its source is compiled into this bench directly; the
-//! module only needs `crate::common::util::now_millis`, provided below from the public API.
+//! module only needs `crate::common::util::now_millis`, which is crate-private too and is
+//! provided below with the same meaning.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -15,7 +16,13 @@ mod process_queue;
 
 mod common {
     pub(crate) mod util {
-        pub(crate) use rocketmq_sync::common::util::now_millis;
+        /// Milliseconds since the Unix epoch, as the crate's helper.
+        pub(crate) fn now_millis() -> i64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        }
     }
 }
 

@@ -19,11 +19,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rocketmq_sync::consumer::{
+use rocketmq_sync::MessageExt;
+use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
     MessageModel,
 };
-use rocketmq_sync::MessageExt;
 
 struct Args {
     namesrv: String,

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use rocketmq_sync::consumer::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer};
+//! use rocketmq_sync::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer};
 //! use rocketmq_sync::{DefaultMQProducer, Message, MessageExt};
 //!
 //! let producer = DefaultMQProducer::builder("pg").namesrv_addr("127.0.0.1:9876").build()?;
@@ -33,20 +33,35 @@
 //!
 //! # Where the Java names went
 //!
+//! Everything a user touches is at the crate root; the modules behind it are private.
+//!
 //! | Java | Rust |
 //! |---|---|
-//! | `DefaultMQProducer` | [`DefaultMQProducer`] |
-//! | `DefaultMQPushConsumer` | [`consumer::DefaultMQPushConsumer`] |
-//! | `MessageListenerConcurrently` | [`consumer::MessageListenerConcurrently`] or a closure |
-//! | `Message`, `MessageExt`, `MessageQueue` | [`Message`], [`MessageExt`], [`MessageQueue`] |
-//! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], a closure |
-//! | `MessageQueueSelector`, `SelectMessageQueueByHash` | [`producer::MessageQueueSelector`], [`producer::SelectMessageQueueByHash`] |
-//! | `AllocateMessageQueueStrategy` | [`consumer::allocate`] |
-//! | `RemotingCommand`, `RequestCode`, `ResponseCode` | [`remoting::protocol`] |
-//! | `NettyRemotingClient` | [`remoting::RemotingClient`] |
-//! | `ClientConfig` | [`client::ClientConfig`] |
+//! | `DefaultMQProducer` / `DefaultMQProducerImpl` | [`DefaultMQProducer`], built by [`DefaultMQProducerBuilder`] |
+//! | `DefaultMQPushConsumer` / `DefaultMQPushConsumerImpl` | [`DefaultMQPushConsumer`], built by [`DefaultMQPushConsumerBuilder`] |
+//! | `ClientConfig` | [`ClientConfig`], built by [`ClientConfigBuilder`] |
+//! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
+//! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
+//! | `MessageQueueSelector`, `SelectMessageQueueByHash`, `SelectMessageQueueByRandom` | [`MessageQueueSelector`] (or a closure), [`SelectMessageQueueByHash`], [`SelectMessageQueueByRandom`]; Java's `Object.hashCode()` is [`JavaHash`] |
+//! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] or a closure |
+//! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
+//! | `MessageModel`, `ConsumeFromWhere`, `ExpressionType`, `SubscriptionData.SUB_ALL` | [`MessageModel`], [`ConsumeFromWhere`], [`ExpressionType`], [`SUB_ALL`] |
+//! | `AllocateMessageQueueStrategy` | [`AllocateMessageQueueStrategy`] |
+//! | `AllocateMessageQueueAveragely`, `...AveragelyByCircle`, `...ConsistentHash`, `...ByConfig`, `...ByMachineRoom`, `AllocateMachineRoomNearby` | [`AllocateMessageQueueAveragely`], [`AllocateMessageQueueAveragelyByCircle`], [`AllocateMessageQueueConsistentHash`], [`AllocateMessageQueueByConfig`], [`AllocateMessageQueueByMachineRoom`], [`AllocateMachineRoomNearby`] ([`MachineRoomResolver`]) |
+//! | `ConsumeMessageHook`, `ConsumeMessageContext` | [`ConsumeMessageHook`], [`ConsumeMessageContext`] |
+//! | `ConsumeStatus` (`ConsumerStatsManager`), `ProcessQueueInfo` | [`ConsumeStatus`], [`QueueStat`] |
 //! | `ServiceState` | [`ServiceState`] |
 //! | `MQClientException`, `MQBrokerException`, `Remoting*Exception` | variants of [`Error`] |
+//! | `ClientErrorCode`, `ResponseCode` | [`ClientErrorCode`], [`ResponseCode`] |
+//! | `RemotingCommand`, `RequestCode`, `MessageDecoder`, `TopicRouteData` | [`remoting::protocol`] |
+//! | `NettyRemotingClient` | [`remoting::RemotingClient`] |
+//!
+//! # Stability
+//!
+//! The root items follow semver. [`remoting`] and [`remoting::protocol`] are the low-level
+//! plumbing (the wire codec, the remoting client) for tools and tests: public, but with no
+//! semver promise yet. `testing` (feature `test-util`) holds an in-process scripted broker for
+//! fault-injection tests, with the same caveat.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -55,21 +70,39 @@
     unreachable_pub
 )]
 
-pub mod client;
-pub mod common;
-pub mod consumer;
+mod client;
+mod common;
+mod consumer;
 mod error;
-pub(crate) mod executor;
-pub mod producer;
+mod executor;
+mod producer;
 pub mod remoting;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
 pub use client::{ClientConfig, ClientConfigBuilder};
-pub use common::{Message, MessageExt, MessageQueue, ServiceState, TopicRouteData};
+pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties, ServiceState};
+pub use consumer::{
+    AllocateMachineRoomNearby, AllocateMessageQueueAveragely,
+    AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,
+    AllocateMessageQueueByMachineRoom, AllocateMessageQueueConsistentHash,
+    AllocateMessageQueueStrategy, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    ConsumeFromWhere, ConsumeMessageContext, ConsumeMessageHook, ConsumeStatus,
+    DefaultMQPushConsumer, DefaultMQPushConsumerBuilder, ExpressionType, MachineRoomResolver,
+    MessageListenerConcurrently, MessageModel, QueueStat, SUB_ALL,
+};
 pub use error::{ClientErrorCode, CodecError, Error, Result};
-pub use producer::{DefaultMQProducer, SendResult, SendStatus};
+pub use producer::{
+    DefaultMQProducer, DefaultMQProducerBuilder, JavaHash, MessageQueueSelector,
+    SelectMessageQueueByHash, SelectMessageQueueByRandom, SelectedQueue, SendCallback, SendResult,
+    SendStatus,
+};
 pub use remoting::protocol::ResponseCode;
+
+/// The README's examples, compiled by `cargo test --doc` so they keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 // Compile-time check (no test to run): the handles users share between threads, and what
 // crosses threads with them, are `Send + Sync`; the builders can at least move. A change that
@@ -78,12 +111,12 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     const fn send<T: Send>() {}
     send_sync::<DefaultMQProducer>();
-    send_sync::<consumer::DefaultMQPushConsumer>();
+    send_sync::<DefaultMQPushConsumer>();
     send_sync::<Error>();
     send_sync::<Message>();
     send_sync::<MessageExt>();
     send_sync::<SendResult>();
     send_sync::<ClientConfig>();
-    send::<producer::DefaultMQProducerBuilder>();
-    send::<consumer::DefaultMQPushConsumerBuilder>();
+    send::<DefaultMQProducerBuilder>();
+    send::<DefaultMQPushConsumerBuilder>();
 };

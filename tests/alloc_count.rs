@@ -5,7 +5,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use rocketmq_sync::common::{Message, MessageConst, MessageDecoder, MessageExt};
+use rocketmq_sync::remoting::protocol::MessageDecoder;
+use rocketmq_sync::{Message, MessageConst, MessageExt};
 
 struct Counting;
 

@@ -9,11 +9,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
-use rocketmq_sync::consumer::{
+use rocketmq_sync::MessageExt;
+use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
     MessageModel,
 };
-use rocketmq_sync::MessageExt;
 use support::broker::Cluster;
 use support::client::*;
 use support::consume::*;
@@ -27,7 +27,7 @@ fn broadcasting(
     group: &str,
     topic: &str,
     dir: &std::path::Path,
-) -> rocketmq_sync::consumer::DefaultMQPushConsumerBuilder {
+) -> rocketmq_sync::DefaultMQPushConsumerBuilder {
     DefaultMQPushConsumer::builder(group)
         .namesrv_addr(namesrv)
         .message_model(MessageModel::Broadcasting)

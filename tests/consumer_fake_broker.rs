@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::Mutex;
-use rocketmq_sync::common::{MessageDecoder, MessageExt};
-use rocketmq_sync::consumer::{
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
-};
 use rocketmq_sync::remoting::protocol::body::FjValue;
+use rocketmq_sync::remoting::protocol::MessageDecoder;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
+use rocketmq_sync::MessageExt;
+use rocketmq_sync::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
+};
 
 const TOPIC: &str = "FakeTopic";
 const BROKER: &str = "fake-broker";
@@ -518,7 +519,7 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
 
 #[test]
 fn consume_hooks_run_before_and_after_every_call() {
-    use rocketmq_sync::consumer::{ConsumeMessageContext, ConsumeMessageHook};
+    use rocketmq_sync::{ConsumeMessageContext, ConsumeMessageHook};
     use std::sync::atomic::{AtomicUsize, Ordering};
     #[derive(Default)]
     struct Counting {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use parking_lot::{Mutex, MutexGuard};
-use rocketmq_sync::common::{Message, MessageExt};
-use rocketmq_sync::consumer::{ConsumeConcurrentlyContext, DefaultMQPushConsumer};
 use rocketmq_sync::DefaultMQProducer;
+use rocketmq_sync::{ConsumeConcurrentlyContext, DefaultMQPushConsumer};
+use rocketmq_sync::{Message, MessageExt};
 use support::broker::{init_logger, Cluster, ClusterOptions};
 use support::client::*;
 use support::consume::*;

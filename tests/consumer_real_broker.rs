@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::Mutex;
-use rocketmq_sync::common::{Message, MessageExt, MessageQueue};
-use rocketmq_sync::consumer::{
+use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
     DefaultMQPushConsumerBuilder, MessageModel,
 };
+use rocketmq_sync::{Message, MessageExt, MessageQueue};
 use support::broker::Cluster;
 use support::client::*;
 use support::consume::*;

@@ -6,13 +6,28 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rocketmq_sync::common::util::{bytes_to_hex, hex_to_bytes};
-use rocketmq_sync::common::{
+use rocketmq_sync::remoting::protocol::{
     properties_to_string, string_to_properties, tags_code, topic_publish_queues,
-    topic_subscribe_queues, Message, MessageConst, MessageDecoder, MessageExt, MessageQueue,
-    MessageSysFlag, TopicRouteData,
+    topic_subscribe_queues, MessageDecoder, MessageSysFlag, TopicRouteData,
 };
 use rocketmq_sync::CodecError;
+use rocketmq_sync::{Message, MessageConst, MessageExt, MessageQueue};
+
+/// Uppercase hex, as Java's `UtilAll.bytes2string` (the crate's own helper is private).
+fn bytes_to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Parses hex; `None` for an odd length or a non-hex digit.
+fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
 
 /// Finds the golden file: `$ROCKETMQ_SHARED_DIR/reference/golden-4.9.8.txt`, else
 /// `shared/reference/golden-4.9.8.txt` in the manifest directory or any ancestor.
@@ -201,7 +216,7 @@ fn golden_uniq_id_shape() {
     // The Java sample came from an IPv6 host (56 chars); ours use IPv4 or clock bytes (32).
     let sample = golden("sample createUniqID");
     assert_eq!(sample.len(), 56);
-    let id = rocketmq_sync::common::MessageClientIDSetter::create_uniq_id();
+    let id = rocketmq_sync::remoting::protocol::MessageClientIDSetter::create_uniq_id();
     assert_eq!(id.len(), 32);
     assert!(hex_to_bytes(&id).is_some());
     assert_eq!(id, id.to_uppercase());

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rocketmq_sync::common::{Message, MessageQueue};
-use rocketmq_sync::producer::SelectMessageQueueByHash;
+use rocketmq_sync::SelectMessageQueueByHash;
 use rocketmq_sync::{DefaultMQProducer, Error, SendStatus};
+use rocketmq_sync::{Message, MessageQueue};
 use support::broker::{Cluster, ClusterOptions};
 
 use support::client::*;

@@ -367,7 +367,7 @@ fn check_user_property(name: &str, value: &str) -> Result<()> {
 /// A message to send (Java `Message`).
 ///
 /// ```
-/// use rocketmq_sync::common::{Message, MessageConst};
+/// use rocketmq_sync::{Message, MessageConst};
 /// let msg = Message::new("TopicTest", "hello")
 ///     .with_tags("TagA")
 ///     .with_keys("order-1")

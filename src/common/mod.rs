@@ -1,18 +1,14 @@
 //! The message model and shared types.
 
-pub mod decoder;
-pub mod message;
+pub(crate) mod decoder;
+pub(crate) mod message;
 mod message_queue;
-pub mod route;
+pub(crate) mod route;
 mod service_state;
-pub mod util;
+pub(crate) mod util;
 
-pub use decoder::{tags_code, MessageClientIDSetter, MessageDecoder, MessageSysFlag};
-pub use message::{
-    properties_to_string, string_to_properties, Message, MessageConst, MessageExt, Properties,
-};
+pub(crate) use decoder::{MessageClientIDSetter, MessageDecoder};
+pub use message::{Message, MessageConst, MessageExt, Properties};
 pub use message_queue::MessageQueue;
-pub use route::{
-    topic_publish_queues, topic_subscribe_queues, BrokerData, QueueData, TopicRouteData,
-};
+pub(crate) use route::{topic_subscribe_queues, TopicRouteData};
 pub use service_state::ServiceState;

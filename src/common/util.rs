@@ -4,13 +4,13 @@
 ///
 /// Brokers store `tags.hashCode()` in the consume queue and filter pulls by it, so this must match
 /// Java exactly, including for characters outside the BMP (two code units each).
-pub fn java_string_hash(s: &str) -> i32 {
+pub(crate) fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
 
 /// Current time in milliseconds since the Unix epoch.
-pub fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -18,7 +18,7 @@ pub fn now_millis() -> i64 {
 }
 
 /// Uppercase hex of `bytes`, appended to `out` (Java `UtilAll.bytes2string`).
-pub fn write_hex_upper(out: &mut String, bytes: &[u8]) {
+pub(crate) fn write_hex_upper(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.reserve(bytes.len() * 2);
     for b in bytes {
@@ -28,7 +28,8 @@ pub fn write_hex_upper(out: &mut String, bytes: &[u8]) {
 }
 
 /// Uppercase hex of `bytes` (Java `UtilAll.bytes2string`).
-pub fn bytes_to_hex(bytes: &[u8]) -> String {
+#[cfg(test)]
+pub(crate) fn bytes_to_hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     write_hex_upper(&mut s, bytes);
     s
@@ -36,7 +37,7 @@ pub fn bytes_to_hex(bytes: &[u8]) -> String {
 
 /// Parses hex (either case) into bytes (Java `UtilAll.string2bytes`); `None` for an odd length
 /// or a non-hex character.
-pub fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
     if s.len() % 2 != 0 {
         return None;
@@ -56,7 +57,7 @@ pub fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
 
 /// This host's first non-loopback IPv4 address, found by resolving its host name (what Java's
 /// `InetAddress.getLocalHost()` does), or `None`. Computed once; no packet is sent.
-pub fn local_ipv4() -> Option<std::net::Ipv4Addr> {
+pub(crate) fn local_ipv4() -> Option<std::net::Ipv4Addr> {
     use std::net::{IpAddr, ToSocketAddrs};
     use std::sync::OnceLock;
     static IP: OnceLock<Option<std::net::Ipv4Addr>> = OnceLock::new();

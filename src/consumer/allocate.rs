@@ -60,7 +60,22 @@ fn illegal(message: impl Into<String>) -> Error {
 /// Implement it for your own strategy; any closure with the signature of
 /// [`allocate`](Self::allocate) minus the `Result` is a strategy too. Implementations must be
 /// deterministic: every consumer of the group runs the same strategy on the same (sorted) input
-/// and keeps only what it returns for itself. See the [module docs](self) for the input contract.
+/// and keeps only what it returns for itself.
+///
+/// The rebalance sorts both lists before calling: `mq_all` by topic, then broker name, then
+/// queue id ([`MessageQueue`]'s `Ord`, Java's `compareTo`), and `cid_all` in string order. The
+/// strategies of this crate do not sort again. The built-in ones check their arguments as
+/// Java's `AbstractAllocateMessageQueueStrategy.check` does: an empty `current_cid`, `mq_all`
+/// or `cid_all` is an [`Error::Client`]; a `current_cid` missing from `cid_all` gets nothing.
+///
+/// | Java class | Rust type | [`name`](AllocateMessageQueueStrategy::name) |
+/// |---|---|---|
+/// | `AllocateMessageQueueAveragely` | [`AllocateMessageQueueAveragely`] | `AVG` |
+/// | `AllocateMessageQueueAveragelyByCircle` | [`AllocateMessageQueueAveragelyByCircle`] | `AVG_BY_CIRCLE` |
+/// | `AllocateMessageQueueConsistentHash` | [`AllocateMessageQueueConsistentHash`] | `CONSISTENT_HASH` |
+/// | `AllocateMessageQueueByConfig` | [`AllocateMessageQueueByConfig`] | `CONFIG` |
+/// | `AllocateMessageQueueByMachineRoom` | [`AllocateMessageQueueByMachineRoom`] | `MACHINE_ROOM` |
+/// | `AllocateMachineRoomNearby` | [`AllocateMachineRoomNearby`] | `MACHINE_ROOM_NEARBY-<inner>` |
 pub trait AllocateMessageQueueStrategy: Send + Sync {
     /// The queues of `mq_all` that `current_cid` should consume.
     ///
@@ -79,8 +94,8 @@ pub trait AllocateMessageQueueStrategy: Send + Sync {
     fn name(&self) -> &str;
 }
 
-/// A closure is a strategy named `CUSTOM`. It gets the arguments as they are: no
-/// [`check_allocate_args`] is run for it.
+/// A closure is a strategy named `CUSTOM`. It gets the arguments as they are: no argument check
+/// is run for it.
 impl<F> AllocateMessageQueueStrategy for F
 where
     F: Fn(&str, &str, &[MessageQueue], &[String]) -> Vec<MessageQueue> + Send + Sync,
@@ -150,7 +165,7 @@ impl AllocateMessageQueueStrategy for Arc<dyn AllocateMessageQueueStrategy> {
 /// `IllegalArgumentException` text when `current_cid`, `mq_all` or `cid_all` is empty.
 #[doc(alias = "check")]
 #[doc(alias = "AbstractAllocateMessageQueueStrategy")]
-pub fn check_allocate_args(
+pub(crate) fn check_allocate_args(
     consumer_group: &str,
     current_cid: &str,
     mq_all: &[MessageQueue],
@@ -271,7 +286,8 @@ impl AllocateMessageQueueStrategy for AllocateMessageQueueAveragelyByCircle {
 /// or removing a consumer moves only the queues near it on the ring.
 ///
 /// Each consumer id `cid` puts `virtual_node_cnt` nodes `"<cid>-0"`, `"<cid>-1"`, ... on a ring,
-/// keyed by [`md5_hash`]. A queue goes to the node of the first ring key at or above the hash of
+/// keyed by Java's `ConsistentHashRouter.MD5Hash` (the first 4 bytes of the key's MD5, big
+/// endian). A queue goes to the node of the first ring key at or above the hash of
 /// the queue's Java `toString` ([`MessageQueue`]'s `Display`), wrapping around to the first node.
 /// The result is identical to Java's: with 8 queues of `broker-a` and consumers `c1, c2, c3`, `c1`
 /// gets 0, 4; `c2` gets 1, 2, 5, 6, 7; `c3` gets 3.
@@ -305,7 +321,7 @@ impl Default for AllocateMessageQueueConsistentHash {
 /// The hash of Java's consistent-hash ring (`ConsistentHashRouter.MD5Hash`): the first 4 bytes of
 /// the MD5 digest of `key`'s UTF-8 bytes, read as an unsigned big-endian 32-bit number.
 #[doc(alias = "MD5Hash")]
-pub fn md5_hash(key: &str) -> u64 {
+pub(crate) fn md5_hash(key: &str) -> u64 {
     let digest = Md5::digest(key.as_bytes());
     u64::from(u32::from_be_bytes([
         digest[0], digest[1], digest[2], digest[3],

@@ -15,7 +15,7 @@
 //! consume pool `rmq-cons-*` (core..max, really honoured). The thread count does not grow with
 //! the number of queues.
 
-pub mod allocate;
+mod allocate;
 mod broker_requests;
 mod builder;
 pub(crate) mod consume_concurrently;
@@ -34,7 +34,12 @@ pub(crate) mod services;
 pub(crate) mod stats;
 mod subscription;
 
-pub use allocate::AllocateMessageQueueStrategy;
+pub use allocate::{
+    AllocateMachineRoomNearby, AllocateMessageQueueAveragely,
+    AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,
+    AllocateMessageQueueByMachineRoom, AllocateMessageQueueConsistentHash,
+    AllocateMessageQueueStrategy, MachineRoomResolver,
+};
 pub use builder::DefaultMQPushConsumerBuilder;
 pub use listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,

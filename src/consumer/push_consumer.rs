@@ -54,12 +54,12 @@ use crate::executor::ThreadPoolExecutor;
 /// A push consumer (Java `DefaultMQPushConsumer` and `DefaultMQPushConsumerImpl`).
 ///
 /// ```no_run
-/// use rocketmq_sync::consumer::{ConsumeConcurrentlyStatus, DefaultMQPushConsumer};
+/// use rocketmq_sync::{ConsumeConcurrentlyStatus, DefaultMQPushConsumer};
 ///
 /// let consumer = DefaultMQPushConsumer::builder("my_group")
 ///     .namesrv_addr("127.0.0.1:9876")
 ///     .subscribe("TopicTest", "*")
-///     .register_message_listener_concurrently(|msgs: &[rocketmq_sync::common::MessageExt], _ctx: &mut _| {
+///     .register_message_listener_concurrently(|msgs: &[rocketmq_sync::MessageExt], _ctx: &mut _| {
 ///         for m in msgs {
 ///             println!("{} {:?}", m.msg_id(), m.body());
 ///         }

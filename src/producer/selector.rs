@@ -32,7 +32,7 @@ use super::publish_info::random_seed;
 ///
 /// ```
 /// use rocketmq_sync::MessageQueue;
-/// use rocketmq_sync::producer::MessageQueueSelector;
+/// use rocketmq_sync::MessageQueueSelector;
 ///
 /// let by_order_id = |mqs: &[MessageQueue], order_id: &u64| (*order_id as usize) % mqs.len();
 ///
@@ -187,7 +187,7 @@ impl<T: JavaHash + ?Sized> JavaHash for &T {
 ///
 /// ```
 /// use rocketmq_sync::MessageQueue;
-/// use rocketmq_sync::producer::{MessageQueueSelector, SelectMessageQueueByHash};
+/// use rocketmq_sync::{MessageQueueSelector, SelectMessageQueueByHash};
 ///
 /// let mqs: Vec<_> = (0..4).map(|i| MessageQueue::new("T", "broker-a", i)).collect();
 /// // Java: "order-1".hashCode() == -1207111310; -1207111310 % 4 == -2; abs -> 2.

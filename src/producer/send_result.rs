@@ -238,7 +238,7 @@ impl fmt::Display for SendResult {
 /// Any `FnOnce(Result<SendResult>) + Send + 'static` closure is a `SendCallback`:
 ///
 /// ```
-/// use rocketmq_sync::producer::SendCallback;
+/// use rocketmq_sync::SendCallback;
 ///
 /// fn takes_callback(cb: impl SendCallback) {
 ///     # let _ = cb;

@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rocketmq_sync::common::{Message, MessageExt, MessageQueue};
-use rocketmq_sync::consumer::{
+use rocketmq_sync::DefaultMQProducer;
+use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
     DefaultMQPushConsumerBuilder,
 };
-use rocketmq_sync::DefaultMQProducer;
+use rocketmq_sync::{Message, MessageExt, MessageQueue};
 
 use super::broker::Cluster;
 use super::client::{create_topic_on_all_brokers, raw_client, unique};
