@@ -400,7 +400,7 @@ impl DefaultMQProducer {
         let info = self.inner.find_publish_info(&instance, msg.topic())?;
         let mq = selector
             .select(&info.message_queue_list, arg)
-            .ok_or_else(|| Error::client(-1, "select message queue return null."))?;
+            .ok_or_else(|| Error::client(ClientErrorCode::NO_CODE, "select message queue return null."))?;
         let prepared = self.inner.prepare(msg)?;
         self.inner
             .send_kernel(
@@ -847,7 +847,7 @@ impl ProducerInner {
                                 && self.config.retry_another_broker_when_not_store_ok =>
                         {
                             last_error = Some(Error::client(
-                                -1,
+                                ClientErrorCode::NO_CODE,
                                 format!("broker {} answered {:?}", mq.broker_name, r.send_status()),
                             ));
                             continue;
