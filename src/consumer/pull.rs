@@ -313,9 +313,9 @@ impl PushConsumerInner {
                 for m in msgs.iter_mut() {
                     m.set_broker_name(broker.clone());
                 }
-                st.pq.put_messages(msgs.iter().cloned());
+                let dispatch = st.pq.put_messages(msgs.iter().cloned());
                 if let Some(cs) = self.consume_service.read().clone() {
-                    cs.submit_consume_request(msgs, &st);
+                    cs.submit_consume_request(msgs, &st, dispatch);
                 }
                 if self.cfg.pull_interval.is_zero() {
                     self.pull_now(req);

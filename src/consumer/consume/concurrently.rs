@@ -9,13 +9,19 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::common::{MessageConst, MessageExt, MessageQueue};
+use parking_lot::Mutex;
+
+use crate::client::instance::MQClientInstance;
+use crate::consumer::builder::ConsumerConfig;
+use crate::consumer::consume::{ConsumeMessageService, DirectResult};
 use crate::consumer::listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
     ConsumeMessageHook, MessageListenerConcurrently,
 };
 use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
 use crate::consumer::subscription::MessageModel;
-use crate::executor::ThreadPoolExecutor;
+use crate::error::Result;
+use crate::executor::{ScheduledHandle, ShutdownError, ThreadPoolExecutor};
 
 /// Delay before a request the pool refused, or a message whose send-back failed, is consumed
 /// again (Java: 5 s).
@@ -28,6 +34,7 @@ pub(crate) const RESUBMIT_DELAY: Duration = Duration::from_secs(5);
 const MAX_TASKS_PER_BATCH: usize = 1;
 
 pub(crate) struct ConsumeMessageConcurrentlyService {
+    me: Weak<ConsumeMessageConcurrentlyService>,
     consumer: Weak<PushConsumerInner>,
     group: String,
     listener: Arc<dyn MessageListenerConcurrently>,
@@ -37,6 +44,9 @@ pub(crate) struct ConsumeMessageConcurrentlyService {
     model: MessageModel,
     /// `%RETRY%<group>`: messages pulled from it get their original topic back.
     retry_topic: String,
+    consume_timeout: Duration,
+    /// The consume-timeout sweep on the client's scheduler, once started.
+    sweep: Mutex<Option<ScheduledHandle>>,
 }
 
 impl std::fmt::Debug for ConsumeMessageConcurrentlyService {
@@ -70,35 +80,28 @@ impl ConsumeRequest {
 impl ConsumeMessageConcurrentlyService {
     pub(crate) fn new(
         consumer: Weak<PushConsumerInner>,
-        group: String,
+        cfg: &ConsumerConfig,
         listener: Arc<dyn MessageListenerConcurrently>,
         hooks: Vec<Arc<dyn ConsumeMessageHook>>,
         pool: ThreadPoolExecutor,
-        batch_max: usize,
-        model: MessageModel,
-    ) -> Self {
-        ConsumeMessageConcurrentlyService {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| ConsumeMessageConcurrentlyService {
+            me: me.clone(),
             consumer,
-            retry_topic: format!("%RETRY%{group}"),
-            group,
+            retry_topic: format!("%RETRY%{}", cfg.group),
+            group: cfg.group.clone(),
             listener,
             hooks,
             pool,
-            batch_max,
-            model,
-        }
-    }
-
-    pub(crate) fn pool(&self) -> &ThreadPoolExecutor {
-        &self.pool
+            batch_max: cfg.consume_message_batch_max_size,
+            model: cfg.message_model,
+            consume_timeout: cfg.consume_timeout,
+            sweep: Mutex::new(None),
+        })
     }
 
     /// Hands a pulled batch (already in the process queue) to the pool.
-    pub(crate) fn submit_consume_request(
-        self: &Arc<Self>,
-        mut msgs: Vec<MessageExt>,
-        state: &Arc<QueueState>,
-    ) {
+    fn submit_batch(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<QueueState>) {
         if msgs.is_empty() {
             return;
         }
@@ -161,16 +164,7 @@ impl ConsumeMessageConcurrentlyService {
             return;
         };
         let mq = state.mq.clone();
-        for m in msgs.iter_mut() {
-            if m.topic() == self.retry_topic {
-                if let Some(real) = m
-                    .property(MessageConst::PROPERTY_RETRY_TOPIC)
-                    .map(str::to_owned)
-                {
-                    m.set_topic(real);
-                }
-            }
-        }
+        self.reset_retry_topic(&mut msgs);
         let first = msgs[0].queue_offset();
         let last = msgs[msgs.len() - 1].queue_offset();
         state.task_started(first, last);
@@ -266,6 +260,21 @@ impl ConsumeMessageConcurrentlyService {
         }
     }
 
+    /// Java `resetRetryAndNamespace`: a message pulled from the group's retry topic gets its
+    /// original topic back (from `RETRY_TOPIC`) before the listener sees it.
+    fn reset_retry_topic(&self, msgs: &mut [MessageExt]) {
+        for m in msgs.iter_mut() {
+            if m.topic() == self.retry_topic {
+                if let Some(real) = m
+                    .property(MessageConst::PROPERTY_RETRY_TOPIC)
+                    .map(str::to_owned)
+                {
+                    m.set_topic(real);
+                }
+            }
+        }
+    }
+
     fn before_hooks(&self, mq: &MessageQueue, msgs: &[MessageExt]) {
         if self.hooks.is_empty() {
             return;
@@ -306,14 +315,43 @@ impl ConsumeMessageConcurrentlyService {
             }
         }
     }
+}
 
-    /// Consumes one message right now for the broker's CONSUME_MESSAGE_DIRECTLY; returns the
-    /// Java result name and the time spent.
-    pub(crate) fn consume_directly(
+impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
+    /// Starts the consume-timeout sweep (Java `cleanExpireMsg`), every `consume_timeout`.
+    fn start(&self, instance: &MQClientInstance) -> Result<()> {
+        let consumer = self.consumer.clone();
+        let period = self.consume_timeout;
+        let handle = instance.schedule_periodic(period, period, move || {
+            if let Some(c) = consumer.upgrade() {
+                c.clean_expired_messages();
+            }
+        })?;
+        *self.sweep.lock() = Some(handle);
+        Ok(())
+    }
+
+    fn shutdown(&self, timeout: Duration) -> std::result::Result<(), ShutdownError> {
+        if let Some(h) = self.sweep.lock().take() {
+            h.cancel();
+        }
+        self.pool.shutdown(timeout)
+    }
+
+    fn submit_consume_request(
         &self,
-        msg: MessageExt,
-        mq: MessageQueue,
-    ) -> (&'static str, Option<String>, u64) {
+        msgs: Vec<MessageExt>,
+        state: &Arc<QueueState>,
+        _dispatch_to_consume: bool,
+    ) {
+        if let Some(me) = self.me.upgrade() {
+            me.submit_batch(msgs, state);
+        }
+    }
+
+    fn consume_message_directly(&self, mut msg: MessageExt, broker_name: &str) -> DirectResult {
+        self.reset_retry_topic(std::slice::from_mut(&mut msg));
+        let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
         let begin = Instant::now();
         let mut ctx = ConsumeConcurrentlyContext::new(mq);
         let msgs = [msg];
@@ -332,13 +370,24 @@ impl ConsumeMessageConcurrentlyService {
         }
     }
 
-    /// Stops accepting work and waits (bounded) for running listeners to finish.
-    pub(crate) fn shutdown(&self, timeout: Duration) {
-        if let Err(e) = self.pool.shutdown(timeout) {
-            log::warn!(
-                "consume pool of {} did not drain in {timeout:?}: {e}",
-                self.group
-            );
+    fn wait_queue_idle(&self, state: &QueueState, deadline: Instant) -> bool {
+        state.wait_idle(deadline);
+        state.inflight() == 0
+    }
+
+    fn pool_size(&self) -> usize {
+        self.pool.pool_size()
+    }
+
+    fn core_pool_size(&self) -> usize {
+        self.pool.core_threads()
+    }
+}
+
+impl Drop for ConsumeMessageConcurrentlyService {
+    fn drop(&mut self) {
+        if let Some(h) = self.sweep.get_mut().take() {
+            h.cancel();
         }
     }
 }
