@@ -21,7 +21,7 @@
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
 //! - `rmq-sched` persists offsets and runs delayed pulls and the pull watchdog.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -31,7 +31,6 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::config::ClientConfig;
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
-use crate::common::util::now_millis;
 use crate::common::{MessageExt, MessageQueue, ServiceState};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
@@ -206,8 +205,6 @@ pub(crate) struct QueueState {
     /// Consume requests submitted and not yet finished; `idle` is notified when it drops to 0.
     pub(crate) inflight_tasks: Mutex<usize>,
     pub(crate) idle: parking_lot::Condvar,
-    /// Start time of each running consume task, by its first offset: (last offset, start ms).
-    pub(crate) running: Mutex<BTreeMap<i64, (i64, i64)>>,
     /// Pulling stopped (the queue is being removed); consume results still count.
     pub(crate) pull_stopped: AtomicBool,
 }
@@ -222,7 +219,6 @@ impl QueueState {
             broker_max_offset: AtomicI64::new(-1),
             inflight_tasks: Mutex::new(0),
             idle: parking_lot::Condvar::new(),
-            running: Mutex::new(BTreeMap::new()),
             pull_stopped: AtomicBool::new(false),
         }
     }
@@ -255,24 +251,6 @@ impl QueueState {
                 break;
             }
         }
-    }
-
-    pub(crate) fn task_started(&self, first: i64, last: i64) {
-        self.running.lock().insert(first, (last, now_millis()));
-    }
-
-    pub(crate) fn task_finished(&self, first: i64) {
-        self.running.lock().remove(&first);
-    }
-
-    /// When the task covering `offset` started, if one is running.
-    pub(crate) fn consume_started(&self, offset: i64) -> Option<i64> {
-        let running = self.running.lock();
-        running
-            .range(..=offset)
-            .next_back()
-            .filter(|(_, (last, _))| *last >= offset)
-            .map(|(_, (_, start))| *start)
     }
 }
 

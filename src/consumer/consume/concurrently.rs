@@ -1,10 +1,16 @@
 //! `ConsumeMessageConcurrentlyService`: runs the user's listener on the consume pool.
 //!
-//! Hand-offs are batched: a pulled batch becomes a few `ConsumeRequest`s (not one per message),
-//! each task calls the listener once per `consume_message_batch_max_size` messages and then
+//! Hand-offs are batched: a pulled batch becomes one `ConsumeRequest` (not one per message);
+//! its task calls the listener once per `consume_message_batch_max_size` messages and then
 //! removes everything it consumed from the `ProcessQueue` under a single lock.
-
+//!
+//! The consume timeout (Java `cleanExpireMsg`) is judged per listener call, not per request:
+//! before each call the task stamps the call's number and start time into one atomic word of
+//! its [`RunningTask`], and clears it when the call returns. The sweep looks at those words; a
+//! call that overran is claimed by one compare-and-swap, which the task's own clearing races
+//! against, so that either the task or the sweep handles the call's messages, never both.
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -47,6 +53,10 @@ pub(crate) struct ConsumeMessageConcurrentlyService {
     consume_timeout: Duration,
     /// The consume-timeout sweep on the client's scheduler, once started.
     sweep: Mutex<Option<ScheduledHandle>>,
+    /// Zero of the clock in [`RunningTask::call`].
+    epoch: Instant,
+    /// Requests being run, for the sweep: one entry per request, not per message.
+    running: Mutex<Vec<Arc<RunningTask>>>,
 }
 
 impl std::fmt::Debug for ConsumeMessageConcurrentlyService {
@@ -77,6 +87,68 @@ impl ConsumeRequest {
     }
 }
 
+/// A request being run, as the consume-timeout sweep sees it.
+struct RunningTask {
+    state: Arc<QueueState>,
+    /// The request's messages (topics already reset); call `n` gets the `n`th chunk of
+    /// `batch_max`.
+    msgs: Vec<MessageExt>,
+    /// The call in progress: [`CALL_IDLE`], a word from [`call_word`], or [`CALL_TAKEN`] once
+    /// the sweep took the request over. The task alone stores a running word and clears it
+    /// (by compare-and-swap); the sweep alone swaps a running word for `CALL_TAKEN`.
+    call: AtomicU64,
+    /// Offsets handed to a local retry by this request (their send-back failed): they stay
+    /// cached if the sweep takes the request over. Locked only on that failure path and by the
+    /// sweep.
+    retried: Mutex<Vec<i64>>,
+}
+
+/// No listener call running.
+const CALL_IDLE: u64 = 0;
+/// The sweep took the request over; terminal.
+const CALL_TAKEN: u64 = u64::MAX;
+/// Low bits of a running word: the call's number within its request.
+const CALL_CHUNK_BITS: u32 = 24;
+
+/// The running word of call number `chunk`, started `started_ms` after the service's epoch.
+/// Never [`CALL_IDLE`] or [`CALL_TAKEN`].
+fn call_word(chunk: usize, started_ms: u64) -> u64 {
+    let chunk = (chunk as u64).min((1 << CALL_CHUNK_BITS) - 1);
+    let started = (started_ms + 1).min((1 << (64 - CALL_CHUNK_BITS)) - 2);
+    (started << CALL_CHUNK_BITS) | chunk
+}
+
+/// (call number, start ms) of a running word; `None` for idle or taken.
+fn decode_call_word(word: u64) -> Option<(usize, u64)> {
+    if word == CALL_IDLE || word == CALL_TAKEN {
+        return None;
+    }
+    let chunk = (word & ((1 << CALL_CHUNK_BITS) - 1)) as usize;
+    Some((chunk, (word >> CALL_CHUNK_BITS) - 1))
+}
+
+/// Keeps a request listed in the service's `running` for as long as it runs.
+struct Registered<'a> {
+    service: &'a ConsumeMessageConcurrentlyService,
+    task: Arc<RunningTask>,
+}
+
+impl<'a> Registered<'a> {
+    fn new(service: &'a ConsumeMessageConcurrentlyService, task: Arc<RunningTask>) -> Self {
+        service.running.lock().push(task.clone());
+        Registered { service, task }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut running = self.service.running.lock();
+        if let Some(i) = running.iter().position(|t| Arc::ptr_eq(t, &self.task)) {
+            running.swap_remove(i);
+        }
+    }
+}
+
 impl ConsumeMessageConcurrentlyService {
     pub(crate) fn new(
         consumer: Weak<PushConsumerInner>,
@@ -93,10 +165,12 @@ impl ConsumeMessageConcurrentlyService {
             listener,
             hooks,
             pool,
-            batch_max: cfg.consume_message_batch_max_size,
+            batch_max: cfg.consume_message_batch_max_size.max(1),
             model: cfg.message_model,
             consume_timeout: cfg.consume_timeout,
             sweep: Mutex::new(None),
+            epoch: Instant::now(),
+            running: Mutex::new(Vec::new()),
         })
     }
 
@@ -151,6 +225,21 @@ impl ConsumeMessageConcurrentlyService {
         });
     }
 
+    /// Consumes `msgs` of `state`'s queue again in [`RESUBMIT_DELAY`]: their send-back failed.
+    fn consume_later(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<QueueState>) {
+        for m in msgs.iter_mut() {
+            m.set_reconsume_times(m.reconsume_times().saturating_add(1));
+        }
+        let me = self.clone();
+        let st = state.clone();
+        self.schedule_later(Box::new(move || me.submit(ConsumeRequest::new(msgs, st))));
+    }
+
+    /// Milliseconds from this service's start to `at`, the clock of [`RunningTask::call`].
+    fn millis_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
     fn run(self: Arc<Self>, req: ConsumeRequest) {
         let ConsumeRequest {
             mut msgs,
@@ -165,19 +254,29 @@ impl ConsumeMessageConcurrentlyService {
         };
         let mq = state.mq.clone();
         self.reset_retry_topic(&mut msgs);
-        let first = msgs[0].queue_offset();
-        let last = msgs[msgs.len() - 1].queue_offset();
-        state.task_started(first, last);
+        // One registration (one lock) per request, so that the sweep can see its calls.
+        let task = Arc::new(RunningTask {
+            state: state.clone(),
+            msgs,
+            call: AtomicU64::new(CALL_IDLE),
+            retried: Mutex::new(Vec::new()),
+        });
+        let _registered = Registered::new(&self, task.clone());
+        let msgs = &task.msgs;
 
         let mut done_offsets: Vec<i64> = Vec::with_capacity(msgs.len());
-        let mut consume_again: Vec<MessageExt> = Vec::new();
         // One context and one stats update per request, not per listener call.
         let mut ctx = ConsumeConcurrentlyContext::new(mq.clone());
         let (mut ok_total, mut failed_total, mut rt_total) = (0, 0, std::time::Duration::ZERO);
-        for sub in msgs.chunks(self.batch_max) {
+        let mut calls = 0;
+        let mut taken_over = false;
+        for (chunk, sub) in msgs.chunks(self.batch_max).enumerate() {
             ctx.reset();
             self.before_hooks(&mq, sub);
             let begin = Instant::now();
+            // Stamped per call, without a lock: the sweep judges the call, not the request.
+            let word = call_word(chunk, self.millis_at(begin));
+            task.call.store(word, Ordering::Release);
             let status = match catch_unwind(AssertUnwindSafe(|| {
                 self.listener.consume_message(sub, &mut ctx)
             })) {
@@ -193,7 +292,26 @@ impl ConsumeMessageConcurrentlyService {
                 }
             };
             let rt = begin.elapsed();
+            calls += 1;
+            rt_total += rt;
             self.after_hooks(&mq, sub, status);
+            if task
+                .call
+                .compare_exchange(word, CALL_IDLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // The sweep took this request over while the call overran the consume
+                // timeout: it sent these messages back and handed the rest on. Whatever the
+                // listener returned no longer counts.
+                log::warn!(
+                    "a listener call of {} on {} message(s) of {mq} returned after {rt:?}, past the consume timeout; its messages were sent back",
+                    self.group,
+                    sub.len()
+                );
+                failed_total += sub.len();
+                taken_over = true;
+                break;
+            }
             if state.pq.is_dropped() {
                 log::warn!("{mq} was dropped while consuming; results discarded");
                 return;
@@ -207,8 +325,8 @@ impl ConsumeMessageConcurrentlyService {
             let ok = (ack_index + 1) as usize;
             ok_total += ok;
             failed_total += sub.len() - ok;
-            rt_total += rt;
             done_offsets.extend(sub[..ok].iter().map(MessageExt::queue_offset));
+            let mut consume_again: Vec<MessageExt> = Vec::new();
             for m in &sub[ok..] {
                 match self.model {
                     MessageModel::Broadcasting => {
@@ -230,33 +348,123 @@ impl ConsumeMessageConcurrentlyService {
                                     "send back of {} failed ({e}); consuming it again locally in {RESUBMIT_DELAY:?}",
                                     m.msg_id()
                                 );
-                                let mut again = m.clone();
-                                again.set_reconsume_times(m.reconsume_times() + 1);
-                                consume_again.push(again);
+                                consume_again.push(m.clone());
                             }
                         }
                     }
                 }
             }
+            if !consume_again.is_empty() {
+                // Handed on at once, not at the end of the request: a later call may hang.
+                task.retried
+                    .lock()
+                    .extend(consume_again.iter().map(MessageExt::queue_offset));
+                self.consume_later(consume_again, &state);
+            }
         }
-        state.task_finished(first);
-        consumer.stats().consumed(
-            &mq.topic,
-            ok_total,
-            failed_total,
-            rt_total,
-            msgs.len().div_ceil(self.batch_max),
-        );
+        consumer
+            .stats()
+            .consumed(&mq.topic, ok_total, failed_total, rt_total, calls);
+        if taken_over {
+            return;
+        }
         let offset = state.pq.remove_messages(&done_offsets);
         if offset >= 0 && !state.pq.is_dropped() {
             consumer.offset_store().update_offset(&mq, offset, true);
         }
-        if !consume_again.is_empty() {
-            let me = self.clone();
-            let st = state.clone();
-            self.schedule_later(Box::new(move || {
-                me.submit(ConsumeRequest::new(consume_again, st))
-            }));
+    }
+
+    /// Java `cleanExpireMsg`, per listener call: a call that has run longer than the consume
+    /// timeout has its messages sent back to the broker (delay level 3), and its request is
+    /// taken over, so that the queue moves on without waiting for the call to return.
+    ///
+    /// Only the overrunning call's messages are sent back. Those of earlier calls of the same
+    /// request were consumed and only wait for the request's end to leave the cache; they
+    /// leave it now. Those of later calls have not started; another thread consumes them.
+    pub(crate) fn clean_expire_msg(&self) {
+        let Some(consumer) = self.consumer.upgrade() else {
+            return;
+        };
+        let timeout = self.consume_timeout.as_millis() as u64;
+        let now = self.millis_at(Instant::now());
+        let running: Vec<Arc<RunningTask>> = self.running.lock().clone();
+        for task in running {
+            let word = task.call.load(Ordering::Acquire);
+            let Some((chunk, started)) = decode_call_word(word) else {
+                continue;
+            };
+            if now.saturating_sub(started) <= timeout {
+                continue;
+            }
+            // Exactly one side wins: the task (the call returned) or the sweep.
+            if task
+                .call
+                .compare_exchange(word, CALL_TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.take_over(&consumer, &task, chunk);
+            }
+        }
+    }
+
+    /// The sweep's half of [`clean_expire_msg`](Self::clean_expire_msg) for one request whose
+    /// call number `chunk` overran.
+    fn take_over(&self, consumer: &PushConsumerInner, task: &RunningTask, chunk: usize) {
+        let st = &task.state;
+        let start = (chunk * self.batch_max).min(task.msgs.len());
+        let end = (start + self.batch_max).min(task.msgs.len());
+        // Later calls have not started: another thread consumes them.
+        if end < task.msgs.len() {
+            if let Some(me) = self.me.upgrade() {
+                me.submit(ConsumeRequest::new(task.msgs[end..].to_vec(), st.clone()));
+            }
+        }
+        // Earlier calls are done, except messages already handed to a local retry.
+        let mut done: Vec<i64> = {
+            let retried = task.retried.lock();
+            task.msgs[..start]
+                .iter()
+                .map(MessageExt::queue_offset)
+                .filter(|o| !retried.contains(o))
+                .collect()
+        };
+        let mut again = Vec::new();
+        for m in &task.msgs[start..end] {
+            log::warn!(
+                "send expired msg back. topic={}, msgId={}, storeHost={}, queueId={}, queueOffset={}",
+                m.topic(),
+                m.msg_id(),
+                m.store_host(),
+                m.queue_id(),
+                m.queue_offset()
+            );
+            if self.model == MessageModel::Broadcasting {
+                // Nothing consumes a broadcasting group's retry topic: as for a failed call.
+                done.push(m.queue_offset());
+                continue;
+            }
+            if !again.is_empty() {
+                again.push(m.clone());
+                continue;
+            }
+            match consumer.send_message_back(m, 3, &st.mq.broker_name) {
+                Ok(()) => done.push(m.queue_offset()),
+                Err(e) => {
+                    log::error!(
+                        "send expired msg back failed ({e}); consuming it again locally in {RESUBMIT_DELAY:?}"
+                    );
+                    again.push(m.clone());
+                }
+            }
+        }
+        if !again.is_empty() {
+            if let Some(me) = self.me.upgrade() {
+                me.consume_later(again, st);
+            }
+        }
+        let offset = st.pq.remove_messages(&done);
+        if offset >= 0 && !st.pq.is_dropped() {
+            consumer.offset_store().update_offset(&st.mq, offset, true);
         }
     }
 
@@ -320,11 +528,11 @@ impl ConsumeMessageConcurrentlyService {
 impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
     /// Starts the consume-timeout sweep (Java `cleanExpireMsg`), every `consume_timeout`.
     fn start(&self, instance: &MQClientInstance) -> Result<()> {
-        let consumer = self.consumer.clone();
+        let me = self.me.clone();
         let period = self.consume_timeout;
         let handle = instance.schedule_periodic(period, period, move || {
-            if let Some(c) = consumer.upgrade() {
-                c.clean_expired_messages();
+            if let Some(me) = me.upgrade() {
+                me.clean_expire_msg();
             }
         })?;
         *self.sweep.lock() = Some(handle);
