@@ -846,3 +846,54 @@ fn the_timeout_sweep_keeps_the_original_topic_of_a_retried_message() {
         "RETRY_TOPIC keeps the original topic: {props:?}"
     );
 }
+
+/// Issue 6, defect 2.11: a message consumed again locally (its send-back failed) outlives its
+/// pull; it must not keep its pull frame alive. Its body must no longer lie inside the frame it
+/// came in (kept alive here by a clone of its sibling's body, so a fresh copy cannot land there).
+#[test]
+fn a_message_consumed_again_locally_no_longer_pins_its_pull_frame() {
+    let (tx, _send_backs) = unbounded();
+    let fake = fake_with_messages(tx, false);
+    let (seen_tx, seen_rx) = unbounded::<(i32, bool)>();
+    // m0's body, and the address range the bodies of the first delivery spanned.
+    let frame: Arc<Mutex<(Option<bytes::Bytes>, usize, usize)>> =
+        Arc::new(Mutex::new((None, usize::MAX, 0)));
+    let c = DefaultMQPushConsumer::builder("pin_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("pin-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                let m = &msgs[0];
+                let ptr = m.body().as_ptr() as usize;
+                let mut f = frame.lock();
+                if m.reconsume_times() == 0 {
+                    f.1 = f.1.min(ptr);
+                    f.2 = f.2.max(ptr + m.body().len());
+                    if &m.body()[..] == b"m0" {
+                        f.0 = Some(m.body().clone());
+                        return ConsumeConcurrentlyStatus::ConsumeSuccess;
+                    }
+                    return ConsumeConcurrentlyStatus::ReconsumeLater;
+                }
+                let inside = (f.1..f.2).contains(&ptr);
+                let _ = seen_tx.send((m.reconsume_times(), inside));
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .consume_message_batch_max_size(1)
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let (times, inside) = seen_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("m1 was consumed again locally");
+    assert_eq!(times, 1);
+    assert!(
+        !inside,
+        "the locally retried message still shares its pull frame's allocation"
+    );
+    wait_commit_offset(&c, 2, Duration::from_secs(10), "after the local retry");
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}

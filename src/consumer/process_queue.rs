@@ -258,6 +258,20 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         }
     }
 
+    /// Replaces cached messages by new versions of themselves (the same offsets) under one
+    /// lock acquisition; offsets not cached are ignored and nothing is counted twice. The
+    /// concurrent consume service swaps in copies of messages that outlive their pull.
+    pub(crate) fn replace_messages<I: IntoIterator<Item = M>>(&self, msgs: I) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        for msg in msgs {
+            if let Some(cached) = inner.msg_tree_map.get_mut(&msg.queue_offset()) {
+                inner.msg_size += msg.body_len() as i64 - cached.body_len() as i64;
+                *cached = msg;
+            }
+        }
+    }
+
     /// For the consume-timeout sweep: removes `offset` only if it is still the smallest cached
     /// offset (Java checks `firstKey` then calls `removeMessage`; here both happen under one
     /// lock). Returns the offset to commit as [`remove_messages`](Self::remove_messages) does, or
@@ -616,6 +630,19 @@ mod tests {
         assert_eq!(pq.max_span(), 3);
         assert_eq!(pq.first_offset(), Some(5));
         assert!(pq.is_consuming());
+    }
+
+    #[test]
+    fn replace_swaps_cached_messages_without_counting_twice() {
+        let pq = ProcessQueue::new();
+        pq.put_messages(msgs(&[1, 2]));
+        let mut copy = TestMsg::new(2, 12);
+        copy.tag = 7;
+        // Offset 3 is not cached: ignored, not added.
+        pq.replace_messages([copy.clone(), TestMsg::new(3, 10)]);
+        assert_eq!((pq.msg_count(), pq.msg_size()), (2, 22));
+        assert_eq!(pq.remove_messages([1]), 2);
+        assert_eq!(pq.take_messages(1), vec![copy]);
     }
 
     #[test]

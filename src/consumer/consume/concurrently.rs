@@ -226,10 +226,18 @@ impl ConsumeMessageConcurrentlyService {
     }
 
     /// Consumes `msgs` of `state`'s queue again in [`RESUBMIT_DELAY`]: their send-back failed.
+    ///
+    /// They outlive the pull they came in, so they are copied out of its frame first, and the
+    /// cached versions are replaced by the copies: otherwise these few messages would keep
+    /// whole pull frames alive, memory the cache accounting does not see. (Failure path only:
+    /// the copies are the only per-message allocation here.)
     fn consume_later(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<QueueState>) {
         for m in msgs.iter_mut() {
-            m.set_reconsume_times(m.reconsume_times().saturating_add(1));
+            let times = m.reconsume_times().saturating_add(1);
+            *m = m.detached();
+            m.set_reconsume_times(times);
         }
+        state.pq.replace_messages(msgs.iter().cloned());
         let me = self.clone();
         let st = state.clone();
         self.schedule_later(Box::new(move || me.submit(ConsumeRequest::new(msgs, st))));
