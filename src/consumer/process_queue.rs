@@ -5,7 +5,7 @@
 //!
 //! | field | written by | read by |
 //! |---|---|---|
-//! | `inner.msg_tree_map`, `msg_count`, `msg_size`, `queue_offset_max`, `msg_acc_cnt` | pull callback (`put_messages`), consume threads (`remove_messages`, orderly `take_messages`/`commit`/`rollback`), the consume-timeout sweep (`remove_if_first`), rebalance (`clear`) | pull thread (flow control: `msg_count`, `msg_size`, `max_span`), admin (`info`) |
+//! | `inner.msg_tree_map`, `msg_count`, `msg_size`, `queue_offset_max`, `msg_acc_cnt` | pull callback (`put_messages`), consume threads (`remove_messages`, orderly `take_messages`/`commit`/`rollback`), the concurrent consume service's timeout sweep (`remove_messages`), rebalance (`clear`) | pull thread (flow control: `msg_count`, `msg_size`, `max_span`), admin (`info`) |
 //! | `inner.consuming`, `inner.consuming_msg_orderly_tree_map` | pull callback (`put_messages` sets `consuming`), the one orderly consume thread that holds the queue | admin (`info`) |
 //! | `dropped` | rebalance (queue removed), shutdown | everyone, lock-free |
 //! | `locked`, `last_lock_timestamp`, `try_unlock_times` | orderly: scheduler (`lockAll` every 20 s), rebalance (lock/unlock) | orderly consume threads, admin |
@@ -35,8 +35,6 @@ pub(crate) const REBALANCE_LOCK_MAX_LIVE_TIME_MS: i64 = 30_000;
 /// Java's `PULL_MAX_IDLE_TIME` (`rocketmq.client.pull.pullMaxIdleTime`): a queue not pulled within
 /// this many milliseconds is considered stuck by the rebalance.
 pub(crate) const PULL_MAX_IDLE_TIME_MS: i64 = 120_000;
-/// How many expired head messages one consume-timeout sweep handles per queue (Java: 16).
-pub(crate) const CLEAN_EXPIRED_MAX_PER_SWEEP: usize = 16;
 
 /// What a [`ProcessQueue`] needs from a message. The lead implements it for `MessageExt`.
 pub(crate) trait QueuedMessage: Clone + Send + Sync {
@@ -47,9 +45,6 @@ pub(crate) trait QueuedMessage: Clone + Send + Sync {
     /// The `MAX_OFFSET` property (the queue's max offset when the message was pulled), used for
     /// `msgAccCnt` (messages accumulated at the broker).
     fn max_offset_property(&self) -> Option<i64>;
-    /// The `CONSUME_START_TIME` property (ms since the epoch), set when a consume thread starts
-    /// on the message.
-    fn consume_start_time(&self) -> Option<i64>;
 }
 
 /// The state guarded by one lock.
@@ -272,33 +267,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         }
     }
 
-    /// For the consume-timeout sweep: removes `offset` only if it is still the smallest cached
-    /// offset (Java checks `firstKey` then calls `removeMessage`; here both happen under one
-    /// lock). Returns the offset to commit as [`remove_messages`](Self::remove_messages) does, or
-    /// `None` if `offset` was not the head.
-    pub(crate) fn remove_if_first(&self, offset: i64) -> Option<i64> {
-        let now = now_millis();
-        let mut inner = self.inner.lock();
-        let inner = &mut *inner;
-        match inner.msg_tree_map.first_entry() {
-            Some(head) if *head.key() == offset => {
-                let msg = head.remove();
-                inner.msg_count -= 1;
-                inner.msg_size -= msg.body_len() as i64;
-            }
-            _ => return None,
-        }
-        if inner.msg_count <= 0 {
-            inner.msg_count = 0;
-            inner.msg_size = 0;
-        }
-        self.last_consume_timestamp.store(now, Ordering::Relaxed);
-        Some(match inner.msg_tree_map.first_key_value() {
-            Some((first, _)) => *first,
-            None => inner.queue_offset_max + 1,
-        })
-    }
-
     /// Java `getMaxSpan`: last cached offset − first (0 when empty).
     pub(crate) fn max_span(&self) -> i64 {
         span_of(&self.inner.lock().msg_tree_map)
@@ -336,16 +304,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             .msg_tree_map
             .first_key_value()
             .map(|(k, _)| *k)
-    }
-
-    /// The cached message with the smallest offset, if any (the consume-timeout sweep sends it
-    /// back).
-    pub(crate) fn first_message(&self) -> Option<M> {
-        self.inner
-            .lock()
-            .msg_tree_map
-            .first_key_value()
-            .map(|(_, m)| m.clone())
     }
 
     /// Java `hasTempMessage`: whether any message is cached (not counting orderly in-flight ones).
@@ -443,21 +401,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         inner.msg_count = 0;
         inner.msg_size = 0;
         inner.queue_offset_max = 0;
-    }
-
-    /// For the consume-timeout sweep (Java `cleanExpiredMsg`): the head message if its
-    /// `CONSUME_START_TIME` is more than `consume_timeout_ms` before `now_ms`. The caller sends it
-    /// back (delay level 3) and then calls [`remove_if_first`](Self::remove_if_first); it repeats
-    /// up to [`CLEAN_EXPIRED_MAX_PER_SWEEP`] times.
-    pub(crate) fn expired_head(&self, now_ms: i64, consume_timeout_ms: i64) -> Option<M> {
-        let inner = self.inner.lock();
-        let (_, head) = inner.msg_tree_map.first_key_value()?;
-        let start = head.consume_start_time()?;
-        if now_ms - start > consume_timeout_ms {
-            Some(head.clone())
-        } else {
-            None
-        }
     }
 
     /// Java `fillProcessQueueInfo`; `commit_offset` is left 0 for the caller to fill.
@@ -577,14 +520,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A test message: offset, body length, MAX_OFFSET, CONSUME_START_TIME, and a tag to tell
-    /// copies apart.
+    /// A test message: offset, body length, MAX_OFFSET, and a tag to tell copies apart.
     #[derive(Debug, Clone, PartialEq)]
     struct TestMsg {
         offset: i64,
         len: usize,
         max_offset: Option<i64>,
-        start: Option<i64>,
         tag: u32,
     }
 
@@ -594,7 +535,6 @@ mod tests {
                 offset,
                 len,
                 max_offset: None,
-                start: None,
                 tag: 0,
             }
         }
@@ -609,9 +549,6 @@ mod tests {
         }
         fn max_offset_property(&self) -> Option<i64> {
             self.max_offset
-        }
-        fn consume_start_time(&self) -> Option<i64> {
-            self.start
         }
     }
 
@@ -693,17 +630,6 @@ mod tests {
     }
 
     #[test]
-    fn remove_if_first_only_removes_the_head() {
-        let pq = ProcessQueue::new();
-        pq.put_messages(msgs(&[3, 4]));
-        assert_eq!(pq.remove_if_first(4), None);
-        assert_eq!(pq.remove_if_first(3), Some(4));
-        assert_eq!(pq.remove_if_first(4), Some(5));
-        assert_eq!(pq.remove_if_first(4), None);
-        assert_eq!(pq.msg_count(), 0);
-    }
-
-    #[test]
     fn orderly_take_commit() {
         let pq = ProcessQueue::new();
         pq.put_messages(msgs(&[1, 2, 3, 4, 5]));
@@ -773,21 +699,6 @@ mod tests {
         assert_eq!(pq.remove_messages([2i64]), -1);
         pq.put_messages(msgs(&[3]));
         assert_eq!(pq.remove_messages([3i64]), 4);
-    }
-
-    #[test]
-    fn expired_head_checks_only_the_first_message() {
-        let pq = ProcessQueue::new();
-        let mut m = msgs(&[1, 2]);
-        m[0].start = Some(1_000);
-        m[1].start = Some(0);
-        pq.put_messages(m);
-        assert_eq!(pq.expired_head(1_500, 500), None); // exactly the timeout: not older
-        assert_eq!(pq.expired_head(1_501, 500).map(|m| m.offset), Some(1));
-        pq.remove_messages([1i64]);
-        assert_eq!(pq.expired_head(1_501, 500).map(|m| m.offset), Some(2));
-        pq.put_messages(msgs(&[0])); // head without a start time
-        assert_eq!(pq.expired_head(i64::MAX / 2, 500), None);
     }
 
     #[test]

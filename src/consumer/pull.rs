@@ -73,10 +73,6 @@ impl crate::consumer::process_queue::QueuedMessage for MessageExt {
         self.property(MessageConst::PROPERTY_MAX_OFFSET)
             .and_then(|v| v.parse().ok())
     }
-    fn consume_start_time(&self) -> Option<i64> {
-        self.property(MessageConst::PROPERTY_CONSUME_START_TIMESTAMP)
-            .and_then(|v| v.parse().ok())
-    }
 }
 
 impl PushConsumerInner {
