@@ -9,15 +9,16 @@
 //! its [`RunningTask`], and clears it when the call returns. The sweep looks at those words; a
 //! call that overran is claimed by one compare-and-swap, which the task's own clearing races
 //! against, so that either the task or the sweep handles the call's messages, never both.
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::common::{MessageConst, MessageExt, MessageQueue};
 use parking_lot::Mutex;
 
 use crate::client::instance::MQClientInstance;
+use crate::common::{MessageConst, MessageExt, MessageQueue};
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::consume::{ConsumeMessageService, DirectResult};
 use crate::consumer::listener::{
@@ -114,7 +115,9 @@ const CALL_CHUNK_BITS: u32 = 24;
 /// Never [`CALL_IDLE`] or [`CALL_TAKEN`].
 fn call_word(chunk: usize, started_ms: u64) -> u64 {
     let chunk = (chunk as u64).min((1 << CALL_CHUNK_BITS) - 1);
-    let started = (started_ms + 1).min((1 << (64 - CALL_CHUNK_BITS)) - 2);
+    let started = started_ms
+        .saturating_add(1)
+        .min((1 << (64 - CALL_CHUNK_BITS)) - 2);
     (started << CALL_CHUNK_BITS) | chunk
 }
 
@@ -401,7 +404,8 @@ impl ConsumeMessageConcurrentlyService {
             let Some((chunk, started)) = decode_call_word(word) else {
                 continue;
             };
-            if now.saturating_sub(started) <= timeout {
+            // A dropped queue's messages belong to its next owner now.
+            if now.saturating_sub(started) <= timeout || task.state.pq.is_dropped() {
                 continue;
             }
             // Exactly one side wins: the task (the call returned) or the sweep.
@@ -621,5 +625,26 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.task_done();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_words_round_trip_and_never_look_idle_or_taken() {
+        for (chunk, ms) in [(0, 0), (1, 5), (31, 1 << 39), (1023, 86_400_000)] {
+            let w = call_word(chunk, ms);
+            assert_ne!(w, CALL_IDLE);
+            assert_ne!(w, CALL_TAKEN);
+            assert_eq!(decode_call_word(w), Some((chunk, ms)));
+        }
+        assert_eq!(decode_call_word(CALL_IDLE), None);
+        assert_eq!(decode_call_word(CALL_TAKEN), None);
+        // Out of range values saturate rather than wrap into the reserved words.
+        assert_ne!(call_word(usize::MAX, u64::MAX), CALL_TAKEN);
+        // Two calls of one request never share a word, so a stale claim cannot succeed.
+        assert_ne!(call_word(0, 7), call_word(1, 7));
     }
 }
