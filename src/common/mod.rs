@@ -6,7 +6,10 @@ pub mod route;
 mod service_state;
 pub mod util;
 
-pub use decoder::{tags_code, MessageClientIDSetter, MessageDecoder, MessageSysFlag};
+pub use decoder::{
+    tags_code, DecodedBatch, MessageClientIDSetter, MessageDecoder, MessageSysFlag,
+    UndecodableRecord, DEFAULT_MAX_BODY_SIZE,
+};
 pub use message::{
     properties_to_string, string_to_properties, Message, MessageConst, MessageExt, Properties,
 };

@@ -23,7 +23,9 @@ use crate::client::config::ClientConfig;
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
 use crate::common::util::now_millis;
-use crate::common::{MessageConst, MessageDecoder, MessageExt, MessageQueue, ServiceState};
+use crate::common::{
+    MessageConst, MessageDecoder, MessageExt, MessageQueue, ServiceState, DEFAULT_MAX_BODY_SIZE,
+};
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
 use crate::consumer::consume_concurrently::ConsumeMessageConcurrentlyService;
 use crate::consumer::listener::{ConsumeMessageHook, MessageListenerConcurrently};
@@ -1266,10 +1268,15 @@ impl PushConsumerInner {
         match code {
             ResponseCode::SUCCESS => {
                 let requested = req.next_offset;
-                req.next_offset = header.next_begin_offset;
-                st.next_offset.store(req.next_offset, Ordering::Relaxed);
                 let body = resp.take_body().unwrap_or_default();
-                let mut msgs = MessageDecoder::decodes(body);
+                let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+                req.next_offset = batch.next_pull_offset(header.next_begin_offset);
+                st.next_offset.store(req.next_offset, Ordering::Relaxed);
+                if batch.undecodable() > 0 {
+                    self.stats.undecodable(&st.mq.topic, batch.undecodable());
+                    batch.log_undecodable(&st.mq, req.next_offset);
+                }
+                let mut msgs = batch.messages;
                 let pulled = msgs.len();
                 if !sd.tags_set.is_empty() {
                     msgs.retain(|m| tag_matches(sd, m.tags()));
