@@ -711,6 +711,10 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     }
     got.sort_unstable();
     assert_eq!(got, [0, 1, 3, 4], "every record but the corrupt one");
+    // Each message carries the offset range of its pull, as Java sets it.
+    for p in &props {
+        assert_eq!(p, &[Some("0".to_owned()), Some("5".to_owned())]);
+    }
 
     // Once all four are consumed, the committed offset passes the whole pull.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -12,6 +12,7 @@ pub use decoder::{
 };
 pub use message::{
     properties_to_string, string_to_properties, Message, MessageConst, MessageExt, Properties,
+    PullOffsets,
 };
 pub use route::{
     topic_publish_queues, topic_subscribe_queues, BrokerData, QueueData, TopicRouteData,

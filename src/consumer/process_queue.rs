@@ -639,6 +639,25 @@ mod tests {
     }
 
     #[test]
+    fn msg_acc_cnt_is_real_for_pulled_messages() {
+        use crate::common::{MessageExt, PullOffsets};
+        use std::sync::Arc;
+        // As the pull callback sets them: the pull's offset range, shared by its messages.
+        let offsets = Arc::new(PullOffsets::new(0, 40));
+        let batch: Vec<MessageExt> = (10..13)
+            .map(|i| {
+                let mut m = MessageExt::new("T", "b");
+                m.set_queue_offset(i);
+                m.set_pull_offsets(offsets.clone());
+                m
+            })
+            .collect();
+        let pq: ProcessQueue<MessageExt> = ProcessQueue::new();
+        pq.put_messages(batch);
+        assert_eq!(pq.msg_acc_cnt(), 40 - 12);
+    }
+
+    #[test]
     fn remove_returns_smallest_remaining_then_max_plus_one_then_minus_one() {
         let pq = ProcessQueue::new();
         pq.put_messages(msgs(&[10, 11, 12, 13]));

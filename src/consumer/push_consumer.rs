@@ -24,7 +24,8 @@ use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
 use crate::common::util::now_millis;
 use crate::common::{
-    MessageConst, MessageDecoder, MessageExt, MessageQueue, ServiceState, DEFAULT_MAX_BODY_SIZE,
+    MessageConst, MessageDecoder, MessageExt, MessageQueue, PullOffsets, ServiceState,
+    DEFAULT_MAX_BODY_SIZE,
 };
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
 use crate::consumer::consume_concurrently::ConsumeMessageConcurrentlyService;
@@ -787,8 +788,12 @@ impl crate::consumer::process_queue::QueuedMessage for MessageExt {
         self.body().len()
     }
     fn max_offset_property(&self) -> Option<i64> {
-        self.property(MessageConst::PROPERTY_MAX_OFFSET)
-            .and_then(|v| v.parse().ok())
+        match self.pull_offsets() {
+            Some(p) => Some(p.max()),
+            None => self
+                .property(MessageConst::PROPERTY_MAX_OFFSET)
+                .and_then(|v| v.parse().ok()),
+        }
     }
     fn consume_start_time(&self) -> Option<i64> {
         self.property(MessageConst::PROPERTY_CONSUME_START_TIMESTAMP)
@@ -1296,8 +1301,10 @@ impl PushConsumerInner {
                     return;
                 }
                 let broker: Arc<str> = Arc::from(st.mq.broker_name.as_str());
+                let offsets = Arc::new(PullOffsets::new(header.min_offset, header.max_offset));
                 for m in msgs.iter_mut() {
                     m.set_broker_name(broker.clone());
+                    m.set_pull_offsets(offsets.clone());
                 }
                 st.pq.put_messages(msgs.iter().cloned());
                 if let Some(cs) = self.consume_service.read().clone() {
