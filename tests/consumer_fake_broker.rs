@@ -600,21 +600,10 @@ fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
-/// A fake whose queue holds five records (offsets 0 to 4) returned by one pull, the third of them
-/// (offset 2) with a corrupt magic code. The pull response reports min offset 0 and max offset 5.
-fn fake_with_a_corrupt_record() -> FakeBroker {
-    let mut records = Vec::new();
-    for i in 0..5i64 {
-        let mut m = MessageExt::new(TOPIC, format!("m{i}"));
-        m.set_queue_offset(i);
-        m.set_commit_log_offset(1000 + i);
-        let rec = MessageDecoder::encode(&m, false).unwrap();
-        let mut rec = rec.to_vec();
-        if i == 2 {
-            rec[4..8].copy_from_slice(&0x0BAD_C0DE_i32.to_be_bytes());
-        }
-        records.extend_from_slice(&rec);
-    }
+/// A fake whose queue holds `records` (stored records from offset 0), all returned by one pull
+/// from offset 0 with `nextBeginOffset` and `maxOffset` = `next`, `minOffset` 0. Later pulls find
+/// nothing; CONSUMER_SEND_MSG_BACK is refused and sends to the retry topic fail (no route).
+fn fake_serving(records: Vec<u8>, next: i64) -> FakeBroker {
     start_fake(move |req| {
         let f = req.ext_fields();
         Some(match req.request_code() {
@@ -622,18 +611,22 @@ fn fake_with_a_corrupt_record() -> FakeBroker {
                 ResponseCode::QUERY_NOT_FOUND,
                 None,
             )),
+            RequestCode::CONSUMER_SEND_MSG_BACK => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::SYSTEM_ERROR,
+                Some("send back refused".into()),
+            )),
             RequestCode::PULL_MESSAGE => {
                 let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
-                let (code, next, body) = if offset == 0 {
-                    (ResponseCode::SUCCESS, 5, Some(records.clone()))
+                let (code, next_begin, body) = if offset == 0 {
+                    (ResponseCode::SUCCESS, next, Some(records.clone()))
                 } else {
                     (ResponseCode::PULL_NOT_FOUND, offset, None)
                 };
                 let mut r = RemotingCommand::response(code, None);
                 let h = r.ext_fields_mut();
-                h.put("nextBeginOffset", next);
+                h.put("nextBeginOffset", next_begin);
                 h.put("minOffset", 0);
-                h.put("maxOffset", 5);
+                h.put("maxOffset", next);
                 h.put("suggestWhichBrokerId", 0);
                 if let Some(b) = body {
                     r.set_body(b);
@@ -644,6 +637,28 @@ fn fake_with_a_corrupt_record() -> FakeBroker {
             _ => return None,
         })
     })
+}
+
+/// The stored record of message `m{offset}` at `offset`.
+fn record(offset: i64, reconsume_times: i32) -> Vec<u8> {
+    let mut m = MessageExt::new(TOPIC, format!("m{offset}"));
+    m.set_queue_offset(offset);
+    m.set_commit_log_offset(1000 + offset);
+    m.set_reconsume_times(reconsume_times);
+    MessageDecoder::encode(&m, false).unwrap().to_vec()
+}
+
+/// Five records (offsets 0 to 4) in one pull, the third (offset 2) with a corrupt magic code.
+fn fake_with_a_corrupt_record() -> FakeBroker {
+    let mut records = Vec::new();
+    for i in 0..5i64 {
+        let mut rec = record(i, 0);
+        if i == 2 {
+            rec[4..8].copy_from_slice(&0x0BAD_C0DE_i32.to_be_bytes());
+        }
+        records.extend_from_slice(&rec);
+    }
+    fake_serving(records, 5)
 }
 
 /// The committed offset of [`TOPIC`]'s queue (-1 before there is one).
@@ -732,4 +747,34 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     // After shutdown every delivery is in the channel: none was repeated.
     let extra: Vec<_> = seen_rx.try_iter().collect();
     assert!(extra.is_empty(), "delivered again: {extra:?}");
+}
+
+#[test]
+fn a_failed_message_with_the_largest_reconsume_count_is_retried_without_overflow() {
+    // The count comes from the broker; i32::MAX + 1 overflowed (a panic in debug builds) on the
+    // way to the retry topic and to the local retry.
+    let fake = fake_serving(record(0, i32::MAX), 1);
+    let (seen_tx, seen_rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("overflow_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("overflow-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                seen_tx.send(msgs[0].reconsume_times()).unwrap();
+                ConsumeConcurrentlyStatus::ReconsumeLater
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for attempt in 0..2 {
+        let times = seen_rx
+            .recv_deadline(deadline)
+            .unwrap_or_else(|_| panic!("attempt {attempt} never reached the listener"));
+        assert_eq!(times, i32::MAX, "attempt {attempt}: saturated");
+    }
+    c.shutdown(Duration::from_secs(5)).unwrap();
 }
