@@ -209,7 +209,8 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             inner.consuming = true;
         }
         if let Some((offset, Some(max))) = last_acc {
-            let acc = max - offset;
+            // `max` comes from the broker: saturate rather than overflow on absurd values.
+            let acc = max.saturating_sub(offset);
             if acc > 0 {
                 inner.msg_acc_cnt = acc;
             }
@@ -600,6 +601,38 @@ mod tests {
         m[0].max_offset = Some(3); // not positive: unchanged
         pq.put_messages(m);
         assert_eq!(pq.msg_acc_cnt(), 10);
+    }
+
+    #[test]
+    fn msg_acc_cnt_survives_extreme_max_offsets_from_the_network() {
+        let pq = ProcessQueue::new();
+        let mut m = msgs(&[-1]);
+        m[0].max_offset = Some(i64::MAX);
+        pq.put_messages(m);
+        assert_eq!(pq.msg_acc_cnt(), i64::MAX, "saturated, not overflowed");
+        let mut m = msgs(&[5]);
+        m[0].max_offset = Some(i64::MIN);
+        pq.put_messages(m);
+        assert_eq!(pq.msg_acc_cnt(), i64::MAX, "not positive: unchanged");
+    }
+
+    #[test]
+    fn msg_acc_cnt_is_real_for_pulled_messages() {
+        use crate::common::{MessageExt, PullOffsets};
+        use std::sync::Arc;
+        // As the pull callback sets them: the pull's offset range, shared by its messages.
+        let offsets = Arc::new(PullOffsets::new(0, 40));
+        let batch: Vec<MessageExt> = (10..13)
+            .map(|i| {
+                let mut m = MessageExt::new("T", "b");
+                m.set_queue_offset(i);
+                m.set_pull_offsets(offsets.clone());
+                m
+            })
+            .collect();
+        let pq: ProcessQueue<MessageExt> = ProcessQueue::new();
+        pq.put_messages(batch);
+        assert_eq!(pq.msg_acc_cnt(), 40 - 12);
     }
 
     #[test]
