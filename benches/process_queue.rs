@@ -42,9 +42,6 @@ impl QueuedMessage for Msg {
     fn max_offset_property(&self) -> Option<i64> {
         Some(self.0 .0 + 1000)
     }
-    fn consume_start_time(&self) -> Option<i64> {
-        None
-    }
 }
 
 fn batch(start: i64, n: i64) -> Vec<Msg> {

@@ -2,13 +2,15 @@
 
 pub(crate) mod decoder;
 pub(crate) mod message;
-mod message_queue;
 pub(crate) mod route;
 mod service_state;
 pub(crate) mod util;
 
-pub(crate) use decoder::{MessageClientIDSetter, MessageDecoder};
+pub(crate) use decoder::{MessageClientIDSetter, MessageDecoder, DEFAULT_MAX_BODY_SIZE};
+pub(crate) use message::PullOffsets;
 pub use message::{Message, MessageConst, MessageExt, Properties};
-pub use message_queue::MessageQueue;
 pub(crate) use route::{topic_subscribe_queues, TopicRouteData};
 pub use service_state::ServiceState;
+
+// Defined in the protocol layer, with the wire types it is encoded in.
+pub use crate::remoting::protocol::MessageQueue;

@@ -18,7 +18,7 @@
 mod allocate;
 mod broker_requests;
 mod builder;
-pub(crate) mod consume_concurrently;
+pub(crate) mod consume;
 mod listener;
 // Orderly consumption (next) uses the locking half of these; keep it compiled and tested.
 #[allow(dead_code)]

@@ -5,7 +5,7 @@
 //!
 //! | field | written by | read by |
 //! |---|---|---|
-//! | `inner.msg_tree_map`, `msg_count`, `msg_size`, `queue_offset_max`, `msg_acc_cnt` | pull callback (`put_messages`), consume threads (`remove_messages`, orderly `take_messages`/`commit`/`rollback`), the consume-timeout sweep (`remove_if_first`), rebalance (`clear`) | pull thread (flow control: `msg_count`, `msg_size`, `max_span`), admin (`info`) |
+//! | `inner.msg_tree_map`, `msg_count`, `msg_size`, `queue_offset_max`, `msg_acc_cnt` | pull callback (`put_messages`), consume threads (`remove_messages`, orderly `take_messages`/`commit`/`rollback`), the concurrent consume service's timeout sweep (`remove_messages`), rebalance (`clear`) | pull thread (flow control: `msg_count`, `msg_size`, `max_span`), admin (`info`) |
 //! | `inner.consuming`, `inner.consuming_msg_orderly_tree_map` | pull callback (`put_messages` sets `consuming`), the one orderly consume thread that holds the queue | admin (`info`) |
 //! | `dropped` | rebalance (queue removed), shutdown | everyone, lock-free |
 //! | `locked`, `last_lock_timestamp`, `try_unlock_times` | orderly: scheduler (`lockAll` every 20 s), rebalance (lock/unlock) | orderly consume threads, admin |
@@ -35,8 +35,6 @@ pub(crate) const REBALANCE_LOCK_MAX_LIVE_TIME_MS: i64 = 30_000;
 /// Java's `PULL_MAX_IDLE_TIME` (`rocketmq.client.pull.pullMaxIdleTime`): a queue not pulled within
 /// this many milliseconds is considered stuck by the rebalance.
 pub(crate) const PULL_MAX_IDLE_TIME_MS: i64 = 120_000;
-/// How many expired head messages one consume-timeout sweep handles per queue (Java: 16).
-pub(crate) const CLEAN_EXPIRED_MAX_PER_SWEEP: usize = 16;
 
 /// What a [`ProcessQueue`] needs from a message. The lead implements it for `MessageExt`.
 pub(crate) trait QueuedMessage: Clone + Send + Sync {
@@ -47,9 +45,6 @@ pub(crate) trait QueuedMessage: Clone + Send + Sync {
     /// The `MAX_OFFSET` property (the queue's max offset when the message was pulled), used for
     /// `msgAccCnt` (messages accumulated at the broker).
     fn max_offset_property(&self) -> Option<i64>;
-    /// The `CONSUME_START_TIME` property (ms since the epoch), set when a consume thread starts
-    /// on the message.
-    fn consume_start_time(&self) -> Option<i64>;
 }
 
 /// The state guarded by one lock.
@@ -214,7 +209,8 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             inner.consuming = true;
         }
         if let Some((offset, Some(max))) = last_acc {
-            let acc = max - offset;
+            // `max` comes from the broker: saturate rather than overflow on absurd values.
+            let acc = max.saturating_sub(offset);
             if acc > 0 {
                 inner.msg_acc_cnt = acc;
             }
@@ -258,31 +254,18 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         }
     }
 
-    /// For the consume-timeout sweep: removes `offset` only if it is still the smallest cached
-    /// offset (Java checks `firstKey` then calls `removeMessage`; here both happen under one
-    /// lock). Returns the offset to commit as [`remove_messages`](Self::remove_messages) does, or
-    /// `None` if `offset` was not the head.
-    pub(crate) fn remove_if_first(&self, offset: i64) -> Option<i64> {
-        let now = now_millis();
+    /// Replaces cached messages by new versions of themselves (the same offsets) under one
+    /// lock acquisition; offsets not cached are ignored and nothing is counted twice. The
+    /// concurrent consume service swaps in copies of messages that outlive their pull.
+    pub(crate) fn replace_messages<I: IntoIterator<Item = M>>(&self, msgs: I) {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        match inner.msg_tree_map.first_entry() {
-            Some(head) if *head.key() == offset => {
-                let msg = head.remove();
-                inner.msg_count -= 1;
-                inner.msg_size -= msg.body_len() as i64;
+        for msg in msgs {
+            if let Some(cached) = inner.msg_tree_map.get_mut(&msg.queue_offset()) {
+                inner.msg_size += msg.body_len() as i64 - cached.body_len() as i64;
+                *cached = msg;
             }
-            _ => return None,
         }
-        if inner.msg_count <= 0 {
-            inner.msg_count = 0;
-            inner.msg_size = 0;
-        }
-        self.last_consume_timestamp.store(now, Ordering::Relaxed);
-        Some(match inner.msg_tree_map.first_key_value() {
-            Some((first, _)) => *first,
-            None => inner.queue_offset_max + 1,
-        })
     }
 
     /// Java `getMaxSpan`: last cached offset − first (0 when empty).
@@ -322,16 +305,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             .msg_tree_map
             .first_key_value()
             .map(|(k, _)| *k)
-    }
-
-    /// The cached message with the smallest offset, if any (the consume-timeout sweep sends it
-    /// back).
-    pub(crate) fn first_message(&self) -> Option<M> {
-        self.inner
-            .lock()
-            .msg_tree_map
-            .first_key_value()
-            .map(|(_, m)| m.clone())
     }
 
     /// Java `hasTempMessage`: whether any message is cached (not counting orderly in-flight ones).
@@ -429,21 +402,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         inner.msg_count = 0;
         inner.msg_size = 0;
         inner.queue_offset_max = 0;
-    }
-
-    /// For the consume-timeout sweep (Java `cleanExpiredMsg`): the head message if its
-    /// `CONSUME_START_TIME` is more than `consume_timeout_ms` before `now_ms`. The caller sends it
-    /// back (delay level 3) and then calls [`remove_if_first`](Self::remove_if_first); it repeats
-    /// up to [`CLEAN_EXPIRED_MAX_PER_SWEEP`] times.
-    pub(crate) fn expired_head(&self, now_ms: i64, consume_timeout_ms: i64) -> Option<M> {
-        let inner = self.inner.lock();
-        let (_, head) = inner.msg_tree_map.first_key_value()?;
-        let start = head.consume_start_time()?;
-        if now_ms - start > consume_timeout_ms {
-            Some(head.clone())
-        } else {
-            None
-        }
     }
 
     /// Java `fillProcessQueueInfo`; `commit_offset` is left 0 for the caller to fill.
@@ -563,14 +521,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A test message: offset, body length, MAX_OFFSET, CONSUME_START_TIME, and a tag to tell
-    /// copies apart.
+    /// A test message: offset, body length, MAX_OFFSET, and a tag to tell copies apart.
     #[derive(Debug, Clone, PartialEq)]
     struct TestMsg {
         offset: i64,
         len: usize,
         max_offset: Option<i64>,
-        start: Option<i64>,
         tag: u32,
     }
 
@@ -580,7 +536,6 @@ mod tests {
                 offset,
                 len,
                 max_offset: None,
-                start: None,
                 tag: 0,
             }
         }
@@ -595,9 +550,6 @@ mod tests {
         }
         fn max_offset_property(&self) -> Option<i64> {
             self.max_offset
-        }
-        fn consume_start_time(&self) -> Option<i64> {
-            self.start
         }
     }
 
@@ -619,6 +571,19 @@ mod tests {
     }
 
     #[test]
+    fn replace_swaps_cached_messages_without_counting_twice() {
+        let pq = ProcessQueue::new();
+        pq.put_messages(msgs(&[1, 2]));
+        let mut copy = TestMsg::new(2, 12);
+        copy.tag = 7;
+        // Offset 3 is not cached: ignored, not added.
+        pq.replace_messages([copy.clone(), TestMsg::new(3, 10)]);
+        assert_eq!((pq.msg_count(), pq.msg_size()), (2, 22));
+        assert_eq!(pq.remove_messages([1]), 2);
+        assert_eq!(pq.take_messages(1), vec![copy]);
+    }
+
+    #[test]
     fn put_empty_batch_on_empty_queue_does_not_dispatch() {
         let pq: ProcessQueue<TestMsg> = ProcessQueue::new();
         assert!(!pq.put_messages(Vec::new()));
@@ -636,6 +601,38 @@ mod tests {
         m[0].max_offset = Some(3); // not positive: unchanged
         pq.put_messages(m);
         assert_eq!(pq.msg_acc_cnt(), 10);
+    }
+
+    #[test]
+    fn msg_acc_cnt_survives_extreme_max_offsets_from_the_network() {
+        let pq = ProcessQueue::new();
+        let mut m = msgs(&[-1]);
+        m[0].max_offset = Some(i64::MAX);
+        pq.put_messages(m);
+        assert_eq!(pq.msg_acc_cnt(), i64::MAX, "saturated, not overflowed");
+        let mut m = msgs(&[5]);
+        m[0].max_offset = Some(i64::MIN);
+        pq.put_messages(m);
+        assert_eq!(pq.msg_acc_cnt(), i64::MAX, "not positive: unchanged");
+    }
+
+    #[test]
+    fn msg_acc_cnt_is_real_for_pulled_messages() {
+        use crate::common::{MessageExt, PullOffsets};
+        use std::sync::Arc;
+        // As the pull callback sets them: the pull's offset range, shared by its messages.
+        let offsets = Arc::new(PullOffsets::new(0, 40));
+        let batch: Vec<MessageExt> = (10..13)
+            .map(|i| {
+                let mut m = MessageExt::new("T", "b");
+                m.set_queue_offset(i);
+                m.set_pull_offsets(offsets.clone());
+                m
+            })
+            .collect();
+        let pq: ProcessQueue<MessageExt> = ProcessQueue::new();
+        pq.put_messages(batch);
+        assert_eq!(pq.msg_acc_cnt(), 40 - 12);
     }
 
     #[test]
@@ -663,17 +660,6 @@ mod tests {
         pq.last_consume_timestamp.store(0, Ordering::Relaxed);
         pq.remove_messages([1i64]);
         assert!(pq.last_consume_timestamp() > 0);
-    }
-
-    #[test]
-    fn remove_if_first_only_removes_the_head() {
-        let pq = ProcessQueue::new();
-        pq.put_messages(msgs(&[3, 4]));
-        assert_eq!(pq.remove_if_first(4), None);
-        assert_eq!(pq.remove_if_first(3), Some(4));
-        assert_eq!(pq.remove_if_first(4), Some(5));
-        assert_eq!(pq.remove_if_first(4), None);
-        assert_eq!(pq.msg_count(), 0);
     }
 
     #[test]
@@ -746,21 +732,6 @@ mod tests {
         assert_eq!(pq.remove_messages([2i64]), -1);
         pq.put_messages(msgs(&[3]));
         assert_eq!(pq.remove_messages([3i64]), 4);
-    }
-
-    #[test]
-    fn expired_head_checks_only_the_first_message() {
-        let pq = ProcessQueue::new();
-        let mut m = msgs(&[1, 2]);
-        m[0].start = Some(1_000);
-        m[1].start = Some(0);
-        pq.put_messages(m);
-        assert_eq!(pq.expired_head(1_500, 500), None); // exactly the timeout: not older
-        assert_eq!(pq.expired_head(1_501, 500).map(|m| m.offset), Some(1));
-        pq.remove_messages([1i64]);
-        assert_eq!(pq.expired_head(1_501, 500).map(|m| m.offset), Some(2));
-        pq.put_messages(msgs(&[0])); // head without a start time
-        assert_eq!(pq.expired_head(i64::MAX / 2, 500), None);
     }
 
     #[test]

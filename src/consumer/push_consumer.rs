@@ -6,7 +6,9 @@
 //! - this file: start, shutdown, the queue table, and `MQConsumerInner` for the instance;
 //! - `pull.rs`: `pullMessage` and the pull callback (`PullAPIWrapper`);
 //! - `rebalance.rs`: `RebalanceImpl` / `RebalancePushImpl`;
-//! - `send_back.rs`: `sendMessageBack` and the consume-timeout sweep;
+//! - `consume/`: the consume services behind `ConsumeMessageService` (the concurrent one now),
+//!   which run the listener;
+//! - `send_back.rs`: `sendMessageBack`;
 //! - `broker_requests.rs`: what the broker asks of the consumer;
 //! - `offset_store.rs`: the offset stores and the broker offset API.
 //!
@@ -19,7 +21,7 @@
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
 //! - `rmq-sched` persists offsets and runs delayed pulls and the pull watchdog.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -31,12 +33,11 @@ use crate::client::config::{
 };
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQConsumerInner};
-use crate::common::util::now_millis;
 use crate::common::{MessageExt, MessageQueue, ServiceState};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
-use crate::consumer::consume_concurrently::ConsumeMessageConcurrentlyService;
-use crate::consumer::listener::{ConsumeMessageHook, MessageListenerConcurrently};
+use crate::consumer::consume::ConsumeMessageService;
+use crate::consumer::listener::{ConsumeMessageHook, MessageListener};
 use crate::consumer::offset_store::BrokerOffsetApi;
 use crate::consumer::offset_store::{
     LocalFileOffsetStore, OffsetStore, ReadOffsetType, RemoteBrokerOffsetStore,
@@ -46,7 +47,6 @@ pub(crate) use crate::consumer::pull::PullRequest;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
-use crate::executor::ThreadPoolExecutor;
 
 // ---------------------------------------------------------------------------------------------
 // The public handle
@@ -175,7 +175,7 @@ impl DefaultMQPushConsumer {
             .consume_service
             .read()
             .as_ref()
-            .map_or(0, |c| c.pool().pool_size())
+            .map_or(0, |c| c.pool_size())
     }
 }
 
@@ -212,8 +212,6 @@ pub(crate) struct QueueState {
     /// Consume requests submitted and not yet finished; `idle` is notified when it drops to 0.
     pub(crate) inflight_tasks: Mutex<usize>,
     pub(crate) idle: parking_lot::Condvar,
-    /// Start time of each running consume task, by its first offset: (last offset, start ms).
-    pub(crate) running: Mutex<BTreeMap<i64, (i64, i64)>>,
     /// Pulling stopped (the queue is being removed); consume results still count.
     pub(crate) pull_stopped: AtomicBool,
 }
@@ -228,7 +226,6 @@ impl QueueState {
             broker_max_offset: AtomicI64::new(-1),
             inflight_tasks: Mutex::new(0),
             idle: parking_lot::Condvar::new(),
-            running: Mutex::new(BTreeMap::new()),
             pull_stopped: AtomicBool::new(false),
         }
     }
@@ -262,24 +259,6 @@ impl QueueState {
             }
         }
     }
-
-    pub(crate) fn task_started(&self, first: i64, last: i64) {
-        self.running.lock().insert(first, (last, now_millis()));
-    }
-
-    pub(crate) fn task_finished(&self, first: i64) {
-        self.running.lock().remove(&first);
-    }
-
-    /// When the task covering `offset` started, if one is running.
-    pub(crate) fn consume_started(&self, offset: i64) -> Option<i64> {
-        let running = self.running.lock();
-        running
-            .range(..=offset)
-            .next_back()
-            .filter(|(_, (last, _))| *last >= offset)
-            .map(|(_, (_, start))| *start)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,8 +275,8 @@ pub(crate) struct PushConsumerInner {
     pub(crate) topic_subscribe_info: RwLock<HashMap<String, Vec<MessageQueue>>>,
     pub(crate) process_queue_table: RwLock<HashMap<MessageQueue, Arc<QueueState>>>,
     pub(crate) offset_store: RwLock<Option<Arc<dyn OffsetStore>>>,
-    pub(crate) consume_service: RwLock<Option<Arc<ConsumeMessageConcurrentlyService>>>,
-    pub(crate) listener: Arc<dyn MessageListenerConcurrently>,
+    pub(crate) consume_service: RwLock<Option<Arc<dyn ConsumeMessageService>>>,
+    pub(crate) listener: MessageListener,
     pub(crate) hooks: Vec<Arc<dyn ConsumeMessageHook>>,
     pub(crate) allocate: Arc<dyn AllocateMessageQueueStrategy>,
     pub(crate) pull_from_which_node: Mutex<HashMap<MessageQueue, i64>>,
@@ -437,34 +416,16 @@ impl PushConsumerInner {
         store.load()?;
         *self.offset_store.write() = Some(store);
 
-        let pool = ThreadPoolExecutor::builder()
-            .name(format!("ConsumeMessageThread_{}", self.cfg.group))
-            .core_threads(self.cfg.consume_thread_min)
-            .max_threads(self.cfg.consume_thread_max)
-            .keep_alive(Duration::from_secs(60))
-            .thread_name(|n| format!("rmq-cons-{n}"))
-            .build()
-            .map_err(|e| Error::config(e.to_string()))?;
-        let service = Arc::new(ConsumeMessageConcurrentlyService::new(
+        let service = crate::consumer::consume::create(
             self.me.clone(),
-            self.cfg.group.clone(),
-            self.listener.clone(),
+            &self.cfg,
+            &self.listener,
             self.hooks.clone(),
-            pool,
-            self.cfg.consume_message_batch_max_size,
-            self.cfg.message_model,
-        ));
+        )?;
+        service.start(&instance)?;
         *self.consume_service.write() = Some(service);
 
-        // Consume-timeout sweep (Java cleanExpireMsg), and the persist of offsets.
-        let me = self.me.clone();
-        let period = self.cfg.consume_timeout;
         let mut tasks = Vec::new();
-        tasks.push(instance.schedule_periodic(period, period, move || {
-            if let Some(me) = me.upgrade() {
-                me.clean_expired_messages();
-            }
-        })?);
         let me = self.me.clone();
         let period = self.client.persist_consumer_offset_interval;
         tasks.push(instance.schedule_periodic(
@@ -515,7 +476,13 @@ impl PushConsumerInner {
         }
         // 2. Let running listeners finish and commit, bounded.
         if let Some(cs) = self.consume_service.read().clone() {
-            cs.shutdown(deadline.saturating_duration_since(Instant::now()));
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = cs.shutdown(timeout) {
+                log::warn!(
+                    "consume pool of {} did not drain in {timeout:?}: {e}",
+                    self.cfg.group
+                );
+            }
         }
         for s in &states {
             s.pq.set_dropped(true);

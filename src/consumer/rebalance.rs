@@ -190,8 +190,10 @@ impl PushConsumerInner {
             s.pull_stopped.store(true, Ordering::Release);
         }
         let deadline = Instant::now() + REMOVE_QUEUE_WAIT;
-        for s in states {
-            s.wait_idle(deadline);
+        if let Some(cs) = self.consume_service.read().clone() {
+            for s in states {
+                cs.wait_queue_idle(s, deadline);
+            }
         }
         let store = self.offset_store();
         for s in states {

@@ -751,7 +751,6 @@ impl ThreadPoolExecutor {
     }
 
     /// The configured `core` size.
-    #[cfg(test)]
     pub(crate) fn core_threads(&self) -> usize {
         self.shared.core
     }

@@ -400,7 +400,12 @@ impl DefaultMQProducer {
         let info = self.inner.find_publish_info(&instance, msg.topic())?;
         let mq = selector
             .select(&info.message_queue_list, arg)
-            .ok_or_else(|| Error::client(ClientErrorCode::NO_CODE, "select message queue return null."))?;
+            .ok_or_else(|| {
+                Error::client(
+                    ClientErrorCode::NO_CODE,
+                    "select message queue return null.",
+                )
+            })?;
         let prepared = self.inner.prepare(msg)?;
         self.inner
             .send_kernel(
