@@ -21,7 +21,9 @@ use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
 const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
 const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_secs(1);
-const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
+/// Java waits this long after `PULL_OFFSET_MOVED` before it moves the offset and releases the
+/// queue (the consumer's `offset_moved_fix_delay`).
+pub(crate) const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
 const PULL_SYS_FLAG_COMMIT_OFFSET: i32 = 0x1;
 const PULL_SYS_FLAG_SUSPEND: i32 = 0x2;
 const PULL_SYS_FLAG_SUBSCRIPTION: i32 = 0x4;
@@ -334,8 +336,9 @@ impl PushConsumerInner {
             }
             _ => {
                 // PULL_OFFSET_MOVED: restart from the broker's offset via a fresh rebalance.
+                let delay = self.cfg.offset_moved_fix_delay;
                 log::warn!(
-                    "the pull offset of {} is illegal ({} -> {}), fixing it in {OFFSET_ILLEGAL_FIX_DELAY:?}",
+                    "the pull offset of {} is illegal ({} -> {}), fixing it in {delay:?}",
                     st.mq,
                     req.next_offset,
                     header.next_begin_offset
@@ -345,7 +348,7 @@ impl PushConsumerInner {
                 drop(req);
                 let me = self.me.clone();
                 let mq = st.mq.clone();
-                self.schedule(OFFSET_ILLEGAL_FIX_DELAY, move || {
+                self.schedule(delay, move || {
                     if let Some(me) = me.upgrade() {
                         let store = me.offset_store();
                         store.update_offset(&mq, next, false);
