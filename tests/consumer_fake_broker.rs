@@ -877,3 +877,278 @@ fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
     release_tx.send(()).unwrap();
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn an_offset_query_that_fails_leaves_the_queue_unassigned_until_the_broker_answers() {
+    // The group committed offset 3 of a queue holding m0..m9. The broker fails the first
+    // QUERY_CONSUMER_OFFSET with SYSTEM_ERROR, then answers.
+    let (query_tx, queries) = unbounded::<()>();
+    let (pull_tx, pulls) = unbounded::<i64>();
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let fake = start_fake(move |req| {
+        Some(match req.request_code() {
+            RequestCode::QUERY_CONSUMER_OFFSET => {
+                let _ = query_tx.send(());
+                if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    FakeAction::Respond(RemotingCommand::response(
+                        ResponseCode::SYSTEM_ERROR,
+                        Some("store failure".into()),
+                    ))
+                } else {
+                    FakeAction::Respond(offset_answer(3))
+                }
+            }
+            RequestCode::GET_MAX_OFFSET => FakeAction::Respond(offset_answer(10)),
+            RequestCode::PULL_MESSAGE => {
+                let offset = field(req, "queueOffset");
+                let _ = pull_tx.send(offset);
+                pull_action(offset, 10)
+            }
+            _ => return None,
+        })
+    });
+    let (tx, rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("query_error_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("query-error-instance")
+        .subscribe(TOPIC, "*")
+        .register_message_listener_concurrently(recording(tx))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    queries
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the offset was queried");
+    // A rebalance (the broker says the consumers changed) asks again, and gets the offset.
+    notify_ids_changed(&fake, "query_error_group");
+    let first_pull = pulls
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the queue was pulled");
+    assert_eq!(
+        first_pull, 3,
+        "the queue starts at the committed offset, not at the max offset (10)"
+    );
+    assert_eq!(recv_bodies(&rx, 7), bodies(3..10), "nothing skipped");
+    wait_until("m9 is committed", || commit_offset(&c) == Some(10));
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(rx.try_recv().is_err(), "nothing consumed twice");
+}
+
+#[test]
+fn a_moved_offset_fixed_after_the_queue_was_rebuilt_leaves_one_puller() {
+    const FIX_DELAY: Duration = Duration::from_secs(4);
+    const GROUP: &str = "moved_group";
+    /// Pulls whose answer is still due, and how often a pull arrived while another was.
+    #[derive(Default)]
+    struct Pulls {
+        due: Vec<Instant>,
+        overlaps: usize,
+        at: Vec<i64>,
+    }
+    let membership = Membership::default();
+    let available = Arc::new(std::sync::atomic::AtomicI64::new(10));
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let pulls: Arc<Mutex<Pulls>> = Arc::default();
+    let moved_at: Arc<OnceLock<Instant>> = Arc::default();
+    let lists: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let fake = {
+        let (available, pulls, moved_at, lists) = (
+            available.clone(),
+            pulls.clone(),
+            moved_at.clone(),
+            lists.clone(),
+        );
+        start_fake_with(membership.clone(), move |req| {
+            if let Some(a) = offset_storage(&stored, req) {
+                return Some(a);
+            }
+            match req.request_code() {
+                RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                    lists.lock().push(Instant::now());
+                    None
+                }
+                RequestCode::PULL_MESSAGE => {
+                    let offset = field(req, "queueOffset");
+                    let now = Instant::now();
+                    if moved_at.get().is_none() {
+                        // The first pull: the offset moved (say, the messages before it expired).
+                        moved_at.set(now).unwrap();
+                        return Some(FakeAction::Respond(pull_response(
+                            ResponseCode::PULL_OFFSET_MOVED,
+                            0,
+                            10,
+                        )));
+                    }
+                    let max = available.load(std::sync::atomic::Ordering::SeqCst);
+                    let action = pull_action(offset, max);
+                    let mut p = pulls.lock();
+                    p.due.retain(|due| *due > now);
+                    p.overlaps += p.due.len();
+                    p.at.push(offset);
+                    if let FakeAction::RespondAfter(d, _) = &action {
+                        p.due.push(now + *d);
+                    }
+                    Some(action)
+                }
+                _ => None,
+            }
+        })
+    };
+    let (tx, rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder(GROUP)
+        .namesrv_addr(fake.addr())
+        .instance_name("moved-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .offset_moved_fix_delay_for_tests(FIX_DELAY)
+        .register_message_listener_concurrently(recording(tx))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    wait_until("the offset moved", || moved_at.get().is_some());
+    let moved = *moved_at.get().unwrap();
+
+    // Before the fix-up runs, a rebalance gives the queue to another consumer and the next one
+    // gives it back: the queue is rebuilt, and consumes from the start.
+    membership.others.lock().push("0@other".to_owned());
+    notify_ids_changed(&fake, GROUP);
+    wait_until("the queue was released", || commit_offset(&c).is_none());
+    membership.others.lock().clear();
+    notify_ids_changed(&fake, GROUP);
+    assert_eq!(recv_bodies(&rx, 10), bodies(0..10));
+    assert!(
+        moved.elapsed() < FIX_DELAY,
+        "the setup took longer than the fix-up delay; the test shows nothing"
+    );
+
+    // The fix-up runs (and asks for a rebalance), then two more messages arrive.
+    wait_until("the fix-up's rebalance", || {
+        lists.lock().iter().any(|t| *t >= moved + FIX_DELAY)
+    });
+    available.store(12, std::sync::atomic::Ordering::SeqCst);
+    let mut got = recv_bodies(&rx, 2);
+    wait_until("m11 is committed", || commit_offset(&c) == Some(12));
+    let polls_at_end = |p: &Pulls| p.at.iter().filter(|o| **o == 12).count();
+    let before = polls_at_end(&pulls.lock());
+    wait_until("a few more pulls", || {
+        polls_at_end(&pulls.lock()) >= before + 5
+    });
+    got.extend(rx.try_iter());
+    assert_eq!(got, bodies(10..12), "each message delivered once");
+    assert_eq!(
+        pulls.lock().overlaps,
+        0,
+        "a pull arrived while another of the queue was in flight: two pullers"
+    );
+    assert_eq!(
+        c.queue_stats()
+            .iter()
+            .filter(|q| q.message_queue.topic == TOPIC)
+            .count(),
+        1
+    );
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_pull_answered_after_a_reset_does_not_raise_the_reset_offset() {
+    const GROUP: &str = "reset_race_group";
+    // The queue holds m0..m9. The first pull at 10 (after all ten) is held by the broker until
+    // the test releases it.
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let (release_pull, held) = unbounded::<()>();
+    let hold = Arc::new(Mutex::new(Some(held)));
+    // (offset, the commitOffset the pull carried): a pull carries the consumer's committed offset.
+    let (pull_tx, pulls) = unbounded::<(i64, i64)>();
+    let fake = {
+        let hold = hold.clone();
+        start_fake(move |req| {
+            if let Some(a) = offset_storage(&stored, req) {
+                return Some(a);
+            }
+            if req.request_code() != RequestCode::PULL_MESSAGE {
+                return None;
+            }
+            let offset = field(req, "queueOffset");
+            let committed = req
+                .ext_fields()
+                .get("commitOffset")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+            let _ = pull_tx.send((offset, committed));
+            if offset == 10 {
+                if let Some(held) = hold.lock().take() {
+                    return Some(FakeAction::RespondWhen(
+                        held,
+                        pull_response(ResponseCode::PULL_NOT_FOUND, 10, 10),
+                    ));
+                }
+            }
+            Some(pull_action(offset, 10))
+        })
+    };
+    // The listener holds m5 when it comes the second time (after the reset).
+    let (tx, rx) = unbounded();
+    let (holding_tx, holding) = unbounded::<()>();
+    let (release_listener, listener_released) = unbounded::<()>();
+    let m5_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = DefaultMQPushConsumer::builder(GROUP)
+        .namesrv_addr(fake.addr())
+        .instance_name("reset-race-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                for m in msgs {
+                    if &m.body()[..] == b"m5"
+                        && m5_seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+                    {
+                        let _ = holding_tx.send(());
+                        let _ = listener_released.recv_timeout(Duration::from_secs(30));
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(m.body()).into_owned());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    assert_eq!(recv_bodies(&rx, 10), bodies(0..10));
+    wait_until("m9 is committed", || commit_offset(&c) == Some(10));
+    wait_until("the pull at 10 is held", || hold.lock().is_none());
+
+    // The broker resets the group to 5 while that pull is in flight. The queue is rebuilt from
+    // 5 and its listener holds m5.
+    push_reset(&fake, GROUP, 5);
+    holding
+        .recv_timeout(Duration::from_secs(30))
+        .expect("m5 was consumed again after the reset");
+    assert_eq!(commit_offset(&c), Some(5));
+
+    // Now the old pull is answered: nothing found, next offset 10. It must not move the offset
+    // of the rebuilt queue. Every pull carries the committed offset; watch a few.
+    while pulls.try_recv().is_ok() {}
+    drop(release_pull);
+    let mut seen = 0;
+    while seen < 5 {
+        let (offset, committed) = pulls
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the rebuilt queue keeps pulling");
+        if offset == 10 {
+            seen += 1;
+            assert_eq!(
+                committed, 5,
+                "the committed offset after the reset (a stale pull raised it)"
+            );
+        }
+    }
+    assert_eq!(commit_offset(&c), Some(5));
+
+    // The messages from the reset point are consumed again, and only those.
+    drop(release_listener);
+    assert_eq!(recv_bodies(&rx, 5), bodies(5..10));
+    wait_until("m9 is committed again", || commit_offset(&c) == Some(10));
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(rx.try_recv().is_err(), "nothing else consumed");
+}

@@ -13,7 +13,8 @@ use crate::consumer::listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
     ConsumeMessageHook, MessageListenerConcurrently,
 };
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::MessageModel;
 use crate::executor::ThreadPoolExecutor;
 
@@ -51,13 +52,13 @@ impl std::fmt::Debug for ConsumeMessageConcurrentlyService {
 /// One unit of work for the pool.
 struct ConsumeRequest {
     msgs: Vec<MessageExt>,
-    state: Arc<QueueState>,
+    state: Arc<ProcessQueue>,
     /// Counts this request as in flight on its queue until it is dropped, however it ends.
     _inflight: InflightGuard,
 }
 
 impl ConsumeRequest {
-    fn new(msgs: Vec<MessageExt>, state: Arc<QueueState>) -> Self {
+    fn new(msgs: Vec<MessageExt>, state: Arc<ProcessQueue>) -> Self {
         let guard = InflightGuard::new(state.clone());
         ConsumeRequest {
             msgs,
@@ -97,7 +98,7 @@ impl ConsumeMessageConcurrentlyService {
     pub(crate) fn submit_consume_request(
         self: &Arc<Self>,
         mut msgs: Vec<MessageExt>,
-        state: &Arc<QueueState>,
+        state: &Arc<ProcessQueue>,
     ) {
         if msgs.is_empty() {
             return;
@@ -154,7 +155,7 @@ impl ConsumeMessageConcurrentlyService {
             state,
             _inflight,
         } = req;
-        if state.pq.is_dropped() {
+        if state.is_dropped() {
             return;
         }
         let Some(consumer) = self.consumer.upgrade() else {
@@ -200,7 +201,7 @@ impl ConsumeMessageConcurrentlyService {
             };
             let rt = begin.elapsed();
             self.after_hooks(&mq, sub, status);
-            if state.pq.is_dropped() {
+            if state.is_dropped() {
                 log::warn!("{mq} was dropped while consuming; results discarded");
                 return;
             }
@@ -253,10 +254,12 @@ impl ConsumeMessageConcurrentlyService {
             rt_total,
             msgs.len().div_ceil(self.batch_max),
         );
-        let offset = state.pq.remove_messages(&done_offsets);
-        if offset >= 0 && !state.pq.is_dropped() {
-            consumer.offset_store().update_offset(&mq, offset, true);
-        }
+        // The commit happens under the queue's lock, atomically with respect to dropping it: a
+        // reset that dropped the queue keeps its offset.
+        let store = consumer.offset_store();
+        state.remove_messages(&done_offsets, |offset| {
+            store.update_offset(&mq, offset, true)
+        });
         if !consume_again.is_empty() {
             let me = self.clone();
             let st = state.clone();
@@ -344,10 +347,10 @@ impl ConsumeMessageConcurrentlyService {
 }
 
 /// Counts a consume request as in flight on its queue for as long as it lives.
-struct InflightGuard(Arc<QueueState>);
+struct InflightGuard(Arc<ProcessQueue>);
 
 impl InflightGuard {
-    fn new(state: Arc<QueueState>) -> Self {
+    fn new(state: Arc<ProcessQueue>) -> Self {
         state.task_submitted();
         InflightGuard(state)
     }

@@ -20,10 +20,7 @@ mod broker_requests;
 mod builder;
 pub(crate) mod consume_concurrently;
 mod listener;
-// Orderly consumption (next) uses the locking half of these; keep it compiled and tested.
-#[allow(dead_code)]
 pub(crate) mod offset_store;
-#[allow(dead_code)]
 pub(crate) mod process_queue;
 pub(crate) mod processors;
 mod pull;

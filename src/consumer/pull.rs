@@ -1,6 +1,10 @@
 //! The pull path (Java `DefaultMQPushConsumerImpl.pullMessage` and `PullAPIWrapper`): flow
 //! control, the async long-polling `PULL_MESSAGE`, and the pull callback that feeds the
 //! `ProcessQueue` and the consume service.
+//!
+//! One [`PullRequest`] lives per active `ProcessQueue`. It moves from `rmq-pull` (which sends the
+//! pull) to the callback on `rmq-cb` (which handles the answer) and back, possibly through the
+//! scheduler; it stops when its queue is no longer pulled.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -10,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::client::heartbeat::SubscriptionData;
 use crate::common::util::now_millis;
-use crate::common::{MessageConst, MessageDecoder, MessageExt};
+use crate::common::{MessageDecoder, MessageExt};
 use crate::consumer::offset_store::ReadOffsetType;
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::{tag_matches, MessageModel};
 use crate::error::Result;
 use crate::remoting::protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -28,24 +33,25 @@ const PULL_SYS_FLAG_COMMIT_OFFSET: i32 = 0x1;
 const PULL_SYS_FLAG_SUSPEND: i32 = 0x2;
 const PULL_SYS_FLAG_SUBSCRIPTION: i32 = 0x4;
 
-/// A pull of one queue (Java `PullRequest`). Exactly one lives per held queue: it moves from
-/// the pull thread to the callback and back, and dropping it anywhere is counted.
+/// A pull of one queue (Java `PullRequest`). Exactly one lives per active queue: it moves from
+/// the pull thread to the callback and back, and dropping it anywhere is counted in the queue's
+/// `live_pulls`.
 pub(crate) struct PullRequest {
     pub(crate) consumer: Weak<PushConsumerInner>,
-    pub(crate) state: Arc<QueueState>,
+    pub(crate) pq: Arc<ProcessQueue>,
     pub(crate) next_offset: i64,
 }
 
 impl PullRequest {
     pub(crate) fn new(
         consumer: Weak<PushConsumerInner>,
-        state: Arc<QueueState>,
+        pq: Arc<ProcessQueue>,
         next_offset: i64,
     ) -> Self {
-        state.live_pulls.fetch_add(1, Ordering::AcqRel);
+        pq.live_pulls.fetch_add(1, Ordering::AcqRel);
         PullRequest {
             consumer,
-            state,
+            pq,
             next_offset,
         }
     }
@@ -60,7 +66,7 @@ impl PullRequest {
 
 impl Drop for PullRequest {
     fn drop(&mut self) {
-        self.state.live_pulls.fetch_sub(1, Ordering::AcqRel);
+        self.pq.live_pulls.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -70,14 +76,6 @@ impl crate::consumer::process_queue::QueuedMessage for MessageExt {
     }
     fn body_len(&self) -> usize {
         self.body().len()
-    }
-    fn max_offset_property(&self) -> Option<i64> {
-        self.property(MessageConst::PROPERTY_MAX_OFFSET)
-            .and_then(|v| v.parse().ok())
-    }
-    fn consume_start_time(&self) -> Option<i64> {
-        self.property(MessageConst::PROPERTY_CONSUME_START_TIMESTAMP)
-            .and_then(|v| v.parse().ok())
     }
 }
 
@@ -98,13 +96,13 @@ impl PushConsumerInner {
 
     /// Java `DefaultMQPushConsumerImpl.pullMessage`: flow control, then an async pull.
     pub(crate) fn pull_message(&self, req: PullRequest) {
-        let st = req.state.clone();
-        if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+        let st = req.pq.clone();
+        if st.is_pull_stopped() {
             log::debug!("the pull request of {} is dropped", st.mq);
             return;
         }
         let now = now_millis();
-        st.pq.set_last_pull_timestamp(now);
+        st.set_last_pull_timestamp(now);
         if !self.is_running() {
             self.pull_later(req, self.client.pull_time_delay_when_exception);
             return;
@@ -113,7 +111,7 @@ impl PushConsumerInner {
             self.pull_later(req, PULL_DELAY_WHEN_SUSPEND);
             return;
         }
-        let flow = st.pq.flow_stats();
+        let flow = st.flow_stats();
         let count = flow.count.max(0) as usize;
         let size_mib = flow.size.max(0) as u64 / (1024 * 1024);
         let (count_limit, size_limit) = self.queue_thresholds();
@@ -211,7 +209,7 @@ impl PushConsumerInner {
         );
         if let Err(e) = sent {
             if let Some(req) = slot.lock().take() {
-                log::warn!("pull of {} failed to start: {e}", req.state.mq);
+                log::warn!("pull of {} failed to start: {e}", req.pq.mq);
                 self.pull_later(req, self.client.pull_time_delay_when_exception);
             }
         }
@@ -239,7 +237,7 @@ impl PushConsumerInner {
         sd: &SubscriptionData,
         rt: Duration,
     ) {
-        let st = req.state.clone();
+        let st = req.pq.clone();
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => {
@@ -315,7 +313,7 @@ impl PushConsumerInner {
                 for m in msgs.iter_mut() {
                     m.set_broker_name(broker.clone());
                 }
-                st.pq.put_messages(msgs.iter().cloned());
+                st.put_messages(msgs.iter().cloned());
                 if let Some(cs) = self.consume_service.read().clone() {
                     cs.submit_consume_request(msgs, &st);
                 }
@@ -328,10 +326,10 @@ impl PushConsumerInner {
             ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => {
                 req.next_offset = header.next_begin_offset;
                 st.next_offset.store(req.next_offset, Ordering::Relaxed);
-                if st.pq.msg_count() == 0 {
-                    self.offset_store()
-                        .update_offset(&st.mq, req.next_offset, true);
-                }
+                // Atomic with dropping: a reset that dropped this queue while the pull was in
+                // flight keeps its offset.
+                let store = self.offset_store();
+                st.commit_if_empty(req.next_offset, |o| store.update_offset(&st.mq, o, true));
                 self.pull_now(req);
             }
             _ => {
@@ -344,32 +342,62 @@ impl PushConsumerInner {
                     header.next_begin_offset
                 );
                 let next = header.next_begin_offset;
-                st.pq.set_dropped(true);
+                st.set_dropped();
                 drop(req);
                 let me = self.me.clone();
-                let mq = st.mq.clone();
                 self.schedule(delay, move || {
                     if let Some(me) = me.upgrade() {
-                        let store = me.offset_store();
-                        store.update_offset(&mq, next, false);
-                        store.persist(&mq);
-                        me.process_queue_table.write().remove(&mq);
-                        if let Some(i) = me.instance() {
-                            i.rebalance_immediately();
-                        }
+                        me.fix_moved_offset(&st, next);
                     }
                 });
             }
         }
     }
 
-    /// Every held queue must have exactly one live pull request; re-dispatch a lost one.
+    /// The delayed half of `PULL_OFFSET_MOVED` (Java's `OFFSET_ILLEGAL` task): if `pq` is still
+    /// the queue's entry, move the offset to `next`, persist it and release the queue for the
+    /// rebalance to rebuild from that offset. If a rebalance or a reset replaced it meanwhile, the
+    /// new queue has its own offset and its own puller: leave both alone.
+    pub(crate) fn fix_moved_offset(&self, pq: &Arc<ProcessQueue>, next: i64) {
+        if !self.is_running() {
+            return;
+        }
+        let store = self.offset_store();
+        let same = {
+            // Under the table lock: a reset removes the entry before it writes its offset, so it
+            // cannot come between this check and this write.
+            let table = self.process_queue_table.read();
+            let same = table.get(&pq.mq).is_some_and(|cur| Arc::ptr_eq(cur, pq));
+            if same {
+                pq.set_dropped();
+                store.update_offset(&pq.mq, next, false);
+            }
+            same
+        };
+        if same {
+            store.persist(&pq.mq);
+            self.remove_from_table(pq);
+            log::warn!("fixed the pull offset of {}: {next}", pq.mq);
+        } else {
+            log::info!(
+                "the moved offset {next} of {} is not applied: the queue was rebuilt since",
+                pq.mq
+            );
+        }
+        // Either way the queue's entry changed since the pull: settle the assignment now rather
+        // than at the periodic rebalance.
+        if let Some(i) = self.instance() {
+            i.rebalance_immediately();
+        }
+    }
+
+    /// Every active queue must have exactly one live pull request; re-dispatch a lost one.
     pub(crate) fn check_pulls(&self) {
         if !self.is_running() {
             return;
         }
         for st in self.process_queue_table.read().values() {
-            if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+            if st.is_pull_stopped() {
                 continue;
             }
             let live = st.live_pulls.load(Ordering::Acquire);

@@ -8,7 +8,8 @@ use crate::client::api::expect_success;
 use crate::client::instance::MQClientInstance;
 use crate::common::util::now_millis;
 use crate::common::{MessageConst, MessageExt};
-use crate::consumer::push_consumer::{shut_down, PushConsumerInner, QueueState};
+use crate::consumer::process_queue::{ProcessQueue, CLEAN_EXPIRED_MAX_PER_SWEEP};
+use crate::consumer::push_consumer::{shut_down, PushConsumerInner};
 use crate::error::Result;
 use crate::remoting::protocol::header::ConsumerSendMsgBackRequestHeader;
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
@@ -19,11 +20,11 @@ impl PushConsumerInner {
     /// Java `cleanExpireMsg`: send back messages consumed for longer than the consume timeout.
     pub(crate) fn clean_expired_messages(&self) {
         let timeout = self.cfg.consume_timeout.as_millis() as i64;
-        let states: Vec<Arc<QueueState>> =
+        let states: Vec<Arc<ProcessQueue>> =
             self.process_queue_table.read().values().cloned().collect();
         for st in states {
-            for _ in 0..16 {
-                let Some(first) = st.pq.first_offset() else {
+            for _ in 0..CLEAN_EXPIRED_MAX_PER_SWEEP {
+                let Some(first) = st.first_offset() else {
                     break;
                 };
                 let Some(started) = st.consume_started(first) else {
@@ -32,7 +33,7 @@ impl PushConsumerInner {
                 if now_millis() - started <= timeout {
                     break;
                 }
-                let Some(msg) = st.pq.first_message() else {
+                let Some(msg) = st.first_message() else {
                     break;
                 };
                 log::warn!(
@@ -47,9 +48,7 @@ impl PushConsumerInner {
                     log::error!("send expired msg back failed: {e}");
                     break;
                 }
-                if st.pq.first_offset() == Some(first) {
-                    st.pq.remove_messages([first]);
-                }
+                st.remove_if_first(first);
             }
         }
     }
