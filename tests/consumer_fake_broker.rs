@@ -95,15 +95,6 @@ fn start_fake_with(
     fake
 }
 
-/// The stored form of message `offset` of the fake's queue: body `m<offset>`, commit-log offset
-/// `1000 + offset`.
-fn record(offset: i64) -> Vec<u8> {
-    let mut m = MessageExt::new(TOPIC, format!("m{offset}"));
-    m.set_queue_offset(offset);
-    m.set_commit_log_offset(1000 + offset);
-    MessageDecoder::encode(&m, false).unwrap().to_vec()
-}
-
 /// A PULL_MESSAGE answer of `code` with its header.
 fn pull_response(code: ResponseCode, next: i64, max: i64) -> RemotingCommand {
     let mut r = RemotingCommand::response(code, None);
@@ -121,7 +112,11 @@ fn pull_action(offset: i64, max: i64) -> FakeAction {
     if offset < max {
         let end = (offset + 32).min(max);
         let mut r = pull_response(ResponseCode::SUCCESS, end, max);
-        r.set_body((offset..end).flat_map(record).collect::<Vec<u8>>());
+        r.set_body(
+            (offset..end)
+                .flat_map(|o| record(o, 0))
+                .collect::<Vec<u8>>(),
+        );
         FakeAction::Respond(r)
     } else {
         FakeAction::RespondAfter(
@@ -1151,4 +1146,175 @@ fn a_pull_answered_after_a_reset_does_not_raise_the_reset_offset() {
     wait_until("m9 is committed again", || commit_offset(&c) == Some(10));
     c.shutdown(Duration::from_secs(5)).unwrap();
     assert!(rx.try_recv().is_err(), "nothing else consumed");
+}
+
+/// A fake whose queue holds `records` (stored records from offset 0), all returned by one pull
+/// from offset 0 with `nextBeginOffset` and `maxOffset` = `next`, `minOffset` 0. Later pulls find
+/// nothing; CONSUMER_SEND_MSG_BACK is refused and sends to the retry topic fail (no route).
+fn fake_serving(records: Vec<u8>, next: i64) -> FakeBroker {
+    start_fake(move |req| {
+        let f = req.ext_fields();
+        Some(match req.request_code() {
+            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::QUERY_NOT_FOUND,
+                None,
+            )),
+            RequestCode::CONSUMER_SEND_MSG_BACK => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::SYSTEM_ERROR,
+                Some("send back refused".into()),
+            )),
+            RequestCode::PULL_MESSAGE => {
+                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                let (code, next_begin, body) = if offset == 0 {
+                    (ResponseCode::SUCCESS, next, Some(records.clone()))
+                } else {
+                    (ResponseCode::PULL_NOT_FOUND, offset, None)
+                };
+                let mut r = RemotingCommand::response(code, None);
+                let h = r.ext_fields_mut();
+                h.put("nextBeginOffset", next_begin);
+                h.put("minOffset", 0);
+                h.put("maxOffset", next);
+                h.put("suggestWhichBrokerId", 0);
+                if let Some(b) = body {
+                    r.set_body(b);
+                }
+                let delay = if offset == 0 { 0 } else { 200 };
+                FakeAction::RespondAfter(Duration::from_millis(delay), r)
+            }
+            _ => return None,
+        })
+    })
+}
+
+/// The stored record of message `m{offset}` at `offset`.
+fn record(offset: i64, reconsume_times: i32) -> Vec<u8> {
+    let mut m = MessageExt::new(TOPIC, format!("m{offset}"));
+    m.set_queue_offset(offset);
+    m.set_commit_log_offset(1000 + offset);
+    m.set_reconsume_times(reconsume_times);
+    MessageDecoder::encode(&m, false).unwrap().to_vec()
+}
+
+/// Five records (offsets 0 to 4) in one pull, the third (offset 2) with a corrupt magic code.
+fn fake_with_a_corrupt_record() -> FakeBroker {
+    let mut records = Vec::new();
+    for i in 0..5i64 {
+        let mut rec = record(i, 0);
+        if i == 2 {
+            rec[4..8].copy_from_slice(&0x0BAD_C0DE_i32.to_be_bytes());
+        }
+        records.extend_from_slice(&rec);
+    }
+    fake_serving(records, 5)
+}
+
+#[test]
+fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let fake = fake_with_a_corrupt_record();
+    let (seen_tx, seen_rx) = unbounded();
+    let (entered_tx, entered_rx) = unbounded::<()>();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let c = DefaultMQPushConsumer::builder("undecodable_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("undecodable-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                for m in msgs {
+                    if m.queue_offset() == 1 {
+                        // Held until the test has looked at the committed offset.
+                        entered_tx.send(()).unwrap();
+                        let _ = release_rx.recv_timeout(Duration::from_secs(20));
+                    }
+                    let props =
+                        ["MIN_OFFSET", "MAX_OFFSET"].map(|k| m.property(k).map(str::to_owned));
+                    seen_tx.send((m.queue_offset(), props)).unwrap();
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+
+    // While offset 1 (before the corrupt record) is being consumed, the committed offset has not
+    // passed it, so not the corrupt record either.
+    entered_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("offset 1 reached the listener");
+    assert!(
+        commit_offset(&c).unwrap_or(-1) <= 1,
+        "committed offset {} while offset 1 is still being consumed",
+        commit_offset(&c).unwrap_or(-1)
+    );
+    release_tx.send(()).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    let mut props = Vec::new();
+    while got.len() < 4 {
+        match seen_rx.recv_deadline(deadline) {
+            Ok((offset, p)) => {
+                got.push(offset);
+                props.push(p);
+            }
+            Err(_) => panic!("only offsets {got:?} were consumed"),
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 3, 4], "every record but the corrupt one");
+    // Each message carries the offset range of its pull, as Java sets it.
+    for p in &props {
+        assert_eq!(p, &[Some("0".to_owned()), Some("5".to_owned())]);
+    }
+
+    // Once all four are consumed, the committed offset passes the whole pull.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while commit_offset(&c).unwrap_or(-1) != 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the committed offset stayed at {}",
+            commit_offset(&c).unwrap_or(-1)
+        );
+        std::thread::yield_now();
+    }
+    let stats = c.consume_stats();
+    assert_eq!(stats[TOPIC].undecodable_msgs, 1, "{stats:?}");
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    // After shutdown every delivery is in the channel: none was repeated.
+    let extra: Vec<_> = seen_rx.try_iter().collect();
+    assert!(extra.is_empty(), "delivered again: {extra:?}");
+}
+
+#[test]
+fn a_failed_message_with_the_largest_reconsume_count_is_retried_without_overflow() {
+    // The count comes from the broker; i32::MAX + 1 overflowed (a panic in debug builds) on the
+    // way to the retry topic and to the local retry.
+    let fake = fake_serving(record(0, i32::MAX), 1);
+    let (seen_tx, seen_rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("overflow_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("overflow-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                seen_tx.send(msgs[0].reconsume_times()).unwrap();
+                ConsumeConcurrentlyStatus::ReconsumeLater
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for attempt in 0..2 {
+        let times = seen_rx
+            .recv_deadline(deadline)
+            .unwrap_or_else(|_| panic!("attempt {attempt} never reached the listener"));
+        assert_eq!(times, i32::MAX, "attempt {attempt}: saturated");
+    }
+    c.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -238,7 +238,8 @@ impl ConsumeMessageConcurrentlyService {
                                     m.msg_id()
                                 );
                                 let mut again = m.clone();
-                                again.set_reconsume_times(m.reconsume_times() + 1);
+                                // From the broker: saturate, never overflow.
+                                again.set_reconsume_times(m.reconsume_times().saturating_add(1));
                                 consume_again.push(again);
                             }
                         }

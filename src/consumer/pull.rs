@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::client::heartbeat::SubscriptionData;
 use crate::common::util::now_millis;
-use crate::common::{MessageDecoder, MessageExt};
+use crate::common::{MessageDecoder, MessageExt, PullOffsets, DEFAULT_MAX_BODY_SIZE};
 use crate::consumer::offset_store::ReadOffsetType;
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
@@ -287,10 +287,15 @@ impl PushConsumerInner {
         match code {
             ResponseCode::SUCCESS => {
                 let requested = req.next_offset;
-                req.next_offset = header.next_begin_offset;
-                st.next_offset.store(req.next_offset, Ordering::Relaxed);
                 let body = resp.take_body().unwrap_or_default();
-                let mut msgs = MessageDecoder::decodes(body);
+                let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+                req.next_offset = batch.next_pull_offset(header.next_begin_offset);
+                st.next_offset.store(req.next_offset, Ordering::Relaxed);
+                if batch.undecodable() > 0 {
+                    self.stats.undecodable(&st.mq.topic, batch.undecodable());
+                    batch.log_undecodable(&st.mq, req.next_offset);
+                }
+                let mut msgs = batch.messages;
                 let pulled = msgs.len();
                 if !sd.tags_set.is_empty() {
                     msgs.retain(|m| tag_matches(sd, m.tags()));
@@ -310,8 +315,10 @@ impl PushConsumerInner {
                     return;
                 }
                 let broker: Arc<str> = Arc::from(st.mq.broker_name.as_str());
+                let offsets = Arc::new(PullOffsets::new(header.min_offset, header.max_offset));
                 for m in msgs.iter_mut() {
                     m.set_broker_name(broker.clone());
+                    m.set_pull_offsets(offsets.clone());
                 }
                 st.put_messages(msgs.iter().cloned());
                 if let Some(cs) = self.consume_service.read().clone() {

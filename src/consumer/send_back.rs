@@ -120,9 +120,10 @@ impl PushConsumerInner {
         m.set_flag(msg.flag());
         m.put_property(MessageConst::PROPERTY_RETRY_TOPIC, msg.topic());
         m.clear_property(MessageConst::PROPERTY_TRANSACTION_PREPARED);
+        // The count comes from the broker: saturate rather than overflow.
         m.put_property(
             MessageConst::PROPERTY_RECONSUME_TIME,
-            (msg.reconsume_times() + 1).to_string(),
+            msg.reconsume_times().saturating_add(1).to_string(),
         );
         m.put_property(
             MessageConst::PROPERTY_MAX_RECONSUME_TIMES,
@@ -130,7 +131,7 @@ impl PushConsumerInner {
         );
         m.put_property(
             MessageConst::PROPERTY_DELAY_TIME_LEVEL,
-            (3 + msg.reconsume_times()).to_string(),
+            msg.reconsume_times().saturating_add(3).to_string(),
         );
         instance.inner_producer()?.send(&m).map(|_| ())
     }
