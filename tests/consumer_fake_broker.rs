@@ -931,7 +931,7 @@ fn an_offset_query_that_fails_leaves_the_queue_unassigned_until_the_broker_answe
 
 #[test]
 fn a_moved_offset_fixed_after_the_queue_was_rebuilt_leaves_one_puller() {
-    const FIX_DELAY: Duration = Duration::from_secs(4);
+    const FIX_DELAY: Duration = Duration::from_secs(6);
     const GROUP: &str = "moved_group";
     /// Pulls whose answer is still due, and how often a pull arrived while another was.
     #[derive(Default)]
