@@ -872,6 +872,303 @@ fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
     release_tx.send(()).unwrap();
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
+/// Encodes `n` messages of `topic` at queue offsets `0..n` (commit-log offsets `base + i`, bodies
+/// `{prefix}{i}`), each given `props`, as one pull body.
+fn records(topic: &str, n: i64, base: i64, prefix: &str, props: &[(&str, &str)]) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            let mut m = MessageExt::new(topic, format!("{prefix}{i}"));
+            m.set_queue_offset(i);
+            m.set_commit_log_offset(base + i);
+            for (k, v) in props {
+                m.put_property(*k, *v);
+            }
+            MessageDecoder::encode(&m, false).unwrap().to_vec()
+        })
+        .collect()
+}
+
+/// A pull answer: `body` (SUCCESS, next offset `next`) when there is one, else PULL_NOT_FOUND
+/// after 100 ms.
+fn pull_answer(offset: i64, next: i64, body: Option<Vec<u8>>) -> FakeAction {
+    let code = if body.is_some() {
+        ResponseCode::SUCCESS
+    } else {
+        ResponseCode::PULL_NOT_FOUND
+    };
+    let mut r = RemotingCommand::response(code, None);
+    let h = r.ext_fields_mut();
+    h.put(
+        "nextBeginOffset",
+        if body.is_some() { next } else { offset },
+    );
+    h.put("minOffset", 0);
+    h.put("maxOffset", next);
+    h.put("suggestWhichBrokerId", 0);
+    match body {
+        Some(b) => {
+            r.set_body(b);
+            FakeAction::Respond(r)
+        }
+        None => FakeAction::RespondAfter(Duration::from_millis(100), r),
+    }
+}
+
+/// Waits until the committed offset of [`TOPIC`]'s queue is `want`, or panics after `within`.
+fn wait_commit_offset(c: &DefaultMQPushConsumer, want: i64, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while c
+        .queue_stats()
+        .iter()
+        .find(|q| q.message_queue.topic == TOPIC)
+        .map_or(true, |q| q.commit_offset != want)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the committed offset never reached {want}: {:?}",
+            c.queue_stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 6, defect 2.4: one pull of 32 messages is one consume task; the listener hangs on the
+/// sixth. The consume-timeout sweep must send back only that message (whose listener call
+/// overran), never the five already consumed nor those not yet started, and the queue must move
+/// on past the hung call.
+#[test]
+fn the_timeout_sweep_sends_back_only_the_message_whose_call_overran() {
+    const N: i64 = 32;
+    const SLOW: i64 = 5;
+    let (sb_tx, send_backs) = unbounded::<i64>();
+    let body = records(TOPIC, N, 1000, "m", &[]);
+    let fake = start_fake(move |req| {
+        let f = req.ext_fields();
+        Some(match req.request_code() {
+            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::QUERY_NOT_FOUND,
+                None,
+            )),
+            RequestCode::CONSUMER_SEND_MSG_BACK => {
+                let _ = sb_tx.send(f.get("offset").unwrap().parse().unwrap());
+                FakeAction::Respond(ok())
+            }
+            RequestCode::PULL_MESSAGE if f.get("topic") == Some(TOPIC) => {
+                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                pull_answer(offset, N, (offset == 0).then(|| body.clone()))
+            }
+            _ => return None,
+        })
+    });
+    let (seen_tx, seen) = unbounded::<String>();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let c = DefaultMQPushConsumer::builder("sweep_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("sweep-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_timeout(Duration::from_millis(500))
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                for m in msgs {
+                    let body = String::from_utf8_lossy(m.body()).into_owned();
+                    let slow = body == format!("m{SLOW}");
+                    let _ = seen_tx.send(body);
+                    if slow {
+                        // Hung until the test lets it go (bounded, so the pool can shut down).
+                        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                    }
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+
+    let first = send_backs
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the sweep sent the hung message back");
+    assert_eq!(
+        first,
+        1000 + SLOW,
+        "the first message sent back is the hung one (commit-log offset {}), not an earlier, \
+         already consumed one",
+        1000 + SLOW
+    );
+    // The queue goes on while the listener is still hung: the messages after the hung one are
+    // consumed by other threads and the committed offset passes all 32.
+    wait_commit_offset(&c, N, Duration::from_secs(20), "with the listener hung");
+    release_tx.send(()).unwrap();
+    c.shutdown(Duration::from_secs(10)).unwrap();
+
+    let extra: Vec<i64> = send_backs.try_iter().collect();
+    assert!(extra.is_empty(), "other messages were sent back: {extra:?}");
+    let mut count = std::collections::HashMap::<String, usize>::new();
+    for b in seen.try_iter() {
+        *count.entry(b).or_default() += 1;
+    }
+    for i in 0..N {
+        assert_eq!(
+            count.get(&format!("m{i}")).copied(),
+            Some(1),
+            "m{i} delivered exactly once: {count:?}"
+        );
+    }
+}
+
+/// Issue 6, defect 2.4: a message pulled from the retry topic whose listener call overran is
+/// sent back (through the retry-topic fallback, the broker refusing CONSUMER_SEND_MSG_BACK) with
+/// its original topic in `RETRY_TOPIC`, not the retry topic.
+#[test]
+fn the_timeout_sweep_keeps_the_original_topic_of_a_retried_message() {
+    const GROUP: &str = "sweep_retry_group";
+    let retry_topic = format!("%RETRY%{GROUP}");
+    let body = records(
+        &retry_topic,
+        1,
+        2000,
+        "r",
+        &[("RETRY_TOPIC", TOPIC), ("RECONSUME_TIME", "1")],
+    );
+    let addr: Arc<OnceLock<String>> = Arc::default();
+    let a = addr.clone();
+    let rt = retry_topic.clone();
+    let (sent_tx, sent) = unbounded::<(String, String)>();
+    let fake = start_fake(move |req| {
+        let f = req.ext_fields();
+        Some(match req.request_code() {
+            RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(rt.as_str()) => {
+                let body = format!(
+                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
+                    a.get().expect("address known")
+                );
+                FakeAction::Respond(ok().with_body(body.into_bytes()))
+            }
+            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::QUERY_NOT_FOUND,
+                None,
+            )),
+            RequestCode::CONSUMER_SEND_MSG_BACK => FakeAction::Respond(RemotingCommand::response(
+                ResponseCode::SYSTEM_ERROR,
+                Some("send back refused".into()),
+            )),
+            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 => {
+                let topic = f.get("topic").or_else(|| f.get("b")).unwrap_or("");
+                let props = f.get("properties").or_else(|| f.get("i")).unwrap_or("");
+                let _ = sent_tx.send((topic.to_owned(), props.to_owned()));
+                let mut r = ok();
+                let h = r.ext_fields_mut();
+                h.put("msgId", "0A0000010000000000000000");
+                h.put("queueId", 0);
+                h.put("queueOffset", 0);
+                FakeAction::Respond(r)
+            }
+            RequestCode::PULL_MESSAGE if f.get("topic") == Some(rt.as_str()) => {
+                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                pull_answer(offset, 1, (offset == 0).then(|| body.clone()))
+            }
+            RequestCode::PULL_MESSAGE => {
+                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                pull_answer(offset, offset, None)
+            }
+            _ => return None,
+        })
+    });
+    addr.set(fake.addr()).unwrap();
+    let (seen_tx, seen) = unbounded::<String>();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let c = DefaultMQPushConsumer::builder(GROUP)
+        .namesrv_addr(fake.addr())
+        .instance_name("sweep-retry-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_timeout(Duration::from_millis(500))
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                let _ = seen_tx.send(msgs[0].topic().to_owned());
+                if msgs[0].reconsume_times() <= 1 {
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    assert_eq!(
+        seen.recv_timeout(Duration::from_secs(20)).as_deref(),
+        Ok(TOPIC),
+        "the listener sees the original topic"
+    );
+    let (topic, props) = sent
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the sweep sent the hung message to the retry topic");
+    release_tx.send(()).unwrap();
+    c.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(topic, retry_topic);
+    let retry_topic_prop = props
+        .split('\u{2}')
+        .filter_map(|kv| kv.split_once('\u{1}'))
+        .find(|(k, _)| *k == "RETRY_TOPIC")
+        .map(|(_, v)| v.to_owned());
+    assert_eq!(
+        retry_topic_prop.as_deref(),
+        Some(TOPIC),
+        "RETRY_TOPIC keeps the original topic: {props:?}"
+    );
+}
+
+/// Issue 6, defect 2.11: a message consumed again locally (its send-back failed) outlives its
+/// pull; it must not keep its pull frame alive. Its body must no longer lie inside the frame it
+/// came in (kept alive here by a clone of its sibling's body, so a fresh copy cannot land there).
+#[test]
+fn a_message_consumed_again_locally_no_longer_pins_its_pull_frame() {
+    let (tx, _send_backs) = unbounded();
+    let fake = fake_with_messages(tx, false);
+    let (seen_tx, seen_rx) = unbounded::<(i32, bool)>();
+    // m0's body, and the address range the bodies of the first delivery spanned.
+    let frame: Arc<Mutex<(Option<bytes::Bytes>, usize, usize)>> =
+        Arc::new(Mutex::new((None, usize::MAX, 0)));
+    let c = DefaultMQPushConsumer::builder("pin_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("pin-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                let m = &msgs[0];
+                let ptr = m.body().as_ptr() as usize;
+                let mut f = frame.lock();
+                if m.reconsume_times() == 0 {
+                    f.1 = f.1.min(ptr);
+                    f.2 = f.2.max(ptr + m.body().len());
+                    if &m.body()[..] == b"m0" {
+                        f.0 = Some(m.body().clone());
+                        return ConsumeConcurrentlyStatus::ConsumeSuccess;
+                    }
+                    return ConsumeConcurrentlyStatus::ReconsumeLater;
+                }
+                let inside = (f.1..f.2).contains(&ptr);
+                let _ = seen_tx.send((m.reconsume_times(), inside));
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .consume_message_batch_max_size(1)
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let (times, inside) = seen_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("m1 was consumed again locally");
+    assert_eq!(times, 1);
+    assert!(
+        !inside,
+        "the locally retried message still shares its pull frame's allocation"
+    );
+    wait_commit_offset(&c, 2, Duration::from_secs(10), "after the local retry");
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
 
 #[test]
 fn an_offset_query_that_fails_leaves_the_queue_unassigned_until_the_broker_answers() {

@@ -917,6 +917,18 @@ impl MessageExt {
     pub fn set_broker_name(&mut self, name: Arc<str>) {
         self.broker_name = Some(name);
     }
+
+    /// A copy that shares no memory with the frame this message was decoded from: the topic,
+    /// body and stored properties are copied. For a message that outlives its pull (a local
+    /// retry), which would otherwise keep the whole frame alive.
+    pub(crate) fn detached(&self) -> MessageExt {
+        MessageExt {
+            topic: Utf8Bytes(Bytes::copy_from_slice(&self.topic.0)),
+            body: Bytes::copy_from_slice(&self.body),
+            raw_properties: Utf8Bytes(Bytes::copy_from_slice(&self.raw_properties.0)),
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Debug for MessageExt {
@@ -944,6 +956,30 @@ impl fmt::Debug for MessageExt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_message_shares_no_memory_with_its_frame() {
+        let mut original = MessageExt::new("TopicA", "body-bytes");
+        original.put_property("KEYS", "k");
+        original.set_queue_offset(9);
+        let frame = crate::common::MessageDecoder::encode(&original, false).unwrap();
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let decoded = crate::common::MessageDecoder::decodes(frame.clone()).remove(0);
+        let inside = |p: *const u8| range.contains(&(p as usize));
+        assert!(inside(decoded.body().as_ptr()), "decoding is zero-copy");
+        let copy = decoded.detached();
+        for (what, p) in [
+            ("topic", copy.topic.0.as_ptr()),
+            ("body", copy.body.as_ptr()),
+            ("properties", copy.raw_properties.0.as_ptr()),
+        ] {
+            assert!(!inside(p), "the {what} still points into the frame");
+        }
+        assert_eq!(copy.topic(), "TopicA");
+        assert_eq!(&copy.body()[..], b"body-bytes");
+        assert_eq!(copy.keys(), Some("k"));
+        assert_eq!(copy.queue_offset(), 9);
+    }
 
     #[test]
     fn properties_string_round_trip_and_order() {

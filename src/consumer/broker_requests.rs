@@ -18,9 +18,8 @@ impl PushConsumerInner {
         msg: MessageExt,
         broker_name: &str,
     ) -> (&'static str, Option<String>, u64) {
-        let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
         match self.consume_service.read().clone() {
-            Some(cs) => cs.consume_directly(msg, mq),
+            Some(cs) => cs.consume_message_directly(msg, broker_name),
             None => (
                 "CR_THROW_EXCEPTION",
                 Some("the consumer is not started".to_owned()),
@@ -54,7 +53,11 @@ impl PushConsumerInner {
                 .values()
                 .map(|s| (**s).clone())
                 .collect(),
-            thread_core: self.cfg.consume_thread_min,
+            thread_core: self
+                .consume_service
+                .read()
+                .as_ref()
+                .map_or(self.cfg.consume_thread_min, |cs| cs.core_pool_size()),
             start_time: self.start_time,
         }
     }

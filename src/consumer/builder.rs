@@ -12,7 +12,7 @@ use crate::client::config::ClientConfig;
 use crate::common::util::now_millis;
 use crate::common::ServiceState;
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
-use crate::consumer::listener::{ConsumeMessageHook, MessageListenerConcurrently};
+use crate::consumer::listener::{ConsumeMessageHook, MessageListener, MessageListenerConcurrently};
 use crate::consumer::push_consumer::{DefaultMQPushConsumer, PushConsumerInner};
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{
@@ -314,7 +314,7 @@ impl DefaultMQPushConsumerBuilder {
             process_queue_table: RwLock::new(HashMap::new()),
             offset_store: RwLock::new(None),
             consume_service: RwLock::new(None),
-            listener,
+            listener: MessageListener::Concurrently(listener),
             hooks,
             allocate,
             pull_from_which_node: Mutex::new(HashMap::new()),

@@ -18,7 +18,7 @@
 pub mod allocate;
 mod broker_requests;
 mod builder;
-pub(crate) mod consume_concurrently;
+pub(crate) mod consume;
 mod listener;
 pub(crate) mod offset_store;
 pub(crate) mod process_queue;

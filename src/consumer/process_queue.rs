@@ -1,6 +1,6 @@
 //! `ProcessQueue`: all the push consumer keeps for one held message queue. That is Java's
 //! `ProcessQueue` (the cache of pulled, not yet consumed messages), plus the pull state Java keeps
-//! in the `PullRequest` and the consume tasks in flight.
+//! in the `PullRequest` and the count of consume requests in flight.
 //!
 //! # Life cycle
 //!
@@ -23,13 +23,13 @@
 //!
 //! | field | written by | read by |
 //! |---|---|---|
-//! | `inner.msg_tree_map`, `msg_count`, `msg_size`, `queue_offset_max` | pull callback (`put_messages`), consume threads (`remove_messages`), the consume-timeout sweep (`remove_if_first`), the reset (`clear`) | pull thread (flow control: `flow_stats`), `queue_stats`, admin (`info`) |
-//! | `inner.inflight_tasks`, `inner.running` | consume service: a request handed to the pool and finished (`task_submitted`, `task_done`), a task running (`task_started`, `task_finished`) | rebalance and shutdown (`wait_idle`), the sweep (`consume_started`) |
+//! | `inner.msg_tree_map`, `msg_count`, `msg_size`, `queue_offset_max` | pull callback (`put_messages`), consume threads (`remove_messages`, `replace_messages`), the concurrent consume service's timeout sweep (`remove_messages`), the reset (`clear`) | pull thread (flow control: `flow_stats`), `queue_stats`, admin (`info`) |
+//! | `inner.inflight_tasks` | consume service: a request handed to the pool, and ended (`task_submitted`, `task_done`) | the rebalance, through the consume service (`wait_idle`) |
 //! | `lifecycle` | rebalance, shutdown, the reset (`rmq-cb`), the pull callback (offset moved); `Dropped` only under `inner` | everyone, lock-free |
 //! | `live_pulls` | `PullRequest` (created, dropped) | the pull watchdog |
 //! | `next_offset`, `broker_max_offset` | pull callback | the watchdog, `queue_stats` |
 //! | `last_pull_timestamp` | pull thread before each pull | rebalance (`is_pull_expired`), admin |
-//! | `last_consume_timestamp` | consume threads (`remove_messages`), the sweep | admin |
+//! | `last_consume_timestamp` | consume threads and the sweep (`remove_messages`) | admin |
 //!
 //! Everything the consume hot path changes lives under one [`parking_lot::Mutex`] (`inner`), taken
 //! **once per batch or task**: `put_messages` inserts a whole pulled batch, `remove_messages`
@@ -52,8 +52,6 @@ use crate::common::{MessageExt, MessageQueue};
 /// Java's `PULL_MAX_IDLE_TIME` (`rocketmq.client.pull.pullMaxIdleTime`): a queue not pulled within
 /// this many milliseconds is considered stuck by the rebalance, which rebuilds it.
 pub(crate) const PULL_MAX_IDLE_TIME_MS: i64 = 120_000;
-/// How many expired head messages one consume-timeout sweep handles per queue (Java: 16).
-pub(crate) const CLEAN_EXPIRED_MAX_PER_SWEEP: usize = 16;
 
 /// What a [`ProcessQueue`] needs from a message; implemented for `MessageExt` in `pull.rs`.
 pub(crate) trait QueuedMessage: Clone + Send + Sync {
@@ -81,8 +79,6 @@ struct Inner<M> {
     queue_offset_max: i64,
     /// Consume requests handed to the pool and not yet finished; `idle` is notified at 0.
     inflight_tasks: usize,
-    /// Running consume tasks, by first offset: (last offset, start ms).
-    running: BTreeMap<i64, (i64, i64)>,
 }
 
 /// One held message queue: its cached messages, pull state and consume tasks, shared by the
@@ -184,7 +180,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
                 msg_size: 0,
                 queue_offset_max: 0,
                 inflight_tasks: 0,
-                running: BTreeMap::new(),
             }),
             idle: Condvar::new(),
             lifecycle: AtomicU8::new(ACTIVE),
@@ -218,6 +213,20 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         }
         inner.msg_count += valid;
         inner.msg_size += added_size;
+    }
+
+    /// Replaces cached messages by new versions of themselves (the same offsets) under one
+    /// lock acquisition; offsets not cached are ignored and nothing is counted twice. The
+    /// concurrent consume service swaps in copies of messages that outlive their pull.
+    pub(crate) fn replace_messages<I: IntoIterator<Item = M>>(&self, msgs: I) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        for msg in msgs {
+            if let Some(cached) = inner.msg_tree_map.get_mut(&msg.queue_offset()) {
+                inner.msg_size += msg.body_len() as i64 - cached.body_len() as i64;
+                *cached = msg;
+            }
+        }
     }
 
     /// Java `removeMessage` and the commit that follows it: removes a consumed batch (by offset)
@@ -275,30 +284,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         true
     }
 
-    /// For the consume-timeout sweep: removes `offset` only if it is still the smallest cached
-    /// offset (Java checks `firstKey` then calls `removeMessage`; here both happen under one
-    /// lock). Commits nothing: the next consume task's commit covers it, as in Java. Returns
-    /// whether it was removed.
-    pub(crate) fn remove_if_first(&self, offset: i64) -> bool {
-        let now = now_millis();
-        let mut inner = self.inner.lock();
-        let inner = &mut *inner;
-        match inner.msg_tree_map.first_entry() {
-            Some(head) if *head.key() == offset => {
-                let msg = head.remove();
-                inner.msg_count -= 1;
-                inner.msg_size -= msg.body_len() as i64;
-            }
-            _ => return false,
-        }
-        if inner.msg_count <= 0 {
-            inner.msg_count = 0;
-            inner.msg_size = 0;
-        }
-        self.last_consume_timestamp.store(now, Ordering::Relaxed);
-        true
-    }
-
     /// Java `getMaxSpan`: last cached offset − first (0 when empty).
     pub(crate) fn max_span(&self) -> i64 {
         span_of(&self.inner.lock().msg_tree_map)
@@ -325,22 +310,13 @@ impl<M: QueuedMessage> ProcessQueue<M> {
     }
 
     /// The smallest cached offset, if any.
+    #[cfg(test)]
     pub(crate) fn first_offset(&self) -> Option<i64> {
         self.inner
             .lock()
             .msg_tree_map
             .first_key_value()
             .map(|(k, _)| *k)
-    }
-
-    /// The cached message with the smallest offset, if any (the consume-timeout sweep sends it
-    /// back).
-    pub(crate) fn first_message(&self) -> Option<M> {
-        self.inner
-            .lock()
-            .msg_tree_map
-            .first_key_value()
-            .map(|(_, m)| m.clone())
     }
 
     /// Java `clear`: empties the cache and zeroes the counters and `queue_offset_max`.
@@ -380,28 +356,6 @@ impl<M: QueuedMessage> ProcessQueue<M> {
                 break;
             }
         }
-    }
-
-    /// A consume task covering offsets `first..=last` starts now.
-    pub(crate) fn task_started(&self, first: i64, last: i64) {
-        let now = now_millis();
-        self.inner.lock().running.insert(first, (last, now));
-    }
-
-    /// The consume task that started at `first` ended.
-    pub(crate) fn task_finished(&self, first: i64) {
-        self.inner.lock().running.remove(&first);
-    }
-
-    /// When the running task covering `offset` started, if one is running.
-    pub(crate) fn consume_started(&self, offset: i64) -> Option<i64> {
-        self.inner
-            .lock()
-            .running
-            .range(..=offset)
-            .next_back()
-            .filter(|(_, (last, _))| *last >= offset)
-            .map(|(_, (_, start))| *start)
     }
 
     /// Java `fillProcessQueueInfo`; `commit_offset` is left 0 for the caller to fill.
@@ -529,6 +483,19 @@ mod tests {
     }
 
     #[test]
+    fn replace_swaps_cached_messages_without_counting_twice() {
+        let pq = new_pq();
+        pq.put_messages(msgs(&[1, 2]));
+        // Offset 3 is not cached: ignored, not added.
+        pq.replace_messages([TestMsg::new(2, 12), TestMsg::new(3, 10)]);
+        assert_eq!((pq.msg_count(), pq.msg_size()), (2, 22));
+        assert_eq!(remove(&pq, [1i64]), 2);
+        assert_eq!(pq.msg_size(), 12);
+        assert_eq!(remove(&pq, [2i64]), 3);
+        assert_eq!((pq.msg_count(), pq.msg_size()), (0, 0));
+    }
+
+    #[test]
     fn remove_returns_smallest_remaining_then_max_plus_one_then_minus_one() {
         let pq = new_pq();
         pq.put_messages(msgs(&[10, 11, 12, 13]));
@@ -642,40 +609,15 @@ mod tests {
     }
 
     #[test]
-    fn remove_if_first_only_removes_the_head() {
-        let pq = new_pq();
-        pq.put_messages(msgs(&[3, 4]));
-        assert!(!pq.remove_if_first(4));
-        assert!(pq.remove_if_first(3));
-        assert!(pq.remove_if_first(4));
-        assert!(!pq.remove_if_first(4));
-        assert_eq!(pq.msg_count(), 0);
-    }
-
-    #[test]
     fn clear_resets_everything() {
         let pq = new_pq();
         pq.put_messages(msgs(&[1, 2, 3]));
         pq.clear();
         assert_eq!((pq.msg_count(), pq.msg_size(), pq.max_span()), (0, 0, 0));
-        assert_eq!(pq.first_message(), None);
+        assert_eq!(pq.first_offset(), None);
         assert_eq!(remove(&pq, [2i64]), -1);
         pq.put_messages(msgs(&[3]));
         assert_eq!(remove(&pq, [3i64]), 4);
-    }
-
-    #[test]
-    fn consume_start_times_cover_the_running_task() {
-        let pq = new_pq();
-        assert_eq!(pq.consume_started(5), None);
-        pq.task_started(3, 6);
-        let started = pq.consume_started(5).expect("a task covers 5");
-        assert!(started > 0);
-        assert_eq!(pq.consume_started(3), Some(started));
-        assert_eq!(pq.consume_started(7), None);
-        assert_eq!(pq.consume_started(2), None);
-        pq.task_finished(3);
-        assert_eq!(pq.consume_started(5), None);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - this file: start, shutdown, the queue table, and `MQConsumerInner` for the instance;
 //! - `pull.rs`: `pullMessage` and the pull callback (`PullAPIWrapper`);
 //! - `rebalance.rs`: `RebalanceImpl` / `RebalancePushImpl`;
-//! - `send_back.rs`: `sendMessageBack` and the consume-timeout sweep;
+//! - `consume/`: the consume services behind `ConsumeMessageService` (the concurrent one now),
+//!   which run the listener;
+//! - `send_back.rs`: `sendMessageBack`;
 //! - `broker_requests.rs`: what the broker asks of the consumer;
 //! - `offset_store.rs`: the offset stores and the broker offset API;
 //! - `process_queue.rs`: `ProcessQueue`, all that is kept per held queue.
@@ -35,8 +37,8 @@ use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner
 use crate::common::{MessageExt, MessageQueue, ServiceState};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
-use crate::consumer::consume_concurrently::ConsumeMessageConcurrentlyService;
-use crate::consumer::listener::{ConsumeMessageHook, MessageListenerConcurrently};
+use crate::consumer::consume::ConsumeMessageService;
+use crate::consumer::listener::{ConsumeMessageHook, MessageListener};
 use crate::consumer::offset_store::BrokerOffsetApi;
 use crate::consumer::offset_store::{
     LocalFileOffsetStore, OffsetStore, ReadOffsetType, RemoteBrokerOffsetStore,
@@ -46,7 +48,6 @@ pub(crate) use crate::consumer::pull::PullRequest;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
-use crate::executor::ThreadPoolExecutor;
 
 // ---------------------------------------------------------------------------------------------
 // The public handle
@@ -170,7 +171,7 @@ impl DefaultMQPushConsumer {
             .consume_service
             .read()
             .as_ref()
-            .map_or(0, |c| c.pool().pool_size())
+            .map_or(0, |c| c.pool_size())
     }
 }
 
@@ -205,8 +206,8 @@ pub(crate) struct PushConsumerInner {
     pub(crate) topic_subscribe_info: RwLock<HashMap<String, Vec<MessageQueue>>>,
     pub(crate) process_queue_table: RwLock<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     pub(crate) offset_store: RwLock<Option<Arc<dyn OffsetStore>>>,
-    pub(crate) consume_service: RwLock<Option<Arc<ConsumeMessageConcurrentlyService>>>,
-    pub(crate) listener: Arc<dyn MessageListenerConcurrently>,
+    pub(crate) consume_service: RwLock<Option<Arc<dyn ConsumeMessageService>>>,
+    pub(crate) listener: MessageListener,
     pub(crate) hooks: Vec<Arc<dyn ConsumeMessageHook>>,
     pub(crate) allocate: Arc<dyn AllocateMessageQueueStrategy>,
     pub(crate) pull_from_which_node: Mutex<HashMap<MessageQueue, i64>>,
@@ -332,34 +333,16 @@ impl PushConsumerInner {
         store.load()?;
         *self.offset_store.write() = Some(store);
 
-        let pool = ThreadPoolExecutor::builder()
-            .name(format!("ConsumeMessageThread_{}", self.cfg.group))
-            .core_threads(self.cfg.consume_thread_min)
-            .max_threads(self.cfg.consume_thread_max)
-            .keep_alive(Duration::from_secs(60))
-            .thread_name(|n| format!("rmq-cons-{n}"))
-            .build()
-            .map_err(|e| Error::config(e.to_string()))?;
-        let service = Arc::new(ConsumeMessageConcurrentlyService::new(
+        let service = crate::consumer::consume::create(
             self.me.clone(),
-            self.cfg.group.clone(),
-            self.listener.clone(),
+            &self.cfg,
+            &self.listener,
             self.hooks.clone(),
-            pool,
-            self.cfg.consume_message_batch_max_size,
-            self.cfg.message_model,
-        ));
+        )?;
+        service.start(&instance)?;
         *self.consume_service.write() = Some(service);
 
-        // Consume-timeout sweep (Java cleanExpireMsg), and the persist of offsets.
-        let me = self.me.clone();
-        let period = self.cfg.consume_timeout;
         let mut tasks = Vec::new();
-        tasks.push(instance.schedule_periodic(period, period, move || {
-            if let Some(me) = me.upgrade() {
-                me.clean_expired_messages();
-            }
-        })?);
         let me = self.me.clone();
         let period = self.client.persist_consumer_offset_interval;
         tasks.push(instance.schedule_periodic(
@@ -410,7 +393,13 @@ impl PushConsumerInner {
         }
         // 2. Let running listeners finish and commit, bounded; then nothing more commits.
         if let Some(cs) = self.consume_service.read().clone() {
-            cs.shutdown(deadline.saturating_duration_since(Instant::now()));
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = cs.shutdown(timeout) {
+                log::warn!(
+                    "consume pool of {} did not drain in {timeout:?}: {e}",
+                    self.cfg.group
+                );
+            }
         }
         for pq in &queues {
             pq.set_dropped();

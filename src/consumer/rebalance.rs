@@ -189,8 +189,10 @@ impl PushConsumerInner {
             pq.stop_pulling();
         }
         let deadline = Instant::now() + REMOVE_QUEUE_WAIT;
-        for pq in queues {
-            pq.wait_idle(deadline);
+        if let Some(cs) = self.consume_service.read().clone() {
+            for pq in queues {
+                cs.wait_queue_idle(pq, deadline);
+            }
         }
         let store = self.offset_store();
         for pq in queues {
