@@ -59,6 +59,11 @@ pub(crate) trait QueuedMessage: Clone + Send + Sync {
     fn queue_offset(&self) -> i64;
     /// The body length in bytes (counted towards the queue's cached size).
     fn body_len(&self) -> usize;
+    /// The broker's max offset of the pull that brought the message (its `MAX_OFFSET`
+    /// property), if known.
+    fn max_offset_property(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// The life cycle (see the module docs); it only moves forward.
@@ -77,6 +82,9 @@ struct Inner<M> {
     msg_size: i64,
     /// Highest offset ever put (Java `queueOffsetMax`).
     queue_offset_max: i64,
+    /// Messages left at the broker after the last one put (Java `msgAccCnt`): the pull's
+    /// `MAX_OFFSET` minus the last offset put.
+    msg_acc_cnt: i64,
     /// Consume requests handed to the pool and not yet finished; `idle` is notified at 0.
     inflight_tasks: usize,
 }
@@ -179,6 +187,7 @@ impl<M: QueuedMessage> ProcessQueue<M> {
                 msg_count: 0,
                 msg_size: 0,
                 queue_offset_max: 0,
+                msg_acc_cnt: 0,
                 inflight_tasks: 0,
             }),
             idle: Condvar::new(),
@@ -202,17 +211,31 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         let inner = &mut *inner;
         let mut valid = 0i64;
         let mut added_size = 0i64;
+        let mut last: Option<(i64, Option<i64>)> = None;
         for msg in msgs {
             let offset = msg.queue_offset();
             let size = msg.body_len() as i64;
+            let max = msg.max_offset_property();
             if inner.msg_tree_map.insert(offset, msg).is_none() {
                 valid += 1;
                 added_size += size;
                 inner.queue_offset_max = inner.queue_offset_max.max(offset);
             }
+            last = Some((offset, max));
         }
         inner.msg_count += valid;
         inner.msg_size += added_size;
+        // Java `putMessage`: the accumulation counts from the batch's last message. Both values
+        // come from the network, so the difference saturates instead of overflowing.
+        if let Some((offset, Some(max))) = last {
+            inner.msg_acc_cnt = max.saturating_sub(offset).max(0);
+        }
+    }
+
+    /// Messages at the broker beyond the last one cached (Java `msgAccCnt`), from the last
+    /// pull's `MAX_OFFSET`; 0 before the first pull that carried it.
+    pub(crate) fn msg_acc_cnt(&self) -> i64 {
+        self.inner.lock().msg_acc_cnt
     }
 
     /// Replaces cached messages by new versions of themselves (the same offsets) under one
@@ -450,6 +473,38 @@ mod tests {
         }
         fn body_len(&self) -> usize {
             self.len
+        }
+    }
+
+    #[test]
+    fn msg_acc_cnt_is_real_for_pulled_messages() {
+        use crate::common::PullOffsets;
+        // As the pull callback sets them: the pull's offset range, shared by its messages.
+        let offsets = std::sync::Arc::new(PullOffsets::new(0, 40));
+        let batch: Vec<MessageExt> = (10..13)
+            .map(|i| {
+                let mut m = MessageExt::new("T", "b");
+                m.set_queue_offset(i);
+                m.set_pull_offsets(offsets.clone());
+                m
+            })
+            .collect();
+        let pq: ProcessQueue<MessageExt> = ProcessQueue::new(MessageQueue::new("T", "b", 0), 10);
+        assert_eq!(pq.msg_acc_cnt(), 0);
+        pq.put_messages(batch);
+        assert_eq!(pq.msg_acc_cnt(), 40 - 12);
+    }
+
+    #[test]
+    fn msg_acc_cnt_survives_extreme_max_offsets_from_the_network() {
+        use crate::common::PullOffsets;
+        let pq: ProcessQueue<MessageExt> = ProcessQueue::new(MessageQueue::new("T", "b", 0), 0);
+        for (max, offset, want) in [(i64::MAX, -5, i64::MAX), (i64::MIN, 5, 0), (3, 10, 0)] {
+            let mut m = MessageExt::new("T", "b");
+            m.set_queue_offset(offset);
+            m.set_pull_offsets(std::sync::Arc::new(PullOffsets::new(0, max)));
+            pq.put_messages([m]);
+            assert_eq!(pq.msg_acc_cnt(), want, "max {max}, offset {offset}");
         }
     }
 

@@ -77,6 +77,9 @@ impl crate::consumer::process_queue::QueuedMessage for MessageExt {
     fn body_len(&self) -> usize {
         self.body().len()
     }
+    fn max_offset_property(&self) -> Option<i64> {
+        self.pull_offsets().map(|o| o.max())
+    }
 }
 
 impl PushConsumerInner {

@@ -190,6 +190,9 @@ pub struct QueueStat {
     pub commit_offset: i64,
     /// The broker's max offset at the last pull minus the next pull offset.
     pub lag: i64,
+    /// Messages at the broker beyond the last one cached (Java `ProcessQueue.msgAccCnt`), from
+    /// the `MAX_OFFSET` of the last pull.
+    pub msg_acc_cnt: i64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,7 +460,12 @@ impl PushConsumerInner {
                     cached_msg_size: s.msg_size().max(0) as u64,
                     span: s.max_span(),
                     commit_offset: commit,
-                    lag: if max >= 0 { (max - next).max(0) } else { 0 },
+                    lag: if max >= 0 {
+                        max.saturating_sub(next).max(0)
+                    } else {
+                        0
+                    },
+                    msg_acc_cnt: s.msg_acc_cnt(),
                 }
             })
             .collect();
