@@ -188,7 +188,11 @@ mod tests {
         tx.send(PullCommand::At(Instant::now(), probe(3, false, &ran_tx)))
             .unwrap();
         let got: Vec<u32> = (0..3).map(|_| ran.recv_timeout(WAIT).unwrap().0).collect();
-        assert_eq!(got, vec![1, 2, 3], "pulls after the panicking one still run");
+        assert_eq!(
+            got,
+            vec![1, 2, 3],
+            "pulls after the panicking one still run"
+        );
         assert!(!handle.is_finished(), "the pull thread is alive");
         assert_eq!(handle.shutdown(WAIT), Ok(()));
     }

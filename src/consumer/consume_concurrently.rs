@@ -333,12 +333,17 @@ impl ConsumeMessageConcurrentlyService {
     }
 
     /// Stops accepting work and waits (bounded) for running listeners to finish.
-    pub(crate) fn shutdown(&self, timeout: Duration) {
-        if let Err(e) = self.pool.shutdown(timeout) {
-            log::warn!(
-                "consume pool of {} did not drain in {timeout:?}: {e}",
-                self.group
-            );
+    /// Drains the pool within `timeout`; returns the consume threads still running after it.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Vec<String> {
+        match self.pool.shutdown(timeout) {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                log::warn!(
+                    "consume pool of {} did not drain in {timeout:?}: {e}",
+                    self.group
+                );
+                e.unfinished_threads()
+            }
         }
     }
 }

@@ -23,9 +23,7 @@ mod listener;
 pub(crate) mod offset_store;
 #[allow(dead_code)]
 pub(crate) mod process_queue;
-pub(crate) mod processors;
 pub(crate) mod push_consumer;
-pub(crate) mod services;
 pub(crate) mod stats;
 mod subscription;
 

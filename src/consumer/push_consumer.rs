@@ -5,11 +5,11 @@
 //! - `rmq-rebal` (shared by the client instance) runs [`PushConsumerInner::do_rebalance`]: it
 //!   alone adds and removes entries of `process_queue_table`.
 //! - `rmq-pull` runs [`PushConsumerInner::pull_message`]: flow control, then an async
-//!   `PULL_MESSAGE`.
+//!   `PULL_MESSAGE`; it also times delayed pulls, so they never wait behind `rmq-sched`.
 //! - `rmq-cb-N` runs the pull callback: decode, filter, put into the `ProcessQueue`, hand to the
 //!   consume pool, re-enqueue the pull.
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
-//! - `rmq-sched` persists offsets and runs delayed pulls and the pull watchdog.
+//! - `rmq-sched` persists offsets and runs the pull watchdog.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -728,11 +728,24 @@ impl PullRequest {
             next_offset,
         }
     }
+}
 
-    /// Runs the pull (on `rmq-pull`).
-    pub(crate) fn run(self) {
-        if let Some(c) = self.consumer.upgrade() {
-            c.pull_message(self);
+impl crate::client::pull_service::PullTask for PullRequest {
+    /// Runs the pull (on `rmq-pull`). If it panics, the request was lost in the unwinding (or
+    /// already handed to a callback): the queue gets a new pull later unless it still has one.
+    fn run(self: Box<Self>) {
+        let Some(c) = self.consumer.upgrade() else {
+            return;
+        };
+        let state = self.state.clone();
+        let pull = std::panic::AssertUnwindSafe(|| c.pull_message(*self));
+        if let Err(payload) = std::panic::catch_unwind(pull) {
+            log::error!(
+                "the pull of {} panicked: {}",
+                state.mq,
+                crate::executor::panic_message(&*payload)
+            );
+            c.revive_pull(&state, c.client.pull_time_delay_when_exception);
         }
     }
 }
@@ -918,7 +931,11 @@ impl PushConsumerInner {
             }
             Err(e) => {
                 if let Some(i) = self.instance.write().take() {
-                    i.unregister_consumer(&self.cfg.group, false);
+                    i.unregister_consumer(
+                        &self.cfg.group,
+                        false,
+                        crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                    );
                 }
                 Err(e)
             }
@@ -936,9 +953,8 @@ impl PushConsumerInner {
             let sd = build_subscription_data(&retry, "*", ExpressionType::Tag)?;
             self.subscription_inner.write().insert(retry, Arc::new(sd));
         }
-        let instance = MQClientManager::get_or_create(&self.client)?;
         let weak: Weak<dyn MQConsumerInner> = self.me.clone() as Weak<dyn MQConsumerInner>;
-        instance.register_consumer(&self.cfg.group, weak)?;
+        let instance = MQClientManager::register_consumer(&self.client, &self.cfg.group, weak)?;
         *self.instance.write() = Some(instance.clone());
 
         let store: Arc<dyn OffsetStore> = match self.cfg.message_model {
@@ -1035,8 +1051,9 @@ impl PushConsumerInner {
             s.pull_stopped.store(true, Ordering::Release);
         }
         // 2. Let running listeners finish and commit, bounded.
+        let mut unfinished = Vec::new();
         if let Some(cs) = self.consume_service.read().clone() {
-            cs.shutdown(deadline.saturating_duration_since(Instant::now()));
+            unfinished.extend(cs.shutdown(deadline.saturating_duration_since(Instant::now())));
         }
         for s in &states {
             s.pq.set_dropped(true);
@@ -1045,11 +1062,19 @@ impl PushConsumerInner {
         self.persist_consumer_offset();
         let instance = self.instance.write().take();
         if let Some(i) = instance {
-            i.unregister_consumer(&self.cfg.group, true);
+            let left = deadline.saturating_duration_since(Instant::now());
+            unfinished.extend(i.unregister_consumer(&self.cfg.group, true, left));
         }
         self.process_queue_table.write().clear();
         log::info!("the consumer [{}] shut down", self.cfg.group);
-        Ok(())
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout {
+                timeout,
+                threads: unfinished,
+            })
+        }
     }
 
     fn is_running(&self) -> bool {
@@ -1350,17 +1375,41 @@ impl PushConsumerInner {
             }
             let live = st.live_pulls.load(Ordering::Acquire);
             if live == 0 {
-                log::error!(
-                    "the queue {} has no pull in flight or scheduled; re-dispatching it from offset {}",
-                    st.mq,
-                    st.next_offset.load(Ordering::Relaxed)
-                );
-                let next = st.next_offset.load(Ordering::Relaxed);
-                self.pull_now(PullRequest::new(self.me.clone(), st.clone(), next));
+                if self.revive_pull(st, Duration::ZERO) {
+                    log::error!(
+                        "the queue {} had no pull in flight or scheduled; re-dispatched it from offset {}",
+                        st.mq,
+                        st.next_offset.load(Ordering::Relaxed)
+                    );
+                }
             } else if live > 1 {
                 log::error!("the queue {} has {live} pull requests; expected one", st.mq);
             }
         }
+    }
+
+    /// Gives a held queue that lost its pull request (to a panic) a new one after `delay`. The
+    /// compare-and-set of its live count from 0 makes sure a queue never gets two: `false` when
+    /// it still has one, or is no longer pulled.
+    fn revive_pull(&self, st: &Arc<QueueState>, delay: Duration) -> bool {
+        if !self.is_running() || st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        if st
+            .live_pulls
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // The count is already taken for this request.
+        let req = PullRequest {
+            consumer: self.me.clone(),
+            state: st.clone(),
+            next_offset: st.next_offset.load(Ordering::Relaxed),
+        };
+        self.pull_later(req, delay);
+        true
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1563,8 +1612,22 @@ impl PushConsumerInner {
                 cids.sort();
                 let mut mqs = mq_all;
                 mqs.sort();
-                self.allocate
-                    .allocate(&self.cfg.group, instance.client_id(), &mqs, &cids)?
+                // A panicking strategy is the user's code: this topic keeps its assignment.
+                let allocate = std::panic::AssertUnwindSafe(|| {
+                    self.allocate
+                        .allocate(&self.cfg.group, instance.client_id(), &mqs, &cids)
+                });
+                std::panic::catch_unwind(allocate)
+                    .map_err(|payload| {
+                        Error::client(
+                            -1,
+                            format!(
+                                "the allocation strategy {} panicked: {}",
+                                self.allocate.name(),
+                                crate::executor::panic_message(&*payload)
+                            ),
+                        )
+                    })??
                     .into_iter()
                     .collect()
             }
@@ -1750,7 +1813,11 @@ impl Drop for PushConsumerInner {
         if let Some(instance) = self.instance.get_mut().take() {
             let group = self.cfg.group.clone();
             crate::client::instance::release_from_drop(move || {
-                instance.unregister_consumer(&group, false)
+                instance.unregister_consumer(
+                    &group,
+                    false,
+                    crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                );
             });
         }
     }
