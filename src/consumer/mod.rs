@@ -16,6 +16,8 @@
 //! the number of queues.
 
 pub mod allocate;
+mod broker_requests;
+mod builder;
 pub(crate) mod consume_concurrently;
 mod listener;
 // Orderly consumption (next) uses the locking half of these; keep it compiled and tested.
@@ -23,15 +25,19 @@ mod listener;
 pub(crate) mod offset_store;
 #[allow(dead_code)]
 pub(crate) mod process_queue;
+mod pull;
 pub(crate) mod push_consumer;
+mod rebalance;
+mod send_back;
 pub(crate) mod stats;
 mod subscription;
 
 pub use allocate::AllocateMessageQueueStrategy;
+pub use builder::DefaultMQPushConsumerBuilder;
 pub use listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
     ConsumeMessageHook, MessageListenerConcurrently,
 };
-pub use push_consumer::{DefaultMQPushConsumer, DefaultMQPushConsumerBuilder, QueueStat};
+pub use push_consumer::{DefaultMQPushConsumer, QueueStat};
 pub use stats::ConsumeStatus;
 pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};

@@ -17,9 +17,20 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::client::api::expect_success;
+use crate::client::instance::MQClientInstance;
 use crate::common::MessageQueue;
+use crate::consumer::push_consumer::shut_down;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::body::OffsetSerializeWrapper;
+use crate::remoting::protocol::header::{
+    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use crate::remoting::protocol::{RemotingCommand, RequestCode};
 
 /// Where `read_offset` looks (Java `ReadOffsetType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +145,66 @@ pub(crate) trait OffsetBrokerApi: Send + Sync {
     fn query_consumer_offset(&self, mq: &MessageQueue) -> Result<i64>;
     /// UPDATE_CONSUMER_OFFSET, one-way or synchronous (timeout 5 s).
     fn update_consumer_offset(&self, mq: &MessageQueue, offset: i64, oneway: bool) -> Result<()>;
+}
+
+const OFFSET_RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`OffsetBrokerApi`] over the client instance: QUERY_CONSUMER_OFFSET and
+/// UPDATE_CONSUMER_OFFSET to the queue's master broker (Java `MQClientAPIImpl`'s offset calls).
+pub(crate) struct BrokerOffsetApi {
+    pub(crate) instance: Weak<MQClientInstance>,
+    pub(crate) group: String,
+}
+
+impl OffsetBrokerApi for BrokerOffsetApi {
+    fn query_consumer_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let instance = self.instance.upgrade().ok_or_else(shut_down)?;
+        let addr = instance.master_addr_refreshing(mq)?;
+        let header = QueryConsumerOffsetRequestHeader {
+            consumer_group: self.group.clone(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let req = instance.api().request(RemotingCommand::request_with_header(
+            RequestCode::QUERY_CONSUMER_OFFSET,
+            &header,
+        ));
+        let resp = expect_success(
+            instance
+                .remoting()
+                .invoke_sync(&addr, req, OFFSET_RPC_TIMEOUT)?,
+            &addr,
+        )?;
+        let h: QueryConsumerOffsetResponseHeader = resp.decode_header()?;
+        Ok(h.offset)
+    }
+
+    fn update_consumer_offset(&self, mq: &MessageQueue, offset: i64, oneway: bool) -> Result<()> {
+        let instance = self.instance.upgrade().ok_or_else(shut_down)?;
+        let addr = instance.master_addr_refreshing(mq)?;
+        let header = UpdateConsumerOffsetRequestHeader {
+            consumer_group: self.group.clone(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            commit_offset: offset,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let req = instance.api().request(RemotingCommand::request_with_header(
+            RequestCode::UPDATE_CONSUMER_OFFSET,
+            &header,
+        ));
+        if oneway {
+            instance
+                .remoting()
+                .invoke_oneway(&addr, req, OFFSET_RPC_TIMEOUT)
+        } else {
+            let resp = instance
+                .remoting()
+                .invoke_sync(&addr, req, OFFSET_RPC_TIMEOUT)?;
+            expect_success(resp, &addr).map(|_| ())
+        }
+    }
 }
 
 /// Offsets kept at the broker (Java `RemoteBrokerOffsetStore`), for clustering consumers.

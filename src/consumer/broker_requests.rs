@@ -1,0 +1,102 @@
+//! What the push consumer does for broker-initiated requests (Java `ClientRemotingProcessor`'s
+//! consumer half): consume a message directly, running info, reset offset, consumer status.
+//! The client instance routes each request to the group's consumer through `MQConsumerInner`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::common::{MessageExt, MessageQueue};
+use crate::consumer::offset_store::ReadOffsetType;
+use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+
+impl PushConsumerInner {
+    /// `CONSUME_MESSAGE_DIRECTLY`: run the listener on one message now, outside the queues.
+    pub(crate) fn on_consume_message_directly(
+        &self,
+        msg: MessageExt,
+        broker_name: &str,
+    ) -> (&'static str, Option<String>, u64) {
+        let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
+        match self.consume_service.read().clone() {
+            Some(cs) => cs.consume_directly(msg, mq),
+            None => (
+                "CR_THROW_EXCEPTION",
+                Some("the consumer is not started".to_owned()),
+                0,
+            ),
+        }
+    }
+
+    /// `GET_CONSUMER_RUNNING_INFO`: the queues, stats and subscriptions.
+    pub(crate) fn on_get_consumer_running_info(&self) -> crate::consumer::stats::RunningInfo {
+        let store = self.offset_store.read().clone();
+        let queues = self
+            .process_queue_table
+            .read()
+            .values()
+            .map(|s| {
+                let commit = store.as_ref().map_or(-1, |st| {
+                    st.read_offset(&s.mq, ReadOffsetType::ReadFromMemory)
+                });
+                let mut info = s.pq.info();
+                info.commit_offset = commit;
+                (s.mq.clone(), info)
+            })
+            .collect();
+        crate::consumer::stats::RunningInfo {
+            queues,
+            status: self.stats.snapshot(),
+            subscriptions: self
+                .subscription_inner
+                .read()
+                .values()
+                .map(|s| (**s).clone())
+                .collect(),
+            thread_core: self.cfg.consume_thread_min,
+            start_time: self.start_time,
+        }
+    }
+
+    /// `RESET_CONSUMER_CLIENT_OFFSET`: drop the topic's queues, store the new offsets, and let
+    /// the rebalance rebuild the queues from them.
+    pub(crate) fn on_reset_offset(&self, topic: &str, offsets: &HashMap<MessageQueue, i64>) {
+        self.paused.store(true, Ordering::Release);
+        let states: Vec<Arc<QueueState>> = self
+            .process_queue_table
+            .read()
+            .values()
+            .filter(|s| s.mq.topic == topic)
+            .cloned()
+            .collect();
+        for s in &states {
+            s.pull_stopped.store(true, Ordering::Release);
+            s.pq.set_dropped(true);
+            s.pq.clear();
+        }
+        let store = self.offset_store();
+        for (mq, offset) in offsets {
+            store.update_offset(mq, *offset, false);
+            store.persist(mq);
+        }
+        {
+            let mut table = self.process_queue_table.write();
+            for s in &states {
+                table.remove(&s.mq);
+            }
+        }
+        self.paused.store(false, Ordering::Release);
+        if let Some(i) = self.instance() {
+            i.rebalance_immediately();
+        }
+    }
+
+    /// `GET_CONSUMER_STATUS_FROM_CLIENT`: the offsets of one topic's queues.
+    pub(crate) fn on_get_consumer_status(&self, topic: &str) -> HashMap<MessageQueue, i64> {
+        self.offset_store
+            .read()
+            .as_ref()
+            .map(|s| s.clone_offset_table(topic))
+            .unwrap_or_default()
+    }
+}

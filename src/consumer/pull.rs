@@ -1,0 +1,423 @@
+//! The pull path (Java `DefaultMQPushConsumerImpl.pullMessage` and `PullAPIWrapper`): flow
+//! control, the async long-polling `PULL_MESSAGE`, and the pull callback that feeds the
+//! `ProcessQueue` and the consume service.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::client::heartbeat::SubscriptionData;
+use crate::common::util::now_millis;
+use crate::common::{MessageConst, MessageDecoder, MessageExt};
+use crate::consumer::offset_store::ReadOffsetType;
+use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::subscription::{tag_matches, MessageModel};
+use crate::error::Result;
+use crate::remoting::protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
+use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
+const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
+const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_secs(1);
+const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
+const PULL_SYS_FLAG_COMMIT_OFFSET: i32 = 0x1;
+const PULL_SYS_FLAG_SUSPEND: i32 = 0x2;
+const PULL_SYS_FLAG_SUBSCRIPTION: i32 = 0x4;
+
+/// A pull of one queue (Java `PullRequest`). Exactly one lives per held queue: it moves from
+/// the pull thread to the callback and back, and dropping it anywhere is counted.
+pub(crate) struct PullRequest {
+    pub(crate) consumer: Weak<PushConsumerInner>,
+    pub(crate) state: Arc<QueueState>,
+    pub(crate) next_offset: i64,
+}
+
+impl PullRequest {
+    pub(crate) fn new(
+        consumer: Weak<PushConsumerInner>,
+        state: Arc<QueueState>,
+        next_offset: i64,
+    ) -> Self {
+        state.live_pulls.fetch_add(1, Ordering::AcqRel);
+        PullRequest {
+            consumer,
+            state,
+            next_offset,
+        }
+    }
+}
+
+impl crate::client::pull_service::PullTask for PullRequest {
+    /// Runs the pull (on `rmq-pull`). If it panics, the request was lost in the unwinding (or
+    /// already handed to a callback): the queue gets a new pull later unless it still has one.
+    fn run(self: Box<Self>) {
+        let Some(c) = self.consumer.upgrade() else {
+            return;
+        };
+        let state = self.state.clone();
+        let pull = std::panic::AssertUnwindSafe(|| c.pull_message(*self));
+        if let Err(payload) = std::panic::catch_unwind(pull) {
+            log::error!(
+                "the pull of {} panicked: {}",
+                state.mq,
+                crate::executor::panic_message(&*payload)
+            );
+            c.revive_pull(&state, c.client.pull_time_delay_when_exception);
+        }
+    }
+}
+
+impl Drop for PullRequest {
+    fn drop(&mut self) {
+        self.state.live_pulls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl crate::consumer::process_queue::QueuedMessage for MessageExt {
+    fn queue_offset(&self) -> i64 {
+        MessageExt::queue_offset(self)
+    }
+    fn body_len(&self) -> usize {
+        self.body().len()
+    }
+    fn max_offset_property(&self) -> Option<i64> {
+        self.property(MessageConst::PROPERTY_MAX_OFFSET)
+            .and_then(|v| v.parse().ok())
+    }
+    fn consume_start_time(&self) -> Option<i64> {
+        self.property(MessageConst::PROPERTY_CONSUME_START_TIMESTAMP)
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl PushConsumerInner {
+    pub(crate) fn pull_later(&self, req: PullRequest, delay: Duration) {
+        match self.instance() {
+            Some(i) => i.execute_pull_request_later(req, delay),
+            None => drop(req),
+        }
+    }
+
+    pub(crate) fn pull_now(&self, req: PullRequest) {
+        match self.instance() {
+            Some(i) => i.execute_pull_request_immediately(req),
+            None => drop(req),
+        }
+    }
+
+    /// Java `DefaultMQPushConsumerImpl.pullMessage`: flow control, then an async pull.
+    pub(crate) fn pull_message(&self, req: PullRequest) {
+        let st = req.state.clone();
+        if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+            log::debug!("the pull request of {} is dropped", st.mq);
+            return;
+        }
+        let now = now_millis();
+        st.pq.set_last_pull_timestamp(now);
+        if !self.is_running() {
+            self.pull_later(req, self.client.pull_time_delay_when_exception);
+            return;
+        }
+        if self.paused.load(Ordering::Acquire) {
+            self.pull_later(req, PULL_DELAY_WHEN_SUSPEND);
+            return;
+        }
+        let flow = st.pq.flow_stats();
+        let count = flow.count.max(0) as usize;
+        let size_mib = flow.size.max(0) as u64 / (1024 * 1024);
+        let (count_limit, size_limit) = self.queue_thresholds();
+        if count > count_limit {
+            self.stats.flow_controlled();
+            self.pull_later(req, PULL_DELAY_WHEN_FLOW_CONTROL);
+            return;
+        }
+        if size_mib > size_limit {
+            self.stats.flow_controlled();
+            self.pull_later(req, PULL_DELAY_WHEN_FLOW_CONTROL);
+            return;
+        }
+        if flow.span > self.cfg.consume_concurrently_max_span {
+            self.stats.flow_controlled();
+            self.pull_later(req, PULL_DELAY_WHEN_FLOW_CONTROL);
+            return;
+        }
+        let Some(sd) = self.subscription_inner.read().get(&st.mq.topic).cloned() else {
+            log::warn!("find the consumer's subscription failed, {}", st.mq);
+            self.pull_later(req, self.client.pull_time_delay_when_exception);
+            return;
+        };
+        let Some(instance) = self.instance() else {
+            return;
+        };
+        let mut commit_offset = 0;
+        let mut sys_flag = PULL_SYS_FLAG_SUSPEND;
+        if self.cfg.message_model == MessageModel::Clustering {
+            let o = self
+                .offset_store()
+                .read_offset(&st.mq, ReadOffsetType::ReadFromMemory);
+            if o > 0 {
+                commit_offset = o;
+                sys_flag |= PULL_SYS_FLAG_COMMIT_OFFSET;
+            }
+        }
+        if self.cfg.post_subscription_when_pull {
+            sys_flag |= PULL_SYS_FLAG_SUBSCRIPTION;
+        }
+        let node = self
+            .pull_from_which_node
+            .lock()
+            .get(&st.mq)
+            .copied()
+            .unwrap_or(0);
+        let Some((addr, is_slave)) = instance.find_broker_address_in_subscribe(&st.mq, node) else {
+            log::warn!(
+                "the broker[{}] not exist; refreshing the route",
+                st.mq.broker_name
+            );
+            instance.update_topic_route_info_from_name_server(&st.mq.topic);
+            self.pull_later(req, self.client.pull_time_delay_when_exception);
+            return;
+        };
+        if is_slave {
+            sys_flag &= !PULL_SYS_FLAG_COMMIT_OFFSET;
+        }
+        let header = PullMessageRequestHeader {
+            consumer_group: self.cfg.group.clone(),
+            topic: st.mq.topic.clone(),
+            queue_id: st.mq.queue_id,
+            queue_offset: req.next_offset,
+            max_msg_nums: self.cfg.pull_batch_size,
+            sys_flag,
+            commit_offset,
+            suspend_timeout_millis: self.cfg.broker_suspend_max_time.as_millis() as i64,
+            subscription: (sys_flag & PULL_SYS_FLAG_SUBSCRIPTION != 0)
+                .then(|| sd.sub_string.clone()),
+            sub_version: sd.sub_version,
+            expression_type: Some(sd.expression_type.clone()),
+            bname: Some(st.mq.broker_name.clone()),
+        };
+        let request = instance.api().request(RemotingCommand::request_with_header(
+            RequestCode::PULL_MESSAGE,
+            &header,
+        ));
+        // The callback holds the consumer weakly: a long poll in flight must not keep a
+        // consumer alive that its user dropped.
+        let me = self.me.clone();
+        let begin = Instant::now();
+        // The request travels into the callback; if the call is refused, it comes back.
+        let slot = Arc::new(Mutex::new(Some(req)));
+        let cb_slot = slot.clone();
+        let sent = instance.remoting().invoke_async(
+            &addr,
+            request,
+            self.cfg.consumer_timeout_when_suspend,
+            move |resp| {
+                let req = cb_slot.lock().take();
+                if let (Some(req), Some(me)) = (req, me.upgrade()) {
+                    me.process_pull_result(req, resp, &sd, begin.elapsed());
+                }
+            },
+        );
+        if let Err(e) = sent {
+            if let Some(req) = slot.lock().take() {
+                log::warn!("pull of {} failed to start: {e}", req.state.mq);
+                self.pull_later(req, self.client.pull_time_delay_when_exception);
+            }
+        }
+    }
+
+    pub(crate) fn queue_thresholds(&self) -> (usize, u64) {
+        let mut count = self.cfg.pull_threshold_for_queue;
+        let mut size = self.cfg.pull_threshold_size_for_queue;
+        let n = self.process_queue_table.read().len().max(1);
+        if self.cfg.pull_threshold_for_topic != -1 {
+            count = ((self.cfg.pull_threshold_for_topic as usize) / n).max(1);
+        }
+        if self.cfg.pull_threshold_size_for_topic != -1 {
+            size = ((self.cfg.pull_threshold_size_for_topic as u64) / n as u64).max(1);
+        }
+        (count, size)
+    }
+
+    /// The pull callback (on `rmq-cb`): every branch re-enqueues the request unless the queue
+    /// was dropped.
+    pub(crate) fn process_pull_result(
+        &self,
+        mut req: PullRequest,
+        resp: Result<RemotingCommand>,
+        sd: &SubscriptionData,
+        rt: Duration,
+    ) {
+        let st = req.state.clone();
+        let mut resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                if self.is_running() {
+                    log::warn!("pull of {} failed: {e}", st.mq);
+                }
+                self.pull_later(req, self.client.pull_time_delay_when_exception);
+                return;
+            }
+        };
+        let code = resp.response_code();
+        let header = match code {
+            ResponseCode::SUCCESS
+            | ResponseCode::PULL_NOT_FOUND
+            | ResponseCode::PULL_RETRY_IMMEDIATELY
+            | ResponseCode::PULL_OFFSET_MOVED => {
+                match resp.decode_header::<PullMessageResponseHeader>() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        log::warn!("bad pull response for {}: {e}", st.mq);
+                        self.pull_later(req, self.client.pull_time_delay_when_exception);
+                        return;
+                    }
+                }
+            }
+            ResponseCode::FLOW_CONTROL => {
+                self.pull_later(req, PULL_DELAY_WHEN_BROKER_FLOW_CONTROL);
+                return;
+            }
+            other => {
+                if self.is_running() {
+                    log::warn!(
+                        "pull of {} answered {other}: {}",
+                        st.mq,
+                        resp.remark().unwrap_or("")
+                    );
+                }
+                self.pull_later(req, self.client.pull_time_delay_when_exception);
+                return;
+            }
+        };
+        self.pull_from_which_node
+            .lock()
+            .insert(st.mq.clone(), header.suggest_which_broker_id);
+        st.broker_max_offset
+            .store(header.max_offset, Ordering::Relaxed);
+        match code {
+            ResponseCode::SUCCESS => {
+                let requested = req.next_offset;
+                req.next_offset = header.next_begin_offset;
+                st.next_offset.store(req.next_offset, Ordering::Relaxed);
+                let body = resp.take_body().unwrap_or_default();
+                let mut msgs = MessageDecoder::decodes(body);
+                let pulled = msgs.len();
+                if !sd.tags_set.is_empty() {
+                    msgs.retain(|m| tag_matches(sd, m.tags()));
+                }
+                self.stats.pulled(&st.mq.topic, pulled, rt);
+                if header.next_begin_offset < requested
+                    || msgs.first().is_some_and(|m| m.queue_offset() < requested)
+                {
+                    log::warn!(
+                        "[BUG] pull of {} from {requested} returned offsets below it (next {})",
+                        st.mq,
+                        header.next_begin_offset
+                    );
+                }
+                if msgs.is_empty() {
+                    self.pull_now(req);
+                    return;
+                }
+                let broker: Arc<str> = Arc::from(st.mq.broker_name.as_str());
+                for m in msgs.iter_mut() {
+                    m.set_broker_name(broker.clone());
+                }
+                st.pq.put_messages(msgs.iter().cloned());
+                if let Some(cs) = self.consume_service.read().clone() {
+                    cs.submit_consume_request(msgs, &st);
+                }
+                if self.cfg.pull_interval.is_zero() {
+                    self.pull_now(req);
+                } else {
+                    self.pull_later(req, self.cfg.pull_interval);
+                }
+            }
+            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => {
+                req.next_offset = header.next_begin_offset;
+                st.next_offset.store(req.next_offset, Ordering::Relaxed);
+                if st.pq.msg_count() == 0 {
+                    self.offset_store()
+                        .update_offset(&st.mq, req.next_offset, true);
+                }
+                self.pull_now(req);
+            }
+            _ => {
+                // PULL_OFFSET_MOVED: restart from the broker's offset via a fresh rebalance.
+                log::warn!(
+                    "the pull offset of {} is illegal ({} -> {}), fixing it in {OFFSET_ILLEGAL_FIX_DELAY:?}",
+                    st.mq,
+                    req.next_offset,
+                    header.next_begin_offset
+                );
+                let next = header.next_begin_offset;
+                st.pq.set_dropped(true);
+                drop(req);
+                let me = self.me.clone();
+                let mq = st.mq.clone();
+                self.schedule(OFFSET_ILLEGAL_FIX_DELAY, move || {
+                    if let Some(me) = me.upgrade() {
+                        let store = me.offset_store();
+                        store.update_offset(&mq, next, false);
+                        store.persist(&mq);
+                        me.process_queue_table.write().remove(&mq);
+                        if let Some(i) = me.instance() {
+                            i.rebalance_immediately();
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Every held queue must have exactly one live pull request; re-dispatch a lost one.
+    pub(crate) fn check_pulls(&self) {
+        if !self.is_running() {
+            return;
+        }
+        for st in self.process_queue_table.read().values() {
+            if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+                continue;
+            }
+            let live = st.live_pulls.load(Ordering::Acquire);
+            if live == 0 {
+                if self.revive_pull(st, Duration::ZERO) {
+                    log::error!(
+                        "the queue {} had no pull in flight or scheduled; re-dispatched it from offset {}",
+                        st.mq,
+                        st.next_offset.load(Ordering::Relaxed)
+                    );
+                }
+            } else if live > 1 {
+                log::error!("the queue {} has {live} pull requests; expected one", st.mq);
+            }
+        }
+    }
+
+    /// Gives a held queue that lost its pull request (to a panic) a new one after `delay`. The
+    /// compare-and-set of its live count from 0 makes sure a queue never gets two: `false` when
+    /// it still has one, or is no longer pulled.
+    pub(crate) fn revive_pull(&self, st: &Arc<QueueState>, delay: Duration) -> bool {
+        if !self.is_running() || st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        if st
+            .live_pulls
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // The count is already taken for this request.
+        let req = PullRequest {
+            consumer: self.me.clone(),
+            state: st.clone(),
+            next_offset: st.next_offset.load(Ordering::Relaxed),
+        };
+        self.pull_later(req, delay);
+        true
+    }
+}
