@@ -247,6 +247,8 @@ fn a_panicking_allocation_strategy_spares_the_other_consumers_of_its_instance() 
 }
 
 #[test]
+// Set field by field: `ClientConfig` is to become `#[non_exhaustive]`, which forbids a literal.
+#[allow(clippy::field_reassign_with_default)]
 fn a_delayed_pull_is_not_held_up_by_a_stalled_heartbeat() {
     let script = Arc::new(Script::default());
     let (stalled_tx, stalled_rx) = unbounded();

@@ -692,7 +692,7 @@ impl MQClientInstance {
                 action: "start the inner producer: the client instance is shut down",
             });
         }
-        let me = self.me.upgrade().ok_or_else(|| Error::ServiceState {
+        let me = self.me.upgrade().ok_or(Error::ServiceState {
             state: ServiceState::ShutdownAlready,
             action: "start the inner producer: the client instance is dropped",
         })?;
@@ -1131,10 +1131,11 @@ mod tests {
 
     /// A client config whose name server is a closed port: route refreshes fail quickly.
     fn config(instance_name: &str) -> ClientConfig {
-        let mut c = ClientConfig::default();
-        c.namesrv_addr = Some("127.0.0.1:9".to_owned());
-        c.instance_name = instance_name.to_owned();
-        c
+        ClientConfig {
+            namesrv_addr: Some("127.0.0.1:9".to_owned()),
+            instance_name: instance_name.to_owned(),
+            ..ClientConfig::default()
+        }
     }
 
     fn register(
@@ -1163,17 +1164,23 @@ mod tests {
             let _ = attached_rx.recv_timeout(Duration::from_secs(2));
         });
         let leaving = old.clone();
-        let unregister = std::thread::spawn(move || leaving.unregister_consumer("g1", false, WAIT));
+        let unregister = std::thread::Builder::new()
+            .name("test-unregister".into())
+            .spawn(move || leaving.unregister_consumer("g1", false, WAIT))
+            .unwrap();
         decided_rx
             .recv_timeout(WAIT)
             .expect("the shutdown was decided");
         let second: Arc<dyn MQConsumerInner> = Arc::new(Idle);
         let cfg2 = cfg.clone();
-        let attach = std::thread::spawn(move || {
-            let i = register(&cfg2, "g2", &second);
-            let _ = attached_tx.send(());
-            (i, second)
-        });
+        let attach = std::thread::Builder::new()
+            .name("test-attach".into())
+            .spawn(move || {
+                let i = register(&cfg2, "g2", &second);
+                let _ = attached_tx.send(());
+                (i, second)
+            })
+            .unwrap();
         unregister.join().unwrap();
         let (new, _second) = attach.join().unwrap();
         assert!(!is_running(&old), "the unused instance was shut down");

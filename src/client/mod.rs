@@ -4,8 +4,8 @@
 //!
 //! Everything here is shared by producers and consumers of one client id and stays
 //! crate-private, except [`ClientConfig`], which users may set wholesale. The instance drives
-//! consumers only through [`MQConsumerInner`](instance::MQConsumerInner) and pulls only through
-//! [`PullTask`](pull_service::PullTask): nothing here names the push consumer's types.
+//! consumers only through `MQConsumerInner` and pulls only through `PullTask`: nothing here
+//! names the push consumer's types.
 
 pub(crate) mod api;
 pub(crate) mod config;

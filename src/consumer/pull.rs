@@ -504,8 +504,10 @@ mod tests {
     fn a_queue_whose_pull_panicked_gets_one_new_pull_promptly() {
         let (tx, pulls) = crossbeam_channel::unbounded();
         let fake = fake(tx);
-        let mut client = crate::client::ClientConfig::default();
-        client.pull_time_delay_when_exception = Duration::from_millis(200);
+        let client = crate::client::ClientConfig {
+            pull_time_delay_when_exception: Duration::from_millis(200),
+            ..Default::default()
+        };
         let c = crate::consumer::DefaultMQPushConsumer::builder("revive_group")
             .client_config(client)
             .namesrv_addr(fake.addr())
