@@ -106,7 +106,12 @@ impl DefaultMQPushConsumer {
     }
 
     /// Stops consuming: no new pulls, running listeners finish (bounded by `timeout`), offsets
-    /// are persisted, the group is unregistered from the brokers. Idempotent.
+    /// are persisted, the group is unregistered from the brokers, and the client instance stops
+    /// when nothing else uses it. Idempotent.
+    ///
+    /// [`Error::ShutdownTimeout`] names the threads still running when `timeout` is up, for
+    /// example a consume thread whose listener has not returned: everything else is shut down,
+    /// and they are left to finish on their own. The call returns soon after `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.inner.shutdown(timeout)
     }
