@@ -2,7 +2,8 @@
 //! and the pull thread's flow-control read (`max_span`) on a full queue.
 //!
 //! `ProcessQueue` is crate-private, so its source is compiled into this bench directly; the
-//! module only needs `crate::common::util::now_millis`, provided below from the public API.
+//! module only needs `crate::common::util::now_millis`, `MessageExt` and `MessageQueue`, provided
+//! below from the public API.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 mod process_queue;
 
 mod common {
+    pub(crate) use rocketmq_sync::common::{MessageExt, MessageQueue};
     pub(crate) mod util {
         pub(crate) use rocketmq_sync::common::util::now_millis;
     }
@@ -32,12 +34,10 @@ impl QueuedMessage for Msg {
     fn body_len(&self) -> usize {
         self.0 .1.len()
     }
-    fn max_offset_property(&self) -> Option<i64> {
-        Some(self.0 .0 + 1000)
-    }
-    fn consume_start_time(&self) -> Option<i64> {
-        None
-    }
+}
+
+fn new_queue() -> ProcessQueue<Msg> {
+    ProcessQueue::new(common::MessageQueue::new("T", "broker-a", 0), 0)
 }
 
 fn batch(start: i64, n: i64) -> Vec<Msg> {
@@ -52,28 +52,36 @@ fn put_remove(c: &mut Criterion) {
     g.throughput(Throughput::Elements(32));
     let msgs = batch(0, 32);
 
-    let pq = ProcessQueue::new();
+    let pq = new_queue();
     g.bench_function("put_remove_32_empty_queue", |b| {
         b.iter(|| {
-            black_box(pq.put_messages(msgs.iter().cloned()));
-            black_box(pq.remove_messages(msgs.iter().map(|m| m.queue_offset())));
+            pq.put_messages(msgs.iter().cloned());
+            black_box(
+                pq.remove_messages(msgs.iter().map(|m| m.queue_offset()), |o| {
+                    black_box(o);
+                }),
+            );
         })
     });
 
     // Steady state under load: 1000 older messages stay cached (e.g. a slow head).
-    let pq = ProcessQueue::new();
+    let pq = new_queue();
     pq.put_messages(batch(-1000, 1000));
     g.bench_function("put_remove_32_with_1000_cached", |b| {
         b.iter(|| {
-            black_box(pq.put_messages(msgs.iter().cloned()));
-            black_box(pq.remove_messages(msgs.iter().map(|m| m.queue_offset())));
+            pq.put_messages(msgs.iter().cloned());
+            black_box(
+                pq.remove_messages(msgs.iter().map(|m| m.queue_offset()), |o| {
+                    black_box(o);
+                }),
+            );
         })
     });
     g.finish();
 }
 
 fn max_span(c: &mut Criterion) {
-    let pq = ProcessQueue::new();
+    let pq = new_queue();
     pq.put_messages(batch(0, 1000));
     c.bench_function("process_queue/max_span_1000", |b| {
         b.iter(|| black_box(pq.max_span()))

@@ -1,11 +1,13 @@
 //! Proves the consume hot path allocates nothing per message: decoding a 32-message
-//! uncompressed pull body and reading each message's topic, tags, keys and id allocates O(1).
+//! uncompressed pull body, setting each message's pull offsets and broker name as the consumer
+//! does, and reading each message's topic, tags, keys, id and `MAX_OFFSET` allocates O(1).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rocketmq_sync::common::{Message, MessageConst, MessageDecoder, MessageExt};
+use rocketmq_sync::common::{Message, MessageConst, MessageDecoder, MessageExt, PullOffsets};
 
 struct Counting;
 
@@ -68,11 +70,25 @@ fn pull_body(n: usize) -> BytesMut {
 fn decoding_a_pull_body_allocates_once_not_per_message() {
     // As the frame decoder hands it over: a frozen BytesMut (already reference-counted).
     let body = pull_body(32).freeze();
-    let (msgs, allocs) = counted(|| MessageDecoder::decodes(body.clone()));
+    let (mut msgs, allocs) = counted(|| MessageDecoder::decodes(body.clone()));
     assert_eq!(msgs.len(), 32);
     assert!(
         allocs <= 2,
         "decodes allocated {allocs} times for 32 messages"
+    );
+
+    // What the pull callback does once per pull: one shared offsets value and broker name.
+    let ((), allocs) = counted(|| {
+        let offsets = Arc::new(PullOffsets::new(0, 1000));
+        let broker: Arc<str> = Arc::from("broker-a");
+        for m in msgs.iter_mut() {
+            m.set_pull_offsets(offsets.clone());
+            m.set_broker_name(broker.clone());
+        }
+    });
+    assert!(
+        allocs <= 3,
+        "setting pull offsets allocated {allocs} times for 32 messages"
     );
 
     let (n, allocs) = counted(|| {
@@ -83,6 +99,8 @@ fn decoding_a_pull_body_allocates_once_not_per_message() {
             assert!(m.keys().is_none());
             assert_eq!(m.msg_id().len(), 32);
             assert_eq!(m.body().len(), 128);
+            assert_eq!(m.property(MessageConst::PROPERTY_MAX_OFFSET), Some("1000"));
+            assert_eq!(m.property(MessageConst::PROPERTY_MIN_OFFSET), Some("0"));
             let c = m.clone();
             n += c.queue_offset();
         }

@@ -10,7 +10,7 @@ use rocketmq_sync::common::util::{bytes_to_hex, hex_to_bytes};
 use rocketmq_sync::common::{
     properties_to_string, string_to_properties, tags_code, topic_publish_queues,
     topic_subscribe_queues, Message, MessageConst, MessageDecoder, MessageExt, MessageQueue,
-    MessageSysFlag, TopicRouteData,
+    MessageSysFlag, TopicRouteData, DEFAULT_MAX_BODY_SIZE,
 };
 use rocketmq_sync::CodecError;
 
@@ -266,37 +266,161 @@ fn zlib_compressed_bodies_are_decompressed() {
     }
 }
 
+/// A stored record at queue offset `offset` whose body is `stored_body` as-is, with the
+/// compressed flag and `type_bits` in its sys flag.
+fn compressed_record(stored_body: &[u8], type_bits: i32, offset: i64) -> Bytes {
+    let mut m = stored(
+        "T",
+        stored_body,
+        MessageSysFlag::COMPRESSED_FLAG | type_bits,
+    );
+    m.set_queue_offset(offset);
+    MessageDecoder::encode(&m, false).unwrap()
+}
+
+/// LZ4 as lz4-java's `LZ4FrameOutputStream` writes it by default: the frame format with
+/// independent 4 MiB blocks.
+fn lz4_frame(data: &[u8]) -> Vec<u8> {
+    use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
+    use std::io::Write;
+    let info = FrameInfo::new()
+        .block_size(BlockSize::Max4MB)
+        .block_mode(BlockMode::Independent);
+    let mut enc = FrameEncoder::with_frame_info(info, Vec::new());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+fn zstd_frame(data: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
 #[test]
-fn unsupported_compression_is_a_clear_error() {
-    let ok = MessageDecoder::encode(&stored("T", b"first", 0), false).unwrap();
+fn lz4_and_zstd_bodies_are_decompressed() {
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i % 17) as u8).collect();
+    for (bits, frame) in [
+        (MessageSysFlag::COMPRESSION_LZ4_TYPE, lz4_frame(&body)),
+        (MessageSysFlag::COMPRESSION_ZSTD_TYPE, zstd_frame(&body)),
+    ] {
+        assert!(frame.len() < 1000, "compressed: {}", frame.len());
+        let rec = compressed_record(&frame, bits, 42);
+        let d = MessageDecoder::decode(&rec, true, true).unwrap();
+        assert_eq!(d.body().as_ref(), &body[..], "type bits {bits:#x}");
+        assert_eq!(d.keys(), Some("k1 k2"));
+        // Without decompression the stored bytes come back as-is.
+        let raw = MessageDecoder::decode(&rec, true, false).unwrap();
+        assert_eq!(raw.body().as_ref(), &frame[..]);
+    }
+}
+
+#[test]
+fn corrupt_or_unknown_compressed_bodies_are_clear_errors() {
     for (bits, name) in [
         (MessageSysFlag::COMPRESSION_LZ4_TYPE, "LZ4"),
         (MessageSysFlag::COMPRESSION_ZSTD_TYPE, "ZSTD"),
+        (MessageSysFlag::COMPRESSION_ZLIB_TYPE, "ZLIB"),
+        (0, "ZLIB"),
     ] {
-        let m = stored(
-            "T",
-            b"not really compressed",
-            MessageSysFlag::COMPRESSED_FLAG | bits,
-        );
-        let rec = MessageDecoder::encode(&m, false).unwrap();
+        let rec = compressed_record(b"not really compressed", bits, 42);
         match MessageDecoder::decode(&rec, true, true) {
             Err(CodecError::Decompress(msg)) => assert!(msg.contains(name), "{msg}"),
             other => panic!("{name}: {other:?}"),
         }
-        let mut body = ok.to_vec();
-        body.extend_from_slice(&rec);
-        body.extend_from_slice(&ok);
-        let msgs = MessageDecoder::decodes(Bytes::from(body));
-        assert_eq!(msgs.len(), 1, "stops at the undecodable record");
-        assert_eq!(msgs[0].body().as_ref(), b"first");
     }
-    // Corrupt zlib data is an error too, not a panic.
-    let m = stored("T", b"garbage", MessageSysFlag::COMPRESSED_FLAG);
-    let rec = MessageDecoder::encode(&m, false).unwrap();
-    assert!(matches!(
-        MessageDecoder::decode(&rec, true, true),
-        Err(CodecError::Decompress(_))
-    ));
+    let rec = compressed_record(b"x", 0x400, 42);
+    match MessageDecoder::decode(&rec, true, true) {
+        Err(CodecError::Decompress(msg)) => assert!(msg.contains("0x401"), "{msg}"),
+        other => panic!("unknown type: {other:?}"),
+    }
+}
+
+#[test]
+fn an_undecodable_record_is_skipped_and_the_others_are_decoded() {
+    let ok = |offset: i64| {
+        let mut m = stored("T", format!("m{offset}").as_bytes(), 0);
+        m.set_queue_offset(offset);
+        MessageDecoder::encode(&m, false).unwrap()
+    };
+    let bad_zstd = compressed_record(b"garbage", MessageSysFlag::COMPRESSION_ZSTD_TYPE, 1);
+    let bad_lz4 = compressed_record(b"garbage", MessageSysFlag::COMPRESSION_LZ4_TYPE, 3);
+    let body = [&ok(0)[..], &bad_zstd, &ok(2), &bad_lz4, &ok(4)].concat();
+    let batch =
+        MessageDecoder::decode_batch(Bytes::from(body.clone()), true, DEFAULT_MAX_BODY_SIZE);
+    let offsets: Vec<i64> = batch.messages.iter().map(|m| m.queue_offset()).collect();
+    assert_eq!(offsets, [0, 2, 4]);
+    assert_eq!(batch.messages[1].body().as_ref(), b"m2");
+    assert!(batch.stopped.is_none());
+    assert_eq!(batch.undecodable(), 2);
+    // The header of each is intact, so its queue and offset are known.
+    let skipped: Vec<_> = batch
+        .skipped
+        .iter()
+        .map(|r| (r.position, r.decoded_before, r.queue_id, r.queue_offset))
+        .collect();
+    let at = ok(0).len();
+    assert_eq!(
+        skipped,
+        [
+            (at, 1, Some(0), Some(1)),
+            (2 * at + bad_zstd.len(), 2, Some(0), Some(3))
+        ]
+    );
+    assert!(matches!(batch.skipped[0].error, CodecError::Decompress(_)));
+    assert!(batch.skipped[1].to_string().contains("queue offset 3"));
+    // `decodes` does the same.
+    assert_eq!(MessageDecoder::decodes(Bytes::from(body)).len(), 3);
+}
+
+#[test]
+fn an_inflation_bomb_is_rejected_and_skipped() {
+    use std::io::Write;
+    // 64 MiB of zeros deflates to about 64 KiB.
+    let huge = vec![0u8; 64 << 20];
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(9));
+    z.write_all(&huge).unwrap();
+    let bomb = z.finish().unwrap();
+    assert!(bomb.len() < 128 << 10, "{}", bomb.len());
+    let rec = compressed_record(&bomb, MessageSysFlag::COMPRESSION_ZLIB_TYPE, 7);
+    match MessageDecoder::decode(&rec, true, true) {
+        Err(CodecError::Decompress(msg)) => {
+            assert!(msg.contains(&DEFAULT_MAX_BODY_SIZE.to_string()), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let next = compressed_record(&z_of(b"after"), MessageSysFlag::COMPRESSION_ZLIB_TYPE, 8);
+    let body = Bytes::from([&rec[..], &next[..]].concat());
+    let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+    assert_eq!(batch.messages.len(), 1);
+    assert_eq!(batch.messages[0].body().as_ref(), b"after");
+    assert_eq!(batch.skipped[0].queue_offset, Some(7));
+
+    // The bound is the decoder's parameter, and holds for every codec: exactly the maximum
+    // decodes, one byte more does not.
+    let data = vec![7u8; 1000];
+    for (bits, frame) in [
+        (MessageSysFlag::COMPRESSION_ZLIB_TYPE, z_of(&data)),
+        (MessageSysFlag::COMPRESSION_LZ4_TYPE, lz4_frame(&data)),
+        (MessageSysFlag::COMPRESSION_ZSTD_TYPE, zstd_frame(&data)),
+    ] {
+        let rec = compressed_record(&frame, bits, 9);
+        let fits = MessageDecoder::decode_batch(rec.clone(), true, 1000);
+        assert_eq!(fits.messages.len(), 1, "type bits {bits:#x}");
+        assert_eq!(fits.messages[0].body().len(), 1000);
+        let too_big = MessageDecoder::decode_batch(rec, true, 999);
+        assert!(too_big.messages.is_empty(), "type bits {bits:#x}");
+        assert!(
+            matches!(too_big.skipped[0].error, CodecError::Decompress(_)),
+            "{:?}",
+            too_big.skipped
+        );
+    }
+}
+
+fn z_of(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
 }
 
 #[test]
@@ -326,20 +450,67 @@ fn truncated_input_returns_complete_records_only() {
 }
 
 #[test]
-fn garbage_record_stops_decoding() {
+fn a_garbage_record_is_skipped_by_its_length_prefix() {
     let rec = golden_record();
     let mut body = [&rec[..], &rec[..], &rec[..]].concat();
     body[110 + 4] ^= 0xff; // bad magic in the second record
-    assert_eq!(MessageDecoder::decodes(Bytes::from(body.clone())).len(), 1);
-    // A negative topic length in the first record.
-    let mut bad = rec.to_vec();
+    let batch =
+        MessageDecoder::decode_batch(Bytes::from(body.clone()), true, DEFAULT_MAX_BODY_SIZE);
+    assert_eq!(batch.messages.len(), 2, "the first and the third");
+    assert_eq!(batch.skipped.len(), 1);
+    let bad = &batch.skipped[0];
+    assert_eq!((bad.position, bad.total_size), (110, Some(110)));
+    // With a bad magic code the header cannot be trusted: no queue offset is claimed.
+    assert_eq!((bad.queue_id, bad.queue_offset), (None, None));
+    assert_eq!(MessageDecoder::decodes(Bytes::from(body)).len(), 2);
+
+    // A negative topic length in the first record: skipped, the second decodes.
+    let mut bad = [&rec[..], &rec[..]].concat();
     bad[93] = 0x80; // 88 + 5 body bytes
-    assert!(MessageDecoder::decodes(Bytes::from(bad)).is_empty());
-    // A huge body length.
+    assert_eq!(MessageDecoder::decodes(Bytes::from(bad)).len(), 1);
+    // A huge body length: the record does not decode.
     let mut bad = rec.to_vec();
     bad[84..88].copy_from_slice(&i32::MAX.to_be_bytes());
     assert!(MessageDecoder::decode(&Bytes::from(bad), true, true).is_err());
     assert!(MessageDecoder::decodes(Bytes::new()).is_empty());
+
+    // Fields that end before TOTALSIZE: the record is skipped whole, not read half-way.
+    let mut longer = rec.to_vec();
+    longer[..4].copy_from_slice(&120i32.to_be_bytes());
+    longer.extend_from_slice(&[0u8; 10]);
+    let body = [&rec[..], &longer, &rec[..]].concat();
+    let batch = MessageDecoder::decode_batch(Bytes::from(body), true, DEFAULT_MAX_BODY_SIZE);
+    assert_eq!(batch.messages.len(), 2);
+    assert_eq!(
+        batch.skipped[0].queue_offset,
+        Some(5),
+        "the header is intact"
+    );
+    assert!(batch.skipped[0].error.to_string().contains("TOTALSIZE 120"));
+}
+
+#[test]
+fn a_nonsense_length_prefix_stops_decoding_after_what_decoded() {
+    let rec = golden_record();
+    for prefix in [i32::MAX, 111, 0, -1, 90] {
+        let mut body = [&rec[..], &rec[..]].concat();
+        body[110..114].copy_from_slice(&prefix.to_be_bytes());
+        body[114] ^= 0xff; // and a bad magic code, so that the record does not decode
+        let batch = MessageDecoder::decode_batch(Bytes::from(body), true, DEFAULT_MAX_BODY_SIZE);
+        assert_eq!(batch.messages.len(), 1, "prefix {prefix}");
+        assert!(batch.skipped.is_empty());
+        let stop = batch.stopped.as_ref().expect("stopped");
+        assert_eq!((stop.position, stop.total_size), (110, Some(prefix)));
+        assert_eq!(batch.undecodable(), 1);
+        // The next pull starts after the last decoded message (offset 5), to get the rest again.
+        assert_eq!(batch.next_pull_offset(40), 6);
+    }
+    // Nothing decoded before the stop: the pull's next offset passes it, as Java does.
+    let mut body = rec.to_vec();
+    body[..4].copy_from_slice(&0i32.to_be_bytes());
+    let batch = MessageDecoder::decode_batch(Bytes::from(body), true, DEFAULT_MAX_BODY_SIZE);
+    assert!(batch.messages.is_empty() && batch.stopped.is_some());
+    assert_eq!(batch.next_pull_offset(40), 40);
 }
 
 proptest! {

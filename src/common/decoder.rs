@@ -1,8 +1,9 @@
 //! The stored-message codec (Java `MessageDecoder`), message ids (`createMessageId`,
 //! `MessageClientIDSetter`), batch encoding and the tags hash.
 //!
-//! Decoding never panics: every length is checked against the buffer, and a bad record ends a
-//! [`MessageDecoder::decodes`] call with the messages decoded so far, as in Java.
+//! Decoding never panics: every length is checked against the buffer. A record that does not
+//! decode is skipped by its length prefix and the records after it are still decoded (Java stops
+//! at the first bad record and loses the rest of the pull); see [`MessageDecoder::decode_batch`].
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
@@ -60,6 +61,10 @@ pub const MESSAGE_MAGIC_CODE_V2: i32 = 0xDAA3_20AB_u32 as i32;
 /// The smallest possible stored record: IPv4 hosts, empty body, topic and properties.
 const MIN_RECORD_LEN: usize = 91;
 
+/// The default bound on a decompressed body: Java's default `maxMessageSize` (4 MiB). A body that
+/// inflates past the bound does not decode, so a small record cannot expand to gigabytes.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
+
 /// zlib level Java producers use by default (`rocketmq.message.compressLevel`).
 const ZLIB_LEVEL: u32 = 5;
 
@@ -67,6 +72,143 @@ const ZLIB_LEVEL: u32 = 5;
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct MessageDecoder;
+
+/// What [`MessageDecoder::decode_batch`] made of a pull body.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct DecodedBatch {
+    /// The records that decoded, in body order.
+    pub messages: Vec<MessageExt>,
+    /// Records that did not decode and were skipped by their length prefix, in body order.
+    pub skipped: Vec<UndecodableRecord>,
+    /// The record whose length prefix was unusable, if any: decoding stopped there, and nothing
+    /// from [`UndecodableRecord::position`] to the end of the body was decoded.
+    pub stopped: Option<UndecodableRecord>,
+}
+
+impl DecodedBatch {
+    /// Records that did not decode: the skipped ones, plus one for a stop.
+    pub fn undecodable(&self) -> usize {
+        self.skipped.len() + usize::from(self.stopped.is_some())
+    }
+
+    /// The offset to pull from next, given the pull response's `next_begin_offset`.
+    ///
+    /// When decoding stopped early, the records after the stop were not decoded: the next pull
+    /// starts right after the last decoded message, so the broker sends them again (the unusable
+    /// record is then the first of its pull). When nothing decoded before the stop, there is no
+    /// progress to keep, and `next_begin_offset` passes the whole pull, as Java does.
+    pub fn next_pull_offset(&self, next_begin_offset: i64) -> i64 {
+        match (&self.stopped, self.messages.last()) {
+            (Some(_), Some(last)) => last.queue_offset().saturating_add(1),
+            _ => next_begin_offset,
+        }
+    }
+
+    /// Logs every undecodable record of a pull of `queue`, with the queue offsets around it.
+    /// `next_pull_offset` is where the next pull of the queue starts.
+    pub(crate) fn log_undecodable(&self, queue: &dyn std::fmt::Display, next_pull_offset: i64) {
+        let around = |bad: &UndecodableRecord| {
+            let before = bad
+                .decoded_before
+                .checked_sub(1)
+                .and_then(|i| self.messages.get(i))
+                .map(|m| m.queue_offset());
+            let after = self
+                .messages
+                .get(bad.decoded_before)
+                .map(|m| m.queue_offset());
+            match (before, after) {
+                (Some(b), Some(a)) => format!("between queue offsets {b} and {a}"),
+                (Some(b), None) => format!("after queue offset {b}"),
+                (None, Some(a)) => format!("before queue offset {a}"),
+                (None, None) => "no record of the pull decoded".to_owned(),
+            }
+        };
+        for bad in &self.skipped {
+            log::error!(
+                "pull of {queue}: skipped an undecodable {bad} ({}); the other records are delivered",
+                around(bad)
+            );
+        }
+        if let Some(bad) = &self.stopped {
+            log::error!(
+                "pull of {queue}: stopped at an undecodable {bad} ({}), whose length prefix cannot be \
+                 trusted; {} records before it are delivered, the next pull starts at offset \
+                 {next_pull_offset}",
+                around(bad),
+                self.messages.len()
+            );
+        }
+    }
+}
+
+/// A stored record that did not decode.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UndecodableRecord {
+    /// Byte position of the record in the pull body.
+    pub position: usize,
+    /// How many messages of the body decoded before this record (its index among them).
+    pub decoded_before: usize,
+    /// The record's length prefix (TOTALSIZE), if the body had four bytes for it.
+    pub total_size: Option<i32>,
+    /// The queue id from the record's header, when the header is intact (known magic code).
+    pub queue_id: Option<i32>,
+    /// The queue offset from the record's header, when the header is intact.
+    pub queue_offset: Option<i64>,
+    /// Why it did not decode.
+    pub error: CodecError,
+}
+
+impl UndecodableRecord {
+    fn new(body: &[u8], pos: usize, decoded_before: usize, error: CodecError) -> Self {
+        let field = |at: usize, n: usize| body.get(pos + at..pos + at + n);
+        let i32_at = |at| field(at, 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let total_size = i32_at(0);
+        // Only a known magic code makes the header fields worth reporting.
+        let intact = matches!(i32_at(4), Some(MESSAGE_MAGIC_CODE | MESSAGE_MAGIC_CODE_V2));
+        let queue_offset = field(20, 8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            i64::from_be_bytes(a)
+        });
+        UndecodableRecord {
+            position: pos,
+            decoded_before,
+            total_size,
+            queue_id: if intact { i32_at(12) } else { None },
+            queue_offset: if intact { queue_offset } else { None },
+            error,
+        }
+    }
+
+    /// The length to skip, if the length prefix can be trusted to reach the next record: at
+    /// least the smallest record and within the `remaining` bytes.
+    fn usable_len(&self, remaining: usize) -> Option<usize> {
+        let len = usize::try_from(self.total_size?).ok()?;
+        (MIN_RECORD_LEN..=remaining).contains(&len).then_some(len)
+    }
+}
+
+impl std::fmt::Display for UndecodableRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "record at byte {}", self.position)?;
+        match (self.queue_id, self.queue_offset) {
+            (Some(q), Some(o)) => write!(f, " (queue id {q}, queue offset {o})")?,
+            _ => write!(f, " (header unreadable)")?,
+        }
+        match self.total_size {
+            Some(n) => write!(f, ", TOTALSIZE {n}")?,
+            None => write!(f, ", no TOTALSIZE")?,
+        }
+        write!(
+            f,
+            ", after {} decoded messages: {}",
+            self.decoded_before, self.error
+        )
+    }
+}
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -160,12 +302,28 @@ impl MessageDecoder {
     }
 
     /// Decodes the stored record starting at `*pos` and advances `*pos` past it. On error `*pos`
-    /// is unchanged.
+    /// is unchanged. A decompressed body is bounded by [`DEFAULT_MAX_BODY_SIZE`].
     pub fn decode_at(
         buf: &Bytes,
         pos: &mut usize,
         read_body: bool,
         decompress_body: bool,
+    ) -> Result<MessageExt, CodecError> {
+        Self::decode_at_with_limit(buf, pos, read_body, decompress_body, DEFAULT_MAX_BODY_SIZE)
+    }
+
+    /// [`MessageDecoder::decode_at`] with a bound on the decompressed body: a compressed body
+    /// that inflates to more than `max_body_size` bytes is a [`CodecError::Decompress`].
+    ///
+    /// The record must span exactly its length prefix (TOTALSIZE); a record whose fields end
+    /// elsewhere is [`CodecError::Malformed`], because a corrupt length inside it would otherwise
+    /// shift every record after it.
+    pub fn decode_at_with_limit(
+        buf: &Bytes,
+        pos: &mut usize,
+        read_body: bool,
+        decompress_body: bool,
+        max_body_size: usize,
     ) -> Result<MessageExt, CodecError> {
         let mut r = Reader {
             buf: buf.as_ref(),
@@ -203,7 +361,7 @@ impl MessageDecoder {
             if read_body {
                 body = buf.slice(start..r.pos);
                 if decompress_body && sys_flag & MessageSysFlag::COMPRESSED_FLAG != 0 {
-                    body = decompress(&body, sys_flag)?;
+                    body = decompress(&body, sys_flag, max_body_size)?;
                 }
             }
         }
@@ -227,6 +385,13 @@ impl MessageDecoder {
             Utf8Bytes::default()
         };
 
+        if usize::try_from(store_size).ok() != Some(r.pos - *pos) {
+            return Err(CodecError::Malformed(format!(
+                "stored message at offset {} has TOTALSIZE {store_size} but its fields span {} bytes",
+                *pos,
+                r.pos - *pos
+            )));
+        }
         *pos = r.pos;
         let mut msg = MessageExt::new(String::new(), body);
         msg.topic = topic;
@@ -247,8 +412,9 @@ impl MessageDecoder {
         Ok(msg)
     }
 
-    /// Decodes a pull response body: a concatenation of stored records (Java `decodes`). Stops at
-    /// the first record that does not decode, logs a warning, and returns the messages before it.
+    /// Decodes a pull response body: a concatenation of stored records (Java `decodes`). A record
+    /// that does not decode is skipped and logged, and every other record is returned; see
+    /// [`MessageDecoder::decode_batch`], which also reports what was skipped.
     ///
     /// Nothing is allocated per uncompressed message: the result vector is sized once from the
     /// records' length prefixes, and every message holds slices of `body`.
@@ -258,22 +424,52 @@ impl MessageDecoder {
 
     /// [`MessageDecoder::decodes`], choosing whether bodies are read.
     pub fn decodes_with(body: Bytes, read_body: bool) -> Vec<MessageExt> {
-        let mut msgs = Vec::with_capacity(count_records(&body));
+        let len = body.len();
+        let batch = Self::decode_batch(body, read_body, DEFAULT_MAX_BODY_SIZE);
+        for bad in batch.skipped.iter().chain(&batch.stopped) {
+            log::warn!("decode stored messages: {bad} (body of {len} bytes)");
+        }
+        batch.messages
+    }
+
+    /// Decodes a pull response body, skipping records that do not decode.
+    ///
+    /// A record that does not decode (unknown magic code, bad lengths, a body that does not
+    /// decompress or inflates past `max_body_size`) is skipped by its length prefix (TOTALSIZE)
+    /// and reported in [`DecodedBatch::skipped`]; decoding goes on with the next record. When the
+    /// length prefix itself is unusable (shorter than any record, or past the end of the body),
+    /// decoding stops there and [`DecodedBatch::stopped`] says where; the messages before it are
+    /// returned.
+    ///
+    /// Nothing is allocated per uncompressed message: the result vector is sized once from the
+    /// records' length prefixes, every message holds slices of `body`, and `skipped` stays empty
+    /// (unallocated) when every record decodes.
+    pub fn decode_batch(body: Bytes, read_body: bool, max_body_size: usize) -> DecodedBatch {
+        let mut batch = DecodedBatch {
+            messages: Vec::with_capacity(count_records(&body)),
+            skipped: Vec::new(),
+            stopped: None,
+        };
         let mut pos = 0;
         while pos < body.len() {
-            match Self::decode_at(&body, &mut pos, read_body, true) {
-                Ok(m) => msgs.push(m),
-                Err(e) => {
-                    log::warn!(
-                        "decode stored messages: stopped at offset {pos} of {} after {} messages: {e}",
-                        body.len(),
-                        msgs.len()
-                    );
-                    break;
+            match Self::decode_at_with_limit(&body, &mut pos, read_body, true, max_body_size) {
+                Ok(m) => batch.messages.push(m),
+                Err(error) => {
+                    let bad = UndecodableRecord::new(&body, pos, batch.messages.len(), error);
+                    match bad.usable_len(body.len() - pos) {
+                        Some(len) => {
+                            pos += len;
+                            batch.skipped.push(bad);
+                        }
+                        None => {
+                            batch.stopped = Some(bad);
+                            break;
+                        }
+                    }
                 }
             }
         }
-        msgs
+        batch
     }
 
     /// Encodes `msg` as a stored record (Java `encode(MessageExt, needCompress)`), as a broker
@@ -479,19 +675,50 @@ fn compression_name(sys_flag: i32) -> &'static str {
     }
 }
 
-fn decompress(body: &[u8], sys_flag: i32) -> Result<Bytes, CodecError> {
-    match compression_name(sys_flag) {
-        "ZLIB" => {
-            let mut out = Vec::with_capacity(body.len().saturating_mul(4));
-            flate2::read::ZlibDecoder::new(body)
-                .read_to_end(&mut out)
-                .map_err(|e| CodecError::Decompress(format!("zlib: {e}")))?;
-            Ok(Bytes::from(out))
+/// Decompresses a stored body by the compression type in `sys_flag`, reading at most
+/// `max_body_size` bytes of output.
+fn decompress(body: &[u8], sys_flag: i32, max_body_size: usize) -> Result<Bytes, CodecError> {
+    let name = compression_name(sys_flag);
+    let err = |e: std::io::Error| CodecError::Decompress(format!("{name}: {e}"));
+    match name {
+        "ZLIB" => read_bounded(
+            flate2::read::ZlibDecoder::new(body),
+            body.len(),
+            max_body_size,
+        )
+        .map_err(err),
+        // lz4-java's LZ4FrameOutputStream writes the standard LZ4 frame format.
+        "LZ4" => read_bounded(
+            lz4_flex::frame::FrameDecoder::new(body),
+            body.len(),
+            max_body_size,
+        )
+        .map_err(err),
+        // zstd-jni's ZstdOutputStream writes standard Zstandard frames.
+        "ZSTD" => {
+            let dec = ruzstd::decoding::StreamingDecoder::new(body)
+                .map_err(|e| CodecError::Decompress(format!("{name}: {e}")))?;
+            read_bounded(dec, body.len(), max_body_size).map_err(err)
         }
-        name => Err(CodecError::Decompress(format!(
-            "compression type {name} (sys flag {sys_flag:#x}) is not supported; only ZLIB is"
+        _ => Err(CodecError::Decompress(format!(
+            "unknown compression type (sys flag {sys_flag:#x})"
         ))),
     }
+}
+
+/// Reads `r` to the end, failing once the output exceeds `max` bytes (without reading more
+/// than one byte past it).
+fn read_bounded(r: impl Read, input_len: usize, max: usize) -> std::io::Result<Bytes> {
+    let mut out = Vec::with_capacity(input_len.saturating_mul(4).min(max));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    r.take(limit).read_to_end(&mut out)?;
+    if out.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the body inflates past the maximum of {max} bytes"),
+        ));
+    }
+    Ok(Bytes::from(out))
 }
 
 fn compress(body: &[u8], sys_flag: i32) -> Result<Vec<u8>, CodecError> {

@@ -644,6 +644,70 @@ pub struct MessageExt {
     pub(crate) reconsume_times: i32,
     pub(crate) prepared_transaction_offset: i64,
     pub(crate) broker_name: Option<Arc<str>>,
+    /// `MIN_OFFSET`/`MAX_OFFSET` of the pull that returned the message, shared by its batch.
+    pub(crate) pull_offsets: Option<Arc<PullOffsets>>,
+}
+
+/// The queue's offset range that one pull response reported (its `minOffset` and `maxOffset`),
+/// which Java's consumer puts on every pulled message as the `MIN_OFFSET` and `MAX_OFFSET`
+/// properties.
+///
+/// One value is made per pull, with both numbers formatted once, and shared by all messages of
+/// the pull through an `Arc`, so setting the two properties costs no allocation per message. See
+/// [`MessageExt::set_pull_offsets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullOffsets {
+    min: i64,
+    max: i64,
+    /// Both values formatted, `min` then `max`, in one allocation.
+    text: String,
+    /// Where `max` starts in `text`.
+    split: usize,
+}
+
+impl PullOffsets {
+    /// The range `min..max` as a pull response header gives it.
+    pub fn new(min: i64, max: i64) -> Self {
+        use fmt::Write as _;
+        // 20 bytes hold any i64 in decimal.
+        let mut text = String::with_capacity(40);
+        let _ = write!(text, "{min}");
+        let split = text.len();
+        let _ = write!(text, "{max}");
+        PullOffsets {
+            min,
+            max,
+            text,
+            split,
+        }
+    }
+
+    /// The queue's min offset when the message was pulled.
+    pub fn min(&self) -> i64 {
+        self.min
+    }
+
+    /// The queue's max offset when the message was pulled.
+    pub fn max(&self) -> i64 {
+        self.max
+    }
+
+    fn min_str(&self) -> &str {
+        &self.text[..self.split]
+    }
+
+    fn max_str(&self) -> &str {
+        &self.text[self.split..]
+    }
+
+    /// The property value for `name` if it is `MIN_OFFSET` or `MAX_OFFSET`.
+    fn property(&self, name: &str) -> Option<&str> {
+        match name {
+            MessageConst::PROPERTY_MIN_OFFSET => Some(self.min_str()),
+            MessageConst::PROPERTY_MAX_OFFSET => Some(self.max_str()),
+            _ => None,
+        }
+    }
 }
 
 const UNSPECIFIED_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
@@ -686,6 +750,7 @@ impl MessageExt {
             reconsume_times: 0,
             prepared_transaction_offset: 0,
             broker_name: None,
+            pull_offsets: None,
         }
     }
 
@@ -746,13 +811,28 @@ impl MessageExt {
         self.body = body.into();
     }
 
-    /// The value of a property: one set with [`MessageExt::put_property`] first, then the
-    /// stored ones.
+    /// The value of a property: one set with [`MessageExt::put_property`] first, then
+    /// `MIN_OFFSET`/`MAX_OFFSET` from [`MessageExt::set_pull_offsets`], then the stored ones.
     pub fn property(&self, name: &str) -> Option<&str> {
         if let Some(v) = self.overrides.as_ref().and_then(|o| o.get(name)) {
             return Some(v);
         }
+        if let Some(v) = self.pull_offsets.as_deref().and_then(|p| p.property(name)) {
+            return Some(v);
+        }
         raw_property(self.raw_properties.as_str(), name)
+    }
+
+    /// Sets the `MIN_OFFSET` and `MAX_OFFSET` properties from the pull that returned the message,
+    /// as Java's consumer does. The value is shared, so setting it on each message of a pull
+    /// costs no allocation.
+    pub fn set_pull_offsets(&mut self, offsets: Arc<PullOffsets>) {
+        self.pull_offsets = Some(offsets);
+    }
+
+    /// The offsets set by [`MessageExt::set_pull_offsets`].
+    pub fn pull_offsets(&self) -> Option<&PullOffsets> {
+        self.pull_offsets.as_deref()
     }
 
     /// Sets a property on the received message (e.g. `MIN_OFFSET`, `CONSUME_START_TIME`). The
@@ -767,6 +847,10 @@ impl MessageExt {
     /// the same name). This allocates; use [`MessageExt::property`] for lookups.
     pub fn properties(&self) -> Properties {
         let mut p = string_to_properties(self.raw_properties.as_str());
+        if let Some(po) = &self.pull_offsets {
+            p.insert(MessageConst::PROPERTY_MIN_OFFSET, po.min_str());
+            p.insert(MessageConst::PROPERTY_MAX_OFFSET, po.max_str());
+        }
         if let Some(o) = &self.overrides {
             for (k, v) in o.iter() {
                 p.insert(k, v);
@@ -779,14 +863,16 @@ impl MessageExt {
     pub fn set_properties(&mut self, properties: &Properties) {
         self.raw_properties = Utf8Bytes::from_string(properties_to_string(properties));
         self.overrides = None;
+        self.pull_offsets = None;
     }
 
     /// The properties string as it goes on the wire, without copying when nothing was set
     /// after decoding.
     pub fn properties_string(&self) -> Cow<'_, str> {
-        match &self.overrides {
-            None => Cow::Borrowed(self.raw_properties.as_str()),
-            Some(_) => Cow::Owned(properties_to_string(&self.properties())),
+        if self.overrides.is_none() && self.pull_offsets.is_none() {
+            Cow::Borrowed(self.raw_properties.as_str())
+        } else {
+            Cow::Owned(properties_to_string(&self.properties()))
         }
     }
 
@@ -831,6 +917,18 @@ impl MessageExt {
     pub fn set_broker_name(&mut self, name: Arc<str>) {
         self.broker_name = Some(name);
     }
+
+    /// A copy that shares no memory with the frame this message was decoded from: the topic,
+    /// body and stored properties are copied. For a message that outlives its pull (a local
+    /// retry), which would otherwise keep the whole frame alive.
+    pub(crate) fn detached(&self) -> MessageExt {
+        MessageExt {
+            topic: Utf8Bytes(Bytes::copy_from_slice(&self.topic.0)),
+            body: Bytes::copy_from_slice(&self.body),
+            raw_properties: Utf8Bytes(Bytes::copy_from_slice(&self.raw_properties.0)),
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Debug for MessageExt {
@@ -858,6 +956,30 @@ impl fmt::Debug for MessageExt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_message_shares_no_memory_with_its_frame() {
+        let mut original = MessageExt::new("TopicA", "body-bytes");
+        original.put_property("KEYS", "k");
+        original.set_queue_offset(9);
+        let frame = crate::common::MessageDecoder::encode(&original, false).unwrap();
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let decoded = crate::common::MessageDecoder::decodes(frame.clone()).remove(0);
+        let inside = |p: *const u8| range.contains(&(p as usize));
+        assert!(inside(decoded.body().as_ptr()), "decoding is zero-copy");
+        let copy = decoded.detached();
+        for (what, p) in [
+            ("topic", copy.topic.0.as_ptr()),
+            ("body", copy.body.as_ptr()),
+            ("properties", copy.raw_properties.0.as_ptr()),
+        ] {
+            assert!(!inside(p), "the {what} still points into the frame");
+        }
+        assert_eq!(copy.topic(), "TopicA");
+        assert_eq!(&copy.body()[..], b"body-bytes");
+        assert_eq!(copy.keys(), Some("k"));
+        assert_eq!(copy.queue_offset(), 9);
+    }
 
     #[test]
     fn properties_string_round_trip_and_order() {
@@ -949,6 +1071,33 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + Clone>() {}
         assert_send_sync::<MessageExt>();
         assert_send_sync::<Message>();
+    }
+
+    #[test]
+    fn pull_offsets_are_properties() {
+        let msg = Message::new("T", "b").with_tags("TagA");
+        let mut ext = MessageExt::from_message(&msg);
+        assert_eq!(ext.property(MessageConst::PROPERTY_MAX_OFFSET), None);
+        let shared = Arc::new(PullOffsets::new(-1, i64::MAX));
+        ext.set_pull_offsets(shared.clone());
+        let other = ext.clone();
+        assert_eq!(Arc::strong_count(&shared), 3, "shared, not copied");
+        assert_eq!(ext.property("MIN_OFFSET"), Some("-1"));
+        assert_eq!(other.property("MAX_OFFSET"), Some("9223372036854775807"));
+        assert_eq!(ext.pull_offsets().map(PullOffsets::max), Some(i64::MAX));
+        assert_eq!(ext.tags(), Some("TagA"));
+        assert_eq!(
+            ext.properties().to_string(),
+            "{WAIT=true, TAGS=TagA, MIN_OFFSET=-1, MAX_OFFSET=9223372036854775807}"
+        );
+        assert!(ext
+            .properties_string()
+            .contains("MAX_OFFSET\u{1}9223372036854775807"));
+        // A property put later wins, as Java's putProperty replaces the value.
+        ext.put_property(MessageConst::PROPERTY_MAX_OFFSET, "5");
+        assert_eq!(ext.property("MAX_OFFSET"), Some("5"));
+        ext.set_properties(&Properties::new());
+        assert_eq!(ext.property("MIN_OFFSET"), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Message listeners: what the user's code returns and sees.
 
+use std::sync::Arc;
+
 use crate::common::{MessageExt, MessageQueue};
 
 /// The outcome of a concurrent listener call (Java `ConsumeConcurrentlyStatus`).
@@ -71,6 +73,22 @@ where
         context: &mut ConsumeConcurrentlyContext,
     ) -> ConsumeConcurrentlyStatus {
         self(msgs, context)
+    }
+}
+
+/// The user's listener, by kind (Java `MessageListener`). The kind decides which consume
+/// service runs the consumer; orderly consumption adds its variant here.
+#[derive(Clone)]
+pub(crate) enum MessageListener {
+    /// Java `MessageListenerConcurrently`: [`ConsumeMessageConcurrentlyService`](crate::consumer::consume::concurrently::ConsumeMessageConcurrentlyService).
+    Concurrently(Arc<dyn MessageListenerConcurrently>),
+}
+
+impl std::fmt::Debug for MessageListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageListener::Concurrently(_) => f.write_str("MessageListener::Concurrently"),
+        }
     }
 }
 

@@ -18,12 +18,9 @@
 pub mod allocate;
 mod broker_requests;
 mod builder;
-pub(crate) mod consume_concurrently;
+pub(crate) mod consume;
 mod listener;
-// Orderly consumption (next) uses the locking half of these; keep it compiled and tested.
-#[allow(dead_code)]
 pub(crate) mod offset_store;
-#[allow(dead_code)]
 pub(crate) mod process_queue;
 mod pull;
 pub(crate) mod push_consumer;

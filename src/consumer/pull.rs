@@ -1,6 +1,10 @@
 //! The pull path (Java `DefaultMQPushConsumerImpl.pullMessage` and `PullAPIWrapper`): flow
 //! control, the async long-polling `PULL_MESSAGE`, and the pull callback that feeds the
 //! `ProcessQueue` and the consume service.
+//!
+//! One [`PullRequest`] lives per active `ProcessQueue`. It moves from `rmq-pull` (which sends the
+//! pull) to the callback on `rmq-cb` (which handles the answer) and back, possibly through the
+//! scheduler; it stops when its queue is no longer pulled.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -10,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::client::heartbeat::SubscriptionData;
 use crate::common::util::now_millis;
-use crate::common::{MessageConst, MessageDecoder, MessageExt};
+use crate::common::{MessageDecoder, MessageExt, PullOffsets, DEFAULT_MAX_BODY_SIZE};
 use crate::consumer::offset_store::ReadOffsetType;
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::{tag_matches, MessageModel};
 use crate::error::Result;
 use crate::remoting::protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -21,29 +26,32 @@ use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
 const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
 const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_secs(1);
-const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
+/// Java waits this long after `PULL_OFFSET_MOVED` before it moves the offset and releases the
+/// queue (the consumer's `offset_moved_fix_delay`).
+pub(crate) const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
 const PULL_SYS_FLAG_COMMIT_OFFSET: i32 = 0x1;
 const PULL_SYS_FLAG_SUSPEND: i32 = 0x2;
 const PULL_SYS_FLAG_SUBSCRIPTION: i32 = 0x4;
 
-/// A pull of one queue (Java `PullRequest`). Exactly one lives per held queue: it moves from
-/// the pull thread to the callback and back, and dropping it anywhere is counted.
+/// A pull of one queue (Java `PullRequest`). Exactly one lives per active queue: it moves from
+/// the pull thread to the callback and back, and dropping it anywhere is counted in the queue's
+/// `live_pulls`.
 pub(crate) struct PullRequest {
     pub(crate) consumer: Weak<PushConsumerInner>,
-    pub(crate) state: Arc<QueueState>,
+    pub(crate) pq: Arc<ProcessQueue>,
     pub(crate) next_offset: i64,
 }
 
 impl PullRequest {
     pub(crate) fn new(
         consumer: Weak<PushConsumerInner>,
-        state: Arc<QueueState>,
+        pq: Arc<ProcessQueue>,
         next_offset: i64,
     ) -> Self {
-        state.live_pulls.fetch_add(1, Ordering::AcqRel);
+        pq.live_pulls.fetch_add(1, Ordering::AcqRel);
         PullRequest {
             consumer,
-            state,
+            pq,
             next_offset,
         }
     }
@@ -56,22 +64,22 @@ impl crate::client::pull_service::PullTask for PullRequest {
         let Some(c) = self.consumer.upgrade() else {
             return;
         };
-        let state = self.state.clone();
+        let pq = self.pq.clone();
         let pull = std::panic::AssertUnwindSafe(|| c.pull_message(*self));
         if let Err(payload) = std::panic::catch_unwind(pull) {
             log::error!(
                 "the pull of {} panicked: {}",
-                state.mq,
+                pq.mq,
                 crate::executor::panic_message(&*payload)
             );
-            c.revive_pull(&state, c.client.pull_time_delay_when_exception);
+            c.revive_pull(&pq, c.client.pull_time_delay_when_exception);
         }
     }
 }
 
 impl Drop for PullRequest {
     fn drop(&mut self) {
-        self.state.live_pulls.fetch_sub(1, Ordering::AcqRel);
+        self.pq.live_pulls.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -81,14 +89,6 @@ impl crate::consumer::process_queue::QueuedMessage for MessageExt {
     }
     fn body_len(&self) -> usize {
         self.body().len()
-    }
-    fn max_offset_property(&self) -> Option<i64> {
-        self.property(MessageConst::PROPERTY_MAX_OFFSET)
-            .and_then(|v| v.parse().ok())
-    }
-    fn consume_start_time(&self) -> Option<i64> {
-        self.property(MessageConst::PROPERTY_CONSUME_START_TIMESTAMP)
-            .and_then(|v| v.parse().ok())
     }
 }
 
@@ -111,13 +111,13 @@ impl PushConsumerInner {
     pub(crate) fn pull_message(&self, req: PullRequest) {
         #[cfg(test)]
         tests::injected_panic(&self.cfg.group);
-        let st = req.state.clone();
-        if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+        let st = req.pq.clone();
+        if st.is_pull_stopped() {
             log::debug!("the pull request of {} is dropped", st.mq);
             return;
         }
         let now = now_millis();
-        st.pq.set_last_pull_timestamp(now);
+        st.set_last_pull_timestamp(now);
         if !self.is_running() {
             self.pull_later(req, self.client.pull_time_delay_when_exception);
             return;
@@ -126,7 +126,7 @@ impl PushConsumerInner {
             self.pull_later(req, PULL_DELAY_WHEN_SUSPEND);
             return;
         }
-        let flow = st.pq.flow_stats();
+        let flow = st.flow_stats();
         let count = flow.count.max(0) as usize;
         let size_mib = flow.size.max(0) as u64 / (1024 * 1024);
         let (count_limit, size_limit) = self.queue_thresholds();
@@ -224,7 +224,7 @@ impl PushConsumerInner {
         );
         if let Err(e) = sent {
             if let Some(req) = slot.lock().take() {
-                log::warn!("pull of {} failed to start: {e}", req.state.mq);
+                log::warn!("pull of {} failed to start: {e}", req.pq.mq);
                 self.pull_later(req, self.client.pull_time_delay_when_exception);
             }
         }
@@ -252,7 +252,7 @@ impl PushConsumerInner {
         sd: &SubscriptionData,
         rt: Duration,
     ) {
-        let st = req.state.clone();
+        let st = req.pq.clone();
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => {
@@ -302,10 +302,15 @@ impl PushConsumerInner {
         match code {
             ResponseCode::SUCCESS => {
                 let requested = req.next_offset;
-                req.next_offset = header.next_begin_offset;
-                st.next_offset.store(req.next_offset, Ordering::Relaxed);
                 let body = resp.take_body().unwrap_or_default();
-                let mut msgs = MessageDecoder::decodes(body);
+                let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+                req.next_offset = batch.next_pull_offset(header.next_begin_offset);
+                st.next_offset.store(req.next_offset, Ordering::Relaxed);
+                if batch.undecodable() > 0 {
+                    self.stats.undecodable(&st.mq.topic, batch.undecodable());
+                    batch.log_undecodable(&st.mq, req.next_offset);
+                }
+                let mut msgs = batch.messages;
                 let pulled = msgs.len();
                 if !sd.tags_set.is_empty() {
                     msgs.retain(|m| tag_matches(sd, m.tags()));
@@ -325,10 +330,12 @@ impl PushConsumerInner {
                     return;
                 }
                 let broker: Arc<str> = Arc::from(st.mq.broker_name.as_str());
+                let offsets = Arc::new(PullOffsets::new(header.min_offset, header.max_offset));
                 for m in msgs.iter_mut() {
                     m.set_broker_name(broker.clone());
+                    m.set_pull_offsets(offsets.clone());
                 }
-                st.pq.put_messages(msgs.iter().cloned());
+                st.put_messages(msgs.iter().cloned());
                 if let Some(cs) = self.consume_service.read().clone() {
                     cs.submit_consume_request(msgs, &st);
                 }
@@ -341,47 +348,78 @@ impl PushConsumerInner {
             ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => {
                 req.next_offset = header.next_begin_offset;
                 st.next_offset.store(req.next_offset, Ordering::Relaxed);
-                if st.pq.msg_count() == 0 {
-                    self.offset_store()
-                        .update_offset(&st.mq, req.next_offset, true);
-                }
+                // Atomic with dropping: a reset that dropped this queue while the pull was in
+                // flight keeps its offset.
+                let store = self.offset_store();
+                st.commit_if_empty(req.next_offset, |o| store.update_offset(&st.mq, o, true));
                 self.pull_now(req);
             }
             _ => {
                 // PULL_OFFSET_MOVED: restart from the broker's offset via a fresh rebalance.
+                let delay = self.cfg.offset_moved_fix_delay;
                 log::warn!(
-                    "the pull offset of {} is illegal ({} -> {}), fixing it in {OFFSET_ILLEGAL_FIX_DELAY:?}",
+                    "the pull offset of {} is illegal ({} -> {}), fixing it in {delay:?}",
                     st.mq,
                     req.next_offset,
                     header.next_begin_offset
                 );
                 let next = header.next_begin_offset;
-                st.pq.set_dropped(true);
+                st.set_dropped();
                 drop(req);
                 let me = self.me.clone();
-                let mq = st.mq.clone();
-                self.schedule(OFFSET_ILLEGAL_FIX_DELAY, move || {
+                self.schedule(delay, move || {
                     if let Some(me) = me.upgrade() {
-                        let store = me.offset_store();
-                        store.update_offset(&mq, next, false);
-                        store.persist(&mq);
-                        me.process_queue_table.write().remove(&mq);
-                        if let Some(i) = me.instance() {
-                            i.rebalance_immediately();
-                        }
+                        me.fix_moved_offset(&st, next);
                     }
                 });
             }
         }
     }
 
-    /// Every held queue must have exactly one live pull request; re-dispatch a lost one.
+    /// The delayed half of `PULL_OFFSET_MOVED` (Java's `OFFSET_ILLEGAL` task): if `pq` is still
+    /// the queue's entry, move the offset to `next`, persist it and release the queue for the
+    /// rebalance to rebuild from that offset. If a rebalance or a reset replaced it meanwhile, the
+    /// new queue has its own offset and its own puller: leave both alone.
+    pub(crate) fn fix_moved_offset(&self, pq: &Arc<ProcessQueue>, next: i64) {
+        if !self.is_running() {
+            return;
+        }
+        let store = self.offset_store();
+        let same = {
+            // Under the table lock: a reset removes the entry before it writes its offset, so it
+            // cannot come between this check and this write.
+            let table = self.process_queue_table.read();
+            let same = table.get(&pq.mq).is_some_and(|cur| Arc::ptr_eq(cur, pq));
+            if same {
+                pq.set_dropped();
+                store.update_offset(&pq.mq, next, false);
+            }
+            same
+        };
+        if same {
+            store.persist(&pq.mq);
+            self.remove_from_table(pq);
+            log::warn!("fixed the pull offset of {}: {next}", pq.mq);
+        } else {
+            log::info!(
+                "the moved offset {next} of {} is not applied: the queue was rebuilt since",
+                pq.mq
+            );
+        }
+        // Either way the queue's entry changed since the pull: settle the assignment now rather
+        // than at the periodic rebalance.
+        if let Some(i) = self.instance() {
+            i.rebalance_immediately();
+        }
+    }
+
+    /// Every active queue must have exactly one live pull request; re-dispatch a lost one.
     pub(crate) fn check_pulls(&self) {
         if !self.is_running() {
             return;
         }
         for st in self.process_queue_table.read().values() {
-            if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+            if st.is_pull_stopped() {
                 continue;
             }
             let live = st.live_pulls.load(Ordering::Acquire);
@@ -402,11 +440,11 @@ impl PushConsumerInner {
     /// Gives a held queue that lost its pull request (to a panic) a new one after `delay`. The
     /// compare-and-set of its live count from 0 makes sure a queue never gets two: `false` when
     /// it still has one, or is no longer pulled.
-    pub(crate) fn revive_pull(&self, st: &Arc<QueueState>, delay: Duration) -> bool {
-        if !self.is_running() || st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+    pub(crate) fn revive_pull(&self, pq: &Arc<ProcessQueue>, delay: Duration) -> bool {
+        if !self.is_running() || pq.is_pull_stopped() {
             return false;
         }
-        if st
+        if pq
             .live_pulls
             .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -416,8 +454,8 @@ impl PushConsumerInner {
         // The count is already taken for this request.
         let req = PullRequest {
             consumer: self.me.clone(),
-            state: st.clone(),
-            next_offset: st.next_offset.load(Ordering::Relaxed),
+            pq: pq.clone(),
+            next_offset: pq.next_offset.load(Ordering::Relaxed),
         };
         self.pull_later(req, delay);
         true
@@ -544,7 +582,7 @@ mod tests {
                     panicked_at.elapsed()
                 )
             });
-        let states: Vec<Arc<QueueState>> = c
+        let states: Vec<Arc<ProcessQueue>> = c
             .inner
             .process_queue_table
             .read()

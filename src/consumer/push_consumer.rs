@@ -1,18 +1,23 @@
 //! `DefaultMQPushConsumer`: the public handle and its lifecycle (Java `DefaultMQPushConsumer`
-//! and `DefaultMQPushConsumerImpl`), and the per-queue state that the other parts share.
+//! and `DefaultMQPushConsumerImpl`), and the table of held queues that the other parts share.
 //!
 //! The consumer is one `PushConsumerInner`; its parts live along Java's seams:
 //! - `builder.rs`: the builder and `check_config`;
 //! - this file: start, shutdown, the queue table, and `MQConsumerInner` for the instance;
 //! - `pull.rs`: `pullMessage` and the pull callback (`PullAPIWrapper`);
 //! - `rebalance.rs`: `RebalanceImpl` / `RebalancePushImpl`;
-//! - `send_back.rs`: `sendMessageBack` and the consume-timeout sweep;
+//! - `consume/`: the consume services behind `ConsumeMessageService` (the concurrent one now),
+//!   which run the listener;
+//! - `send_back.rs`: `sendMessageBack`;
 //! - `broker_requests.rs`: what the broker asks of the consumer;
-//! - `offset_store.rs`: the offset stores and the broker offset API.
+//! - `offset_store.rs`: the offset stores and the broker offset API;
+//! - `process_queue.rs`: `ProcessQueue`, all that is kept per held queue.
 //!
 //! Which thread touches what:
-//! - `rmq-rebal` (shared by the client instance) runs the rebalance: it alone adds and removes
-//!   entries of `process_queue_table`.
+//! - `rmq-rebal` (shared by the client instance) runs the rebalance: it alone adds entries to
+//!   `process_queue_table`, and removes the queues it releases. A broker's reset (`rmq-cb`), the
+//!   `PULL_OFFSET_MOVED` fix-up (`rmq-sched`) and shutdown also remove entries, each only the
+//!   `ProcessQueue` it dropped ([`PushConsumerInner::remove_from_table`]).
 //! - `rmq-pull` runs `pull_message`: flow control, then an async `PULL_MESSAGE`; it also times
 //!   delayed pulls, so they never wait behind `rmq-sched`.
 //! - `rmq-cb-N` runs the pull callback: decode, filter, put into the `ProcessQueue`, hand to the
@@ -20,8 +25,8 @@
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
 //! - `rmq-sched` persists offsets and runs the pull watchdog.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,12 +35,11 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::config::ClientConfig;
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
-use crate::common::util::now_millis;
 use crate::common::{MessageExt, MessageQueue, ServiceState};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
-use crate::consumer::consume_concurrently::ConsumeMessageConcurrentlyService;
-use crate::consumer::listener::{ConsumeMessageHook, MessageListenerConcurrently};
+use crate::consumer::consume::ConsumeMessageService;
+use crate::consumer::listener::{ConsumeMessageHook, MessageListener};
 use crate::consumer::offset_store::BrokerOffsetApi;
 use crate::consumer::offset_store::{
     LocalFileOffsetStore, OffsetStore, ReadOffsetType, RemoteBrokerOffsetStore,
@@ -44,7 +48,6 @@ use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
-use crate::executor::ThreadPoolExecutor;
 
 // ---------------------------------------------------------------------------------------------
 // The public handle
@@ -173,7 +176,7 @@ impl DefaultMQPushConsumer {
             .consume_service
             .read()
             .as_ref()
-            .map_or(0, |c| c.pool().pool_size())
+            .map_or(0, |c| c.pool_size())
     }
 }
 
@@ -195,92 +198,6 @@ pub struct QueueStat {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-queue state and pull requests
-
-/// A held queue: its `ProcessQueue` plus what the pull and consume paths track.
-pub(crate) struct QueueState {
-    pub(crate) mq: MessageQueue,
-    pub(crate) pq: ProcessQueue<MessageExt>,
-    /// Live `PullRequest`s for this queue: exactly one while it is held (the watchdog checks).
-    pub(crate) live_pulls: AtomicUsize,
-    /// Next offset to pull, mirrored from the pull request for the watchdog and lag.
-    pub(crate) next_offset: AtomicI64,
-    /// The broker's max offset seen at the last pull.
-    pub(crate) broker_max_offset: AtomicI64,
-    /// Consume requests submitted and not yet finished; `idle` is notified when it drops to 0.
-    pub(crate) inflight_tasks: Mutex<usize>,
-    pub(crate) idle: parking_lot::Condvar,
-    /// Start time of each running consume task, by its first offset: (last offset, start ms).
-    pub(crate) running: Mutex<BTreeMap<i64, (i64, i64)>>,
-    /// Pulling stopped (the queue is being removed); consume results still count.
-    pub(crate) pull_stopped: AtomicBool,
-}
-
-impl QueueState {
-    pub(crate) fn new(mq: MessageQueue, next_offset: i64) -> Self {
-        QueueState {
-            mq,
-            pq: ProcessQueue::new(),
-            live_pulls: AtomicUsize::new(0),
-            next_offset: AtomicI64::new(next_offset),
-            broker_max_offset: AtomicI64::new(-1),
-            inflight_tasks: Mutex::new(0),
-            idle: parking_lot::Condvar::new(),
-            running: Mutex::new(BTreeMap::new()),
-            pull_stopped: AtomicBool::new(false),
-        }
-    }
-
-    /// A consume request of this queue was handed to the pool (once per request, not per
-    /// message).
-    pub(crate) fn task_submitted(&self) {
-        *self.inflight_tasks.lock() += 1;
-    }
-
-    /// A consume request of this queue ended, however it ended.
-    pub(crate) fn task_done(&self) {
-        let mut n = self.inflight_tasks.lock();
-        *n -= 1;
-        if *n == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    /// Consume requests in flight.
-    pub(crate) fn inflight(&self) -> usize {
-        *self.inflight_tasks.lock()
-    }
-
-    /// Waits until no consume request of this queue is in flight, or `deadline`.
-    pub(crate) fn wait_idle(&self, deadline: Instant) {
-        let mut n = self.inflight_tasks.lock();
-        while *n > 0 {
-            if self.idle.wait_until(&mut n, deadline).timed_out() {
-                break;
-            }
-        }
-    }
-
-    pub(crate) fn task_started(&self, first: i64, last: i64) {
-        self.running.lock().insert(first, (last, now_millis()));
-    }
-
-    pub(crate) fn task_finished(&self, first: i64) {
-        self.running.lock().remove(&first);
-    }
-
-    /// When the task covering `offset` started, if one is running.
-    pub(crate) fn consume_started(&self, offset: i64) -> Option<i64> {
-        let running = self.running.lock();
-        running
-            .range(..=offset)
-            .next_back()
-            .filter(|(_, (last, _))| *last >= offset)
-            .map(|(_, (_, start))| *start)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The consumer's machinery
 
 pub(crate) struct PushConsumerInner {
@@ -292,10 +209,10 @@ pub(crate) struct PushConsumerInner {
     pub(crate) instance: RwLock<Option<Arc<MQClientInstance>>>,
     pub(crate) subscription_inner: RwLock<HashMap<String, Arc<SubscriptionData>>>,
     pub(crate) topic_subscribe_info: RwLock<HashMap<String, Vec<MessageQueue>>>,
-    pub(crate) process_queue_table: RwLock<HashMap<MessageQueue, Arc<QueueState>>>,
+    pub(crate) process_queue_table: RwLock<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     pub(crate) offset_store: RwLock<Option<Arc<dyn OffsetStore>>>,
-    pub(crate) consume_service: RwLock<Option<Arc<ConsumeMessageConcurrentlyService>>>,
-    pub(crate) listener: Arc<dyn MessageListenerConcurrently>,
+    pub(crate) consume_service: RwLock<Option<Arc<dyn ConsumeMessageService>>>,
+    pub(crate) listener: MessageListener,
     pub(crate) hooks: Vec<Arc<dyn ConsumeMessageHook>>,
     pub(crate) allocate: Arc<dyn AllocateMessageQueueStrategy>,
     pub(crate) pull_from_which_node: Mutex<HashMap<MessageQueue, i64>>,
@@ -424,34 +341,16 @@ impl PushConsumerInner {
         store.load()?;
         *self.offset_store.write() = Some(store);
 
-        let pool = ThreadPoolExecutor::builder()
-            .name(format!("ConsumeMessageThread_{}", self.cfg.group))
-            .core_threads(self.cfg.consume_thread_min)
-            .max_threads(self.cfg.consume_thread_max)
-            .keep_alive(Duration::from_secs(60))
-            .thread_name(|n| format!("rmq-cons-{n}"))
-            .build()
-            .map_err(|e| Error::config(e.to_string()))?;
-        let service = Arc::new(ConsumeMessageConcurrentlyService::new(
+        let service = crate::consumer::consume::create(
             self.me.clone(),
-            self.cfg.group.clone(),
-            self.listener.clone(),
+            &self.cfg,
+            &self.listener,
             self.hooks.clone(),
-            pool,
-            self.cfg.consume_message_batch_max_size,
-            self.cfg.message_model,
-        ));
+        )?;
+        service.start(&instance)?;
         *self.consume_service.write() = Some(service);
 
-        // Consume-timeout sweep (Java cleanExpireMsg), and the persist of offsets.
-        let me = self.me.clone();
-        let period = self.cfg.consume_timeout;
         let mut tasks = Vec::new();
-        tasks.push(instance.schedule_periodic(period, period, move || {
-            if let Some(me) = me.upgrade() {
-                me.clean_expired_messages();
-            }
-        })?);
         let me = self.me.clone();
         let period = self.client.persist_consumer_offset_interval;
         tasks.push(instance.schedule_periodic(
@@ -495,18 +394,25 @@ impl PushConsumerInner {
             t.cancel();
         }
         // 1. Stop pulling (the rebalance skips a consumer that is not running).
-        let states: Vec<Arc<QueueState>> =
+        let queues: Vec<Arc<ProcessQueue>> =
             self.process_queue_table.read().values().cloned().collect();
-        for s in &states {
-            s.pull_stopped.store(true, Ordering::Release);
+        for pq in &queues {
+            pq.stop_pulling();
         }
-        // 2. Let running listeners finish and commit, bounded.
+        // 2. Let running listeners finish and commit, bounded; then nothing more commits.
         let mut unfinished = Vec::new();
         if let Some(cs) = self.consume_service.read().clone() {
-            unfinished.extend(cs.shutdown(deadline.saturating_duration_since(Instant::now())));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = cs.shutdown(left) {
+                log::warn!(
+                    "consume pool of {} did not drain in {left:?}: {e}",
+                    self.cfg.group
+                );
+                unfinished.extend(e.unfinished_threads());
+            }
         }
-        for s in &states {
-            s.pq.set_dropped(true);
+        for pq in &queues {
+            pq.set_dropped();
         }
         // 3. Persist offsets, 4. unregister.
         self.persist_consumer_offset();
@@ -524,6 +430,18 @@ impl PushConsumerInner {
                 timeout,
                 threads: unfinished,
             })
+        }
+    }
+
+    /// Removes `pq` from the table if it is still its queue's entry (a rebalance may have
+    /// replaced it since). Returns whether it did.
+    pub(crate) fn remove_from_table(&self, pq: &Arc<ProcessQueue>) -> bool {
+        let mut table = self.process_queue_table.write();
+        if table.get(&pq.mq).is_some_and(|cur| Arc::ptr_eq(cur, pq)) {
+            table.remove(&pq.mq);
+            true
+        } else {
+            false
         }
     }
 
@@ -553,9 +471,9 @@ impl PushConsumerInner {
                 let next = s.next_offset.load(Ordering::Relaxed);
                 QueueStat {
                     message_queue: s.mq.clone(),
-                    cached_msg_count: s.pq.msg_count().max(0) as usize,
-                    cached_msg_size: s.pq.msg_size().max(0) as u64,
-                    span: s.pq.max_span(),
+                    cached_msg_count: s.msg_count().max(0) as usize,
+                    cached_msg_size: s.msg_size().max(0) as u64,
+                    span: s.max_span(),
                     commit_offset: commit,
                     lag: if max >= 0 { (max - next).max(0) } else { 0 },
                 }

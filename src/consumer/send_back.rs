@@ -1,59 +1,21 @@
-//! Messages that go back to the broker: Java `sendMessageBack` (with its fallback through the
-//! retry topic) and the consume-timeout sweep (`cleanExpireMsg`).
+//! Messages that go back to the broker: Java `sendMessageBack`, with its fallback through the
+//! retry topic. (The consume-timeout sweep that also uses it is the concurrent consume
+//! service's.)
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::api::expect_success;
 use crate::client::instance::MQClientInstance;
-use crate::common::util::now_millis;
 use crate::common::{MessageConst, MessageExt};
-use crate::consumer::push_consumer::{shut_down, PushConsumerInner, QueueState};
+use crate::consumer::push_consumer::{shut_down, PushConsumerInner};
 use crate::error::Result;
 use crate::remoting::protocol::header::ConsumerSendMsgBackRequestHeader;
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 
 const SEND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 
 impl PushConsumerInner {
-    /// Java `cleanExpireMsg`: send back messages consumed for longer than the consume timeout.
-    pub(crate) fn clean_expired_messages(&self) {
-        let timeout = self.cfg.consume_timeout.as_millis() as i64;
-        let states: Vec<Arc<QueueState>> =
-            self.process_queue_table.read().values().cloned().collect();
-        for st in states {
-            for _ in 0..16 {
-                let Some(first) = st.pq.first_offset() else {
-                    break;
-                };
-                let Some(started) = st.consume_started(first) else {
-                    break;
-                };
-                if now_millis() - started <= timeout {
-                    break;
-                }
-                let Some(msg) = st.pq.first_message() else {
-                    break;
-                };
-                log::warn!(
-                    "send expired msg back. topic={}, msgId={}, storeHost={}, queueId={}, queueOffset={}",
-                    msg.topic(),
-                    msg.msg_id(),
-                    msg.store_host(),
-                    msg.queue_id(),
-                    msg.queue_offset()
-                );
-                if let Err(e) = self.send_message_back(&msg, 3, &st.mq.broker_name) {
-                    log::error!("send expired msg back failed: {e}");
-                    break;
-                }
-                if st.pq.first_offset() == Some(first) {
-                    st.pq.remove_messages([first]);
-                }
-            }
-        }
-    }
-
     pub(crate) fn max_reconsume_times(&self) -> i32 {
         if self.cfg.max_reconsume_times == -1 {
             16
@@ -79,7 +41,7 @@ impl PushConsumerInner {
             group: self.cfg.group.clone(),
             delay_level,
             origin_msg_id: Some(msg.msg_id().into_owned()),
-            origin_topic: Some(msg.topic().to_owned()),
+            origin_topic: Some(self.original_topic(msg).to_owned()),
             unit_mode: false,
             max_reconsume_times: Some(self.max_reconsume_times()),
             bname: Some(broker_name.to_owned()),
@@ -104,6 +66,21 @@ impl PushConsumerInner {
         }
     }
 
+    /// The topic `msg` was first sent to: its own, or for a message still named by the group's
+    /// retry topic, the `RETRY_TOPIC` property. The consume service resets the topic before the
+    /// listener runs (Java `resetRetryAndNamespace`), so this only guards callers that did not.
+    fn original_topic<'a>(&self, msg: &'a MessageExt) -> &'a str {
+        let topic = msg.topic();
+        if topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
+            && topic[RETRY_GROUP_TOPIC_PREFIX.len()..] == self.cfg.group
+        {
+            if let Some(real) = msg.property(MessageConst::PROPERTY_RETRY_TOPIC) {
+                return real;
+            }
+        }
+        topic
+    }
+
     pub(crate) fn send_back_via_retry_topic(
         &self,
         instance: &MQClientInstance,
@@ -119,11 +96,12 @@ impl PushConsumerInner {
             .unwrap_or_else(|| msg.msg_id().into_owned());
         m.put_property(MessageConst::PROPERTY_ORIGIN_MESSAGE_ID, origin);
         m.set_flag(msg.flag());
-        m.put_property(MessageConst::PROPERTY_RETRY_TOPIC, msg.topic());
+        m.put_property(MessageConst::PROPERTY_RETRY_TOPIC, self.original_topic(msg));
         m.clear_property(MessageConst::PROPERTY_TRANSACTION_PREPARED);
+        // The count comes from the broker: saturate rather than overflow.
         m.put_property(
             MessageConst::PROPERTY_RECONSUME_TIME,
-            (msg.reconsume_times() + 1).to_string(),
+            msg.reconsume_times().saturating_add(1).to_string(),
         );
         m.put_property(
             MessageConst::PROPERTY_MAX_RECONSUME_TIMES,
@@ -131,7 +109,7 @@ impl PushConsumerInner {
         );
         m.put_property(
             MessageConst::PROPERTY_DELAY_TIME_LEVEL,
-            (3 + msg.reconsume_times()).to_string(),
+            msg.reconsume_times().saturating_add(3).to_string(),
         );
         instance.inner_producer()?.send(&m).map(|_| ())
     }

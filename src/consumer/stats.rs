@@ -35,6 +35,8 @@ pub struct ConsumeStatus {
     pub consume_failed_tps: f64,
     /// Messages whose consumption failed, in total.
     pub consume_failed_msgs: u64,
+    /// Pulled records that could not be decoded and were skipped, in total (not in Java).
+    pub undecodable_msgs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +48,7 @@ struct Counters {
     failed: AtomicU64,
     calls: AtomicU64,
     consume_rt_us: AtomicU64,
+    undecodable: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,6 +132,13 @@ impl ConsumerStats {
             .fetch_add(rt.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// `n` records of one pull of `topic` could not be decoded and were skipped.
+    pub(crate) fn undecodable(&self, topic: &str, n: usize) {
+        self.topic(topic)
+            .undecodable
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// A pull was delayed by client-side flow control.
     pub(crate) fn flow_controlled(&self) {
         self.flow_control.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +179,7 @@ impl ConsumerStats {
                     consume_ok_tps: d(now.ok, prev.ok) / secs,
                     consume_failed_tps: d(now.failed, prev.failed) / secs,
                     consume_failed_msgs: now.failed,
+                    undecodable_msgs: c.undecodable.load(Ordering::Relaxed),
                 },
             );
             next.insert(topic, now);
@@ -198,6 +209,7 @@ mod tests {
         s.pulled("T", 32, Duration::from_millis(4));
         s.pulled("T", 32, Duration::from_millis(2));
         s.consumed("T", 30, 2, Duration::from_millis(10), 1);
+        s.undecodable("T", 1);
         let snap = s.snapshot();
         let t = &snap["T"];
         assert!((t.pull_rt - 3.0).abs() < 1e-9);
@@ -208,5 +220,6 @@ mod tests {
         let again = s.snapshot();
         assert_eq!(again["T"].pull_tps, 0.0);
         assert_eq!(again["T"].consume_failed_msgs, 2);
+        assert_eq!(again["T"].undecodable_msgs, 1, "a total, not a rate");
     }
 }

@@ -22,8 +22,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Number, Value};
 
-use crate::common::MessageQueue;
-use crate::error::CodecError;
+use super::CodecError;
+use super::MessageQueue;
 
 /// Maximum nesting of arrays and objects accepted by [`FjValue::parse`].
 const MAX_DEPTH: usize = 128;

@@ -17,8 +17,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::CodecError;
 use super::{ExtFields, RequestCode, ResponseCode};
-use crate::error::CodecError;
 
 /// The protocol version this client announces: Java's `MQVersion.Version.V4_9_8.ordinal()`.
 ///

@@ -3,7 +3,7 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::error::CodecError;
+use super::CodecError;
 
 /// The `extFields` of a command: string keys to string values, in the order they were inserted
 /// or decoded, so a decoded frame re-encodes byte for byte.

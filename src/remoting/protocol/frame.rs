@@ -2,8 +2,8 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::CodecError;
 use super::RemotingCommand;
-use crate::error::CodecError;
 
 /// Java's `NettyDecoder` limit: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

@@ -22,8 +22,8 @@
 //! order of their hand-written `encode`), so a header built here and encoded in the ROCKETMQ
 //! binary form gives the same bytes as the Java client.
 
+use super::CodecError;
 use super::{CommandCustomHeader, ExtFields};
-use crate::error::CodecError;
 
 /// A value type a header field may hold, parsed as Java's `decodeCommandCustomHeader` does.
 trait FieldValue: Sized {

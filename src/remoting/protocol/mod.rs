@@ -5,15 +5,19 @@
 
 pub mod body;
 mod code;
+mod codec_error;
 mod command;
 mod ext_fields;
 mod frame;
 pub mod header;
+mod message_queue;
 
 pub use code::{RequestCode, ResponseCode};
+pub use codec_error::CodecError;
 pub use command::{
     next_opaque, CommandCustomHeader, LanguageCode, RemotingCommand, SerializeType,
     CURRENT_VERSION, RPC_ONEWAY, RPC_TYPE_RESPONSE,
 };
 pub use ext_fields::ExtFields;
 pub use frame::{FrameDecoder, DEFAULT_MAX_FRAME_LEN};
+pub use message_queue::MessageQueue;

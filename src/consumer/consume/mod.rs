@@ -1,0 +1,91 @@
+//! Consume services (Java `ConsumeMessageService`): they run the user's listener on the
+//! consumer's pool `rmq-cons-N`.
+//!
+//! The rest of the consumer sees only [`ConsumeMessageService`]:
+//! - the pull callback hands every pulled batch to
+//!   [`submit_consume_request`](ConsumeMessageService::submit_consume_request);
+//! - the rebalance waits on [`wait_queue_idle`](ConsumeMessageService::wait_queue_idle) before it
+//!   releases a queue;
+//! - the broker's `CONSUME_MESSAGE_DIRECTLY` goes to
+//!   [`consume_message_directly`](ConsumeMessageService::consume_message_directly);
+//! - start, shutdown and the pool size.
+//!
+//! Which service runs is decided once, by the kind of [`MessageListener`] (see [`create`]).
+
+pub(crate) mod concurrently;
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::client::instance::MQClientInstance;
+use crate::common::MessageExt;
+use crate::consumer::builder::ConsumerConfig;
+use crate::consumer::listener::{ConsumeMessageHook, MessageListener};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
+use crate::error::{Error, Result};
+use crate::executor::{ShutdownError, ThreadPoolExecutor};
+
+use self::concurrently::ConsumeMessageConcurrentlyService;
+
+/// The answer to `CONSUME_MESSAGE_DIRECTLY`: Java's `CMResult` name, the panic message if the
+/// listener panicked, and the time spent in milliseconds.
+pub(crate) type DirectResult = (&'static str, Option<String>, u64);
+
+/// What the consumer asks of a consume service (Java `ConsumeMessageService`).
+///
+/// An implementation owns its pool and whatever periodic work it needs (the concurrent
+/// service's consume-timeout sweep); it reaches the consumer through a `Weak` so that it never
+/// keeps a dropped consumer alive.
+pub(crate) trait ConsumeMessageService: Send + Sync + fmt::Debug {
+    /// Starts the service's periodic work on the client instance's scheduler.
+    fn start(&self, instance: &MQClientInstance) -> Result<()>;
+
+    /// Stops accepting work and waits, up to `timeout`, for running listener calls to end.
+    /// Messages not consumed stay in their `ProcessQueue`, so the committed offset never passes
+    /// them.
+    fn shutdown(&self, timeout: Duration) -> std::result::Result<(), ShutdownError>;
+
+    /// Java `submitConsumeRequest`: `msgs`, a pulled batch of `state`'s queue in offset order,
+    /// were just put into it. One call per pulled batch: the service decides how to split it.
+    /// (Java's `dispatchToConsume` flag serves only orderly consumption, which will bring it
+    /// back with the `ProcessQueue` state it comes from.)
+    fn submit_consume_request(&self, msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>);
+
+    /// Java `consumeMessageDirectly`: runs the listener on `msg` now, outside any queue.
+    fn consume_message_directly(&self, msg: MessageExt, broker_name: &str) -> DirectResult;
+
+    /// Waits, until `deadline`, until no listener call of `state`'s queue is running or queued
+    /// (the rebalance calls it before it releases a removed queue). Returns `true` if idle.
+    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool;
+
+    /// Threads of the pool right now.
+    fn pool_size(&self) -> usize;
+
+    /// The pool's core size (Java `getCorePoolSize`).
+    fn core_pool_size(&self) -> usize;
+}
+
+/// Builds the service for `listener`, with its pool (`rmq-cons-N`, `consume_thread_min` to
+/// `consume_thread_max` threads). Not started.
+pub(crate) fn create(
+    consumer: Weak<PushConsumerInner>,
+    cfg: &ConsumerConfig,
+    listener: &MessageListener,
+    hooks: Vec<Arc<dyn ConsumeMessageHook>>,
+) -> Result<Arc<dyn ConsumeMessageService>> {
+    let pool = ThreadPoolExecutor::builder()
+        .name(format!("ConsumeMessageThread_{}", cfg.group))
+        .core_threads(cfg.consume_thread_min)
+        .max_threads(cfg.consume_thread_max)
+        .keep_alive(Duration::from_secs(60))
+        .thread_name(|n| format!("rmq-cons-{n}"))
+        .build()
+        .map_err(|e| Error::config(e.to_string()))?;
+    Ok(match listener {
+        MessageListener::Concurrently(l) => {
+            ConsumeMessageConcurrentlyService::new(consumer, cfg, l.clone(), hooks, pool)
+        }
+    })
+}
