@@ -22,12 +22,10 @@ pub(crate) mod consume;
 mod listener;
 pub(crate) mod offset_store;
 pub(crate) mod process_queue;
-pub(crate) mod processors;
 mod pull;
 pub(crate) mod push_consumer;
 mod rebalance;
 mod send_back;
-pub(crate) mod services;
 pub(crate) mod stats;
 mod subscription;
 

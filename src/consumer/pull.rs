@@ -55,11 +55,24 @@ impl PullRequest {
             next_offset,
         }
     }
+}
 
-    /// Runs the pull (on `rmq-pull`).
-    pub(crate) fn run(self) {
-        if let Some(c) = self.consumer.upgrade() {
-            c.pull_message(self);
+impl crate::client::pull_service::PullTask for PullRequest {
+    /// Runs the pull (on `rmq-pull`). If it panics, the request was lost in the unwinding (or
+    /// already handed to a callback): the queue gets a new pull later unless it still has one.
+    fn run(self: Box<Self>) {
+        let Some(c) = self.consumer.upgrade() else {
+            return;
+        };
+        let pq = self.pq.clone();
+        let pull = std::panic::AssertUnwindSafe(|| c.pull_message(*self));
+        if let Err(payload) = std::panic::catch_unwind(pull) {
+            log::error!(
+                "the pull of {} panicked: {}",
+                pq.mq,
+                crate::executor::panic_message(&*payload)
+            );
+            c.revive_pull(&pq, c.client.pull_time_delay_when_exception);
         }
     }
 }
@@ -99,6 +112,8 @@ impl PushConsumerInner {
 
     /// Java `DefaultMQPushConsumerImpl.pullMessage`: flow control, then an async pull.
     pub(crate) fn pull_message(&self, req: PullRequest) {
+        #[cfg(test)]
+        tests::injected_panic(&self.cfg.group);
         let st = req.pq.clone();
         if st.is_pull_stopped() {
             log::debug!("the pull request of {} is dropped", st.mq);
@@ -412,16 +427,181 @@ impl PushConsumerInner {
             }
             let live = st.live_pulls.load(Ordering::Acquire);
             if live == 0 {
-                log::error!(
-                    "the queue {} has no pull in flight or scheduled; re-dispatching it from offset {}",
-                    st.mq,
-                    st.next_offset.load(Ordering::Relaxed)
-                );
-                let next = st.next_offset.load(Ordering::Relaxed);
-                self.pull_now(PullRequest::new(self.me.clone(), st.clone(), next));
+                if self.revive_pull(st, Duration::ZERO) {
+                    log::error!(
+                        "the queue {} had no pull in flight or scheduled; re-dispatched it from offset {}",
+                        st.mq,
+                        st.next_offset.load(Ordering::Relaxed)
+                    );
+                }
             } else if live > 1 {
                 log::error!("the queue {} has {live} pull requests; expected one", st.mq);
             }
         }
+    }
+
+    /// Gives a held queue that lost its pull request (to a panic) a new one after `delay`. The
+    /// compare-and-set of its live count from 0 makes sure a queue never gets two: `false` when
+    /// it still has one, or is no longer pulled.
+    pub(crate) fn revive_pull(&self, pq: &Arc<ProcessQueue>, delay: Duration) -> bool {
+        if !self.is_running() || pq.is_pull_stopped() {
+            return false;
+        }
+        if pq
+            .live_pulls
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // The count is already taken for this request.
+        let req = PullRequest {
+            consumer: self.me.clone(),
+            pq: pq.clone(),
+            next_offset: pq.next_offset.load(Ordering::Relaxed),
+        };
+        self.pull_later(req, delay);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus};
+    use crate::testing::{FakeAction, FakeBroker};
+    use std::sync::OnceLock;
+
+    const TOPIC: &str = "ReviveTopic";
+
+    /// Groups whose next `pull_message` panics (a stand-in for a bug on the pull path).
+    static PANIC_NEXT_PULL: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(super) fn injected_panic(group: &str) {
+        let mut groups = PANIC_NEXT_PULL.lock();
+        if let Some(i) = groups.iter().position(|g| g == group) {
+            groups.remove(i);
+            drop(groups);
+            panic!("injected panic in the pull of {group}");
+        }
+    }
+
+    fn ok() -> RemotingCommand {
+        RemotingCommand::response(ResponseCode::SUCCESS, None)
+    }
+
+    /// A name server and broker with one empty queue of [`TOPIC`]; every pull is reported.
+    fn fake(pulls: crossbeam_channel::Sender<i64>) -> FakeBroker {
+        let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let client_id: Arc<Mutex<String>> = Arc::default();
+        let a = addr.clone();
+        let fake = FakeBroker::start(move |req| {
+            let f = req.ext_fields();
+            match req.request_code() {
+                RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(TOPIC) => {
+                    let body = format!(
+                        r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"b","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"b","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
+                        a.get().expect("address known")
+                    );
+                    FakeAction::Respond(ok().with_body(body.into_bytes()))
+                }
+                RequestCode::GET_ROUTEINFO_BY_TOPIC => FakeAction::Respond(
+                    RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, None),
+                ),
+                RequestCode::HEART_BEAT => {
+                    if let Some(b) = req.body() {
+                        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                        *client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
+                    }
+                    FakeAction::Respond(ok())
+                }
+                RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                    let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
+                    FakeAction::Respond(ok().with_body(body.into_bytes()))
+                }
+                RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(
+                    RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, None),
+                ),
+                RequestCode::PULL_MESSAGE => {
+                    let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                    let _ = pulls.send(offset);
+                    let mut r = RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, None);
+                    let h = r.ext_fields_mut();
+                    h.put("nextBeginOffset", offset);
+                    h.put("minOffset", 0);
+                    h.put("maxOffset", 0);
+                    h.put("suggestWhichBrokerId", 0);
+                    FakeAction::RespondAfter(Duration::from_millis(50), r)
+                }
+                _ => FakeAction::Respond(ok()),
+            }
+        })
+        .unwrap();
+        addr.set(fake.addr()).unwrap();
+        fake
+    }
+
+    #[test]
+    fn a_queue_whose_pull_panicked_gets_one_new_pull_promptly() {
+        let (tx, pulls) = crossbeam_channel::unbounded();
+        let fake = fake(tx);
+        let client = crate::client::ClientConfig {
+            pull_time_delay_when_exception: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let c = crate::consumer::DefaultMQPushConsumer::builder("revive_group")
+            .client_config(client)
+            .namesrv_addr(fake.addr())
+            .instance_name("revive-instance")
+            .subscribe(TOPIC, "*")
+            .consume_from_where(crate::consumer::ConsumeFromWhere::FirstOffset)
+            .register_message_listener_concurrently(
+                |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                },
+            )
+            .build()
+            .unwrap();
+        c.start().unwrap();
+        let wait = Duration::from_secs(30);
+        pulls.recv_timeout(wait).expect("the queue is pulled");
+
+        PANIC_NEXT_PULL.lock().push("revive_group".to_owned());
+        let deadline = Instant::now() + wait;
+        while !PANIC_NEXT_PULL.lock().is_empty() {
+            assert!(Instant::now() < deadline, "no pull ran after the injection");
+            std::thread::yield_now();
+        }
+        let panicked_at = Instant::now();
+        // Every pull the fake saw so far was sent before the panic.
+        while pulls.try_recv().is_ok() {}
+        // The watchdog would re-dispatch the queue 10 s after the consumer started at the
+        // earliest; the revival comes after the 200 ms exception delay.
+        pulls
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no new pull {:?} after the pull panicked",
+                    panicked_at.elapsed()
+                )
+            });
+        let states: Vec<Arc<ProcessQueue>> = c
+            .inner
+            .process_queue_table
+            .read()
+            .values()
+            .cloned()
+            .collect();
+        assert_eq!(states.len(), 1);
+        let st = &states[0];
+        assert_eq!(
+            st.live_pulls.load(Ordering::Acquire),
+            1,
+            "exactly one pull request lives for the queue"
+        );
+        // A revival while the queue has its pull is refused: never two.
+        assert!(!c.inner.revive_pull(st, Duration::ZERO));
+        assert_eq!(st.live_pulls.load(Ordering::Acquire), 1);
+        c.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

@@ -18,11 +18,12 @@
 //!   `process_queue_table`, and removes the queues it releases. A broker's reset (`rmq-cb`), the
 //!   `PULL_OFFSET_MOVED` fix-up (`rmq-sched`) and shutdown also remove entries, each only the
 //!   `ProcessQueue` it dropped ([`PushConsumerInner::remove_from_table`]).
-//! - `rmq-pull` runs `pull_message`: flow control, then an async `PULL_MESSAGE`.
+//! - `rmq-pull` runs `pull_message`: flow control, then an async `PULL_MESSAGE`; it also times
+//!   delayed pulls, so they never wait behind `rmq-sched`.
 //! - `rmq-cb-N` runs the pull callback: decode, filter, put into the `ProcessQueue`, hand to the
 //!   consume pool, re-enqueue the pull.
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
-//! - `rmq-sched` persists offsets and runs delayed pulls and the pull watchdog.
+//! - `rmq-sched` persists offsets and runs the pull watchdog.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,6 @@ use crate::consumer::offset_store::{
     LocalFileOffsetStore, OffsetStore, ReadOffsetType, RemoteBrokerOffsetStore,
 };
 use crate::consumer::process_queue::ProcessQueue;
-pub(crate) use crate::consumer::pull::PullRequest;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
@@ -109,7 +109,12 @@ impl DefaultMQPushConsumer {
     }
 
     /// Stops consuming: no new pulls, running listeners finish (bounded by `timeout`), offsets
-    /// are persisted, the group is unregistered from the brokers. Idempotent.
+    /// are persisted, the group is unregistered from the brokers, and the client instance stops
+    /// when nothing else uses it. Idempotent.
+    ///
+    /// [`Error::ShutdownTimeout`] names the threads still running when `timeout` is up, for
+    /// example a consume thread whose listener has not returned: everything else is shut down,
+    /// and they are left to finish on their own. The call returns soon after `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.inner.shutdown(timeout)
     }
@@ -296,7 +301,11 @@ impl PushConsumerInner {
             }
             Err(e) => {
                 if let Some(i) = self.instance.write().take() {
-                    i.unregister_consumer(&self.cfg.group, false);
+                    i.unregister_consumer(
+                        &self.cfg.group,
+                        false,
+                        crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                    );
                 }
                 Err(e)
             }
@@ -314,9 +323,8 @@ impl PushConsumerInner {
             let sd = build_subscription_data(&retry, "*", ExpressionType::Tag)?;
             self.subscription_inner.write().insert(retry, Arc::new(sd));
         }
-        let instance = MQClientManager::get_or_create(&self.client)?;
         let weak: Weak<dyn MQConsumerInner> = self.me.clone() as Weak<dyn MQConsumerInner>;
-        instance.register_consumer(&self.cfg.group, weak)?;
+        let instance = MQClientManager::register_consumer(&self.client, &self.cfg.group, weak)?;
         *self.instance.write() = Some(instance.clone());
 
         let store: Arc<dyn OffsetStore> = match self.cfg.message_model {
@@ -395,13 +403,15 @@ impl PushConsumerInner {
             pq.stop_pulling();
         }
         // 2. Let running listeners finish and commit, bounded; then nothing more commits.
+        let mut unfinished = Vec::new();
         if let Some(cs) = self.consume_service.read().clone() {
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = cs.shutdown(timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = cs.shutdown(left) {
                 log::warn!(
-                    "consume pool of {} did not drain in {timeout:?}: {e}",
+                    "consume pool of {} did not drain in {left:?}: {e}",
                     self.cfg.group
                 );
+                unfinished.extend(e.unfinished_threads());
             }
         }
         for pq in &queues {
@@ -411,11 +421,19 @@ impl PushConsumerInner {
         self.persist_consumer_offset();
         let instance = self.instance.write().take();
         if let Some(i) = instance {
-            i.unregister_consumer(&self.cfg.group, true);
+            let left = deadline.saturating_duration_since(Instant::now());
+            unfinished.extend(i.unregister_consumer(&self.cfg.group, true, left));
         }
         self.process_queue_table.write().clear();
         log::info!("the consumer [{}] shut down", self.cfg.group);
-        Ok(())
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout {
+                timeout,
+                threads: unfinished,
+            })
+        }
     }
 
     /// Removes `pq` from the table if it is still its queue's entry (a rebalance may have
@@ -497,7 +515,11 @@ impl Drop for PushConsumerInner {
         if let Some(instance) = self.instance.get_mut().take() {
             let group = self.cfg.group.clone();
             crate::client::instance::release_from_drop(move || {
-                instance.unregister_consumer(&group, false)
+                instance.unregister_consumer(
+                    &group,
+                    false,
+                    crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                );
             });
         }
     }

@@ -99,8 +99,22 @@ impl PushConsumerInner {
                 cids.sort();
                 let mut mqs = mq_all;
                 mqs.sort();
-                self.allocate
-                    .allocate(&self.cfg.group, instance.client_id(), &mqs, &cids)?
+                // A panicking strategy is the user's code: this topic keeps its assignment.
+                let allocate = std::panic::AssertUnwindSafe(|| {
+                    self.allocate
+                        .allocate(&self.cfg.group, instance.client_id(), &mqs, &cids)
+                });
+                std::panic::catch_unwind(allocate)
+                    .map_err(|payload| {
+                        Error::client(
+                            -1,
+                            format!(
+                                "the allocation strategy {} panicked: {}",
+                                self.allocate.name(),
+                                crate::executor::panic_message(&*payload)
+                            ),
+                        )
+                    })??
                     .into_iter()
                     .collect()
             }
