@@ -3,7 +3,7 @@
 //!
 //! `ProcessQueue` is crate-private, so its source is compiled into this bench directly; the
 //! module only needs `crate::common::util::now_millis`, which is crate-private too and is
-//! provided below with the same meaning.
+//! provided below with the same meaning, and `MessageExt` and `MessageQueue` from the public API.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 mod process_queue;
 
 mod common {
+    pub(crate) use rocketmq_sync::{MessageExt, MessageQueue};
     pub(crate) mod util {
         /// Milliseconds since the Unix epoch, as the crate's helper.
         pub(crate) fn now_millis() -> i64 {
@@ -39,9 +40,10 @@ impl QueuedMessage for Msg {
     fn body_len(&self) -> usize {
         self.0 .1.len()
     }
-    fn max_offset_property(&self) -> Option<i64> {
-        Some(self.0 .0 + 1000)
-    }
+}
+
+fn new_queue() -> ProcessQueue<Msg> {
+    ProcessQueue::new(common::MessageQueue::new("T", "broker-a", 0), 0)
 }
 
 fn batch(start: i64, n: i64) -> Vec<Msg> {
@@ -56,28 +58,36 @@ fn put_remove(c: &mut Criterion) {
     g.throughput(Throughput::Elements(32));
     let msgs = batch(0, 32);
 
-    let pq = ProcessQueue::new();
+    let pq = new_queue();
     g.bench_function("put_remove_32_empty_queue", |b| {
         b.iter(|| {
-            black_box(pq.put_messages(msgs.iter().cloned()));
-            black_box(pq.remove_messages(msgs.iter().map(|m| m.queue_offset())));
+            pq.put_messages(msgs.iter().cloned());
+            black_box(
+                pq.remove_messages(msgs.iter().map(|m| m.queue_offset()), |o| {
+                    black_box(o);
+                }),
+            );
         })
     });
 
     // Steady state under load: 1000 older messages stay cached (e.g. a slow head).
-    let pq = ProcessQueue::new();
+    let pq = new_queue();
     pq.put_messages(batch(-1000, 1000));
     g.bench_function("put_remove_32_with_1000_cached", |b| {
         b.iter(|| {
-            black_box(pq.put_messages(msgs.iter().cloned()));
-            black_box(pq.remove_messages(msgs.iter().map(|m| m.queue_offset())));
+            pq.put_messages(msgs.iter().cloned());
+            black_box(
+                pq.remove_messages(msgs.iter().map(|m| m.queue_offset()), |o| {
+                    black_box(o);
+                }),
+            );
         })
     });
     g.finish();
 }
 
 fn max_span(c: &mut Criterion) {
-    let pq = ProcessQueue::new();
+    let pq = new_queue();
     pq.put_messages(batch(0, 1000));
     c.bench_function("process_queue/max_span_1000", |b| {
         b.iter(|| black_box(pq.max_span()))

@@ -207,6 +207,6 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
         args.count as f64 / elapsed.as_secs_f64(),
         args.mode
     );
-    producer.shutdown();
+    producer.shutdown(std::time::Duration::from_secs(5))?;
     Ok(failed.load(Ordering::Relaxed))
 }

@@ -109,6 +109,15 @@ pub enum Error {
     Codec(CodecError),
     /// An I/O error that is not tied to one peer.
     Io(io::Error),
+    /// `shutdown(timeout)` could not stop every thread in time. Everything else was shut down;
+    /// these threads were told to stop and are left to finish on their own (a consume thread,
+    /// for example, ends when the listener it runs returns).
+    ShutdownTimeout {
+        /// The timeout given to `shutdown`.
+        timeout: Duration,
+        /// The names of the threads still running (`rmq-cons-3`, `rmq-sched`, ...).
+        threads: Vec<String>,
+    },
 }
 
 /// The code of an [`Error::Client`] (Java `MQClientException.getResponseCode()`): an open
@@ -338,6 +347,11 @@ impl fmt::Display for Error {
             Error::Config(msg) => write!(f, "invalid configuration: {msg}"),
             Error::Codec(e) => write!(f, "codec error: {e}"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::ShutdownTimeout { timeout, threads } => write!(
+                f,
+                "shutdown did not finish within {timeout:?}: thread(s) still running: {}",
+                threads.join(", ")
+            ),
         }
     }
 }

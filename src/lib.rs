@@ -20,7 +20,7 @@
 //!     .build()?;
 //! consumer.start()?;
 //! consumer.shutdown(Duration::from_secs(10))?;
-//! producer.shutdown();
+//! producer.shutdown(Duration::from_secs(5))?;
 //! # Ok::<(), rocketmq_sync::Error>(())
 //! ```
 //!

@@ -87,7 +87,7 @@ fn a_restarted_broadcasting_consumer_misses_nothing() {
         "the restarted consumer (a new process) did not get exactly what arrived while it was \
          down:\n{stdout}\n{stderr}"
     );
-    p.shutdown();
+    p.shutdown(Duration::from_secs(10)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -181,7 +181,7 @@ fn two_consumers_of_one_group_in_one_process_need_no_instance_names() {
     assert_eq!(got.len(), 100);
     a.shutdown(Duration::from_secs(10)).unwrap();
     b.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(10)).unwrap();
 }
 
 /// Two broadcasting consumers of one group in one process would share one offsets file: the
@@ -268,7 +268,7 @@ fn queue_stats_leaves_out_the_retry_queues() {
         "{stats:?}"
     );
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(10)).unwrap();
 }
 
 /// The same for producers: two producers of one group in one process, no instance names.
@@ -291,6 +291,6 @@ fn two_producers_of_one_group_in_one_process_need_no_instance_names() {
         p.send(&rocketmq_sync::Message::new(topic.clone(), "x"))
             .unwrap();
     }
-    a.shutdown();
-    b.shutdown();
+    a.shutdown(Duration::from_secs(10)).unwrap();
+    b.shutdown(Duration::from_secs(10)).unwrap();
 }

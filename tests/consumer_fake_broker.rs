@@ -4,16 +4,16 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 use rocketmq_sync::remoting::protocol::body::FjValue;
 use rocketmq_sync::remoting::protocol::MessageDecoder;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
-use rocketmq_sync::MessageExt;
 use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
 };
+use rocketmq_sync::{MessageExt, ServiceState};
 
 const TOPIC: &str = "FakeTopic";
 const BROKER: &str = "fake-broker";
@@ -37,6 +37,8 @@ fn ok() -> RemotingCommand {
 struct Membership {
     addr: Arc<OnceLock<String>>,
     client_id: Arc<Mutex<String>>,
+    /// Other consumers of the group, listed before this client's id.
+    others: Arc<Mutex<Vec<String>>>,
 }
 
 impl Membership {
@@ -60,7 +62,9 @@ impl Membership {
                 Some(FakeAction::Respond(ok()))
             }
             RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
-                let body = format!(r#"{{"consumerIdList":["{}"]}}"#, self.client_id.lock());
+                let mut ids = self.others.lock().clone();
+                ids.push(self.client_id.lock().clone());
+                let body = serde_json::json!({ "consumerIdList": ids }).to_string();
                 Some(FakeAction::Respond(ok().with_body(body.into_bytes())))
             }
             _ => None,
@@ -73,7 +77,14 @@ impl Membership {
 fn start_fake(
     handler: impl Fn(&RemotingCommand) -> Option<FakeAction> + Send + Sync + 'static,
 ) -> FakeBroker {
-    let membership = Membership::default();
+    start_fake_with(Membership::default(), handler)
+}
+
+/// [`start_fake`] with a membership the test keeps, to change the group's consumers.
+fn start_fake_with(
+    membership: Membership,
+    handler: impl Fn(&RemotingCommand) -> Option<FakeAction> + Send + Sync + 'static,
+) -> FakeBroker {
     let m = membership.clone();
     let fake = FakeBroker::start(move |req| {
         handler(req)
@@ -83,6 +94,145 @@ fn start_fake(
     .expect("fake broker starts");
     membership.addr.set(fake.addr()).unwrap();
     fake
+}
+
+/// A PULL_MESSAGE answer of `code` with its header.
+fn pull_response(code: ResponseCode, next: i64, max: i64) -> RemotingCommand {
+    let mut r = RemotingCommand::response(code, None);
+    let h = r.ext_fields_mut();
+    h.put("nextBeginOffset", next);
+    h.put("minOffset", 0);
+    h.put("maxOffset", max);
+    h.put("suggestWhichBrokerId", 0);
+    r
+}
+
+/// How a queue holding offsets `0..max` answers a pull from `offset`: up to 32 messages at once,
+/// or PULL_NOT_FOUND after a short long-poll.
+fn pull_action(offset: i64, max: i64) -> FakeAction {
+    if offset < max {
+        let end = (offset + 32).min(max);
+        let mut r = pull_response(ResponseCode::SUCCESS, end, max);
+        r.set_body(
+            (offset..end)
+                .flat_map(|o| record(o, 0))
+                .collect::<Vec<u8>>(),
+        );
+        FakeAction::Respond(r)
+    } else {
+        FakeAction::RespondAfter(
+            Duration::from_millis(100),
+            pull_response(ResponseCode::PULL_NOT_FOUND, offset, max),
+        )
+    }
+}
+
+/// A SUCCESS carrying `offset` (QUERY_CONSUMER_OFFSET, GET_MAX_OFFSET...).
+fn offset_answer(offset: i64) -> RemotingCommand {
+    let mut r = ok();
+    r.ext_fields_mut().put("offset", offset);
+    r
+}
+
+/// The answers to QUERY_CONSUMER_OFFSET and UPDATE_CONSUMER_OFFSET of a broker storing the
+/// group's offset in `stored`.
+fn offset_storage(stored: &Mutex<Option<i64>>, req: &RemotingCommand) -> Option<FakeAction> {
+    match req.request_code() {
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(FakeAction::Respond(match *stored.lock() {
+            Some(o) => offset_answer(o),
+            None => RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, None),
+        })),
+        RequestCode::UPDATE_CONSUMER_OFFSET => {
+            *stored.lock() = req
+                .ext_fields()
+                .get("commitOffset")
+                .and_then(|v| v.parse().ok());
+            Some(FakeAction::Respond(ok()))
+        }
+        _ => None,
+    }
+}
+
+fn field(req: &RemotingCommand, name: &str) -> i64 {
+    req.ext_fields()
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {:?}", req.ext_fields()))
+}
+
+/// A listener that sends each message's body to `tx`.
+fn recording(
+    tx: Sender<String>,
+) -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
+       + Send
+       + Sync
+       + 'static {
+    move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+        for m in msgs {
+            let _ = tx.send(String::from_utf8_lossy(m.body()).into_owned());
+        }
+        ConsumeConcurrentlyStatus::ConsumeSuccess
+    }
+}
+
+/// `n` bodies from `rx`, waiting at most 30 s in all.
+fn recv_bodies(rx: &Receiver<String>, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while got.len() < n {
+        match rx.recv_deadline(deadline) {
+            Ok(b) => got.push(b),
+            Err(_) => panic!("expected {n} messages, got {got:?}"),
+        }
+    }
+    got
+}
+
+fn bodies(offsets: std::ops::Range<i64>) -> Vec<String> {
+    offsets.map(|o| format!("m{o}")).collect()
+}
+
+/// The committed offset of the fake topic's queue as the consumer holds it, if it holds it.
+fn commit_offset(c: &DefaultMQPushConsumer) -> Option<i64> {
+    c.queue_stats()
+        .into_iter()
+        .find(|q| q.message_queue.topic == TOPIC)
+        .map(|q| q.commit_offset)
+}
+
+/// Waits until `cond` holds, at most 30 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Tells the client that the group's consumers changed: it rebalances at once.
+fn notify_ids_changed(fake: &FakeBroker, group: &str) {
+    let mut notify = RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
+    notify.ext_fields_mut().insert("consumerGroup", group);
+    notify.mark_oneway();
+    assert_eq!(fake.push_request(&notify), 1, "one client is connected");
+}
+
+/// The broker's RESET_CONSUMER_CLIENT_OFFSET of `group` to `offset` on the one queue.
+fn push_reset(fake: &FakeBroker, group: &str, offset: i64) {
+    let reset = format!(
+        r#"{{"offsetTable":{{{{"brokerName":"{BROKER}","queueId":0,"topic":"{TOPIC}"}}:{offset}}}}}"#
+    );
+    let mut req = RemotingCommand::request(RequestCode::RESET_CONSUMER_CLIENT_OFFSET);
+    for (k, v) in [
+        ("topic", TOPIC),
+        ("group", group),
+        ("timestamp", "0"),
+        ("isForce", "true"),
+    ] {
+        req.ext_fields_mut().insert(k, v);
+    }
+    req.set_body(reset.into_bytes());
+    assert_eq!(fake.push_request(&req), 1, "one client is connected");
 }
 
 /// A fake broker + name server serving one topic with one queue whose consumer offset is
@@ -203,7 +353,7 @@ fn consume_from_last_offset_starts_at_the_max_offset() {
 }
 
 #[test]
-fn a_broker_that_vanishes_is_survived_and_shutdown_stays_bounded() {
+fn shutdown_stays_bounded_when_the_broker_is_gone() {
     let (tx, rx) = unbounded();
     let fake = fake(tx, 0);
     let c = DefaultMQPushConsumer::builder("vanish_group")
@@ -217,8 +367,8 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_stays_bounded() {
     c.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !matches!(rx.recv_deadline(deadline).expect("pulled"), Seen::Pull(_)) {}
-    // The broker disappears with a long poll in flight: the pull fails, is retried later, and
-    // the consumer keeps its queue.
+    // The broker disappears with a long poll in flight: nothing can be sent any more, and
+    // shutdown must not wait for it.
     drop(fake);
     let t = Instant::now();
     c.shutdown(Duration::from_secs(5)).unwrap();
@@ -227,6 +377,113 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_stays_bounded() {
         "shutdown took {:?}",
         t.elapsed()
     );
+    assert_eq!(c.service_state(), ServiceState::ShutdownAlready);
+    assert!(
+        c.queue_stats().is_empty(),
+        "no queue is held after shutdown"
+    );
+    assert_eq!(c.consume_pool_size(), 0, "the consume threads stopped");
+}
+
+#[test]
+fn a_broker_that_vanishes_is_survived_and_shutdown_commits_and_unregisters() {
+    // The queue holds m0, m1; the pull after them is held until the broker goes away.
+    let hold: Arc<Mutex<Option<Receiver<()>>>> = Arc::default();
+    let (release, held) = unbounded::<()>();
+    *hold.lock() = Some(held);
+    let h = hold.clone();
+    let first = start_fake(move |req| match req.request_code() {
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(FakeAction::Respond(RemotingCommand::response(
+            ResponseCode::QUERY_NOT_FOUND,
+            None,
+        ))),
+        RequestCode::PULL_MESSAGE => {
+            let offset = field(req, "queueOffset");
+            match h.lock().take() {
+                Some(held) if offset == 2 => Some(FakeAction::RespondWhen(
+                    held,
+                    pull_response(ResponseCode::PULL_NOT_FOUND, 2, 2),
+                )),
+                _ => Some(pull_action(offset, 2)),
+            }
+        }
+        _ => None,
+    });
+    let addr = first.addr();
+    let (tx, rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("survive_group")
+        .namesrv_addr(addr.clone())
+        .instance_name("survive-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(recording(tx))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    assert_eq!(recv_bodies(&rx, 2), bodies(0..2));
+    wait_until("the pull after m1 is in flight", || hold.lock().is_none());
+    wait_until("m1 is committed", || commit_offset(&c) == Some(2));
+
+    // The broker goes away with that pull in flight, and comes back at the same address with
+    // two more messages (and without the group's offset: it was never persisted).
+    drop(first);
+    drop(release);
+    let (req_tx, requests) = unbounded::<RemotingCommand>();
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let membership = Membership::default();
+    membership.addr.set(addr.clone()).unwrap();
+    let m = membership.clone();
+    let back = FakeBroker::start_at(&addr, move |req| {
+        let _ = req_tx.send(req.clone());
+        offset_storage(&stored, req)
+            .or_else(|| match req.request_code() {
+                RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), 4)),
+                _ => None,
+            })
+            .or_else(|| m.answer(req))
+            .unwrap_or_else(|| FakeAction::Respond(ok()))
+    })
+    .expect("the broker comes back at the same address");
+
+    // Survived: the consumer kept its queue and position, so it gets exactly the new messages.
+    assert_eq!(recv_bodies(&rx, 2), bodies(2..4));
+    wait_until("m3 is committed", || commit_offset(&c) == Some(4));
+
+    // Shutdown commits the offset to the broker, then unregisters, then closes its connections.
+    let t = Instant::now();
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    let mut committed = None;
+    let unregister = loop {
+        let req = requests
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the consumer unregistered");
+        match req.request_code() {
+            RequestCode::UPDATE_CONSUMER_OFFSET => {
+                committed = Some(field(&req, "commitOffset"));
+            }
+            RequestCode::UNREGISTER_CLIENT => break req,
+            _ => {}
+        }
+    };
+    assert_eq!(
+        committed,
+        Some(4),
+        "the last offset was committed before unregistering"
+    );
+    assert_eq!(
+        unregister.ext_fields().get("consumerGroup"),
+        Some("survive_group")
+    );
+    wait_until("the client closed its connection", || {
+        back.connection_count() == 0
+    });
+    assert_eq!(c.consume_pool_size(), 0, "the consume threads stopped");
+    assert!(rx.try_recv().is_err(), "nothing was consumed twice");
 }
 
 fn push(
@@ -326,10 +583,7 @@ fn broker_requests_are_answered_on_the_callback_pool() {
 
     // NOTIFY_CONSUMER_IDS_CHANGED rebalances at once (the periodic rebalance is 20 s away).
     while rx.try_recv().is_ok() {}
-    let mut notify = RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
-    notify.ext_fields_mut().insert("consumerGroup", "req_group");
-    notify.mark_oneway();
-    assert_eq!(fake.push_request(&notify), 1);
+    notify_ids_changed(&fake, "req_group");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !matches!(
         rx.recv_deadline(deadline).expect("rebalanced"),
@@ -337,20 +591,7 @@ fn broker_requests_are_answered_on_the_callback_pool() {
     ) {}
 
     // RESET_CONSUMER_CLIENT_OFFSET moves the queue to the given offset.
-    let reset = format!(
-        r#"{{"offsetTable":{{{{"brokerName":"{BROKER}","queueId":0,"topic":"{TOPIC}"}}:42}}}}"#
-    );
-    let mut req = RemotingCommand::request(RequestCode::RESET_CONSUMER_CLIENT_OFFSET);
-    for (k, v) in [
-        ("topic", TOPIC),
-        ("group", "req_group"),
-        ("timestamp", "0"),
-        ("isForce", "true"),
-    ] {
-        req.ext_fields_mut().insert(k, v);
-    }
-    req.set_body(reset.into_bytes());
-    assert_eq!(fake.push_request(&req), 1);
+    push_reset(&fake, "req_group", 42);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Seen::Pull(42) = rx
@@ -474,6 +715,9 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
     let (tx, _send_backs) = unbounded();
     let fake = fake_with_messages(tx, false);
     let (seen_tx, seen_rx) = unbounded();
+    // The listener reads the committed offset at each call through this handle.
+    let handle: Arc<OnceLock<DefaultMQPushConsumer>> = Arc::default();
+    let h = handle.clone();
     let c = DefaultMQPushConsumer::builder("local_retry_group")
         .namesrv_addr(fake.addr())
         .instance_name("local-retry-instance")
@@ -482,10 +726,12 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 let m = &msgs[0];
+                let committed = h.get().and_then(commit_offset);
                 seen_tx
                     .send((
                         String::from_utf8_lossy(m.body()).into_owned(),
                         m.reconsume_times(),
+                        committed,
                     ))
                     .unwrap();
                 if &m.body()[..] == b"m1" && m.reconsume_times() == 0 {
@@ -497,73 +743,100 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
         )
         .build()
         .unwrap();
+    handle.set(c.clone()).unwrap();
     c.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut got = Vec::new();
-    while !got.contains(&("m1".to_owned(), 1)) {
+    while got.len() < 3 {
         got.push(
             seen_rx
                 .recv_deadline(deadline)
                 .unwrap_or_else(|_| panic!("saw {got:?}")),
         );
     }
-    // While m1 waited for its local retry, the committed offset stayed before it.
-    let q = c
-        .queue_stats()
-        .into_iter()
-        .find(|q| q.message_queue.topic == TOPIC)
-        .unwrap();
-    assert!(q.commit_offset <= 2);
+    let calls: Vec<(&str, i32)> = got.iter().map(|(b, r, _)| (b.as_str(), *r)).collect();
+    assert_eq!(
+        calls,
+        [("m0", 0), ("m1", 0), ("m1", 1)],
+        "m1 failed, its send-back failed, and it was consumed again locally with one more reconsume"
+    );
+    // While m1 waited for its local retry, the committed offset stayed at it (m0 done).
+    assert_eq!(
+        got[2].2,
+        Some(1),
+        "the committed offset when m1 was retried"
+    );
+    wait_until("m1 is committed", || commit_offset(&c) == Some(2));
+    assert!(
+        seen_rx.try_recv().is_err(),
+        "nothing else was consumed: {:?}",
+        seen_rx.try_recv()
+    );
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
 fn consume_hooks_run_before_and_after_every_call() {
     use rocketmq_sync::{ConsumeMessageContext, ConsumeMessageHook};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    #[derive(Default)]
-    struct Counting {
-        before: AtomicUsize,
-        after_ok: AtomicUsize,
-    }
-    struct Hook(Arc<Counting>);
+    /// One hook call: before (or after), the offsets it saw, its status and success flag.
+    type Call = (
+        &'static str,
+        Vec<i64>,
+        Option<ConsumeConcurrentlyStatus>,
+        bool,
+    );
+    struct Hook(Sender<Call>);
     impl ConsumeMessageHook for Hook {
         fn hook_name(&self) -> &str {
-            "counting"
+            "recording"
         }
         fn consume_message_before(&self, ctx: &ConsumeMessageContext<'_>) {
-            assert!(ctx.status.is_none());
-            self.0.before.fetch_add(ctx.msgs.len(), Ordering::SeqCst);
+            let offsets = ctx.msgs.iter().map(MessageExt::queue_offset).collect();
+            let _ = self.0.send(("before", offsets, ctx.status, ctx.success));
         }
         fn consume_message_after(&self, ctx: &ConsumeMessageContext<'_>) {
-            if ctx.success {
-                self.0.after_ok.fetch_add(ctx.msgs.len(), Ordering::SeqCst);
-            }
+            let offsets = ctx.msgs.iter().map(MessageExt::queue_offset).collect();
+            let _ = self.0.send(("after", offsets, ctx.status, ctx.success));
         }
     }
     let (tx, _send_backs) = unbounded();
     let fake = fake_with_messages(tx, true);
-    let counts = Arc::new(Counting::default());
+    let (calls_tx, calls) = unbounded();
     let c = DefaultMQPushConsumer::builder("hook_group")
         .namesrv_addr(fake.addr())
         .instance_name("hook-instance")
         .subscribe(TOPIC, "*")
         .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .consume_message_hook(Hook(counts.clone()))
+        .consume_message_hook(Hook(calls_tx))
         .register_message_listener_concurrently(listener())
         .build()
         .unwrap();
     c.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while counts.after_ok.load(Ordering::SeqCst) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "hooks did not run for both messages"
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        got.push(
+            calls
+                .recv_deadline(deadline)
+                .unwrap_or_else(|_| panic!("hook calls: {got:?}")),
         );
-        std::thread::yield_now();
     }
-    assert_eq!(counts.before.load(Ordering::SeqCst), 2);
+    // One listener call per message (batch size 1), each wrapped by its two hook calls, in
+    // order (calls of different messages may interleave).
+    let ok = Some(ConsumeConcurrentlyStatus::ConsumeSuccess);
+    for offset in [0, 1] {
+        let of_it: Vec<_> = got.iter().filter(|c| c.1 == [offset]).cloned().collect();
+        assert_eq!(
+            of_it,
+            [
+                ("before", vec![offset], None, false),
+                ("after", vec![offset], ok, true),
+            ],
+            "hook calls of offset {offset} among {got:?}"
+        );
+    }
     c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(calls.try_recv().is_err(), "no other hook call");
 }
 
 #[test]
@@ -600,7 +873,6 @@ fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
     release_tx.send(()).unwrap();
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
-
 /// Encodes `n` messages of `topic` at queue offsets `0..n` (commit-log offsets `base + i`, bodies
 /// `{prefix}{i}`), each given `props`, as one pull body.
 fn records(topic: &str, n: i64, base: i64, prefix: &str, props: &[(&str, &str)]) -> Vec<u8> {
@@ -899,6 +1171,281 @@ fn a_message_consumed_again_locally_no_longer_pins_its_pull_frame() {
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+#[test]
+fn an_offset_query_that_fails_leaves_the_queue_unassigned_until_the_broker_answers() {
+    // The group committed offset 3 of a queue holding m0..m9. The broker fails the first
+    // QUERY_CONSUMER_OFFSET with SYSTEM_ERROR, then answers.
+    let (query_tx, queries) = unbounded::<()>();
+    let (pull_tx, pulls) = unbounded::<i64>();
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let fake = start_fake(move |req| {
+        Some(match req.request_code() {
+            RequestCode::QUERY_CONSUMER_OFFSET => {
+                let _ = query_tx.send(());
+                if answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    FakeAction::Respond(RemotingCommand::response(
+                        ResponseCode::SYSTEM_ERROR,
+                        Some("store failure".into()),
+                    ))
+                } else {
+                    FakeAction::Respond(offset_answer(3))
+                }
+            }
+            RequestCode::GET_MAX_OFFSET => FakeAction::Respond(offset_answer(10)),
+            RequestCode::PULL_MESSAGE => {
+                let offset = field(req, "queueOffset");
+                let _ = pull_tx.send(offset);
+                pull_action(offset, 10)
+            }
+            _ => return None,
+        })
+    });
+    let (tx, rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder("query_error_group")
+        .namesrv_addr(fake.addr())
+        .instance_name("query-error-instance")
+        .subscribe(TOPIC, "*")
+        .register_message_listener_concurrently(recording(tx))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    queries
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the offset was queried");
+    // A rebalance (the broker says the consumers changed) asks again, and gets the offset.
+    notify_ids_changed(&fake, "query_error_group");
+    let first_pull = pulls
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the queue was pulled");
+    assert_eq!(
+        first_pull, 3,
+        "the queue starts at the committed offset, not at the max offset (10)"
+    );
+    assert_eq!(recv_bodies(&rx, 7), bodies(3..10), "nothing skipped");
+    wait_until("m9 is committed", || commit_offset(&c) == Some(10));
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(rx.try_recv().is_err(), "nothing consumed twice");
+}
+
+#[test]
+fn a_moved_offset_fixed_after_the_queue_was_rebuilt_leaves_one_puller() {
+    const FIX_DELAY: Duration = Duration::from_secs(6);
+    const GROUP: &str = "moved_group";
+    /// Pulls whose answer is still due, and how often a pull arrived while another was.
+    #[derive(Default)]
+    struct Pulls {
+        due: Vec<Instant>,
+        overlaps: usize,
+        at: Vec<i64>,
+    }
+    let membership = Membership::default();
+    let available = Arc::new(std::sync::atomic::AtomicI64::new(10));
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let pulls: Arc<Mutex<Pulls>> = Arc::default();
+    let moved_at: Arc<OnceLock<Instant>> = Arc::default();
+    let lists: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let fake = {
+        let (available, pulls, moved_at, lists) = (
+            available.clone(),
+            pulls.clone(),
+            moved_at.clone(),
+            lists.clone(),
+        );
+        start_fake_with(membership.clone(), move |req| {
+            if let Some(a) = offset_storage(&stored, req) {
+                return Some(a);
+            }
+            match req.request_code() {
+                RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                    lists.lock().push(Instant::now());
+                    None
+                }
+                RequestCode::PULL_MESSAGE => {
+                    let offset = field(req, "queueOffset");
+                    let now = Instant::now();
+                    if moved_at.get().is_none() {
+                        // The first pull: the offset moved (say, the messages before it expired).
+                        moved_at.set(now).unwrap();
+                        return Some(FakeAction::Respond(pull_response(
+                            ResponseCode::PULL_OFFSET_MOVED,
+                            0,
+                            10,
+                        )));
+                    }
+                    let max = available.load(std::sync::atomic::Ordering::SeqCst);
+                    let action = pull_action(offset, max);
+                    let mut p = pulls.lock();
+                    p.due.retain(|due| *due > now);
+                    p.overlaps += p.due.len();
+                    p.at.push(offset);
+                    if let FakeAction::RespondAfter(d, _) = &action {
+                        p.due.push(now + *d);
+                    }
+                    Some(action)
+                }
+                _ => None,
+            }
+        })
+    };
+    let (tx, rx) = unbounded();
+    let c = DefaultMQPushConsumer::builder(GROUP)
+        .namesrv_addr(fake.addr())
+        .instance_name("moved-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .offset_moved_fix_delay_for_tests(FIX_DELAY)
+        .register_message_listener_concurrently(recording(tx))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    wait_until("the offset moved", || moved_at.get().is_some());
+    let moved = *moved_at.get().unwrap();
+
+    // Before the fix-up runs, a rebalance gives the queue to another consumer and the next one
+    // gives it back: the queue is rebuilt, and consumes from the start.
+    membership.others.lock().push("0@other".to_owned());
+    notify_ids_changed(&fake, GROUP);
+    wait_until("the queue was released", || commit_offset(&c).is_none());
+    membership.others.lock().clear();
+    notify_ids_changed(&fake, GROUP);
+    assert_eq!(recv_bodies(&rx, 10), bodies(0..10));
+    assert!(
+        moved.elapsed() < FIX_DELAY,
+        "the setup took longer than the fix-up delay; the test shows nothing"
+    );
+
+    // The fix-up runs (and asks for a rebalance), then two more messages arrive.
+    wait_until("the fix-up's rebalance", || {
+        lists.lock().iter().any(|t| *t >= moved + FIX_DELAY)
+    });
+    available.store(12, std::sync::atomic::Ordering::SeqCst);
+    let mut got = recv_bodies(&rx, 2);
+    wait_until("m11 is committed", || commit_offset(&c) == Some(12));
+    let polls_at_end = |p: &Pulls| p.at.iter().filter(|o| **o == 12).count();
+    let before = polls_at_end(&pulls.lock());
+    wait_until("a few more pulls", || {
+        polls_at_end(&pulls.lock()) >= before + 5
+    });
+    got.extend(rx.try_iter());
+    assert_eq!(got, bodies(10..12), "each message delivered once");
+    assert_eq!(
+        pulls.lock().overlaps,
+        0,
+        "a pull arrived while another of the queue was in flight: two pullers"
+    );
+    assert_eq!(
+        c.queue_stats()
+            .iter()
+            .filter(|q| q.message_queue.topic == TOPIC)
+            .count(),
+        1
+    );
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_pull_answered_after_a_reset_does_not_raise_the_reset_offset() {
+    const GROUP: &str = "reset_race_group";
+    // The queue holds m0..m9. The first pull at 10 (after all ten) is held by the broker until
+    // the test releases it.
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let (release_pull, held) = unbounded::<()>();
+    let hold = Arc::new(Mutex::new(Some(held)));
+    // (offset, the commitOffset the pull carried): a pull carries the consumer's committed offset.
+    let (pull_tx, pulls) = unbounded::<(i64, i64)>();
+    let fake = {
+        let hold = hold.clone();
+        start_fake(move |req| {
+            if let Some(a) = offset_storage(&stored, req) {
+                return Some(a);
+            }
+            if req.request_code() != RequestCode::PULL_MESSAGE {
+                return None;
+            }
+            let offset = field(req, "queueOffset");
+            let committed = req
+                .ext_fields()
+                .get("commitOffset")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+            let _ = pull_tx.send((offset, committed));
+            if offset == 10 {
+                if let Some(held) = hold.lock().take() {
+                    return Some(FakeAction::RespondWhen(
+                        held,
+                        pull_response(ResponseCode::PULL_NOT_FOUND, 10, 10),
+                    ));
+                }
+            }
+            Some(pull_action(offset, 10))
+        })
+    };
+    // The listener holds m5 when it comes the second time (after the reset).
+    let (tx, rx) = unbounded();
+    let (holding_tx, holding) = unbounded::<()>();
+    let (release_listener, listener_released) = unbounded::<()>();
+    let m5_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = DefaultMQPushConsumer::builder(GROUP)
+        .namesrv_addr(fake.addr())
+        .instance_name("reset-race-instance")
+        .subscribe(TOPIC, "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                for m in msgs {
+                    if &m.body()[..] == b"m5"
+                        && m5_seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+                    {
+                        let _ = holding_tx.send(());
+                        let _ = listener_released.recv_timeout(Duration::from_secs(30));
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(m.body()).into_owned());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    assert_eq!(recv_bodies(&rx, 10), bodies(0..10));
+    wait_until("m9 is committed", || commit_offset(&c) == Some(10));
+    wait_until("the pull at 10 is held", || hold.lock().is_none());
+
+    // The broker resets the group to 5 while that pull is in flight. The queue is rebuilt from
+    // 5 and its listener holds m5.
+    push_reset(&fake, GROUP, 5);
+    holding
+        .recv_timeout(Duration::from_secs(30))
+        .expect("m5 was consumed again after the reset");
+    assert_eq!(commit_offset(&c), Some(5));
+
+    // Now the old pull is answered: nothing found, next offset 10. It must not move the offset
+    // of the rebuilt queue. Every pull carries the committed offset; watch a few.
+    while pulls.try_recv().is_ok() {}
+    drop(release_pull);
+    let mut seen = 0;
+    while seen < 5 {
+        let (offset, committed) = pulls
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the rebuilt queue keeps pulling");
+        if offset == 10 {
+            seen += 1;
+            assert_eq!(
+                committed, 5,
+                "the committed offset after the reset (a stale pull raised it)"
+            );
+        }
+    }
+    assert_eq!(commit_offset(&c), Some(5));
+
+    // The messages from the reset point are consumed again, and only those.
+    drop(release_listener);
+    assert_eq!(recv_bodies(&rx, 5), bodies(5..10));
+    wait_until("m9 is committed again", || commit_offset(&c) == Some(10));
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(rx.try_recv().is_err(), "nothing else consumed");
+}
+
 /// A fake whose queue holds `records` (stored records from offset 0), all returned by one pull
 /// from offset 0 with `nextBeginOffset` and `maxOffset` = `next`, `minOffset` 0. Later pulls find
 /// nothing; CONSUMER_SEND_MSG_BACK is refused and sends to the retry topic fail (no route).
@@ -960,14 +1507,6 @@ fn fake_with_a_corrupt_record() -> FakeBroker {
     fake_serving(records, 5)
 }
 
-/// The committed offset of [`TOPIC`]'s queue (-1 before there is one).
-fn commit_offset(c: &DefaultMQPushConsumer) -> i64 {
-    c.queue_stats()
-        .iter()
-        .find(|q| q.message_queue.topic == TOPIC)
-        .map_or(-1, |q| q.commit_offset)
-}
-
 #[test]
 fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     let _ = env_logger::builder().is_test(true).try_init();
@@ -1005,9 +1544,9 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
         .recv_timeout(Duration::from_secs(30))
         .expect("offset 1 reached the listener");
     assert!(
-        commit_offset(&c) <= 1,
+        commit_offset(&c).unwrap_or(-1) <= 1,
         "committed offset {} while offset 1 is still being consumed",
-        commit_offset(&c)
+        commit_offset(&c).unwrap_or(-1)
     );
     release_tx.send(()).unwrap();
 
@@ -1032,11 +1571,11 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
 
     // Once all four are consumed, the committed offset passes the whole pull.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while commit_offset(&c) != 5 {
+    while commit_offset(&c).unwrap_or(-1) != 5 {
         assert!(
             Instant::now() < deadline,
             "the committed offset stayed at {}",
-            commit_offset(&c)
+            commit_offset(&c).unwrap_or(-1)
         );
         std::thread::yield_now();
     }

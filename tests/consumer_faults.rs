@@ -173,7 +173,7 @@ fn broker_restart_mid_consumption_loses_nothing() {
         "consumption paused for {gap:?} around the broker restart"
     );
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 /// A message the producer thread sent, and where it landed.
@@ -215,7 +215,7 @@ fn produce_until_stopped(
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            p.shutdown();
+            p.shutdown(Duration::from_secs(5)).unwrap();
             (sent, failed)
         })
         .expect("producer thread starts")
@@ -453,7 +453,7 @@ fn thread_count_does_not_grow_with_queues() {
     );
     c64.shutdown(Duration::from_secs(10)).unwrap();
     c8.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
     drop(client);
 }
 

@@ -91,7 +91,7 @@ fn ten_thousand_messages_over_8_queues_consumed_exactly_once_then_nothing_again(
     );
     assert!(rx2.recv_timeout(Duration::from_secs(2)).is_err());
     c2.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn tag_filter_delivers_only_matching_tags() {
         "TagB leaked"
     );
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn failed_twice_then_succeeds_arrives_three_times() {
         "delivered after success"
     );
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn poison_message_lands_in_the_dlq() {
         "consumed once, retried once"
     );
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn panicking_listener_does_not_kill_the_consumer_and_its_message_is_retried() {
     }
     assert!(got.contains("p-3"), "the panicked message was retried");
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -322,7 +322,7 @@ fn broadcasting_delivers_everything_to_each_and_resumes_from_the_local_file() {
     assert!(rx3.recv_timeout(Duration::from_secs(2)).is_err());
     c3.shutdown(Duration::from_secs(10)).unwrap();
     c2.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -391,7 +391,7 @@ fn two_consumers_then_a_third_split_the_queues_and_lose_nothing() {
     for c in [a, b, c] {
         c.shutdown(Duration::from_secs(10)).unwrap();
     }
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 /// Waits until the consumers' queues are disjoint and cover `total` queues.
@@ -458,7 +458,7 @@ fn slow_listener_keeps_the_cache_under_the_threshold() {
     assert!(max_cached <= 50 + 32, "cached {max_cached} messages");
     assert!(max_cached > 0);
     c.shutdown(Duration::from_secs(10)).unwrap();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn route_query_after_first_send() {
         Some(cluster.brokers[0].addr.as_str())
     );
     assert!(route.queue_datas[0].write_queue_nums >= 1);
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn ten_thousand_messages_sync_async_oneway_read_back_exactly_once() {
         &dup[..dup.len().min(10)]
     );
     assert_eq!(all.len(), N);
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn selector_puts_one_key_on_one_queue() {
         }
     }
     assert_eq!(last.len(), 10);
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn batch_send_is_stored_as_individual_messages() {
     ];
     let e = p.send_batch(&mixed).unwrap_err();
     assert!(e.to_string().contains("same"), "{e}");
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn missing_topic_with_auto_create_off_is_a_clear_error() {
             && (text.contains("No route info") || text.contains("TOPIC_NOT_EXIST")),
         "unclear error: {text}"
     );
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn broker_killed_mid_send_fails_within_the_timeout() {
         outcomes.iter().any(|(ok, _)| !ok),
         "concurrent sends saw the failure"
     );
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -385,8 +385,8 @@ fn two_broker_cluster_spreads_and_fails_over() {
         }
     }
     assert!(failures <= 1, "{failures} sends chose the dead broker");
-    no_retry.shutdown();
-    p.shutdown();
+    no_retry.shutdown(Duration::from_secs(5)).unwrap();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn dead_first_name_server_still_works() {
             .expect("send");
         assert_eq!(r.send_status(), SendStatus::SendOk);
     }
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 #[test]
@@ -430,8 +430,8 @@ fn lifecycle_errors_are_typed() {
     assert!(e.to_string().contains("topic"), "{e}");
     let e = p.send(&Message::new("T", Vec::<u8>::new())).unwrap_err();
     assert!(e.to_string().to_lowercase().contains("body"), "{e}");
-    p.shutdown();
-    p.shutdown();
+    p.shutdown(Duration::from_secs(5)).unwrap();
+    p.shutdown(Duration::from_secs(5)).unwrap();
     let e = p.send(&Message::new("T", "x")).unwrap_err();
     assert!(matches!(e, Error::ServiceState { .. }), "{e}");
 }

@@ -382,46 +382,54 @@ macro_rules! client_config_setters {
 }
 pub(crate) use client_config_setters;
 
-/// Joins the client instance a producer or consumer uses, and registers it there with
-/// `register`.
+/// Joins the client instance a producer or consumer of `group` uses: `register` registers it
+/// with the instance of the configuration it is given (creating the instance if needed).
 ///
-/// With an instance name set, that name is used as is. Without one, `default_name` is tried
-/// first; if `register` refuses because the group is already registered there (an
-/// [`Error::Client`]), a name of its own ([`unique_instance_name`]) is used instead, unless
-/// `shared_default` says the default must stay (a broadcasting consumer), in which case the
-/// error is turned into one that names the fix.
+/// With an instance name set, that name is used as is. Without one, `default_name` is used,
+/// unless a live producer (`producer`) or consumer of `group` is already registered under it:
+/// then a name of its own ([`unique_instance_name`]) is used instead, or, when
+/// `shared_default` says the default must stay (a broadcasting consumer), the start is refused
+/// with an error that names the fix.
 pub(crate) fn join_instance(
     config: &ClientConfig,
     default_name: &str,
     shared_default: bool,
-    what: &str,
-    register: impl Fn(&Arc<MQClientInstance>) -> Result<()>,
+    producer: bool,
+    group: &str,
+    register: impl Fn(&ClientConfig) -> Result<Arc<MQClientInstance>>,
 ) -> Result<Arc<MQClientInstance>> {
     if config.instance_name.is_some() {
-        let instance = MQClientManager::get_or_create(config)?;
-        register(&instance)?;
-        return Ok(instance);
+        return register(config);
     }
-    let instance = MQClientManager::get_or_create(&config.with_instance_name(default_name))?;
-    match register(&instance) {
-        Ok(()) => Ok(instance),
-        // Registration refuses only a group already registered under this client id.
-        Err(Error::Client { message, .. }) if shared_default => Err(Error::config(format!(
-            "{message} Two {what}s of one group in one process would share the default \
-             instance name {default_name} and so one offsets file: give each its own \
-             instance_name()"
-        ))),
-        Err(Error::Client { .. }) => {
-            let name = unique_instance_name();
-            log::info!(
-                "a {what} of this group already uses the instance {default_name} in this \
-                 process; this one uses the instance name {name}"
-            );
-            let instance = MQClientManager::get_or_create(&config.with_instance_name(name))?;
-            register(&instance)?;
-            Ok(instance)
+    let what = match (producer, shared_default) {
+        (true, _) => "producer",
+        (false, true) => "broadcasting consumer",
+        (false, false) => "consumer",
+    };
+    let default = config.with_instance_name(default_name);
+    let taken = || MQClientManager::has_group(&default, producer, group);
+    let own_name = || {
+        let name = unique_instance_name();
+        log::info!(
+            "a {what} of group {group} already uses the instance {default_name} in this \
+             process; this one uses the instance name {name}"
+        );
+        register(&config.with_instance_name(name))
+    };
+    if taken() {
+        if shared_default {
+            return Err(Error::config(format!(
+                "a {what} of group {group} is already running in this process under the \
+                 default instance name {default_name}; two of them would share one offsets \
+                 file: give each its own instance_name()"
+            )));
         }
-        Err(e) => Err(e),
+        return own_name();
+    }
+    match register(&default) {
+        // Another one of the group registered in between: the refusal was the collision.
+        Err(_) if !shared_default && taken() => own_name(),
+        other => other,
     }
 }
 

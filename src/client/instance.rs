@@ -1,13 +1,19 @@
 //! `MQClientInstance`: the threads and caches one client id shares across its producers and
 //! consumers, and `MQClientManager`, which keeps one instance per client id.
 //!
-//! Threads: the remoting client's `rmq-io` and `rmq-cb-*`, and one `rmq-sched` scheduler for the
-//! periodic tasks (route refresh, heartbeat, name-server lookup). Producers and consumers hold an
+//! Threads: the remoting client's `rmq-io` and `rmq-cb-*`, one `rmq-sched` scheduler for the
+//! periodic tasks (route refresh, heartbeat, name-server lookup), and with the first consumer
+//! `rmq-pull` (which also times delayed pulls) and `rmq-rebal`. Producers and consumers hold an
 //! `Arc` to their instance; scheduled tasks hold a `Weak` so they never keep it alive.
+//!
+//! Registration and the last unregistration are decided under the manager's lock: an instance
+//! that has decided to shut down is out of the manager's table before anyone can attach to it,
+//! and a new registration gets a fresh instance. Threads are joined outside every lock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -15,14 +21,14 @@ use crate::client::api::expect_success;
 use crate::client::api::MQClientAPI;
 use crate::client::config::{parse_namesrv_list, ClientConfig};
 use crate::client::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
+use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
+use crate::client::rebalance_service::RebalanceService;
 use crate::common::route::MASTER_ID;
 use crate::common::MessageQueue;
 use crate::common::{ServiceState, TopicRouteData};
-use crate::consumer::push_consumer::PullRequest;
-use crate::consumer::services::{PullMessageService, RebalanceService};
 use crate::consumer::stats::RunningInfo;
 use crate::error::{ClientErrorCode, Error, Result};
-use crate::executor::ServiceHandle;
+use crate::executor::{panic_message, ServiceHandle, ShutdownError};
 use crate::executor::{ScheduledExecutor, ScheduledHandle};
 use crate::producer::DefaultMQProducer;
 use crate::producer::TopicPublishInfo;
@@ -40,6 +46,8 @@ pub(crate) const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";
 pub(crate) const CLIENT_INNER_PRODUCER_GROUP: &str = "CLIENT_INNER_PRODUCER";
 /// Timeout of admin calls such as GET_MAX_OFFSET (Java `MQAdminImpl`, 6 s).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long an instance released by a dropped producer or consumer waits for its threads.
+pub(crate) const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the instance needs from a registered consumer.
 pub(crate) trait MQConsumerInner: Send + Sync {
@@ -61,7 +69,7 @@ pub(crate) trait MQConsumerInner: Send + Sync {
 /// The consumer threads of an instance, started with its first consumer.
 struct ConsumerServices {
     pull: ServiceHandle,
-    pull_tx: crossbeam_channel::Sender<PullRequest>,
+    pull_tx: crossbeam_channel::Sender<PullCommand>,
     rebalance: ServiceHandle,
 }
 
@@ -114,10 +122,12 @@ fn manager() -> &'static Mutex<HashMap<String, Arc<MQClientInstance>>> {
 pub(crate) struct MQClientManager;
 
 impl MQClientManager {
-    /// The running instance for `config.client_id()`, created and started if needed.
-    pub(crate) fn get_or_create(config: &ClientConfig) -> Result<Arc<MQClientInstance>> {
+    /// The running instance for `config.client_id()` in `table`, created and started if needed.
+    fn running_or_new(
+        table: &mut HashMap<String, Arc<MQClientInstance>>,
+        config: &ClientConfig,
+    ) -> Result<Arc<MQClientInstance>> {
         let client_id = config.client_id();
-        let mut table = manager().lock();
         if let Some(existing) = table.get(&client_id) {
             if *existing.state.lock() == ServiceState::Running {
                 return Ok(existing.clone());
@@ -128,14 +138,66 @@ impl MQClientManager {
         Ok(instance)
     }
 
-    fn remove(client_id: &str, instance: &MQClientInstance) {
+    /// Whether the running instance of `config.client_id()` has `group` registered as a live
+    /// producer (`producer`) or consumer: used to pick a default instance name that does not
+    /// collide (see `client::config::join_instance`).
+    pub(crate) fn has_group(config: &ClientConfig, producer: bool, group: &str) -> bool {
+        let table = manager().lock();
+        table.get(&config.client_id()).is_some_and(|i| {
+            *i.state.lock() == ServiceState::Running
+                && if producer {
+                    i.producers
+                        .read()
+                        .get(group)
+                        .is_some_and(|p| p.strong_count() > 0)
+                } else {
+                    i.consumers
+                        .read()
+                        .get(group)
+                        .is_some_and(|c| c.strong_count() > 0)
+                }
+        })
+    }
+
+    /// Registers a producer group with the running instance of `config.client_id()` (created
+    /// if needed), atomically with respect to that instance shutting down.
+    pub(crate) fn register_producer(
+        config: &ClientConfig,
+        group: &str,
+        producer: Weak<dyn MQProducerInner>,
+    ) -> Result<Arc<MQClientInstance>> {
         let mut table = manager().lock();
-        if table
-            .get(client_id)
-            .is_some_and(|i| std::ptr::eq(Arc::as_ptr(i), instance))
-        {
-            table.remove(client_id);
-        }
+        let instance = Self::running_or_new(&mut table, config)?;
+        instance.register_producer(group, producer)?;
+        Ok(instance)
+    }
+
+    /// Registers a consumer group with the running instance of `config.client_id()` (created
+    /// if needed) and starts its consumer threads, atomically with respect to that instance
+    /// shutting down.
+    pub(crate) fn register_consumer(
+        config: &ClientConfig,
+        group: &str,
+        consumer: Weak<dyn MQConsumerInner>,
+    ) -> Result<Arc<MQClientInstance>> {
+        let mut table = manager().lock();
+        let instance = Self::running_or_new(&mut table, config)?;
+        instance.register_consumer(group, consumer)?;
+        Ok(instance)
+    }
+}
+
+/// Removes `instance` from the manager's table (`table` is the locked table) if it is the one
+/// registered for its client id.
+fn remove_from_table(
+    table: &mut HashMap<String, Arc<MQClientInstance>>,
+    instance: &MQClientInstance,
+) {
+    if table
+        .get(&instance.client_id)
+        .is_some_and(|i| std::ptr::eq(Arc::as_ptr(i), instance))
+    {
+        table.remove(&instance.client_id);
     }
 }
 
@@ -165,7 +227,7 @@ impl MQClientInstance {
             route_lock: Mutex::new(()),
             heartbeat_lock: Mutex::new(()),
         });
-        crate::consumer::processors::register(&instance);
+        crate::client::processors::register(&instance);
         // A broker that restarted lost this client's heartbeat: until the next periodic one (up
         // to 30 s away) it answers every pull with SUBSCRIPTION_NOT_EXIST and leaves the client
         // out of the group's consumer list. Every (re)connection to a broker re-registers at once.
@@ -254,12 +316,10 @@ impl MQClientInstance {
         Ok(())
     }
 
-    /// Registers a producer group. A group can be registered once per client id.
-    pub(crate) fn register_producer(
-        &self,
-        group: &str,
-        producer: Weak<dyn MQProducerInner>,
-    ) -> Result<()> {
+    /// Registers a producer group. A group can be registered once per client id. Called with
+    /// the manager's lock held (see [`MQClientManager::register_producer`]), or for the inner
+    /// producer, whose owner checks the state first.
+    fn register_producer(&self, group: &str, producer: Weak<dyn MQProducerInner>) -> Result<()> {
         let mut producers = self.producers.write();
         if producers.get(group).is_some_and(|p| p.strong_count() > 0) {
             return Err(Error::client(
@@ -273,9 +333,26 @@ impl MQClientInstance {
         Ok(())
     }
 
+    /// Registers the inner producer of this instance (see [`inner_producer`](Self::inner_producer),
+    /// which checks that the instance is running).
+    pub(crate) fn register_inner_producer(
+        &self,
+        group: &str,
+        producer: Weak<dyn MQProducerInner>,
+    ) -> Result<()> {
+        self.register_producer(group, producer)
+    }
+
     /// Unregisters a producer group from this instance and, with `notify_brokers`, from every
-    /// broker; shuts the instance down when nothing else uses it.
-    pub(crate) fn unregister_producer(&self, group: &str, notify_brokers: bool) {
+    /// broker; shuts the instance down when nothing else uses it, waiting up to `timeout` for
+    /// its threads. Returns the threads still running after that.
+    pub(crate) fn unregister_producer(
+        &self,
+        group: &str,
+        notify_brokers: bool,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
         self.producers.write().remove(group);
         let addrs = if notify_brokers {
             self.all_broker_addrs()
@@ -293,28 +370,50 @@ impl MQClientInstance {
                 log::warn!("unregister producer {group} from {addr} failed: {e}");
             }
         }
-        self.shutdown_if_unused();
+        self.shutdown_if_unused(deadline)
     }
 
     /// Shuts the instance down once no producer or consumer uses it (the inner producer does
-    /// not count).
-    fn shutdown_if_unused(&self) {
-        let producers_left = self
-            .producers
-            .read()
-            .keys()
-            .any(|g| g != CLIENT_INNER_PRODUCER_GROUP);
-        if !producers_left && self.consumers.read().is_empty() {
-            self.shutdown();
+    /// not count). The decision and the state change happen under the manager's lock, so no
+    /// registration can slip in between; the threads are joined (until `deadline`) after it is
+    /// released. Returns the threads still running.
+    fn shutdown_if_unused(&self, deadline: Instant) -> Vec<String> {
+        {
+            let mut table = manager().lock();
+            let producers_left = self
+                .producers
+                .read()
+                .keys()
+                .any(|g| g != CLIENT_INNER_PRODUCER_GROUP);
+            if producers_left || !self.consumers.read().is_empty() {
+                return Vec::new();
+            }
+            #[cfg(test)]
+            tests::run_shutdown_hook(&self.client_id);
+            if !self.mark_shut_down(&mut table) {
+                return Vec::new();
+            }
         }
+        self.stop(deadline)
+    }
+
+    /// Flips a running instance to `ShutdownAlready` and takes it out of the manager's table
+    /// (`table`, locked by the caller). `false` if it was not running.
+    fn mark_shut_down(&self, table: &mut HashMap<String, Arc<MQClientInstance>>) -> bool {
+        {
+            let mut state = self.state.lock();
+            if *state != ServiceState::Running {
+                return false;
+            }
+            *state = ServiceState::ShutdownAlready;
+        }
+        remove_from_table(table, self);
+        true
     }
 
     /// Registers a consumer group; starts the pull and rebalance threads with the first one.
-    pub(crate) fn register_consumer(
-        &self,
-        group: &str,
-        consumer: Weak<dyn MQConsumerInner>,
-    ) -> Result<()> {
+    /// Called with the manager's lock held (see [`MQClientManager::register_consumer`]).
+    fn register_consumer(&self, group: &str, consumer: Weak<dyn MQConsumerInner>) -> Result<()> {
         {
             let mut consumers = self.consumers.write();
             if consumers.get(group).is_some_and(|c| c.strong_count() > 0) {
@@ -331,7 +430,7 @@ impl MQClientInstance {
         let mut services = self.consumer_services.lock();
         if services.is_none() {
             let (pull_tx, requests) = crossbeam_channel::unbounded();
-            let pull = crate::executor::spawn(PullMessageService { requests }, "rmq-pull")
+            let pull = crate::executor::spawn(PullMessageService::new(requests), "rmq-pull")
                 .map_err(Error::Io)?;
             let rebalance = crate::executor::spawn(
                 RebalanceService {
@@ -349,8 +448,16 @@ impl MQClientInstance {
         Ok(())
     }
 
-    /// Unregisters a consumer group locally and, with `notify_brokers`, from every broker.
-    pub(crate) fn unregister_consumer(&self, group: &str, notify_brokers: bool) {
+    /// Unregisters a consumer group locally and, with `notify_brokers`, from every broker;
+    /// shuts the instance down when nothing else uses it, waiting up to `timeout` for its
+    /// threads. Returns the threads still running after that.
+    pub(crate) fn unregister_consumer(
+        &self,
+        group: &str,
+        notify_brokers: bool,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
         self.consumers.write().remove(group);
         if notify_brokers {
             for addr in self.all_broker_addrs() {
@@ -365,7 +472,7 @@ impl MQClientInstance {
                 }
             }
         }
-        self.shutdown_if_unused();
+        self.shutdown_if_unused(deadline)
     }
 
     pub(crate) fn live_consumers(&self) -> Vec<Arc<dyn MQConsumerInner>> {
@@ -388,15 +495,22 @@ impl MQClientInstance {
         }
     }
 
-    /// Rebalances every consumer (on `rmq-rebal`).
+    /// Rebalances every consumer (on `rmq-rebal`). A consumer whose rebalance panics (a
+    /// user's allocation strategy, say) is logged and skipped for this round; the others are
+    /// still served, and it is tried again at the next round.
     pub(crate) fn do_rebalance(&self) {
         for c in self.live_consumers() {
-            c.do_rebalance();
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| c.do_rebalance())) {
+                log::error!(
+                    "rebalance of a consumer of {} panicked; it keeps its assignment until the next round: {}",
+                    self.client_id,
+                    panic_message(&*payload)
+                );
+            }
         }
     }
 
-    /// Queues a pull at once.
-    pub(crate) fn execute_pull_request_immediately(&self, req: PullRequest) {
+    fn send_pull_command(&self, cmd: PullCommand) {
         let tx = self
             .consumer_services
             .lock()
@@ -404,18 +518,19 @@ impl MQClientInstance {
             .map(|s| s.pull_tx.clone());
         if let Some(tx) = tx {
             // A send fails only after shutdown; the request is then dropped.
-            let _ = tx.send(req);
+            let _ = tx.send(cmd);
         }
     }
 
-    /// Queues a pull after `delay`.
-    pub(crate) fn execute_pull_request_later(&self, req: PullRequest, delay: Duration) {
-        let me = self.me.clone();
-        self.schedule(delay, move || {
-            if let Some(me) = me.upgrade() {
-                me.execute_pull_request_immediately(req);
-            }
-        });
+    /// Queues a pull at once.
+    pub(crate) fn execute_pull_request_immediately(&self, req: impl PullTask) {
+        self.send_pull_command(PullCommand::Now(Box::new(req)));
+    }
+
+    /// Queues a pull after `delay`, on the pull thread's own timer: it never waits behind the
+    /// scheduler's blocking work.
+    pub(crate) fn execute_pull_request_later(&self, req: impl PullTask, delay: Duration) {
+        self.send_pull_command(PullCommand::At(Instant::now() + delay, Box::new(req)));
     }
 
     /// Runs `task` once after `delay` on the scheduler (dropped if it is shut down).
@@ -453,7 +568,8 @@ impl MQClientInstance {
             return Some((a.clone(), broker_id != MASTER_ID));
         }
         if broker_id != MASTER_ID {
-            if let Some(a) = addrs.get(&(broker_id + 1)) {
+            // The id comes from the broker's `suggestWhichBrokerId`: anything is possible.
+            if let Some(a) = broker_id.checked_add(1).and_then(|id| addrs.get(&id)) {
                 return Some((a.clone(), true));
             }
         }
@@ -581,60 +697,69 @@ impl MQClientInstance {
         Ok(h.offset)
     }
 
-    /// The inner producer (group `CLIENT_INNER_PRODUCER`), started on first use.
+    /// The inner producer (group `CLIENT_INNER_PRODUCER`), started on this instance on first
+    /// use. An instance that is not running has none: that is an error, and nothing is started.
     pub(crate) fn inner_producer(&self) -> Result<DefaultMQProducer> {
         let mut slot = self.inner_producer.lock();
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
         }
+        // `stop` flips the state before it takes this slot: a producer stored after this check
+        // is still found and stopped by it.
+        let state = *self.state.lock();
+        if state != ServiceState::Running {
+            return Err(Error::ServiceState {
+                state,
+                action: "start the inner producer: the client instance is shut down",
+            });
+        }
+        let me = self.me.upgrade().ok_or(Error::ServiceState {
+            state: ServiceState::ShutdownAlready,
+            action: "start the inner producer: the client instance is dropped",
+        })?;
         let p = DefaultMQProducer::builder(CLIENT_INNER_PRODUCER_GROUP)
             .client_config(self.config.clone())
             .build_inner()?;
-        p.start()?;
+        p.start_on(&me)?;
         *slot = Some(p.clone());
         Ok(p)
     }
 
-    /// Stops the scheduler and the remoting client. Idempotent.
-    pub(crate) fn shutdown(&self) {
-        {
-            let mut state = self.state.lock();
-            if *state != ServiceState::Running {
-                return;
+    /// Stops the consumer threads, the scheduler and the remoting client of an instance
+    /// already marked shut down, joining each until `deadline`; no lock is held while joining.
+    /// Returns the threads still running.
+    fn stop(&self, deadline: Instant) -> Vec<String> {
+        let mut unfinished = Vec::new();
+        let mut note = |what: &str, r: std::result::Result<(), ShutdownError>| {
+            if let Err(e) = r {
+                log::warn!("{what} of {} did not stop cleanly: {e}", self.client_id);
+                unfinished.extend(e.unfinished_threads());
             }
-            *state = ServiceState::ShutdownAlready;
-        }
+        };
+        let left = || deadline.saturating_duration_since(Instant::now());
         // Upstream first: rebalance, then pull.
-        if let Some(s) = self.consumer_services.lock().take() {
-            if let Err(e) = s.rebalance.shutdown(Duration::from_secs(5)) {
-                log::warn!(
-                    "RebalanceService of {} did not stop cleanly: {e}",
-                    self.client_id
-                );
-            }
+        let services = self.consumer_services.lock().take();
+        if let Some(s) = services {
+            note("RebalanceService", s.rebalance.shutdown(left()));
             drop(s.pull_tx);
-            if let Err(e) = s.pull.shutdown(Duration::from_secs(5)) {
-                log::warn!(
-                    "PullMessageService of {} did not stop cleanly: {e}",
-                    self.client_id
-                );
-            }
+            note("PullMessageService", s.pull.shutdown(left()));
         }
-        if let Some(p) = self.inner_producer.lock().take() {
+        let inner = self.inner_producer.lock().take();
+        if let Some(p) = inner {
             self.producers.write().remove(CLIENT_INNER_PRODUCER_GROUP);
             p.shutdown_local();
         }
-        for t in self.tasks.lock().drain(..) {
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
             t.cancel();
         }
-        if let Some(s) = self.scheduler.lock().take() {
-            if let Err(e) = s.shutdown(Duration::from_secs(5)) {
-                log::warn!("scheduler of {} did not stop cleanly: {e}", self.client_id);
-            }
+        let scheduler = self.scheduler.lock().take();
+        if let Some(s) = scheduler {
+            note("scheduler", s.shutdown(left()));
         }
         self.remoting().shutdown();
-        MQClientManager::remove(&self.client_id, self);
         log::info!("the client factory [{}] shut down", self.client_id);
+        unfinished
     }
 
     fn all_broker_addrs(&self) -> Vec<String> {
@@ -968,6 +1093,172 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    type Hook = Arc<dyn Fn() + Send + Sync>;
+
+    /// Hooks run by `shutdown_if_unused` once it has decided to shut an instance down, by
+    /// client id.
+    static SHUTDOWN_HOOKS: Mutex<Vec<(String, Hook)>> = Mutex::new(Vec::new());
+
+    pub(super) fn run_shutdown_hook(client_id: &str) {
+        let hook = SHUTDOWN_HOOKS
+            .lock()
+            .iter()
+            .find(|(id, _)| id == client_id)
+            .map(|(_, h)| h.clone());
+        if let Some(h) = hook {
+            h();
+        }
+    }
+
+    fn set_shutdown_hook(client_id: &str, hook: impl Fn() + Send + Sync + 'static) {
+        SHUTDOWN_HOOKS
+            .lock()
+            .push((client_id.to_owned(), Arc::new(hook)));
+    }
+
+    /// A consumer that does nothing: something for an instance to hold.
+    struct Idle;
+
+    impl MQConsumerInner for Idle {
+        fn consumer_data(&self) -> ConsumerData {
+            ConsumerData::default()
+        }
+        fn subscribed_topics(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn update_topic_subscribe_info(&self, _: &str, _: Vec<MessageQueue>) {}
+        fn is_subscribe_topic_need_update(&self, _: &str) -> bool {
+            false
+        }
+        fn do_rebalance(&self) {}
+        fn consume_message_directly(
+            &self,
+            _: crate::common::MessageExt,
+            _: &str,
+        ) -> (&'static str, Option<String>, u64) {
+            ("CR_SUCCESS", None, 0)
+        }
+        fn running_info(&self) -> RunningInfo {
+            unimplemented!("not asked in these tests")
+        }
+        fn reset_offset(&self, _: &str, _: &HashMap<MessageQueue, i64>) {}
+        fn offsets_of_topic(&self, _: &str) -> HashMap<MessageQueue, i64> {
+            HashMap::new()
+        }
+    }
+
+    /// A client config whose name server is a closed port: route refreshes fail quickly.
+    fn config(instance_name: &str) -> ClientConfig {
+        ClientConfig {
+            namesrv_addr: Some("127.0.0.1:9".to_owned()),
+            instance_name: Some(instance_name.to_owned()),
+            ..ClientConfig::default()
+        }
+    }
+
+    fn register(
+        cfg: &ClientConfig,
+        group: &str,
+        consumer: &Arc<dyn MQConsumerInner>,
+    ) -> Arc<MQClientInstance> {
+        MQClientManager::register_consumer(cfg, group, Arc::downgrade(consumer)).unwrap()
+    }
+
+    fn is_running(i: &MQClientInstance) -> bool {
+        *i.state.lock() == ServiceState::Running
+    }
+
+    #[test]
+    fn a_consumer_never_attaches_to_an_instance_that_is_shutting_down() {
+        let cfg = config("attach-race");
+        let first: Arc<dyn MQConsumerInner> = Arc::new(Idle);
+        let old = register(&cfg, "g1", &first);
+        let (decided_tx, decided_rx) = crossbeam_channel::bounded(1);
+        let (attached_tx, attached_rx) = crossbeam_channel::bounded::<()>(1);
+        // Once the last consumer is gone and the shutdown decided, a second consumer tries to
+        // attach; the hook gives it up to 2 s to do so before the shutdown goes on.
+        set_shutdown_hook(&cfg.client_id(), move || {
+            let _ = decided_tx.send(());
+            let _ = attached_rx.recv_timeout(Duration::from_secs(2));
+        });
+        let leaving = old.clone();
+        let unregister = std::thread::Builder::new()
+            .name("test-unregister".into())
+            .spawn(move || leaving.unregister_consumer("g1", false, WAIT))
+            .unwrap();
+        decided_rx
+            .recv_timeout(WAIT)
+            .expect("the shutdown was decided");
+        let second: Arc<dyn MQConsumerInner> = Arc::new(Idle);
+        let cfg2 = cfg.clone();
+        let attach = std::thread::Builder::new()
+            .name("test-attach".into())
+            .spawn(move || {
+                let i = register(&cfg2, "g2", &second);
+                let _ = attached_tx.send(());
+                (i, second)
+            })
+            .unwrap();
+        unregister.join().unwrap();
+        let (new, _second) = attach.join().unwrap();
+        assert!(!is_running(&old), "the unused instance was shut down");
+        assert!(
+            is_running(&new),
+            "the consumer registered while the old instance shut down is on a stopped instance"
+        );
+        assert!(!Arc::ptr_eq(&old, &new));
+        new.unregister_consumer("g2", false, WAIT);
+        assert!(!is_running(&new));
+    }
+
+    #[test]
+    fn the_inner_producer_of_a_stopped_instance_is_an_error_and_starts_nothing() {
+        let cfg = config("stopped-inner");
+        let consumer: Arc<dyn MQConsumerInner> = Arc::new(Idle);
+        let i = register(&cfg, "g", &consumer);
+        i.unregister_consumer("g", false, WAIT);
+        assert!(!is_running(&i));
+        let r = i.inner_producer();
+        let leaked = manager().lock().get(&cfg.client_id()).cloned();
+        if let Some(l) = &leaked {
+            if l.mark_shut_down(&mut manager().lock()) {
+                l.stop(Instant::now() + WAIT);
+            }
+        }
+        assert!(r.is_err(), "a stopped instance has no inner producer");
+        assert!(
+            leaked.is_none(),
+            "asking a stopped instance for its inner producer started another instance"
+        );
+    }
+
+    #[test]
+    fn a_broker_id_from_the_network_never_overflows() {
+        let cfg = config("broker-id");
+        let consumer: Arc<dyn MQConsumerInner> = Arc::new(Idle);
+        let i = register(&cfg, "g", &consumer);
+        i.broker_addr_table.write().insert(
+            "b".to_owned(),
+            BTreeMap::from([(MASTER_ID, "m:1".to_owned()), (1, "s:1".to_owned())]),
+        );
+        let mq = MessageQueue::new("t", "b", 0);
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            i.find_broker_address_in_subscribe(&mq, i64::MAX)
+        }));
+        i.unregister_consumer("g", false, WAIT);
+        assert_eq!(
+            found.expect("no overflow"),
+            Some(("m:1".to_owned(), false)),
+            "an unknown broker id falls back to the first address"
+        );
+        assert_eq!(
+            i.find_broker_address_in_subscribe(&mq, 0),
+            Some(("m:1".to_owned(), false))
+        );
+    }
 
     fn serve_once(status: &str, body: &str) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,11 +1,18 @@
-//! `MQClientInstance` and the typed broker/name-server API.
+//! `MQClientInstance`, the typed broker/name-server API, and the threads an instance shares
+//! among its consumers: `PullMessageService`, `RebalanceService` and the processors of requests
+//! brokers send to the client.
 //!
 //! Everything here is shared by producers and consumers of one client id and stays
-//! crate-private, except [`ClientConfig`], which users may set wholesale.
+//! crate-private, except [`ClientConfig`], which users may set wholesale. The instance drives
+//! consumers only through `MQConsumerInner` and pulls only through `PullTask`: nothing here
+//! names the push consumer's types.
 
 pub(crate) mod api;
 pub(crate) mod config;
 pub(crate) mod heartbeat;
 pub(crate) mod instance;
+pub(crate) mod processors;
+pub(crate) mod pull_service;
+pub(crate) mod rebalance_service;
 
 pub use config::{ClientConfig, ClientConfigBuilder};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::common::{MessageExt, MessageQueue};
 use crate::consumer::offset_store::ReadOffsetType;
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 
 impl PushConsumerInner {
     /// `CONSUME_MESSAGE_DIRECTLY`: run the listener on one message now, outside the queues.
@@ -38,7 +39,7 @@ impl PushConsumerInner {
                 let commit = store.as_ref().map_or(-1, |st| {
                     st.read_offset(&s.mq, ReadOffsetType::ReadFromMemory)
                 });
-                let mut info = s.pq.info();
+                let mut info = s.info();
                 info.commit_offset = commit;
                 (s.mq.clone(), info)
             })
@@ -63,30 +64,28 @@ impl PushConsumerInner {
 
     /// `RESET_CONSUMER_CLIENT_OFFSET`: drop the topic's queues, store the new offsets, and let
     /// the rebalance rebuild the queues from them.
+    ///
+    /// A queue is dropped (which waits for a commit in progress) and leaves the table before its
+    /// offset is written, so no late consume task, pull callback or offset fix-up of the old
+    /// queue raises the offset again.
     pub(crate) fn on_reset_offset(&self, topic: &str, offsets: &HashMap<MessageQueue, i64>) {
         self.paused.store(true, Ordering::Release);
-        let states: Vec<Arc<QueueState>> = self
+        let queues: Vec<Arc<ProcessQueue>> = self
             .process_queue_table
             .read()
             .values()
-            .filter(|s| s.mq.topic == topic)
+            .filter(|pq| pq.mq.topic == topic)
             .cloned()
             .collect();
-        for s in &states {
-            s.pull_stopped.store(true, Ordering::Release);
-            s.pq.set_dropped(true);
-            s.pq.clear();
+        for pq in &queues {
+            pq.set_dropped();
+            pq.clear();
+            self.remove_from_table(pq);
         }
         let store = self.offset_store();
         for (mq, offset) in offsets {
             store.update_offset(mq, *offset, false);
             store.persist(mq);
-        }
-        {
-            let mut table = self.process_queue_table.write();
-            for s in &states {
-                table.remove(&s.mq);
-            }
         }
         self.paused.store(false, Ordering::Release);
         if let Some(i) = self.instance() {

@@ -52,6 +52,8 @@ pub(crate) struct ConsumerConfig {
     pub(crate) broker_suspend_max_time: Duration,
     pub(crate) consumer_timeout_when_suspend: Duration,
     pub(crate) offset_store_dir: Option<std::path::PathBuf>,
+    /// How long after `PULL_OFFSET_MOVED` the offset is fixed (Java: 10 s; tests shorten it).
+    pub(crate) offset_moved_fix_delay: Duration,
 }
 
 /// Builds a [`DefaultMQPushConsumer`]. Every setter documents Java's default.
@@ -109,6 +111,7 @@ impl DefaultMQPushConsumerBuilder {
                 broker_suspend_max_time: BROKER_SUSPEND_MAX_TIME,
                 consumer_timeout_when_suspend: CONSUMER_TIMEOUT_WHEN_SUSPEND,
                 offset_store_dir: None,
+                offset_moved_fix_delay: crate::consumer::pull::OFFSET_ILLEGAL_FIX_DELAY,
             },
             client: ClientConfig::default(),
             client_overrides: ClientOverrides::default(),
@@ -260,6 +263,13 @@ impl DefaultMQPushConsumerBuilder {
         listener: impl MessageListenerConcurrently,
     ) -> Self {
         self.listener = Some(Arc::new(listener));
+        self
+    }
+    /// Test hook: the delay before a `PULL_OFFSET_MOVED` is fixed (Java: 10 s, not settable).
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn offset_moved_fix_delay_for_tests(mut self, delay: Duration) -> Self {
+        self.cfg.offset_moved_fix_delay = delay;
         self
     }
     /// Adds a hook run before and after every listener call.

@@ -20,17 +20,12 @@ mod broker_requests;
 mod builder;
 pub(crate) mod consume;
 mod listener;
-// Orderly consumption (next) uses the locking half of these; keep it compiled and tested.
-#[allow(dead_code)]
 pub(crate) mod offset_store;
-#[allow(dead_code)]
 pub(crate) mod process_queue;
-pub(crate) mod processors;
 mod pull;
 pub(crate) mod push_consumer;
 mod rebalance;
 mod send_back;
-pub(crate) mod services;
 pub(crate) mod stats;
 mod subscription;
 

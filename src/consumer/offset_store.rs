@@ -30,7 +30,7 @@ use crate::remoting::protocol::header::{
     QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
     UpdateConsumerOffsetRequestHeader,
 };
-use crate::remoting::protocol::{RemotingCommand, RequestCode};
+use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 /// Where `read_offset` looks (Java `ReadOffsetType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +39,6 @@ pub(crate) enum ReadOffsetType {
     ReadFromMemory,
     /// Only the store (broker or file); the result is cached.
     ReadFromStore,
-    /// The in-memory table, else the store.
-    MemoryFirstThenStore,
 }
 
 /// A consumer group's offset store (Java `OffsetStore`).
@@ -50,7 +48,8 @@ pub(crate) trait OffsetStore: Send + Sync {
     /// Sets `mq`'s offset, creating the entry if absent; with `increase_only` the cached value is
     /// only ever raised.
     fn update_offset(&self, mq: &MessageQueue, offset: i64, increase_only: bool);
-    /// Reads `mq`'s offset; −1 when unknown, −2 (remote) when the broker could not be asked.
+    /// Reads `mq`'s offset: −1 when the store has none; −2 (remote) when it could not be read (the
+    /// broker could not be asked, or answered an error other than `QUERY_NOT_FOUND`).
     fn read_offset(&self, mq: &MessageQueue, ty: ReadOffsetType) -> i64;
     /// Persists the cached offsets of `mqs` (does nothing when `mqs` is empty).
     fn persist_all(&self, mqs: &HashSet<MessageQueue>);
@@ -60,13 +59,6 @@ pub(crate) trait OffsetStore: Send + Sync {
     fn remove_offset(&self, mq: &MessageQueue);
     /// A copy of the cached offsets of `topic` (all topics when `topic` is blank).
     fn clone_offset_table(&self, topic: &str) -> HashMap<MessageQueue, i64>;
-    /// Sends `offset` for `mq` to the broker at once (remote only; local: no-op).
-    fn update_consume_offset_to_broker(
-        &self,
-        mq: &MessageQueue,
-        offset: i64,
-        oneway: bool,
-    ) -> Result<()>;
 }
 
 /// The in-memory offset table shared by both stores.
@@ -140,8 +132,8 @@ impl OffsetTable {
 /// The broker calls a [`RemoteBrokerOffsetStore`] needs; the client implements it over the
 /// remoting client (broker lookup by name, master address, route refresh once if unknown).
 pub(crate) trait OffsetBrokerApi: Send + Sync {
-    /// QUERY_CONSUMER_OFFSET to the queue's master. A non-success answer (e.g. QUERY_NOT_FOUND)
-    /// must come back as [`Error::Broker`]; other failures as any other variant.
+    /// QUERY_CONSUMER_OFFSET to the queue's master. A non-success answer must come back as
+    /// [`Error::Broker`] with its code (QUERY_NOT_FOUND: the group has no offset for `mq`).
     fn query_consumer_offset(&self, mq: &MessageQueue) -> Result<i64>;
     /// UPDATE_CONSUMER_OFFSET, one-way or synchronous (timeout 5 s).
     fn update_consumer_offset(&self, mq: &MessageQueue, offset: i64, oneway: bool) -> Result<()>;
@@ -257,24 +249,22 @@ impl<B: OffsetBrokerApi> OffsetStore for RemoteBrokerOffsetStore<B> {
     }
 
     fn read_offset(&self, mq: &MessageQueue, ty: ReadOffsetType) -> i64 {
-        if ty != ReadOffsetType::ReadFromStore {
-            if let Some(v) = self.table.get(mq) {
-                return v;
-            }
-            if ty == ReadOffsetType::ReadFromMemory {
-                return -1;
-            }
+        if ty == ReadOffsetType::ReadFromMemory {
+            return self.table.get(mq).unwrap_or(-1);
         }
         match self.api.query_consumer_offset(mq) {
             Ok(offset) => {
                 self.table.update(mq, offset, false);
                 offset
             }
-            Err(Error::Broker { code, remark, .. }) => {
-                log::debug!(
-                    "group {} {mq}: broker has no offset ({code:?} {remark})",
-                    self.group
-                );
+            // Only this code means "no offset": anything else read as no offset would start the
+            // queue at consume_from_where and skip or repeat messages.
+            Err(Error::Broker {
+                code: ResponseCode::QUERY_NOT_FOUND,
+                remark,
+                ..
+            }) => {
+                log::debug!("group {} {mq}: broker has no offset ({remark})", self.group);
                 -1
             }
             Err(e) => {
@@ -314,15 +304,6 @@ impl<B: OffsetBrokerApi> OffsetStore for RemoteBrokerOffsetStore<B> {
 
     fn clone_offset_table(&self, topic: &str) -> HashMap<MessageQueue, i64> {
         self.table.clone_for_topic(topic)
-    }
-
-    fn update_consume_offset_to_broker(
-        &self,
-        mq: &MessageQueue,
-        offset: i64,
-        oneway: bool,
-    ) -> Result<()> {
-        self.api.update_consumer_offset(mq, offset, oneway)
     }
 }
 
@@ -372,6 +353,7 @@ impl LocalFileOffsetStore {
     }
 
     /// The offsets file.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -489,13 +471,8 @@ impl OffsetStore for LocalFileOffsetStore {
     }
 
     fn read_offset(&self, mq: &MessageQueue, ty: ReadOffsetType) -> i64 {
-        if ty != ReadOffsetType::ReadFromStore {
-            if let Some(v) = self.table.get(mq) {
-                return v;
-            }
-            if ty == ReadOffsetType::ReadFromMemory {
-                return -1;
-            }
+        if ty == ReadOffsetType::ReadFromMemory {
+            return self.table.get(mq).unwrap_or(-1);
         }
         match self.read_local() {
             Ok(Some(w)) => match w.get(mq) {
@@ -534,21 +511,11 @@ impl OffsetStore for LocalFileOffsetStore {
     fn clone_offset_table(&self, topic: &str) -> HashMap<MessageQueue, i64> {
         self.table.clone_for_topic(topic)
     }
-
-    fn update_consume_offset_to_broker(
-        &self,
-        _mq: &MessageQueue,
-        _offset: i64,
-        _oneway: bool,
-    ) -> Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remoting::protocol::ResponseCode;
     use std::sync::Arc;
 
     const GOLDEN_PRETTY: &str = "{\n\t\"offsetTable\":{{\n\t\t\t\"brokerName\":\"broker-a\",\n\t\t\t\"queueId\":1,\n\t\t\t\"topic\":\"T\"\n\t\t}:7,{\n\t\t\t\"brokerName\":\"broker-a\",\n\t\t\t\"queueId\":0,\n\t\t\t\"topic\":\"T\"\n\t\t}:42\n\t}\n}";
@@ -630,10 +597,7 @@ mod tests {
         assert_eq!(s3.read_offset(&mq(1), ReadOffsetType::ReadFromStore), 7);
         // ReadFromStore caches.
         assert_eq!(s3.read_offset(&mq(1), ReadOffsetType::ReadFromMemory), 7);
-        assert_eq!(
-            s3.read_offset(&mq(2), ReadOffsetType::MemoryFirstThenStore),
-            -1
-        );
+        assert_eq!(s3.read_offset(&mq(2), ReadOffsetType::ReadFromStore), -1);
         assert!(!s.sibling(".tmp").exists());
     }
 
@@ -786,6 +750,11 @@ mod tests {
                     remark: "not found".into(),
                     addr: "127.0.0.1:10911".into(),
                 }),
+                Some(Err("system")) => Err(Error::Broker {
+                    code: ResponseCode::SYSTEM_ERROR,
+                    remark: "store failure".into(),
+                    addr: "127.0.0.1:10911".into(),
+                }),
                 Some(Err(_)) => Err(Error::Timeout {
                     addr: "127.0.0.1:10911".into(),
                     timeout: std::time::Duration::from_secs(5),
@@ -810,13 +779,14 @@ mod tests {
         api.answers.lock().insert(mq(0), Ok(100));
         api.answers.lock().insert(mq(1), Err("broker"));
         api.answers.lock().insert(mq(2), Err("timeout"));
+        api.answers.lock().insert(mq(3), Err("system"));
         let store = RemoteBrokerOffsetStore::new("cg", api);
         assert_eq!(
             store.read_offset(&mq(0), ReadOffsetType::ReadFromMemory),
             -1
         );
         assert_eq!(
-            store.read_offset(&mq(0), ReadOffsetType::MemoryFirstThenStore),
+            store.read_offset(&mq(0), ReadOffsetType::ReadFromStore),
             100
         );
         assert_eq!(
@@ -825,6 +795,8 @@ mod tests {
         ); // cached
         assert_eq!(store.read_offset(&mq(1), ReadOffsetType::ReadFromStore), -1);
         assert_eq!(store.read_offset(&mq(2), ReadOffsetType::ReadFromStore), -2);
+        // A broker error other than QUERY_NOT_FOUND is not "no offset".
+        assert_eq!(store.read_offset(&mq(3), ReadOffsetType::ReadFromStore), -2);
         assert_eq!(
             store.read_offset(&mq(2), ReadOffsetType::ReadFromMemory),
             -1
@@ -839,10 +811,11 @@ mod tests {
             store.read_offset(&mq(0), ReadOffsetType::ReadFromMemory),
             100
         );
-        // Memory first: no broker call when cached.
-        store.api.answers.lock().insert(mq(0), Ok(7));
+        // A failed read leaves the cache alone.
+        store.api.answers.lock().insert(mq(0), Err("system"));
+        assert_eq!(store.read_offset(&mq(0), ReadOffsetType::ReadFromStore), -2);
         assert_eq!(
-            store.read_offset(&mq(0), ReadOffsetType::MemoryFirstThenStore),
+            store.read_offset(&mq(0), ReadOffsetType::ReadFromMemory),
             100
         );
     }
@@ -869,19 +842,13 @@ mod tests {
     }
 
     #[test]
-    fn remote_persist_remove_and_direct_update() {
+    fn remote_persist_and_remove() {
         let store = RemoteBrokerOffsetStore::new("cg", FakeBroker::default());
         store.persist(&mq(0)); // not cached: nothing sent
         assert!(store.api.updates.lock().is_empty());
         store.update_offset(&mq(0), 3, true);
         store.persist(&mq(0));
-        store
-            .update_consume_offset_to_broker(&mq(1), 9, false)
-            .unwrap();
-        assert_eq!(
-            *store.api.updates.lock(),
-            vec![(mq(0), 3, true), (mq(1), 9, false)]
-        );
+        assert_eq!(*store.api.updates.lock(), vec![(mq(0), 3, true)]);
         store.remove_offset(&mq(0));
         assert_eq!(
             store.read_offset(&mq(0), ReadOffsetType::ReadFromMemory),

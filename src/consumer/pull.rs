@@ -1,6 +1,10 @@
 //! The pull path (Java `DefaultMQPushConsumerImpl.pullMessage` and `PullAPIWrapper`): flow
 //! control, the async long-polling `PULL_MESSAGE`, and the pull callback that feeds the
 //! `ProcessQueue` and the consume service.
+//!
+//! One [`PullRequest`] lives per active `ProcessQueue`. It moves from `rmq-pull` (which sends the
+//! pull) to the callback on `rmq-cb` (which handles the answer) and back, possibly through the
+//! scheduler; it stops when its queue is no longer pulled.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -10,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::client::heartbeat::SubscriptionData;
 use crate::common::util::now_millis;
-use crate::common::{MessageConst, MessageDecoder, MessageExt, PullOffsets, DEFAULT_MAX_BODY_SIZE};
+use crate::common::{MessageDecoder, MessageExt, PullOffsets, DEFAULT_MAX_BODY_SIZE};
 use crate::consumer::offset_store::ReadOffsetType;
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::{tag_matches, MessageModel};
 use crate::error::Result;
 use crate::remoting::protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
@@ -21,44 +26,60 @@ use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
 const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
 const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_secs(1);
-const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
+/// Java waits this long after `PULL_OFFSET_MOVED` before it moves the offset and releases the
+/// queue (the consumer's `offset_moved_fix_delay`).
+pub(crate) const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
 const PULL_SYS_FLAG_COMMIT_OFFSET: i32 = 0x1;
 const PULL_SYS_FLAG_SUSPEND: i32 = 0x2;
 const PULL_SYS_FLAG_SUBSCRIPTION: i32 = 0x4;
 
-/// A pull of one queue (Java `PullRequest`). Exactly one lives per held queue: it moves from
-/// the pull thread to the callback and back, and dropping it anywhere is counted.
+/// A pull of one queue (Java `PullRequest`). Exactly one lives per active queue: it moves from
+/// the pull thread to the callback and back, and dropping it anywhere is counted in the queue's
+/// `live_pulls`.
 pub(crate) struct PullRequest {
     pub(crate) consumer: Weak<PushConsumerInner>,
-    pub(crate) state: Arc<QueueState>,
+    pub(crate) pq: Arc<ProcessQueue>,
     pub(crate) next_offset: i64,
 }
 
 impl PullRequest {
     pub(crate) fn new(
         consumer: Weak<PushConsumerInner>,
-        state: Arc<QueueState>,
+        pq: Arc<ProcessQueue>,
         next_offset: i64,
     ) -> Self {
-        state.live_pulls.fetch_add(1, Ordering::AcqRel);
+        pq.live_pulls.fetch_add(1, Ordering::AcqRel);
         PullRequest {
             consumer,
-            state,
+            pq,
             next_offset,
         }
     }
+}
 
-    /// Runs the pull (on `rmq-pull`).
-    pub(crate) fn run(self) {
-        if let Some(c) = self.consumer.upgrade() {
-            c.pull_message(self);
+impl crate::client::pull_service::PullTask for PullRequest {
+    /// Runs the pull (on `rmq-pull`). If it panics, the request was lost in the unwinding (or
+    /// already handed to a callback): the queue gets a new pull later unless it still has one.
+    fn run(self: Box<Self>) {
+        let Some(c) = self.consumer.upgrade() else {
+            return;
+        };
+        let pq = self.pq.clone();
+        let pull = std::panic::AssertUnwindSafe(|| c.pull_message(*self));
+        if let Err(payload) = std::panic::catch_unwind(pull) {
+            log::error!(
+                "the pull of {} panicked: {}",
+                pq.mq,
+                crate::executor::panic_message(&*payload)
+            );
+            c.revive_pull(&pq, c.client.pull_time_delay_when_exception);
         }
     }
 }
 
 impl Drop for PullRequest {
     fn drop(&mut self) {
-        self.state.live_pulls.fetch_sub(1, Ordering::AcqRel);
+        self.pq.live_pulls.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -70,12 +91,7 @@ impl crate::consumer::process_queue::QueuedMessage for MessageExt {
         self.body().len()
     }
     fn max_offset_property(&self) -> Option<i64> {
-        match self.pull_offsets() {
-            Some(p) => Some(p.max()),
-            None => self
-                .property(MessageConst::PROPERTY_MAX_OFFSET)
-                .and_then(|v| v.parse().ok()),
-        }
+        self.pull_offsets().map(|o| o.max())
     }
 }
 
@@ -96,13 +112,15 @@ impl PushConsumerInner {
 
     /// Java `DefaultMQPushConsumerImpl.pullMessage`: flow control, then an async pull.
     pub(crate) fn pull_message(&self, req: PullRequest) {
-        let st = req.state.clone();
-        if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+        #[cfg(test)]
+        tests::injected_panic(&self.cfg.group);
+        let st = req.pq.clone();
+        if st.is_pull_stopped() {
             log::debug!("the pull request of {} is dropped", st.mq);
             return;
         }
         let now = now_millis();
-        st.pq.set_last_pull_timestamp(now);
+        st.set_last_pull_timestamp(now);
         if !self.is_running() {
             self.pull_later(req, self.client.pull_time_delay_when_exception);
             return;
@@ -111,7 +129,7 @@ impl PushConsumerInner {
             self.pull_later(req, PULL_DELAY_WHEN_SUSPEND);
             return;
         }
-        let flow = st.pq.flow_stats();
+        let flow = st.flow_stats();
         let count = flow.count.max(0) as usize;
         let size_mib = flow.size.max(0) as u64 / (1024 * 1024);
         let (count_limit, size_limit) = self.queue_thresholds();
@@ -209,7 +227,7 @@ impl PushConsumerInner {
         );
         if let Err(e) = sent {
             if let Some(req) = slot.lock().take() {
-                log::warn!("pull of {} failed to start: {e}", req.state.mq);
+                log::warn!("pull of {} failed to start: {e}", req.pq.mq);
                 self.pull_later(req, self.client.pull_time_delay_when_exception);
             }
         }
@@ -237,7 +255,7 @@ impl PushConsumerInner {
         sd: &SubscriptionData,
         rt: Duration,
     ) {
-        let st = req.state.clone();
+        let st = req.pq.clone();
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => {
@@ -320,9 +338,9 @@ impl PushConsumerInner {
                     m.set_broker_name(broker.clone());
                     m.set_pull_offsets(offsets.clone());
                 }
-                let dispatch = st.pq.put_messages(msgs.iter().cloned());
+                st.put_messages(msgs.iter().cloned());
                 if let Some(cs) = self.consume_service.read().clone() {
-                    cs.submit_consume_request(msgs, &st, dispatch);
+                    cs.submit_consume_request(msgs, &st);
                 }
                 if self.cfg.pull_interval.is_zero() {
                     self.pull_now(req);
@@ -333,61 +351,257 @@ impl PushConsumerInner {
             ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => {
                 req.next_offset = header.next_begin_offset;
                 st.next_offset.store(req.next_offset, Ordering::Relaxed);
-                if st.pq.msg_count() == 0 {
-                    self.offset_store()
-                        .update_offset(&st.mq, req.next_offset, true);
-                }
+                // Atomic with dropping: a reset that dropped this queue while the pull was in
+                // flight keeps its offset.
+                let store = self.offset_store();
+                st.commit_if_empty(req.next_offset, |o| store.update_offset(&st.mq, o, true));
                 self.pull_now(req);
             }
             _ => {
                 // PULL_OFFSET_MOVED: restart from the broker's offset via a fresh rebalance.
+                let delay = self.cfg.offset_moved_fix_delay;
                 log::warn!(
-                    "the pull offset of {} is illegal ({} -> {}), fixing it in {OFFSET_ILLEGAL_FIX_DELAY:?}",
+                    "the pull offset of {} is illegal ({} -> {}), fixing it in {delay:?}",
                     st.mq,
                     req.next_offset,
                     header.next_begin_offset
                 );
                 let next = header.next_begin_offset;
-                st.pq.set_dropped(true);
+                st.set_dropped();
                 drop(req);
                 let me = self.me.clone();
-                let mq = st.mq.clone();
-                self.schedule(OFFSET_ILLEGAL_FIX_DELAY, move || {
+                self.schedule(delay, move || {
                     if let Some(me) = me.upgrade() {
-                        let store = me.offset_store();
-                        store.update_offset(&mq, next, false);
-                        store.persist(&mq);
-                        me.process_queue_table.write().remove(&mq);
-                        if let Some(i) = me.instance() {
-                            i.rebalance_immediately();
-                        }
+                        me.fix_moved_offset(&st, next);
                     }
                 });
             }
         }
     }
 
-    /// Every held queue must have exactly one live pull request; re-dispatch a lost one.
+    /// The delayed half of `PULL_OFFSET_MOVED` (Java's `OFFSET_ILLEGAL` task): if `pq` is still
+    /// the queue's entry, move the offset to `next`, persist it and release the queue for the
+    /// rebalance to rebuild from that offset. If a rebalance or a reset replaced it meanwhile, the
+    /// new queue has its own offset and its own puller: leave both alone.
+    pub(crate) fn fix_moved_offset(&self, pq: &Arc<ProcessQueue>, next: i64) {
+        if !self.is_running() {
+            return;
+        }
+        let store = self.offset_store();
+        let same = {
+            // Under the table lock: a reset removes the entry before it writes its offset, so it
+            // cannot come between this check and this write.
+            let table = self.process_queue_table.read();
+            let same = table.get(&pq.mq).is_some_and(|cur| Arc::ptr_eq(cur, pq));
+            if same {
+                pq.set_dropped();
+                store.update_offset(&pq.mq, next, false);
+            }
+            same
+        };
+        if same {
+            store.persist(&pq.mq);
+            self.remove_from_table(pq);
+            log::warn!("fixed the pull offset of {}: {next}", pq.mq);
+        } else {
+            log::info!(
+                "the moved offset {next} of {} is not applied: the queue was rebuilt since",
+                pq.mq
+            );
+        }
+        // Either way the queue's entry changed since the pull: settle the assignment now rather
+        // than at the periodic rebalance.
+        if let Some(i) = self.instance() {
+            i.rebalance_immediately();
+        }
+    }
+
+    /// Every active queue must have exactly one live pull request; re-dispatch a lost one.
     pub(crate) fn check_pulls(&self) {
         if !self.is_running() {
             return;
         }
         for st in self.process_queue_table.read().values() {
-            if st.pq.is_dropped() || st.pull_stopped.load(Ordering::Acquire) {
+            if st.is_pull_stopped() {
                 continue;
             }
             let live = st.live_pulls.load(Ordering::Acquire);
             if live == 0 {
-                log::error!(
-                    "the queue {} has no pull in flight or scheduled; re-dispatching it from offset {}",
-                    st.mq,
-                    st.next_offset.load(Ordering::Relaxed)
-                );
-                let next = st.next_offset.load(Ordering::Relaxed);
-                self.pull_now(PullRequest::new(self.me.clone(), st.clone(), next));
+                if self.revive_pull(st, Duration::ZERO) {
+                    log::error!(
+                        "the queue {} had no pull in flight or scheduled; re-dispatched it from offset {}",
+                        st.mq,
+                        st.next_offset.load(Ordering::Relaxed)
+                    );
+                }
             } else if live > 1 {
                 log::error!("the queue {} has {live} pull requests; expected one", st.mq);
             }
         }
+    }
+
+    /// Gives a held queue that lost its pull request (to a panic) a new one after `delay`. The
+    /// compare-and-set of its live count from 0 makes sure a queue never gets two: `false` when
+    /// it still has one, or is no longer pulled.
+    pub(crate) fn revive_pull(&self, pq: &Arc<ProcessQueue>, delay: Duration) -> bool {
+        if !self.is_running() || pq.is_pull_stopped() {
+            return false;
+        }
+        if pq
+            .live_pulls
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // The count is already taken for this request.
+        let req = PullRequest {
+            consumer: self.me.clone(),
+            pq: pq.clone(),
+            next_offset: pq.next_offset.load(Ordering::Relaxed),
+        };
+        self.pull_later(req, delay);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus};
+    use crate::testing::{FakeAction, FakeBroker};
+    use std::sync::OnceLock;
+
+    const TOPIC: &str = "ReviveTopic";
+
+    /// Groups whose next `pull_message` panics (a stand-in for a bug on the pull path).
+    static PANIC_NEXT_PULL: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(super) fn injected_panic(group: &str) {
+        let mut groups = PANIC_NEXT_PULL.lock();
+        if let Some(i) = groups.iter().position(|g| g == group) {
+            groups.remove(i);
+            drop(groups);
+            panic!("injected panic in the pull of {group}");
+        }
+    }
+
+    fn ok() -> RemotingCommand {
+        RemotingCommand::response(ResponseCode::SUCCESS, None)
+    }
+
+    /// A name server and broker with one empty queue of [`TOPIC`]; every pull is reported.
+    fn fake(pulls: crossbeam_channel::Sender<i64>) -> FakeBroker {
+        let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let client_id: Arc<Mutex<String>> = Arc::default();
+        let a = addr.clone();
+        let fake = FakeBroker::start(move |req| {
+            let f = req.ext_fields();
+            match req.request_code() {
+                RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(TOPIC) => {
+                    let body = format!(
+                        r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"b","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"b","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
+                        a.get().expect("address known")
+                    );
+                    FakeAction::Respond(ok().with_body(body.into_bytes()))
+                }
+                RequestCode::GET_ROUTEINFO_BY_TOPIC => FakeAction::Respond(
+                    RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, None),
+                ),
+                RequestCode::HEART_BEAT => {
+                    if let Some(b) = req.body() {
+                        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                        *client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
+                    }
+                    FakeAction::Respond(ok())
+                }
+                RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
+                    let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
+                    FakeAction::Respond(ok().with_body(body.into_bytes()))
+                }
+                RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(
+                    RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, None),
+                ),
+                RequestCode::PULL_MESSAGE => {
+                    let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                    let _ = pulls.send(offset);
+                    let mut r = RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, None);
+                    let h = r.ext_fields_mut();
+                    h.put("nextBeginOffset", offset);
+                    h.put("minOffset", 0);
+                    h.put("maxOffset", 0);
+                    h.put("suggestWhichBrokerId", 0);
+                    FakeAction::RespondAfter(Duration::from_millis(50), r)
+                }
+                _ => FakeAction::Respond(ok()),
+            }
+        })
+        .unwrap();
+        addr.set(fake.addr()).unwrap();
+        fake
+    }
+
+    #[test]
+    fn a_queue_whose_pull_panicked_gets_one_new_pull_promptly() {
+        let (tx, pulls) = crossbeam_channel::unbounded();
+        let fake = fake(tx);
+        let client = crate::client::ClientConfig {
+            pull_time_delay_when_exception: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let c = crate::consumer::DefaultMQPushConsumer::builder("revive_group")
+            .client_config(client)
+            .namesrv_addr(fake.addr())
+            .instance_name("revive-instance")
+            .subscribe(TOPIC, "*")
+            .consume_from_where(crate::consumer::ConsumeFromWhere::FirstOffset)
+            .register_message_listener_concurrently(
+                |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                },
+            )
+            .build()
+            .unwrap();
+        c.start().unwrap();
+        let wait = Duration::from_secs(30);
+        pulls.recv_timeout(wait).expect("the queue is pulled");
+
+        PANIC_NEXT_PULL.lock().push("revive_group".to_owned());
+        let deadline = Instant::now() + wait;
+        while !PANIC_NEXT_PULL.lock().is_empty() {
+            assert!(Instant::now() < deadline, "no pull ran after the injection");
+            std::thread::yield_now();
+        }
+        let panicked_at = Instant::now();
+        // Every pull the fake saw so far was sent before the panic.
+        while pulls.try_recv().is_ok() {}
+        // The watchdog would re-dispatch the queue 10 s after the consumer started at the
+        // earliest; the revival comes after the 200 ms exception delay.
+        pulls
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no new pull {:?} after the pull panicked",
+                    panicked_at.elapsed()
+                )
+            });
+        let states: Vec<Arc<ProcessQueue>> = c
+            .inner
+            .process_queue_table
+            .read()
+            .values()
+            .cloned()
+            .collect();
+        assert_eq!(states.len(), 1);
+        let st = &states[0];
+        assert_eq!(
+            st.live_pulls.load(Ordering::Acquire),
+            1,
+            "exactly one pull request lives for the queue"
+        );
+        // A revival while the queue has its pull is refused: never two.
+        assert!(!c.inner.revive_pull(st, Duration::ZERO));
+        assert_eq!(st.live_pulls.load(Ordering::Acquire), 1);
+        c.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

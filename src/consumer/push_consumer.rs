@@ -1,5 +1,5 @@
 //! `DefaultMQPushConsumer`: the public handle and its lifecycle (Java `DefaultMQPushConsumer`
-//! and `DefaultMQPushConsumerImpl`), and the per-queue state that the other parts share.
+//! and `DefaultMQPushConsumerImpl`), and the table of held queues that the other parts share.
 //!
 //! The consumer is one `PushConsumerInner`; its parts live along Java's seams:
 //! - `builder.rs`: the builder and `check_config`;
@@ -10,19 +10,23 @@
 //!   which run the listener;
 //! - `send_back.rs`: `sendMessageBack`;
 //! - `broker_requests.rs`: what the broker asks of the consumer;
-//! - `offset_store.rs`: the offset stores and the broker offset API.
+//! - `offset_store.rs`: the offset stores and the broker offset API;
+//! - `process_queue.rs`: `ProcessQueue`, all that is kept per held queue.
 //!
 //! Which thread touches what:
-//! - `rmq-rebal` (shared by the client instance) runs the rebalance: it alone adds and removes
-//!   entries of `process_queue_table`.
-//! - `rmq-pull` runs `pull_message`: flow control, then an async `PULL_MESSAGE`.
+//! - `rmq-rebal` (shared by the client instance) runs the rebalance: it alone adds entries to
+//!   `process_queue_table`, and removes the queues it releases. A broker's reset (`rmq-cb`), the
+//!   `PULL_OFFSET_MOVED` fix-up (`rmq-sched`) and shutdown also remove entries, each only the
+//!   `ProcessQueue` it dropped ([`PushConsumerInner::remove_from_table`]).
+//! - `rmq-pull` runs `pull_message`: flow control, then an async `PULL_MESSAGE`; it also times
+//!   delayed pulls, so they never wait behind `rmq-sched`.
 //! - `rmq-cb-N` runs the pull callback: decode, filter, put into the `ProcessQueue`, hand to the
 //!   consume pool, re-enqueue the pull.
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
-//! - `rmq-sched` persists offsets and runs delayed pulls and the pull watchdog.
+//! - `rmq-sched` persists offsets and runs the pull watchdog.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,7 +36,7 @@ use crate::client::config::{
     default_instance_name, join_instance, ClientConfig, BROADCASTING_INSTANCE_NAME,
 };
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
-use crate::client::instance::{MQClientInstance, MQConsumerInner};
+use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
 use crate::common::{MessageExt, MessageQueue, ServiceState};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
@@ -43,7 +47,6 @@ use crate::consumer::offset_store::{
     LocalFileOffsetStore, OffsetStore, ReadOffsetType, RemoteBrokerOffsetStore,
 };
 use crate::consumer::process_queue::ProcessQueue;
-pub(crate) use crate::consumer::pull::PullRequest;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
@@ -108,7 +111,12 @@ impl DefaultMQPushConsumer {
     }
 
     /// Stops consuming: no new pulls, running listeners finish (bounded by `timeout`), offsets
-    /// are persisted, the group is unregistered from the brokers. Idempotent.
+    /// are persisted, the group is unregistered from the brokers, and the client instance stops
+    /// when nothing else uses it. Idempotent.
+    ///
+    /// [`Error::ShutdownTimeout`] names the threads still running when `timeout` is up, for
+    /// example a consume thread whose listener has not returned: everything else is shut down,
+    /// and they are left to finish on their own. The call returns soon after `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.inner.shutdown(timeout)
     }
@@ -194,71 +202,9 @@ pub struct QueueStat {
     pub commit_offset: i64,
     /// The broker's max offset at the last pull minus the next pull offset.
     pub lag: i64,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Per-queue state and pull requests
-
-/// A held queue: its `ProcessQueue` plus what the pull and consume paths track.
-pub(crate) struct QueueState {
-    pub(crate) mq: MessageQueue,
-    pub(crate) pq: ProcessQueue<MessageExt>,
-    /// Live `PullRequest`s for this queue: exactly one while it is held (the watchdog checks).
-    pub(crate) live_pulls: AtomicUsize,
-    /// Next offset to pull, mirrored from the pull request for the watchdog and lag.
-    pub(crate) next_offset: AtomicI64,
-    /// The broker's max offset seen at the last pull.
-    pub(crate) broker_max_offset: AtomicI64,
-    /// Consume requests submitted and not yet finished; `idle` is notified when it drops to 0.
-    pub(crate) inflight_tasks: Mutex<usize>,
-    pub(crate) idle: parking_lot::Condvar,
-    /// Pulling stopped (the queue is being removed); consume results still count.
-    pub(crate) pull_stopped: AtomicBool,
-}
-
-impl QueueState {
-    pub(crate) fn new(mq: MessageQueue, next_offset: i64) -> Self {
-        QueueState {
-            mq,
-            pq: ProcessQueue::new(),
-            live_pulls: AtomicUsize::new(0),
-            next_offset: AtomicI64::new(next_offset),
-            broker_max_offset: AtomicI64::new(-1),
-            inflight_tasks: Mutex::new(0),
-            idle: parking_lot::Condvar::new(),
-            pull_stopped: AtomicBool::new(false),
-        }
-    }
-
-    /// A consume request of this queue was handed to the pool (once per request, not per
-    /// message).
-    pub(crate) fn task_submitted(&self) {
-        *self.inflight_tasks.lock() += 1;
-    }
-
-    /// A consume request of this queue ended, however it ended.
-    pub(crate) fn task_done(&self) {
-        let mut n = self.inflight_tasks.lock();
-        *n -= 1;
-        if *n == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    /// Consume requests in flight.
-    pub(crate) fn inflight(&self) -> usize {
-        *self.inflight_tasks.lock()
-    }
-
-    /// Waits until no consume request of this queue is in flight, or `deadline`.
-    pub(crate) fn wait_idle(&self, deadline: Instant) {
-        let mut n = self.inflight_tasks.lock();
-        while *n > 0 {
-            if self.idle.wait_until(&mut n, deadline).timed_out() {
-                break;
-            }
-        }
-    }
+    /// Messages at the broker beyond the last one cached (Java `ProcessQueue.msgAccCnt`), from
+    /// the `MAX_OFFSET` of the last pull.
+    pub msg_acc_cnt: i64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,7 +219,7 @@ pub(crate) struct PushConsumerInner {
     pub(crate) instance: RwLock<Option<Arc<MQClientInstance>>>,
     pub(crate) subscription_inner: RwLock<HashMap<String, Arc<SubscriptionData>>>,
     pub(crate) topic_subscribe_info: RwLock<HashMap<String, Vec<MessageQueue>>>,
-    pub(crate) process_queue_table: RwLock<HashMap<MessageQueue, Arc<QueueState>>>,
+    pub(crate) process_queue_table: RwLock<HashMap<MessageQueue, Arc<ProcessQueue>>>,
     pub(crate) offset_store: RwLock<Option<Arc<dyn OffsetStore>>>,
     pub(crate) consume_service: RwLock<Option<Arc<dyn ConsumeMessageService>>>,
     pub(crate) listener: MessageListener,
@@ -362,7 +308,11 @@ impl PushConsumerInner {
             }
             Err(e) => {
                 if let Some(i) = self.instance.write().take() {
-                    i.unregister_consumer(&self.cfg.group, false);
+                    i.unregister_consumer(
+                        &self.cfg.group,
+                        false,
+                        crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                    );
                 }
                 Err(e)
             }
@@ -389,14 +339,15 @@ impl PushConsumerInner {
         } else {
             default_instance_name()
         };
-        let what = if broadcasting {
-            "broadcasting consumer"
-        } else {
-            "consumer"
-        };
-        let instance = join_instance(&self.client, &default_name, broadcasting, what, |i| {
-            i.register_consumer(&self.cfg.group, weak.clone())
-        })?;
+        let group = &self.cfg.group;
+        let instance = join_instance(
+            &self.client,
+            &default_name,
+            broadcasting,
+            false,
+            group,
+            |client| MQClientManager::register_consumer(client, group, weak.clone()),
+        )?;
         *self.instance.write() = Some(instance.clone());
 
         let store: Arc<dyn OffsetStore> = match self.cfg.message_model {
@@ -469,33 +420,55 @@ impl PushConsumerInner {
             t.cancel();
         }
         // 1. Stop pulling (the rebalance skips a consumer that is not running).
-        let states: Vec<Arc<QueueState>> =
+        let queues: Vec<Arc<ProcessQueue>> =
             self.process_queue_table.read().values().cloned().collect();
-        for s in &states {
-            s.pull_stopped.store(true, Ordering::Release);
+        for pq in &queues {
+            pq.stop_pulling();
         }
-        // 2. Let running listeners finish and commit, bounded.
+        // 2. Let running listeners finish and commit, bounded; then nothing more commits.
+        let mut unfinished = Vec::new();
         if let Some(cs) = self.consume_service.read().clone() {
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = cs.shutdown(timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = cs.shutdown(left) {
                 log::warn!(
-                    "consume pool of {} did not drain in {timeout:?}: {e}",
+                    "consume pool of {} did not drain in {left:?}: {e}",
                     self.cfg.group
                 );
+                unfinished.extend(e.unfinished_threads());
             }
         }
-        for s in &states {
-            s.pq.set_dropped(true);
+        for pq in &queues {
+            pq.set_dropped();
         }
         // 3. Persist offsets, 4. unregister.
         self.persist_consumer_offset();
         let instance = self.instance.write().take();
         if let Some(i) = instance {
-            i.unregister_consumer(&self.cfg.group, true);
+            let left = deadline.saturating_duration_since(Instant::now());
+            unfinished.extend(i.unregister_consumer(&self.cfg.group, true, left));
         }
         self.process_queue_table.write().clear();
         log::info!("the consumer [{}] shut down", self.cfg.group);
-        Ok(())
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout {
+                timeout,
+                threads: unfinished,
+            })
+        }
+    }
+
+    /// Removes `pq` from the table if it is still its queue's entry (a rebalance may have
+    /// replaced it since). Returns whether it did.
+    pub(crate) fn remove_from_table(&self, pq: &Arc<ProcessQueue>) -> bool {
+        let mut table = self.process_queue_table.write();
+        if table.get(&pq.mq).is_some_and(|cur| Arc::ptr_eq(cur, pq)) {
+            table.remove(&pq.mq);
+            true
+        } else {
+            false
+        }
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -525,11 +498,16 @@ impl PushConsumerInner {
                 let next = s.next_offset.load(Ordering::Relaxed);
                 QueueStat {
                     message_queue: s.mq.clone(),
-                    cached_msg_count: s.pq.msg_count().max(0) as usize,
-                    cached_msg_size: s.pq.msg_size().max(0) as u64,
-                    span: s.pq.max_span(),
+                    cached_msg_count: s.msg_count().max(0) as usize,
+                    cached_msg_size: s.msg_size().max(0) as u64,
+                    span: s.max_span(),
                     commit_offset: commit,
-                    lag: if max >= 0 { (max - next).max(0) } else { 0 },
+                    lag: if max >= 0 {
+                        max.saturating_sub(next).max(0)
+                    } else {
+                        0
+                    },
+                    msg_acc_cnt: s.msg_acc_cnt(),
                 }
             })
             .collect();
@@ -561,7 +539,11 @@ impl Drop for PushConsumerInner {
         if let Some(instance) = self.instance.get_mut().take() {
             let group = self.cfg.group.clone();
             crate::client::instance::release_from_drop(move || {
-                instance.unregister_consumer(&group, false)
+                instance.unregister_consumer(
+                    &group,
+                    false,
+                    crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                );
             });
         }
     }

@@ -1,5 +1,9 @@
 //! Rebalance of the push consumer (Java `RebalanceImpl` and `RebalancePushImpl`): allocation
 //! per topic, adding and removing `ProcessQueue`s, and where a new queue starts.
+//!
+//! It runs on `rmq-rebal`, the only thread that adds entries to `process_queue_table`. Entries
+//! also leave it through a broker's reset, the `PULL_OFFSET_MOVED` fix-up and shutdown; a
+//! queue whose start offset cannot be read is left unassigned until the next rebalance.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -11,13 +15,12 @@ use crate::common::util::now_millis;
 use crate::common::MessageQueue;
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::offset_store::ReadOffsetType;
+use crate::consumer::process_queue::{ProcessQueue, PULL_MAX_IDLE_TIME_MS};
 use crate::consumer::pull::PullRequest;
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::{ConsumeFromWhere, MessageModel};
 use crate::error::{Error, Result};
 
-/// Java `PULL_MAX_IDLE_TIME`: a queue not pulled for this long is rebuilt by the rebalance.
-const PULL_MAX_IDLE: Duration = Duration::from_secs(120);
 /// How long a removed queue may wait for its consume requests in flight.
 const REMOVE_QUEUE_WAIT: Duration = Duration::from_secs(3);
 
@@ -44,7 +47,7 @@ impl PushConsumerInner {
             }
         }
         // Queues of topics no longer subscribed.
-        let stale: Vec<Arc<QueueState>> = self
+        let stale: Vec<Arc<ProcessQueue>> = self
             .process_queue_table
             .read()
             .values()
@@ -96,8 +99,22 @@ impl PushConsumerInner {
                 cids.sort();
                 let mut mqs = mq_all;
                 mqs.sort();
-                self.allocate
-                    .allocate(&self.cfg.group, instance.client_id(), &mqs, &cids)?
+                // A panicking strategy is the user's code: this topic keeps its assignment.
+                let allocate = std::panic::AssertUnwindSafe(|| {
+                    self.allocate
+                        .allocate(&self.cfg.group, instance.client_id(), &mqs, &cids)
+                });
+                std::panic::catch_unwind(allocate)
+                    .map_err(|payload| {
+                        Error::client(
+                            -1,
+                            format!(
+                                "the allocation strategy {} panicked: {}",
+                                self.allocate.name(),
+                                crate::executor::panic_message(&*payload)
+                            ),
+                        )
+                    })??
                     .into_iter()
                     .collect()
             }
@@ -115,7 +132,7 @@ impl PushConsumerInner {
         new_pulls: &mut Vec<PullRequest>,
     ) -> bool {
         let now = now_millis();
-        let held: Vec<Arc<QueueState>> = self
+        let held: Vec<Arc<ProcessQueue>> = self
             .process_queue_table
             .read()
             .values()
@@ -123,17 +140,13 @@ impl PushConsumerInner {
             .cloned()
             .collect();
         let change = assignment_change(
-            held.iter().map(|s| {
-                (
-                    &s.mq,
-                    s.pq.is_pull_expired(now, PULL_MAX_IDLE.as_millis() as i64),
-                )
-            }),
+            held.iter()
+                .map(|s| (&s.mq, s.is_pull_expired(now, PULL_MAX_IDLE_TIME_MS))),
             target,
         );
         let mut changed = false;
         if !change.remove.is_empty() {
-            let removed: Vec<Arc<QueueState>> = held
+            let removed: Vec<Arc<ProcessQueue>> = held
                 .iter()
                 .filter(|s| change.remove.contains(&s.mq))
                 .cloned()
@@ -154,9 +167,9 @@ impl PushConsumerInner {
             store.remove_offset(mq);
             let next = match self.compute_pull_from_where(instance, mq) {
                 Ok(o) if o >= 0 => o,
-                Ok(o) => {
+                Ok(_) => {
                     log::warn!(
-                        "doRebalance, {}, add new mq failed, {mq}: offset {o}",
+                        "doRebalance, {}, add new mq failed, {mq}: its committed offset could not be read; retrying at the next rebalance",
                         self.cfg.group
                     );
                     continue;
@@ -169,7 +182,7 @@ impl PushConsumerInner {
                     continue;
                 }
             };
-            let st = Arc::new(QueueState::new(mq.clone(), next));
+            let st = Arc::new(ProcessQueue::new(mq.clone(), next));
             self.process_queue_table
                 .write()
                 .insert(mq.clone(), st.clone());
@@ -183,36 +196,39 @@ impl PushConsumerInner {
         changed
     }
 
-    /// Removes queues: stop pulling, wait (bounded) for their consume requests in flight,
-    /// persist their offsets, then drop them.
-    pub(crate) fn remove_queues(&self, states: &[Arc<QueueState>]) {
-        for s in states {
-            s.pull_stopped.store(true, Ordering::Release);
+    /// Removes queues: stop pulling, wait (bounded) for their consume requests in flight so that
+    /// they commit, drop them, persist their offsets, then forget them.
+    pub(crate) fn remove_queues(&self, queues: &[Arc<ProcessQueue>]) {
+        for pq in queues {
+            pq.stop_pulling();
         }
         let deadline = Instant::now() + REMOVE_QUEUE_WAIT;
         if let Some(cs) = self.consume_service.read().clone() {
-            for s in states {
-                cs.wait_queue_idle(s, deadline);
+            for pq in queues {
+                cs.wait_queue_idle(pq, deadline);
             }
         }
         let store = self.offset_store();
-        for s in states {
-            s.pq.set_dropped(true);
+        for pq in queues {
+            pq.set_dropped();
             if self.cfg.message_model == MessageModel::Clustering {
-                store.persist(&s.mq);
+                store.persist(&pq.mq);
             }
-            store.remove_offset(&s.mq);
-            self.process_queue_table.write().remove(&s.mq);
+            store.remove_offset(&pq.mq);
+            self.remove_from_table(pq);
             log::info!(
                 "doRebalance, {}, remove unnecessary mq, {}, {} consume request(s) still in flight",
                 self.cfg.group,
-                s.mq,
-                s.inflight()
+                pq.mq,
+                pq.inflight()
             );
         }
     }
 
-    /// Java `computePullFromWhereWithException`.
+    /// Java `computePullFromWhereWithException`: the committed offset, or where
+    /// `consume_from_where` says when the group has none. −1 when the committed offset could not
+    /// be read (the broker failed, or answered an error other than `QUERY_NOT_FOUND`): the caller
+    /// leaves the queue unassigned until the next rebalance rather than start it elsewhere.
     pub(crate) fn compute_pull_from_where(
         &self,
         instance: &Arc<MQClientInstance>,
@@ -225,6 +241,7 @@ impl PushConsumerInner {
             return Ok(last);
         }
         if last != -1 {
+            // Unknown (−2), not absent: see the caller.
             return Ok(-1);
         }
         let retry = mq.topic.starts_with("%RETRY%");
@@ -249,7 +266,7 @@ pub(crate) struct AssignmentChange {
 }
 
 /// Compares the queues held now (each with whether its pull has been idle past
-/// `PULL_MAX_IDLE`) with the queues just assigned. Pure: no I/O, no locks.
+/// `PULL_MAX_IDLE_TIME_MS`) with the queues just assigned. Pure: no I/O, no locks.
 pub(crate) fn assignment_change<'a>(
     held: impl IntoIterator<Item = (&'a MessageQueue, bool)>,
     assigned: &HashSet<MessageQueue>,

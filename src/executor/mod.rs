@@ -44,6 +44,8 @@ pub(crate) enum ShutdownError {
         unfinished_threads: usize,
         /// How many queued tasks were dropped without running (thread pools only).
         abandoned_tasks: usize,
+        /// The names of the threads still running, as far as they are known.
+        threads: Vec<String>,
     },
     /// A thread ended with a panic that nothing else had reported.
     Panicked {
@@ -62,11 +64,15 @@ impl fmt::Display for ShutdownError {
                 timeout,
                 unfinished_threads,
                 abandoned_tasks,
+                threads,
             } => {
                 write!(
                     f,
                     "{name}: {unfinished_threads} thread(s) still running after {timeout:?}"
                 )?;
+                if !threads.is_empty() {
+                    write!(f, " ({})", threads.join(", "))?;
+                }
                 if *abandoned_tasks > 0 {
                     write!(f, ", {abandoned_tasks} queued task(s) dropped")?;
                 }
@@ -78,6 +84,16 @@ impl fmt::Display for ShutdownError {
 }
 
 impl std::error::Error for ShutdownError {}
+
+impl ShutdownError {
+    /// The threads this error leaves running: none for a panic (the thread has ended).
+    pub(crate) fn unfinished_threads(&self) -> Vec<String> {
+        match self {
+            ShutdownError::Timeout { threads, .. } => threads.clone(),
+            ShutdownError::Panicked { .. } => Vec::new(),
+        }
+    }
+}
 
 /// The message of a panic payload: the `&str` or `String` given to `panic!`, or a placeholder.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -112,10 +128,11 @@ mod tests {
             timeout: Duration::from_secs(1),
             unfinished_threads: 2,
             abandoned_tasks: 3,
+            threads: vec!["w-1".into(), "w-2".into()],
         };
         assert_eq!(
             e.to_string(),
-            "pool: 2 thread(s) still running after 1s, 3 queued task(s) dropped"
+            "pool: 2 thread(s) still running after 1s (w-1, w-2), 3 queued task(s) dropped"
         );
         let e = ShutdownError::Panicked {
             name: "PullMessageService".into(),

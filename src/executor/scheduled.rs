@@ -273,6 +273,7 @@ impl ScheduledExecutor {
                 timeout,
                 unfinished_threads: 1,
                 abandoned_tasks: 0,
+                threads: vec![self.name.clone()],
             }),
             // Nothing is ever sent: the channel disconnects when the thread exits.
             Err(RecvTimeoutError::Disconnected) | Ok(()) => {

@@ -266,6 +266,7 @@ impl ServiceHandle {
                     timeout,
                     unfinished_threads: 1,
                     abandoned_tasks: 0,
+                    threads: vec![self.thread_name.clone()],
                 })
             }
             // Nothing is ever sent, so `Ok` cannot happen; either way the thread is done.

@@ -792,11 +792,21 @@ impl ThreadPoolExecutor {
                     drop(job);
                     self.shared.abandoned.fetch_add(1, Ordering::SeqCst);
                 }
+                let threads: Vec<String> = self
+                    .shared
+                    .lifecycle
+                    .lock()
+                    .handles
+                    .iter()
+                    .filter(|h| !h.is_finished())
+                    .filter_map(|h| h.thread().name().map(str::to_owned))
+                    .collect();
                 let err = ShutdownError::Timeout {
                     name: self.shared.name.clone(),
                     timeout,
                     unfinished_threads: self.pool_size(),
                     abandoned_tasks: self.shared.abandoned.load(Ordering::SeqCst),
+                    threads,
                 };
                 log::warn!("{err}");
                 Err(err)
@@ -1141,6 +1151,7 @@ mod tests {
                 timeout: Duration::from_millis(50),
                 unfinished_threads: 1,
                 abandoned_tasks: 5,
+                threads: vec!["rmq-pool-0".to_owned()],
             }
         );
         assert_eq!(pool.queue_len(), 0);

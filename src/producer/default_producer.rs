@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::client::config::{default_instance_name, join_instance};
 use crate::client::config::{ClientConfig, ClientOverrides};
-use crate::client::instance::{MQClientInstance, MQProducerInner};
+use crate::client::instance::{MQClientInstance, MQClientManager, MQProducerInner};
 use crate::common::{
     Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue, ServiceState,
 };
@@ -190,7 +190,7 @@ impl DefaultMQProducerBuilder {
 /// producer.start()?;
 /// let result = producer.send(&Message::new("TopicTest", "hello").with_tags("TagA"))?;
 /// println!("{} -> {:?}", result.msg_id(), result.send_status());
-/// producer.shutdown();
+/// producer.shutdown(std::time::Duration::from_secs(5))?;
 /// # Ok::<(), rocketmq_sync::Error>(())
 /// ```
 ///
@@ -283,6 +283,34 @@ impl DefaultMQProducer {
     /// Starts the producer: joins (or creates) the client instance, registers the group and
     /// sends a first heartbeat. Starting twice is an error.
     pub fn start(&self) -> Result<()> {
+        self.start_with(|inner, weak| {
+            let group = &inner.config.group;
+            join_instance(
+                &inner.client,
+                &default_instance_name(),
+                false,
+                true,
+                group,
+                |client| MQClientManager::register_producer(client, group, weak.clone()),
+            )
+        })
+    }
+
+    /// Starts the client's own inner producer on `instance`, never on another one.
+    pub(crate) fn start_on(&self, instance: &Arc<MQClientInstance>) -> Result<()> {
+        self.start_with(|inner, weak| {
+            instance.register_inner_producer(&inner.config.group, weak)?;
+            Ok(instance.clone())
+        })
+    }
+
+    fn start_with(
+        &self,
+        register: impl FnOnce(
+            &ProducerInner,
+            Weak<dyn MQProducerInner>,
+        ) -> Result<Arc<MQClientInstance>>,
+    ) -> Result<()> {
         let inner = &self.inner;
         let mut state = inner.state.lock();
         if *state != ServiceState::CreateJust {
@@ -293,13 +321,7 @@ impl DefaultMQProducer {
         }
         let result = (|| {
             let weak: Weak<dyn MQProducerInner> = Arc::downgrade(&self.inner) as Weak<_>;
-            let instance = join_instance(
-                &inner.client,
-                &default_instance_name(),
-                false,
-                "producer",
-                |instance| instance.register_producer(&inner.config.group, weak.clone()),
-            )?;
+            let instance = register(inner, weak)?;
             *inner.instance.write() = Some(instance.clone());
             instance.send_heartbeat_to_all_broker_with_lock();
             Ok(())
@@ -313,20 +335,31 @@ impl DefaultMQProducer {
     }
 
     /// Shuts the producer down: unregisters the group from every broker and stops the client
-    /// instance when nothing else uses it. Idempotent.
-    pub fn shutdown(&self) {
+    /// instance when nothing else uses it, waiting up to `timeout` for its threads.
+    /// Idempotent.
+    ///
+    /// [`Error::ShutdownTimeout`] names the threads still running at the deadline; everything
+    /// else is shut down, and they are left to finish on their own.
+    pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         let mut state = self.inner.state.lock();
         if *state != ServiceState::Running {
             *state = match *state {
                 ServiceState::CreateJust => ServiceState::ShutdownAlready,
                 s => s,
             };
-            return;
+            return Ok(());
         }
         *state = ServiceState::ShutdownAlready;
         drop(state);
-        if let Some(instance) = self.inner.instance.write().take() {
-            instance.unregister_producer(&self.inner.config.group, true);
+        let instance = self.inner.instance.write().take();
+        let threads = match instance {
+            Some(i) => i.unregister_producer(&self.inner.config.group, true, timeout),
+            None => Vec::new(),
+        };
+        if threads.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout { timeout, threads })
         }
     }
 
@@ -970,7 +1003,11 @@ impl Drop for ProducerInner {
             if let Some(instance) = self.instance.get_mut().take() {
                 let group = self.config.group.clone();
                 crate::client::instance::release_from_drop(move || {
-                    instance.unregister_producer(&group, false)
+                    instance.unregister_producer(
+                        &group,
+                        false,
+                        crate::client::instance::DROP_SHUTDOWN_TIMEOUT,
+                    );
                 });
             }
         }

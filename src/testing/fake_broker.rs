@@ -23,6 +23,9 @@ pub enum FakeAction {
     Respond(RemotingCommand),
     /// Send this response after a delay, without blocking other requests on the connection.
     RespondAfter(Duration, RemotingCommand),
+    /// Send this response once `release` receives a message or all its senders are dropped,
+    /// without blocking other requests on the connection.
+    RespondWhen(Receiver<()>, RemotingCommand),
     /// Send nothing.
     NoResponse,
     /// Close the connection (the client sees EOF).
@@ -92,7 +95,16 @@ impl FakeBroker {
     where
         H: Fn(&RemotingCommand) -> FakeAction + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        FakeBroker::start_at("127.0.0.1:0", handler)
+    }
+
+    /// Binds `addr` (e.g. the address of a fake that was shut down, to play a broker that comes
+    /// back) and starts serving with `handler`.
+    pub fn start_at<H>(addr: &str, handler: H) -> io::Result<FakeBroker>
+    where
+        H: Fn(&RemotingCommand) -> FakeAction + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
         let (responses_tx, responses_rx) = crossbeam_channel::unbounded();
@@ -290,6 +302,21 @@ fn serve(inner: &FakeInner, mut stream: TcpStream, writer: &Arc<Mutex<TcpStream>
                         .name("fake-delay".to_string())
                         .spawn(move || {
                             std::thread::sleep(delay);
+                            let _ = write_response(&writer, &cmd, resp);
+                        });
+                    if spawned.is_err() {
+                        return;
+                    }
+                }
+                FakeAction::RespondWhen(release, resp) => {
+                    if cmd.is_oneway() {
+                        continue;
+                    }
+                    let writer = Arc::clone(writer);
+                    let spawned = std::thread::Builder::new()
+                        .name("fake-held".to_string())
+                        .spawn(move || {
+                            let _ = release.recv();
                             let _ = write_response(&writer, &cmd, resp);
                         });
                     if spawned.is_err() {

@@ -25,7 +25,8 @@ use crate::consumer::listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
     ConsumeMessageHook, MessageListenerConcurrently,
 };
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::MessageModel;
 use crate::error::Result;
 use crate::executor::{ScheduledHandle, ShutdownError, ThreadPoolExecutor};
@@ -72,13 +73,13 @@ impl std::fmt::Debug for ConsumeMessageConcurrentlyService {
 /// One unit of work for the pool.
 struct ConsumeRequest {
     msgs: Vec<MessageExt>,
-    state: Arc<QueueState>,
+    state: Arc<ProcessQueue>,
     /// Counts this request as in flight on its queue until it is dropped, however it ends.
     _inflight: InflightGuard,
 }
 
 impl ConsumeRequest {
-    fn new(msgs: Vec<MessageExt>, state: Arc<QueueState>) -> Self {
+    fn new(msgs: Vec<MessageExt>, state: Arc<ProcessQueue>) -> Self {
         let guard = InflightGuard::new(state.clone());
         ConsumeRequest {
             msgs,
@@ -90,7 +91,7 @@ impl ConsumeRequest {
 
 /// A request being run, as the consume-timeout sweep sees it.
 struct RunningTask {
-    state: Arc<QueueState>,
+    state: Arc<ProcessQueue>,
     /// The request's messages (topics already reset); call `n` gets the `n`th chunk of
     /// `batch_max`.
     msgs: Vec<MessageExt>,
@@ -178,7 +179,7 @@ impl ConsumeMessageConcurrentlyService {
     }
 
     /// Hands a pulled batch (already in the process queue) to the pool.
-    fn submit_batch(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<QueueState>) {
+    fn submit_batch(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>) {
         if msgs.is_empty() {
             return;
         }
@@ -234,13 +235,13 @@ impl ConsumeMessageConcurrentlyService {
     /// cached versions are replaced by the copies: otherwise these few messages would keep
     /// whole pull frames alive, memory the cache accounting does not see. (Failure path only:
     /// the copies are the only per-message allocation here.)
-    fn consume_later(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<QueueState>) {
+    fn consume_later(self: &Arc<Self>, mut msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>) {
         for m in msgs.iter_mut() {
             let times = m.reconsume_times().saturating_add(1);
             *m = m.detached();
             m.set_reconsume_times(times);
         }
-        state.pq.replace_messages(msgs.iter().cloned());
+        state.replace_messages(msgs.iter().cloned());
         let me = self.clone();
         let st = state.clone();
         self.schedule_later(Box::new(move || me.submit(ConsumeRequest::new(msgs, st))));
@@ -257,7 +258,7 @@ impl ConsumeMessageConcurrentlyService {
             state,
             _inflight,
         } = req;
-        if state.pq.is_dropped() {
+        if state.is_dropped() {
             return;
         }
         let Some(consumer) = self.consumer.upgrade() else {
@@ -323,7 +324,7 @@ impl ConsumeMessageConcurrentlyService {
                 taken_over = true;
                 break;
             }
-            if state.pq.is_dropped() {
+            if state.is_dropped() {
                 log::warn!("{mq} was dropped while consuming; results discarded");
                 return;
             }
@@ -379,10 +380,12 @@ impl ConsumeMessageConcurrentlyService {
         if taken_over {
             return;
         }
-        let offset = state.pq.remove_messages(&done_offsets);
-        if offset >= 0 && !state.pq.is_dropped() {
-            consumer.offset_store().update_offset(&mq, offset, true);
-        }
+        // The commit happens under the queue's lock, atomically with respect to dropping it: a
+        // reset that dropped the queue keeps its offset.
+        let store = consumer.offset_store();
+        state.remove_messages(&done_offsets, |offset| {
+            store.update_offset(&mq, offset, true)
+        });
     }
 
     /// Java `cleanExpireMsg`, per listener call: a call that has run longer than the consume
@@ -405,7 +408,7 @@ impl ConsumeMessageConcurrentlyService {
                 continue;
             };
             // A dropped queue's messages belong to its next owner now.
-            if now.saturating_sub(started) <= timeout || task.state.pq.is_dropped() {
+            if now.saturating_sub(started) <= timeout || task.state.is_dropped() {
                 continue;
             }
             // Exactly one side wins: the task (the call returned) or the sweep.
@@ -474,10 +477,8 @@ impl ConsumeMessageConcurrentlyService {
                 me.consume_later(again, st);
             }
         }
-        let offset = st.pq.remove_messages(&done);
-        if offset >= 0 && !st.pq.is_dropped() {
-            consumer.offset_store().update_offset(&st.mq, offset, true);
-        }
+        let store = consumer.offset_store();
+        st.remove_messages(&done, |offset| store.update_offset(&st.mq, offset, true));
     }
 
     /// Java `resetRetryAndNamespace`: a message pulled from the group's retry topic gets its
@@ -558,12 +559,7 @@ impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
         self.pool.shutdown(timeout)
     }
 
-    fn submit_consume_request(
-        &self,
-        msgs: Vec<MessageExt>,
-        state: &Arc<QueueState>,
-        _dispatch_to_consume: bool,
-    ) {
+    fn submit_consume_request(&self, msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>) {
         if let Some(me) = self.me.upgrade() {
             me.submit_batch(msgs, state);
         }
@@ -590,7 +586,7 @@ impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
         }
     }
 
-    fn wait_queue_idle(&self, state: &QueueState, deadline: Instant) -> bool {
+    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool {
         state.wait_idle(deadline);
         state.inflight() == 0
     }
@@ -613,10 +609,10 @@ impl Drop for ConsumeMessageConcurrentlyService {
 }
 
 /// Counts a consume request as in flight on its queue for as long as it lives.
-struct InflightGuard(Arc<QueueState>);
+struct InflightGuard(Arc<ProcessQueue>);
 
 impl InflightGuard {
-    fn new(state: Arc<QueueState>) -> Self {
+    fn new(state: Arc<ProcessQueue>) -> Self {
         state.task_submitted();
         InflightGuard(state)
     }

@@ -22,7 +22,8 @@ use crate::client::instance::MQClientInstance;
 use crate::common::MessageExt;
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::listener::{ConsumeMessageHook, MessageListener};
-use crate::consumer::push_consumer::{PushConsumerInner, QueueState};
+use crate::consumer::process_queue::ProcessQueue;
+use crate::consumer::push_consumer::PushConsumerInner;
 use crate::error::{Error, Result};
 use crate::executor::{ShutdownError, ThreadPoolExecutor};
 
@@ -47,22 +48,17 @@ pub(crate) trait ConsumeMessageService: Send + Sync + fmt::Debug {
     fn shutdown(&self, timeout: Duration) -> std::result::Result<(), ShutdownError>;
 
     /// Java `submitConsumeRequest`: `msgs`, a pulled batch of `state`'s queue in offset order,
-    /// were just put into its `ProcessQueue`; `dispatch_to_consume` is what `put_messages`
-    /// returned (an orderly service starts a queue's task only then). One call per pulled
-    /// batch: the service decides how to split it.
-    fn submit_consume_request(
-        &self,
-        msgs: Vec<MessageExt>,
-        state: &Arc<QueueState>,
-        dispatch_to_consume: bool,
-    );
+    /// were just put into it. One call per pulled batch: the service decides how to split it.
+    /// (Java's `dispatchToConsume` flag serves only orderly consumption, which will bring it
+    /// back with the `ProcessQueue` state it comes from.)
+    fn submit_consume_request(&self, msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>);
 
     /// Java `consumeMessageDirectly`: runs the listener on `msg` now, outside any queue.
     fn consume_message_directly(&self, msg: MessageExt, broker_name: &str) -> DirectResult;
 
     /// Waits, until `deadline`, until no listener call of `state`'s queue is running or queued
     /// (the rebalance calls it before it releases a removed queue). Returns `true` if idle.
-    fn wait_queue_idle(&self, state: &QueueState, deadline: Instant) -> bool;
+    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool;
 
     /// Threads of the pool right now.
     fn pool_size(&self) -> usize;
