@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rocketmq_sync::remoting::protocol::MessageDecoder;
+use rocketmq_sync::codec::MessageDecoder;
 use rocketmq_sync::remoting::protocol::{
     FrameDecoder, RemotingCommand, RequestCode, ResponseCode, SerializeType,
 };

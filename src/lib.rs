@@ -53,12 +53,13 @@
 //! | `ServiceState` | [`ServiceState`] |
 //! | `MQClientException`, `MQBrokerException`, `Remoting*Exception` | variants of [`Error`] |
 //! | `ClientErrorCode`, `ResponseCode` | [`ClientErrorCode`], [`ResponseCode`] |
-//! | `RemotingCommand`, `RequestCode`, `MessageDecoder`, `TopicRouteData` | [`remoting::protocol`] |
+//! | `RemotingCommand`, `RequestCode` | [`remoting::protocol`] |
+//! | `MessageDecoder`, `TopicRouteData` | [`codec`] |
 //! | `NettyRemotingClient` | [`remoting::RemotingClient`] |
 //!
 //! # Stability
 //!
-//! The root items follow semver. [`remoting`] and [`remoting::protocol`] are the low-level
+//! The root items follow semver. [`remoting`], [`remoting::protocol`] and [`codec`] are the low-level
 //! plumbing (the wire codec, the remoting client) for tools and tests: public, but with no
 //! semver promise yet. `testing` (feature `test-util`) holds an in-process scripted broker for
 //! fault-injection tests, with the same caveat.
@@ -71,6 +72,7 @@
 )]
 
 mod client;
+pub mod codec;
 mod common;
 mod consumer;
 mod error;

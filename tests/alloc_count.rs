@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rocketmq_sync::remoting::protocol::{MessageDecoder, PullOffsets};
+use rocketmq_sync::codec::{MessageDecoder, PullOffsets};
 use rocketmq_sync::{Message, MessageConst, MessageExt};
 
 struct Counting;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
-use rocketmq_sync::remoting::protocol::MessageDecoder;
+use rocketmq_sync::codec::MessageDecoder;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
 use rocketmq_sync::AllocateMessageQueueAveragely;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rocketmq_sync::remoting::protocol::{
+use rocketmq_sync::codec::{
     properties_to_string, string_to_properties, tags_code, topic_publish_queues,
     topic_subscribe_queues, MessageDecoder, MessageSysFlag, TopicRouteData, DEFAULT_MAX_BODY_SIZE,
 };
@@ -216,7 +216,7 @@ fn golden_uniq_id_shape() {
     // The Java sample came from an IPv6 host (56 chars); ours use IPv4 or clock bytes (32).
     let sample = golden("sample createUniqID");
     assert_eq!(sample.len(), 56);
-    let id = rocketmq_sync::remoting::protocol::MessageClientIDSetter::create_uniq_id();
+    let id = rocketmq_sync::codec::MessageClientIDSetter::create_uniq_id();
     assert_eq!(id.len(), 32);
     assert!(hex_to_bytes(&id).is_some());
     assert_eq!(id, id.to_uppercase());

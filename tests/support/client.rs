@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use rocketmq_sync::{MessageExt, MessageQueue};
 
+use rocketmq_sync::codec::{MessageDecoder, TopicRouteData};
 use rocketmq_sync::remoting::protocol::header::{
     CreateTopicRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
     PullMessageResponseHeader,
 };
-use rocketmq_sync::remoting::protocol::{MessageDecoder, TopicRouteData};
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
 use rocketmq_sync::{DefaultMQProducer, Message};

@@ -21,18 +21,3 @@ pub use command::{
 pub use ext_fields::ExtFields;
 pub use frame::{FrameDecoder, DEFAULT_MAX_FRAME_LEN};
 pub use message_queue::MessageQueue;
-
-// The stored-message codec, the property encoding and the route body live with the message
-// model in the crate; tools and tests reach them here, under this module's no-semver rule.
-pub use crate::common::decoder::{
-    tags_code, DecodedBatch, MessageClientIDSetter, MessageDecoder, MessageSysFlag,
-    UndecodableRecord, DEFAULT_MAX_BODY_SIZE, MESSAGE_MAGIC_CODE, MESSAGE_MAGIC_CODE_V2,
-};
-pub use crate::common::message::{
-    properties_to_string, string_to_properties, PullOffsets, NAME_VALUE_SEPARATOR,
-    PROPERTY_SEPARATOR,
-};
-pub use crate::common::route::{
-    topic_publish_queues, topic_subscribe_queues, BrokerData, QueueData, TopicRouteData, MASTER_ID,
-    PERM_READ, PERM_WRITE,
-};
