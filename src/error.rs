@@ -99,7 +99,7 @@ pub enum Error {
     /// start, used after shutdown).
     ServiceState {
         /// The state it was in.
-        state: crate::common::ServiceState,
+        state: crate::service_state::ServiceState,
         /// What was attempted.
         action: &'static str,
     },

@@ -79,11 +79,12 @@ mod error;
 mod executor;
 mod producer;
 pub mod remoting;
+mod service_state;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
 pub use client::{ClientConfig, ClientConfigBuilder};
-pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties, ServiceState};
+pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties};
 pub use consumer::{
     AllocateMachineRoomNearby, AllocateMessageQueueAveragely,
     AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,
@@ -100,6 +101,7 @@ pub use producer::{
     SendStatus,
 };
 pub use remoting::protocol::ResponseCode;
+pub use service_state::ServiceState;
 
 /// The README's examples, compiled by `cargo test --doc` so they keep up with the API.
 #[cfg(doctest)]

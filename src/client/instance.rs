@@ -25,7 +25,7 @@ use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
 use crate::client::rebalance_service::RebalanceService;
 use crate::common::route::MASTER_ID;
 use crate::common::MessageQueue;
-use crate::common::{ServiceState, TopicRouteData};
+use crate::common::TopicRouteData;
 use crate::consumer::stats::RunningInfo;
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::executor::{panic_message, ServiceHandle, ShutdownError};
@@ -38,6 +38,7 @@ use crate::remoting::protocol::header::{
 };
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig};
+use crate::service_state::ServiceState;
 
 /// The topic whose route a producer borrows until its own topic is auto-created.
 pub(crate) const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";

@@ -3,14 +3,12 @@
 pub(crate) mod decoder;
 pub(crate) mod message;
 pub(crate) mod route;
-mod service_state;
 pub(crate) mod util;
 
 pub(crate) use decoder::{MessageClientIDSetter, MessageDecoder, DEFAULT_MAX_BODY_SIZE};
 pub(crate) use message::PullOffsets;
 pub use message::{Message, MessageConst, MessageExt, Properties};
 pub(crate) use route::{topic_subscribe_queues, TopicRouteData};
-pub use service_state::ServiceState;
 
 // Defined in the protocol layer, with the wire types it is encoded in.
 pub use crate::remoting::protocol::MessageQueue;

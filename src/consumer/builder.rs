@@ -10,7 +10,6 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::client::config::{ClientConfig, ClientOverrides};
 use crate::common::util::now_millis;
-use crate::common::ServiceState;
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
 use crate::consumer::listener::{ConsumeMessageHook, MessageListener, MessageListenerConcurrently};
 use crate::consumer::push_consumer::{DefaultMQPushConsumer, PushConsumerInner};
@@ -19,6 +18,7 @@ use crate::consumer::subscription::{
     build_subscription_data, ConsumeFromWhere, ExpressionType, MessageModel,
 };
 use crate::error::{Error, Result};
+use crate::service_state::ServiceState;
 
 /// Java `BROKER_SUSPEND_MAX_TIME_MILLIS`.
 const BROKER_SUSPEND_MAX_TIME: Duration = Duration::from_secs(15);

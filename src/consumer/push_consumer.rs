@@ -37,7 +37,7 @@ use crate::client::config::{
 };
 use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
-use crate::common::{MessageExt, MessageQueue, ServiceState};
+use crate::common::{MessageExt, MessageQueue};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
 use crate::consumer::consume::ConsumeMessageService;
@@ -50,6 +50,7 @@ use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
+use crate::service_state::ServiceState;
 
 // ---------------------------------------------------------------------------------------------
 // The public handle

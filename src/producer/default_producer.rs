@@ -12,9 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::config::{default_instance_name, join_instance};
 use crate::client::config::{ClientConfig, ClientOverrides};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQProducerInner};
-use crate::common::{
-    Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue, ServiceState,
-};
+use crate::common::{Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue};
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::producer::fault::MQFaultStrategy;
 use crate::producer::process_send_response;
@@ -23,6 +21,7 @@ use crate::producer::validators;
 use crate::producer::{MessageQueueSelector, SendResult, SendStatus};
 use crate::remoting::protocol::header::SendMessageRequestHeader;
 use crate::remoting::protocol::ResponseCode;
+use crate::service_state::ServiceState;
 
 /// Message sys-flag bit: the body is compressed.
 const COMPRESSED_FLAG: i32 = 0x1;

@@ -1,4 +1,5 @@
-//! `ServiceState`: the lifecycle of producers, consumers and client instances.
+//! `ServiceState`: the lifecycle of producers, consumers and client instances. A leaf module
+//! (it imports nothing), so that `error` can name it without depending on `common`.
 
 /// Lifecycle state, as Java's `ServiceState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
