@@ -21,6 +21,7 @@ use crate::client::api::expect_success;
 use crate::client::api::MQClientAPI;
 use crate::client::config::{parse_namesrv_list, ClientConfig};
 use crate::client::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
+use crate::client::publish_info::TopicPublishInfo;
 use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
 use crate::client::rebalance_service::RebalanceService;
 use crate::common::route::MASTER_ID;
@@ -31,7 +32,6 @@ use crate::error::{ClientErrorCode, Error, Result};
 use crate::executor::{panic_message, ServiceHandle, ShutdownError};
 use crate::executor::{ScheduledExecutor, ScheduledHandle};
 use crate::producer::DefaultMQProducer;
-use crate::producer::TopicPublishInfo;
 use crate::remoting::protocol::header::{
     GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
     SearchOffsetRequestHeader, SearchOffsetResponseHeader,

@@ -12,6 +12,7 @@ pub(crate) mod config;
 pub(crate) mod heartbeat;
 pub(crate) mod instance;
 pub(crate) mod processors;
+pub(crate) mod publish_info;
 pub(crate) mod pull_service;
 pub(crate) mod rebalance_service;
 

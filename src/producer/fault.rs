@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 use crate::common::util::now_millis;
 use crate::common::MessageQueue;
 
-use super::publish_info::{RotatingIndex, TopicPublishInfo};
+use crate::client::publish_info::{RotatingIndex, TopicPublishInfo};
 
 /// The producer's default for `send_latency_fault_enable`. Java's is `false`; see the module docs
 /// for why this crate turns it on.
@@ -321,7 +321,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use super::*;
-    use crate::producer::publish_info::tests::route;
+    use crate::client::publish_info::tests::route;
 
     const T0: i64 = 1_700_000_000_000;
 

@@ -15,7 +15,6 @@
 
 mod default_producer;
 pub(crate) mod fault;
-pub(crate) mod publish_info;
 mod selector;
 mod send_result;
 pub(crate) mod validators;
@@ -28,5 +27,4 @@ pub use selector::{
 };
 pub use send_result::{SendCallback, SendResult, SendStatus};
 
-pub(crate) use publish_info::TopicPublishInfo;
 pub(crate) use send_result::process_send_response;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::common::util::java_string_hash;
 use crate::common::MessageQueue;
 
-use super::publish_info::random_seed;
+use crate::client::publish_info::random_seed;
 
 /// Picks the queue an ordered message goes to (Java `MessageQueueSelector`).
 ///

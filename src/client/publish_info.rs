@@ -1,5 +1,8 @@
 //! A topic's writable queues as the producer sees them (Java `TopicPublishInfo`), and the
 //! rotating index the producer walks them with (Java `ThreadLocalIndex`).
+//!
+//! It lives with the instance, as in Java (`client.impl.producer`): the instance builds it from
+//! a route and hands it to producers through `MQProducerInner`, so it must sit below them.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
