@@ -25,13 +25,12 @@ use crate::client::publish_info::TopicPublishInfo;
 use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
 use crate::client::rebalance_service::RebalanceService;
 use crate::common::route::MASTER_ID;
-use crate::common::MessageQueue;
 use crate::common::TopicRouteData;
+use crate::common::{Message, MessageQueue};
 use crate::consumer::stats::RunningInfo;
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::executor::{panic_message, ServiceHandle, ShutdownError};
 use crate::executor::{ScheduledExecutor, ScheduledHandle};
-use crate::producer::DefaultMQProducer;
 use crate::remoting::protocol::header::{
     GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
     SearchOffsetRequestHeader, SearchOffsetResponseHeader,
@@ -84,6 +83,18 @@ pub(crate) trait MQProducerInner: Send + Sync {
     fn update_topic_publish_info(&self, topic: &str, info: TopicPublishInfo);
 }
 
+/// The instance's inner producer (group [`CLIENT_INNER_PRODUCER_GROUP`], Java's
+/// `MQClientInstance.defaultMQProducer`) as the instance and the consumers see it: the one send
+/// the consumer needs when CONSUMER_SEND_MSG_BACK fails, and a local shutdown for when the
+/// instance stops. The producer implements it; the instance holds it type-erased so that it
+/// never names the producer module (which sits above it).
+pub(crate) trait InnerProducer: Send + Sync {
+    /// Sends `msg` and waits for the broker's answer.
+    fn send_message(&self, msg: &Message) -> Result<()>;
+    /// Marks the producer shut down without any network call: the instance is stopping.
+    fn shutdown_local(&self);
+}
+
 /// One client id's shared machinery.
 pub(crate) struct MQClientInstance {
     me: Weak<MQClientInstance>,
@@ -97,7 +108,7 @@ pub(crate) struct MQClientInstance {
     producers: RwLock<HashMap<String, Weak<dyn MQProducerInner>>>,
     consumers: RwLock<HashMap<String, Weak<dyn MQConsumerInner>>>,
     consumer_services: Mutex<Option<ConsumerServices>>,
-    inner_producer: Mutex<Option<DefaultMQProducer>>,
+    inner_producer: Mutex<Option<Arc<dyn InnerProducer>>>,
     scheduler: Mutex<Option<ScheduledExecutor>>,
     tasks: Mutex<Vec<ScheduledHandle>>,
     route_lock: Mutex<()>,
@@ -254,6 +265,11 @@ impl MQClientInstance {
     /// Typed RPCs.
     pub(crate) fn api(&self) -> &MQClientAPI {
         &self.api
+    }
+
+    /// The settings this instance was created with.
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     /// The remoting client.
@@ -698,9 +714,15 @@ impl MQClientInstance {
         Ok(h.offset)
     }
 
-    /// The inner producer (group `CLIENT_INNER_PRODUCER`), started on this instance on first
-    /// use. An instance that is not running has none: that is an error, and nothing is started.
-    pub(crate) fn inner_producer(&self) -> Result<DefaultMQProducer> {
+    /// The inner producer (group [`CLIENT_INNER_PRODUCER_GROUP`]): one per instance, created
+    /// by `init` on first use, started on this instance (which `init` is given), and shut down
+    /// with it. Later calls return the same producer and do not call `init`; a failed `init`
+    /// leaves the slot empty for the next call to try again. An instance that is not running
+    /// has none: that is an error, and `init` is not called.
+    pub(crate) fn inner_producer_or_init(
+        &self,
+        init: impl FnOnce(&Arc<MQClientInstance>) -> Result<Arc<dyn InnerProducer>>,
+    ) -> Result<Arc<dyn InnerProducer>> {
         let mut slot = self.inner_producer.lock();
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
@@ -718,10 +740,7 @@ impl MQClientInstance {
             state: ServiceState::ShutdownAlready,
             action: "start the inner producer: the client instance is dropped",
         })?;
-        let p = DefaultMQProducer::builder(CLIENT_INNER_PRODUCER_GROUP)
-            .client_config(self.config.clone())
-            .build_inner()?;
-        p.start_on(&me)?;
+        let p = init(&me)?;
         *slot = Some(p.clone());
         Ok(p)
     }
@@ -1094,6 +1113,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     const WAIT: Duration = Duration::from_secs(10);
 
@@ -1222,17 +1242,85 @@ mod tests {
         let i = register(&cfg, "g", &consumer);
         i.unregister_consumer("g", false, WAIT);
         assert!(!is_running(&i));
-        let r = i.inner_producer();
+        let init_called = AtomicBool::new(false);
+        let r = i.inner_producer_or_init(|_| {
+            init_called.store(true, Ordering::SeqCst);
+            Err(Error::config("init must not run on a stopped instance"))
+        });
         let leaked = manager().lock().get(&cfg.client_id()).cloned();
         if let Some(l) = &leaked {
             if l.mark_shut_down(&mut manager().lock()) {
                 l.stop(Instant::now() + WAIT);
             }
         }
-        assert!(r.is_err(), "a stopped instance has no inner producer");
+        assert!(
+            matches!(r, Err(Error::ServiceState { .. })),
+            "a stopped instance has no inner producer"
+        );
+        assert!(
+            !init_called.load(Ordering::SeqCst),
+            "a stopped instance created an inner producer"
+        );
         assert!(
             leaked.is_none(),
             "asking a stopped instance for its inner producer started another instance"
+        );
+    }
+
+    /// An inner producer that counts what the instance does with it.
+    #[derive(Default)]
+    struct CountingProducer {
+        sent: AtomicUsize,
+        shut_down: AtomicBool,
+    }
+
+    impl InnerProducer for CountingProducer {
+        fn send_message(&self, _: &Message) -> Result<()> {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn shutdown_local(&self) {
+            self.shut_down.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_inner_producer_is_created_once_and_shut_down_with_the_instance() {
+        let cfg = config("one-inner");
+        let consumer: Arc<dyn MQConsumerInner> = Arc::new(Idle);
+        let i = register(&cfg, "g", &consumer);
+        let made = Arc::new(CountingProducer::default());
+        let inits = AtomicUsize::new(0);
+        let init = |instance: &Arc<MQClientInstance>| -> Result<Arc<dyn InnerProducer>> {
+            assert!(Arc::ptr_eq(instance, &i), "started on this instance");
+            inits.fetch_add(1, Ordering::SeqCst);
+            Ok(made.clone())
+        };
+        let failed = i.inner_producer_or_init(|_| Err(Error::config("first try fails")));
+        assert!(failed.is_err());
+        let a = i.inner_producer_or_init(init).unwrap();
+        let b = i.inner_producer_or_init(init).unwrap();
+        a.send_message(&Message::new("T", "x")).unwrap();
+        b.send_message(&Message::new("T", "y")).unwrap();
+        assert_eq!(
+            inits.load(Ordering::SeqCst),
+            1,
+            "one inner producer per instance"
+        );
+        assert_eq!(
+            made.sent.load(Ordering::SeqCst),
+            2,
+            "both calls reach the same producer"
+        );
+        assert!(!made.shut_down.load(Ordering::SeqCst));
+        i.unregister_consumer("g", false, WAIT);
+        assert!(
+            !is_running(&i),
+            "the inner producer does not keep the instance alive"
+        );
+        assert!(
+            made.shut_down.load(Ordering::SeqCst),
+            "the inner producer is shut down with its instance"
         );
     }
 

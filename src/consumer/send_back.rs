@@ -9,6 +9,7 @@ use crate::client::instance::MQClientInstance;
 use crate::common::{MessageConst, MessageExt};
 use crate::consumer::push_consumer::{shut_down, PushConsumerInner};
 use crate::error::Result;
+use crate::producer::DefaultMQProducer;
 use crate::remoting::protocol::header::ConsumerSendMsgBackRequestHeader;
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 
@@ -109,6 +110,8 @@ impl PushConsumerInner {
             MessageConst::PROPERTY_DELAY_TIME_LEVEL,
             msg.reconsume_times().saturating_add(3).to_string(),
         );
-        instance.inner_producer()?.send(&m).map(|_| ())
+        instance
+            .inner_producer_or_init(DefaultMQProducer::start_inner_producer)?
+            .send_message(&m)
     }
 }

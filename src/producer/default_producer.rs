@@ -11,7 +11,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::client::config::{default_instance_name, join_instance};
 use crate::client::config::{ClientConfig, ClientOverrides};
-use crate::client::instance::{MQClientInstance, MQClientManager, MQProducerInner};
+use crate::client::instance::{
+    InnerProducer, MQClientInstance, MQClientManager, MQProducerInner, CLIENT_INNER_PRODUCER_GROUP,
+};
 use crate::client::publish_info::TopicPublishInfo;
 use crate::common::{Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue};
 use crate::error::{ClientErrorCode, Error, Result};
@@ -147,7 +149,7 @@ impl DefaultMQProducerBuilder {
 
     /// Builds without the group-name check: the client's own `CLIENT_INNER_PRODUCER` uses a
     /// reserved name.
-    pub(crate) fn build_inner(self) -> Result<DefaultMQProducer> {
+    fn build_inner(self) -> Result<DefaultMQProducer> {
         if self.config.send_msg_timeout.is_zero() {
             return Err(Error::config("send_msg_timeout must be positive"));
         }
@@ -295,8 +297,21 @@ impl DefaultMQProducer {
         })
     }
 
+    /// Builds the inner producer of `instance` (group `CLIENT_INNER_PRODUCER`, the instance's
+    /// client settings) and starts it on that instance. For
+    /// [`MQClientInstance::inner_producer_or_init`], which keeps it and shuts it down.
+    pub(crate) fn start_inner_producer(
+        instance: &Arc<MQClientInstance>,
+    ) -> Result<Arc<dyn InnerProducer>> {
+        let p = DefaultMQProducer::builder(CLIENT_INNER_PRODUCER_GROUP)
+            .client_config(instance.config().clone())
+            .build_inner()?;
+        p.start_on(instance)?;
+        Ok(Arc::new(p))
+    }
+
     /// Starts the client's own inner producer on `instance`, never on another one.
-    pub(crate) fn start_on(&self, instance: &Arc<MQClientInstance>) -> Result<()> {
+    fn start_on(&self, instance: &Arc<MQClientInstance>) -> Result<()> {
         self.start_with(|inner, weak| {
             instance.register_inner_producer(&inner.config.group, weak)?;
             Ok(instance.clone())
@@ -360,13 +375,6 @@ impl DefaultMQProducer {
         } else {
             Err(Error::ShutdownTimeout { timeout, threads })
         }
-    }
-
-    /// Marks the producer shut down and releases its client instance without any network
-    /// call (the instance itself is shutting down).
-    pub(crate) fn shutdown_local(&self) {
-        *self.inner.state.lock() = ServiceState::ShutdownAlready;
-        self.inner.instance.write().take();
     }
 
     /// Sends `msg` and waits for the broker's answer (Java `send(Message)`), retrying on
@@ -967,6 +975,19 @@ impl ProducerInner {
                 .map(Some)
             }
         }
+    }
+}
+
+impl InnerProducer for DefaultMQProducer {
+    fn send_message(&self, msg: &Message) -> Result<()> {
+        self.send(msg).map(|_| ())
+    }
+
+    /// Marks the producer shut down and releases its client instance without any network
+    /// call (the instance itself is shutting down).
+    fn shutdown_local(&self) {
+        *self.inner.state.lock() = ServiceState::ShutdownAlready;
+        self.inner.instance.write().take();
     }
 }
 
