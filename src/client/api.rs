@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::client::heartbeat::HeartbeatData;
 use crate::common::TopicRouteData;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::header::{
     GetRouteInfoRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
     UnregisterClientRequestHeader,
 };
+use crate::remoting::protocol::heartbeat::HeartbeatData;
 use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use crate::remoting::RemotingClient;
 

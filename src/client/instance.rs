@@ -20,7 +20,6 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::api::expect_success;
 use crate::client::api::MQClientAPI;
 use crate::client::config::{parse_namesrv_list, ClientConfig};
-use crate::client::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use crate::client::publish_info::TopicPublishInfo;
 use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
 use crate::client::rebalance_service::RebalanceService;
@@ -35,6 +34,7 @@ use crate::remoting::protocol::header::{
     GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
     SearchOffsetRequestHeader, SearchOffsetResponseHeader,
 };
+use crate::remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig};
 use crate::service_state::ServiceState;

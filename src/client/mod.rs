@@ -9,7 +9,6 @@
 
 pub(crate) mod api;
 pub(crate) mod config;
-pub(crate) mod heartbeat;
 pub(crate) mod instance;
 pub(crate) mod processors;
 pub(crate) mod publish_info;

@@ -254,9 +254,9 @@ mod tests {
     use std::collections::{BTreeSet, HashMap};
 
     use super::*;
-    use crate::client::heartbeat::SubscriptionData;
     use crate::consumer::process_queue::ProcessQueueInfo;
     use crate::consumer::ConsumeStatus;
+    use crate::remoting::protocol::heartbeat::SubscriptionData;
 
     /// The whole GET_CONSUMER_RUNNING_INFO body, byte for byte: members and map keys in
     /// fastjson's order, queues as object keys sorted by queue, whatever order they came in.

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::client::heartbeat::SubscriptionData;
 use crate::common::util::now_millis;
 use crate::common::{MessageDecoder, MessageExt, PullOffsets, DEFAULT_MAX_BODY_SIZE};
 use crate::consumer::offset_store::ReadOffsetType;
@@ -21,6 +20,7 @@ use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::{tag_matches, MessageModel};
 use crate::error::Result;
 use crate::remoting::protocol::header::{PullMessageRequestHeader, PullMessageResponseHeader};
+use crate::remoting::protocol::heartbeat::SubscriptionData;
 use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);

@@ -35,7 +35,6 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::config::{
     default_instance_name, join_instance, ClientConfig, BROADCASTING_INSTANCE_NAME,
 };
-use crate::client::heartbeat::{ConsumerData, SubscriptionData};
 use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
 use crate::common::{MessageExt, MessageQueue};
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
@@ -50,6 +49,7 @@ use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
+use crate::remoting::protocol::heartbeat::{ConsumerData, SubscriptionData};
 use crate::service_state::ServiceState;
 
 // ---------------------------------------------------------------------------------------------

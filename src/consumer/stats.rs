@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
-use crate::client::heartbeat::SubscriptionData;
 use crate::common::MessageQueue;
 use crate::consumer::process_queue::ProcessQueueInfo;
+use crate::remoting::protocol::heartbeat::SubscriptionData;
 
 /// Rates and round trips of one topic (Java `ConsumeStatus`), since the previous snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

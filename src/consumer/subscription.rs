@@ -1,8 +1,8 @@
 //! Subscriptions (Java `FilterAPI`, `SubscriptionData`) and the consumer's settings enums.
 
-use crate::client::heartbeat::SubscriptionData;
 use crate::common::util::{java_string_hash, now_millis};
 use crate::error::{Error, Result};
+use crate::remoting::protocol::heartbeat::SubscriptionData;
 
 /// Subscribe to every tag.
 pub const SUB_ALL: &str = "*";

@@ -10,6 +10,7 @@ mod command;
 mod ext_fields;
 mod frame;
 pub mod header;
+pub(crate) mod heartbeat;
 mod message_queue;
 
 pub use code::{RequestCode, ResponseCode};

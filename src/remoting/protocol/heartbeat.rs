@@ -1,4 +1,5 @@
-//! The HEART_BEAT body (Java `HeartbeatData`) and the subscription data it carries.
+//! The HEART_BEAT body (Java `HeartbeatData`, `common.protocol.heartbeat`) and the subscription
+//! data it carries. The instance sends it; the consumer builds the subscriptions.
 
 use std::collections::BTreeSet;
 
