@@ -3,7 +3,8 @@
 //!
 //! `ProcessQueue` is crate-private, so its source is compiled into this bench directly; the
 //! module only needs `crate::common::util::now_millis`, which is crate-private too and is
-//! provided below with the same meaning, and `MessageExt` and `MessageQueue` from the public API.
+//! provided below with the same meaning, `ProcessQueueInfo` (compiled from its own source file
+//! too), and `MessageExt` and `MessageQueue` from the public API.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -13,6 +14,18 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 #[allow(dead_code, unreachable_pub)]
 #[path = "../src/consumer/process_queue.rs"]
 mod process_queue;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/remoting/protocol/process_queue_info.rs"]
+mod process_queue_info;
+
+mod remoting {
+    pub(crate) mod protocol {
+        pub(crate) mod body {
+            pub(crate) use crate::process_queue_info::ProcessQueueInfo;
+        }
+    }
+}
 
 mod common {
     pub(crate) use rocketmq_sync::{MessageExt, MessageQueue};

@@ -26,10 +26,10 @@ use crate::client::rebalance_service::RebalanceService;
 use crate::common::route::MASTER_ID;
 use crate::common::TopicRouteData;
 use crate::common::{Message, MessageQueue};
-use crate::consumer::stats::RunningInfo;
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::executor::{panic_message, ServiceHandle, ShutdownError};
 use crate::executor::{ScheduledExecutor, ScheduledHandle};
+use crate::remoting::protocol::body::ConsumerRunningInfo;
 use crate::remoting::protocol::header::{
     GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
     SearchOffsetRequestHeader, SearchOffsetResponseHeader,
@@ -61,7 +61,7 @@ pub(crate) trait MQConsumerInner: Send + Sync {
         msg: crate::common::MessageExt,
         broker_name: &str,
     ) -> (&'static str, Option<String>, u64);
-    fn running_info(&self) -> RunningInfo;
+    fn running_info(&self) -> ConsumerRunningInfo;
     fn reset_offset(&self, topic: &str, offsets: &HashMap<MessageQueue, i64>);
     fn offsets_of_topic(&self, topic: &str) -> HashMap<MessageQueue, i64>;
 }
@@ -1162,7 +1162,7 @@ mod tests {
         ) -> (&'static str, Option<String>, u64) {
             ("CR_SUCCESS", None, 0)
         }
-        fn running_info(&self) -> RunningInfo {
+        fn running_info(&self) -> ConsumerRunningInfo {
             unimplemented!("not asked in these tests")
         }
         fn reset_offset(&self, _: &str, _: &HashMap<MessageQueue, i64>) {}

@@ -4,8 +4,10 @@
 //!
 //! Everything here is shared by producers and consumers of one client id and stays
 //! crate-private, except [`ClientConfig`], which users may set wholesale. The instance drives
-//! consumers only through `MQConsumerInner` and pulls only through `PullTask`: nothing here
-//! names the push consumer's types.
+//! consumers only through `MQConsumerInner` and pulls only through `PullTask`, and producers
+//! only through `MQProducerInner` and `InnerProducer`: nothing here names the consumer or
+//! producer modules, which sit above it (`tests/module_layering.rs` checks). What it shares
+//! with them are wire bodies (`remoting::protocol`) and `TopicPublishInfo` (here).
 
 pub(crate) mod api;
 pub(crate) mod config;

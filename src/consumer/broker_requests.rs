@@ -2,7 +2,7 @@
 //! consumer half): consume a message directly, running info, reset offset, consumer status.
 //! The client instance routes each request to the group's consumer through `MQConsumerInner`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use crate::common::{MessageExt, MessageQueue};
 use crate::consumer::offset_store::ReadOffsetType;
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
+use crate::remoting::protocol::body::ConsumerRunningInfo;
 
 impl PushConsumerInner {
     /// `CONSUME_MESSAGE_DIRECTLY`: run the listener on one message now, outside the queues.
@@ -28,10 +29,11 @@ impl PushConsumerInner {
         }
     }
 
-    /// `GET_CONSUMER_RUNNING_INFO`: the queues, stats and subscriptions.
-    pub(crate) fn on_get_consumer_running_info(&self) -> crate::consumer::stats::RunningInfo {
+    /// `GET_CONSUMER_RUNNING_INFO`: the queues, stats and subscriptions, and the consumer's
+    /// own properties (the instance adds the name servers, consume type and client version).
+    pub(crate) fn on_get_consumer_running_info(&self) -> ConsumerRunningInfo {
         let store = self.offset_store.read().clone();
-        let queues = self
+        let mq_table = self
             .process_queue_table
             .read()
             .values()
@@ -44,21 +46,35 @@ impl PushConsumerInner {
                 (s.mq.clone(), info)
             })
             .collect();
-        crate::consumer::stats::RunningInfo {
-            queues,
-            status: self.stats.snapshot(),
-            subscriptions: self
+        let thread_core = self
+            .consume_service
+            .read()
+            .as_ref()
+            .map_or(self.cfg.consume_thread_min, |cs| cs.core_pool_size());
+        let properties = BTreeMap::from([
+            (
+                ConsumerRunningInfo::PROP_CONSUME_ORDERLY.to_owned(),
+                "false".to_owned(),
+            ),
+            (
+                ConsumerRunningInfo::PROP_THREADPOOL_CORE_SIZE.to_owned(),
+                thread_core.to_string(),
+            ),
+            (
+                ConsumerRunningInfo::PROP_CONSUMER_START_TIMESTAMP.to_owned(),
+                self.start_time.to_string(),
+            ),
+        ]);
+        ConsumerRunningInfo {
+            properties,
+            mq_table,
+            status_table: self.stats.snapshot(),
+            subscription_set: self
                 .subscription_inner
                 .read()
                 .values()
                 .map(|s| (**s).clone())
                 .collect(),
-            thread_core: self
-                .consume_service
-                .read()
-                .as_ref()
-                .map_or(self.cfg.consume_thread_min, |cs| cs.core_pool_size()),
-            start_time: self.start_time,
         }
     }
 

@@ -29,6 +29,7 @@ mod send_back;
 pub(crate) mod stats;
 mod subscription;
 
+pub use crate::remoting::protocol::body::ConsumeStatus;
 pub use allocate::{
     AllocateMachineRoomNearby, AllocateMessageQueueAveragely,
     AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,
@@ -41,5 +42,4 @@ pub use listener::{
     ConsumeMessageHook, MessageListenerConcurrently,
 };
 pub use push_consumer::{DefaultMQPushConsumer, QueueStat};
-pub use stats::ConsumeStatus;
 pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};

@@ -49,6 +49,7 @@ use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{build_subscription_data, ExpressionType, MessageModel};
 use crate::error::{Error, Result};
+use crate::remoting::protocol::body::ConsumerRunningInfo;
 use crate::remoting::protocol::heartbeat::{ConsumerData, SubscriptionData};
 use crate::service_state::ServiceState;
 
@@ -174,7 +175,7 @@ impl DefaultMQPushConsumer {
     }
 
     /// Consume statistics per topic (Java `ConsumeStatus`).
-    pub fn consume_stats(&self) -> HashMap<String, crate::consumer::stats::ConsumeStatus> {
+    pub fn consume_stats(&self) -> HashMap<String, crate::consumer::ConsumeStatus> {
         self.inner.stats.snapshot()
     }
 
@@ -596,7 +597,7 @@ impl MQConsumerInner for PushConsumerInner {
         self.on_consume_message_directly(msg, broker_name)
     }
 
-    fn running_info(&self) -> crate::consumer::stats::RunningInfo {
+    fn running_info(&self) -> ConsumerRunningInfo {
         self.on_get_consumer_running_info()
     }
 

@@ -1,4 +1,5 @@
-//! Consumer statistics (Java `ConsumerStatsManager`, `ConsumeStatus`, `ConsumerRunningInfo`).
+//! Consumer statistics (Java `ConsumerStatsManager`). The snapshots they give, `ConsumeStatus`,
+//! are a protocol body (`remoting::protocol::body`).
 //!
 //! Counters are updated once per pulled batch and once per listener call, never per message.
 
@@ -8,36 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
 
-use crate::common::MessageQueue;
-use crate::consumer::process_queue::ProcessQueueInfo;
-use crate::remoting::protocol::heartbeat::SubscriptionData;
-
-/// Rates and round trips of one topic (Java `ConsumeStatus`), since the previous snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsumeStatus {
-    /// Mean pull round trip, ms.
-    #[serde(rename = "pullRT")]
-    pub pull_rt: f64,
-    /// Messages pulled per second.
-    #[serde(rename = "pullTPS")]
-    pub pull_tps: f64,
-    /// Mean listener call time, ms.
-    #[serde(rename = "consumeRT")]
-    pub consume_rt: f64,
-    /// Messages consumed successfully per second.
-    #[serde(rename = "consumeOKTPS")]
-    pub consume_ok_tps: f64,
-    /// Messages whose consumption failed per second.
-    #[serde(rename = "consumeFailedTPS")]
-    pub consume_failed_tps: f64,
-    /// Messages whose consumption failed, in total.
-    pub consume_failed_msgs: u64,
-    /// Pulled records that could not be decoded and were skipped, in total (not in Java).
-    pub undecodable_msgs: u64,
-}
+use crate::remoting::protocol::body::ConsumeStatus;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -187,16 +160,6 @@ impl ConsumerStats {
         *last = (Instant::now(), next);
         out
     }
-}
-
-/// What GET_CONSUMER_RUNNING_INFO reports (Java `ConsumerRunningInfo`).
-#[derive(Debug, Clone)]
-pub(crate) struct RunningInfo {
-    pub(crate) queues: Vec<(MessageQueue, ProcessQueueInfo)>,
-    pub(crate) status: HashMap<String, ConsumeStatus>,
-    pub(crate) subscriptions: Vec<SubscriptionData>,
-    pub(crate) thread_core: usize,
-    pub(crate) start_time: i64,
 }
 
 #[cfg(test)]

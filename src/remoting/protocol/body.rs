@@ -14,14 +14,20 @@
 //! [`write_object_key_map`] and [`FjValue::object_key_map`] build the same shape for
 //! `ConsumerRunningInfo.mqTable` and `GetConsumerStatusBody.messageQueueTable`.
 //!
+//! Bodies encoded here: `ConsumerRunningInfo` (the GET_CONSUMER_RUNNING_INFO response), with the
+//! `ProcessQueueInfo` and [`ConsumeStatus`] it holds.
+//!
 //! Malformed input yields [`CodecError::Json`] naming the byte position; the parser never panics
 //! and bounds its nesting depth, so hostile input cannot overflow the stack.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde_json::{Number, Value};
 
+use super::heartbeat::SubscriptionData;
+pub(crate) use super::process_queue_info::ProcessQueueInfo;
 use super::CodecError;
 use super::MessageQueue;
 
@@ -311,6 +317,88 @@ where
 {
     FjValue::object_key_map(entries)?.write_compact(out);
     Ok(())
+}
+
+/// The GET_CONSUMER_RUNNING_INFO response body (Java `ConsumerRunningInfo`): one consumer's
+/// settings, held queues, rates and subscriptions. [`encode`](Self::encode) writes it as
+/// fastjson does, with `mqTable` keyed by queue objects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConsumerRunningInfo {
+    /// Facts and settings (the `PROP_*` keys), in key order.
+    pub(crate) properties: BTreeMap<String, String>,
+    /// Each held queue and its state, in any order.
+    pub(crate) mq_table: Vec<(MessageQueue, ProcessQueueInfo)>,
+    /// Rates per topic.
+    pub(crate) status_table: HashMap<String, ConsumeStatus>,
+    /// The consumer's subscriptions.
+    pub(crate) subscription_set: Vec<SubscriptionData>,
+}
+
+impl ConsumerRunningInfo {
+    /// The name-server addresses, each followed by `;`.
+    pub(crate) const PROP_NAMESERVER_ADDR: &'static str = "PROP_NAMESERVER_ADDR";
+    /// The thread pool's core size.
+    pub(crate) const PROP_THREADPOOL_CORE_SIZE: &'static str = "PROP_THREADPOOL_CORE_SIZE";
+    /// `true` for an orderly consumer.
+    pub(crate) const PROP_CONSUME_ORDERLY: &'static str = "PROP_CONSUME_ORDERLY";
+    /// `CONSUME_PASSIVELY` (push) or `CONSUME_ACTIVELY` (pull).
+    pub(crate) const PROP_CONSUME_TYPE: &'static str = "PROP_CONSUME_TYPE";
+    /// The client version, `V4_9_8` style.
+    pub(crate) const PROP_CLIENT_VERSION: &'static str = "PROP_CLIENT_VERSION";
+    /// When the consumer started, ms since the epoch.
+    pub(crate) const PROP_CONSUMER_START_TIMESTAMP: &'static str = "PROP_CONSUMER_START_TIMESTAMP";
+
+    /// The body in fastjson's compact form: members in alphabetical order, `mqTable` sorted by
+    /// queue, `statusTable` by topic.
+    pub(crate) fn encode(&self) -> Result<String, CodecError> {
+        let mut queues: Vec<&(MessageQueue, ProcessQueueInfo)> = self.mq_table.iter().collect();
+        queues.sort_by(|a, b| a.0.cmp(&b.0));
+        let status: BTreeMap<&String, &ConsumeStatus> = self.status_table.iter().collect();
+        let root = FjValue::Object(vec![
+            (
+                FjValue::String("mqTable".into()),
+                FjValue::object_key_map(queues.iter().map(|(k, v)| (k, v)))?,
+            ),
+            (
+                FjValue::String("properties".into()),
+                FjValue::from_serialize(&self.properties)?,
+            ),
+            (
+                FjValue::String("statusTable".into()),
+                FjValue::from_serialize(&status)?,
+            ),
+            (
+                FjValue::String("subscriptionSet".into()),
+                FjValue::from_serialize(&self.subscription_set)?,
+            ),
+        ]);
+        Ok(root.to_compact_string())
+    }
+}
+
+/// Rates and round trips of one topic (Java `ConsumeStatus`), since the previous snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumeStatus {
+    /// Mean pull round trip, ms.
+    #[serde(rename = "pullRT")]
+    pub pull_rt: f64,
+    /// Messages pulled per second.
+    #[serde(rename = "pullTPS")]
+    pub pull_tps: f64,
+    /// Mean listener call time, ms.
+    #[serde(rename = "consumeRT")]
+    pub consume_rt: f64,
+    /// Messages consumed successfully per second.
+    #[serde(rename = "consumeOKTPS")]
+    pub consume_ok_tps: f64,
+    /// Messages whose consumption failed per second.
+    #[serde(rename = "consumeFailedTPS")]
+    pub consume_failed_tps: f64,
+    /// Messages whose consumption failed, in total.
+    pub consume_failed_msgs: u64,
+    /// Pulled records that could not be decoded and were skipped, in total (not in Java).
+    pub undecodable_msgs: u64,
 }
 
 /// Decodes a `Map<MessageQueue, Long>` value (object keys).
@@ -660,6 +748,7 @@ impl Parser<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     /// Copied byte for byte from golden-4.9.8.txt, "LocalFileOffsetStore offsets.json".
     const GOLDEN_PRETTY: &str = "{\n\t\"offsetTable\":{{\n\t\t\t\"brokerName\":\"broker-a\",\n\t\t\t\"queueId\":1,\n\t\t\t\"topic\":\"T\"\n\t\t}:7,{\n\t\t\t\"brokerName\":\"broker-a\",\n\t\t\t\"queueId\":0,\n\t\t\t\"topic\":\"T\"\n\t\t}:42\n\t}\n}";
@@ -755,6 +844,74 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The whole GET_CONSUMER_RUNNING_INFO body, byte for byte: members and map keys in
+    /// fastjson's order, queues as object keys sorted by queue, whatever order they came in.
+    #[test]
+    fn consumer_running_info_encodes_as_golden() {
+        let q = |topic: &str, id: i32, commit: i64| {
+            (
+                MessageQueue::new(topic, "broker-a", id),
+                ProcessQueueInfo {
+                    commit_offset: commit,
+                    cached_msg_count: id,
+                    ..ProcessQueueInfo::default()
+                },
+            )
+        };
+        let status = ConsumeStatus {
+            pull_rt: 1.5,
+            pull_tps: 64.0,
+            consume_rt: 2.25,
+            consume_ok_tps: 60.0,
+            consume_failed_tps: 0.0,
+            consume_failed_msgs: 3,
+            undecodable_msgs: 1,
+        };
+        let prop = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let info = ConsumerRunningInfo {
+            properties: BTreeMap::from([
+                prop("PROP_CONSUME_ORDERLY", "false"),
+                prop("PROP_THREADPOOL_CORE_SIZE", "20"),
+                prop("PROP_CONSUMER_START_TIMESTAMP", "1700000000123"),
+                prop("PROP_NAMESERVER_ADDR", "127.0.0.1:9876;127.0.0.2:9876;"),
+                prop("PROP_CONSUME_TYPE", "CONSUME_PASSIVELY"),
+                prop("PROP_CLIENT_VERSION", "V4_9_8"),
+            ]),
+            mq_table: vec![q("T", 1, 7), q("%RETRY%cg", 0, -1), q("T", 0, 42)],
+            status_table: HashMap::from([
+                ("T".to_owned(), status.clone()),
+                ("%RETRY%cg".to_owned(), ConsumeStatus::default()),
+            ]),
+            subscription_set: vec![SubscriptionData {
+                code_set: BTreeSet::from([2598919]),
+                expression_type: "TAG".into(),
+                sub_string: "TagA".into(),
+                sub_version: 1700000000000,
+                tags_set: BTreeSet::from(["TagA".to_owned()]),
+                topic: "T".into(),
+                ..SubscriptionData::default()
+            }],
+        };
+        let body = info.encode().unwrap();
+        let golden = r#"{"mqTable":{{"brokerName":"broker-a","queueId":0,"topic":"%RETRY%cg"}:{"cachedMsgCount":0,"cachedMsgMaxOffset":0,"cachedMsgMinOffset":0,"cachedMsgSizeInMiB":0,"commitOffset":-1,"droped":false,"lastConsumeTimestamp":0,"lastLockTimestamp":0,"lastPullTimestamp":0,"locked":false,"transactionMsgCount":0,"transactionMsgMaxOffset":0,"transactionMsgMinOffset":0,"tryUnlockTimes":0},{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"cachedMsgCount":0,"cachedMsgMaxOffset":0,"cachedMsgMinOffset":0,"cachedMsgSizeInMiB":0,"commitOffset":42,"droped":false,"lastConsumeTimestamp":0,"lastLockTimestamp":0,"lastPullTimestamp":0,"locked":false,"transactionMsgCount":0,"transactionMsgMaxOffset":0,"transactionMsgMinOffset":0,"tryUnlockTimes":0},{"brokerName":"broker-a","queueId":1,"topic":"T"}:{"cachedMsgCount":1,"cachedMsgMaxOffset":0,"cachedMsgMinOffset":0,"cachedMsgSizeInMiB":0,"commitOffset":7,"droped":false,"lastConsumeTimestamp":0,"lastLockTimestamp":0,"lastPullTimestamp":0,"locked":false,"transactionMsgCount":0,"transactionMsgMaxOffset":0,"transactionMsgMinOffset":0,"tryUnlockTimes":0}},"properties":{"PROP_CLIENT_VERSION":"V4_9_8","PROP_CONSUMER_START_TIMESTAMP":"1700000000123","PROP_CONSUME_ORDERLY":"false","PROP_CONSUME_TYPE":"CONSUME_PASSIVELY","PROP_NAMESERVER_ADDR":"127.0.0.1:9876;127.0.0.2:9876;","PROP_THREADPOOL_CORE_SIZE":"20"},"statusTable":{"%RETRY%cg":{"consumeFailedMsgs":0,"consumeFailedTPS":0.0,"consumeOKTPS":0.0,"consumeRT":0.0,"pullRT":0.0,"pullTPS":0.0,"undecodableMsgs":0},"T":{"consumeFailedMsgs":3,"consumeFailedTPS":0.0,"consumeOKTPS":60.0,"consumeRT":2.25,"pullRT":1.5,"pullTPS":64.0,"undecodableMsgs":1}},"subscriptionSet":[{"classFilterMode":false,"codeSet":[2598919],"expressionType":"TAG","subString":"TagA","subVersion":1700000000000,"tagsSet":["TagA"],"topic":"T"}]}"#;
+        assert_eq!(body, golden);
+    }
+
+    #[test]
+    fn process_queue_info_serializes_with_fastjson_names_in_golden_order() {
+        // The golden mqTable value (GET_CONSUMER_RUNNING_INFO).
+        let golden = r#"{"cachedMsgCount":0,"cachedMsgMaxOffset":0,"cachedMsgMinOffset":0,"cachedMsgSizeInMiB":0,"commitOffset":42,"droped":false,"lastConsumeTimestamp":0,"lastLockTimestamp":0,"lastPullTimestamp":0,"locked":false,"transactionMsgCount":0,"transactionMsgMaxOffset":0,"transactionMsgMinOffset":0,"tryUnlockTimes":0}"#;
+        let zero = ProcessQueueInfo {
+            commit_offset: 42,
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_string(&zero).unwrap(), golden);
+        assert_eq!(
+            serde_json::from_str::<ProcessQueueInfo>(golden).unwrap(),
+            zero
+        );
     }
 
     #[test]

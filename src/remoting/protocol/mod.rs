@@ -12,6 +12,7 @@ mod frame;
 pub mod header;
 pub(crate) mod heartbeat;
 mod message_queue;
+mod process_queue_info;
 
 pub use code::{RequestCode, ResponseCode};
 pub use codec_error::CodecError;
