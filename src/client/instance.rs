@@ -350,8 +350,9 @@ impl MQClientInstance {
         Ok(())
     }
 
-    /// Registers the inner producer of this instance (see [`inner_producer`](Self::inner_producer),
-    /// which checks that the instance is running).
+    /// Registers the inner producer of this instance (see
+    /// [`inner_producer_or_init`](Self::inner_producer_or_init), which checks that the instance
+    /// is running).
     pub(crate) fn register_inner_producer(
         &self,
         group: &str,
