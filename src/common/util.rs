@@ -39,7 +39,7 @@ pub(crate) fn bytes_to_hex(bytes: &[u8]) -> String {
 /// or a non-hex character.
 pub(crate) fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     fn nibble(c: u8) -> Option<u8> {

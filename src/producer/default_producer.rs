@@ -997,10 +997,7 @@ impl MQProducerInner for ProducerInner {
     }
 
     fn is_publish_topic_need_update(&self, topic: &str) -> bool {
-        self.publish_info
-            .read()
-            .get(topic)
-            .map_or(true, |i| !i.ok())
+        self.publish_info.read().get(topic).is_none_or(|i| !i.ok())
     }
 
     fn update_topic_publish_info(&self, topic: &str, info: TopicPublishInfo) {

@@ -120,7 +120,7 @@ impl LatencyFaultTolerance {
         self.fault_item_table
             .lock()
             .get(broker)
-            .map_or(true, |item| item.is_available(now))
+            .is_none_or(|item| item.is_available(now))
     }
 
     /// Forgets `broker`.

@@ -603,7 +603,7 @@ impl EventLoop {
                     } else {
                         self.shared.pending_count.fetch_add(1, Ordering::AcqRel);
                     }
-                    if self.next_expiry.map_or(true, |e| deadline < e) {
+                    if self.next_expiry.is_none_or(|e| deadline < e) {
                         self.next_expiry = Some(deadline);
                     }
                 }
@@ -781,7 +781,7 @@ impl EventLoop {
         for (op, p) in &self.response_table {
             if p.deadline <= now {
                 self.expired.push(*op);
-            } else if next.map_or(true, |n| p.deadline < n) {
+            } else if next.is_none_or(|n| p.deadline < n) {
                 next = Some(p.deadline);
             }
         }
