@@ -194,11 +194,7 @@ fn a_second_broadcasting_consumer_of_a_group_is_refused_with_the_fix() {
     let dir = std::env::temp_dir().join(unique("offsets"));
     let mk = || {
         broadcasting(&cluster.namesrv_addr, &group, &topic, &dir)
-            .register_message_listener_concurrently(
-                |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
-                    ConsumeConcurrentlyStatus::ConsumeSuccess
-                },
-            )
+            .register_message_listener_concurrently(succeeding())
             .build()
             .unwrap()
     };
@@ -211,11 +207,7 @@ fn a_second_broadcasting_consumer_of_a_group_is_refused_with_the_fix() {
     // A distinct instance name is the fix the message names.
     let c = broadcasting(&cluster.namesrv_addr, &group, &topic, &dir)
         .instance_name(unique("b2"))
-        .register_message_listener_concurrently(
-            |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
-                ConsumeConcurrentlyStatus::ConsumeSuccess
-            },
-        )
+        .register_message_listener_concurrently(succeeding())
         .build()
         .unwrap();
     c.start().unwrap();

@@ -1,6 +1,8 @@
 //! Push-consumer behaviour a real broker cannot be made to show on demand, driven by the
 //! in-process `FakeBroker` acting as name server and broker at one address.
 
+mod support;
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -10,13 +12,10 @@ use rocketmq_sync::codec::MessageDecoder;
 use rocketmq_sync::remoting::protocol::body::FjValue;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
-use rocketmq_sync::{
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
-};
-use rocketmq_sync::{MessageExt, ServiceState};
-
-const TOPIC: &str = "FakeTopic";
-const BROKER: &str = "fake-broker";
+use rocketmq_sync::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere};
+use rocketmq_sync::{DefaultMQPushConsumer, MessageExt, ServiceState};
+use support::consume::succeeding;
+use support::fake::*;
 
 /// What the fake saw, for assertions.
 #[derive(Debug, Clone)]
@@ -26,276 +25,73 @@ enum Seen {
     ConsumerList,
 }
 
-fn ok() -> RemotingCommand {
-    RemotingCommand::response(ResponseCode::SUCCESS, None)
-}
-
-/// The name-server and membership answers both fakes share: the route of [`TOPIC`] (one queue
-/// on the fake itself; other topics do not exist), heartbeats (remembering the client id) and
-/// the consumer list (that one client).
-#[derive(Clone, Default)]
-struct Membership {
-    addr: Arc<OnceLock<String>>,
-    client_id: Arc<Mutex<String>>,
-    /// Other consumers of the group, listed before this client's id.
-    others: Arc<Mutex<Vec<String>>>,
-}
-
-impl Membership {
-    fn answer(&self, req: &RemotingCommand) -> Option<FakeAction> {
+/// A fake broker + name server serving one topic with one queue whose consumer offset is
+/// unknown (QUERY_NOT_FOUND) until the client commits one, whose timestamp search answers
+/// `search_answer`, whose max offset is 100, and whose pulls find nothing.
+fn fake(seen: Sender<Seen>, search_answer: i64) -> FakeBroker {
+    // The consumer offset the fake stores (UPDATE_CONSUMER_OFFSET) and answers with.
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    start_fake(move |req| {
+        if let Some(a) = offset_storage(&stored, req) {
+            return Some(a);
+        }
         match req.request_code() {
-            RequestCode::GET_ROUTEINFO_BY_TOPIC if req.ext_fields().get("topic") == Some(TOPIC) => {
-                let body = format!(
-                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
-                    self.addr.get().expect("address known")
-                );
-                Some(FakeAction::Respond(ok().with_body(body.into_bytes())))
-            }
-            RequestCode::GET_ROUTEINFO_BY_TOPIC => Some(FakeAction::Respond(
-                RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, Some("no route".into())),
-            )),
-            RequestCode::HEART_BEAT => {
-                if let Some(b) = req.body() {
-                    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
-                    *self.client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
-                }
-                Some(FakeAction::Respond(ok()))
-            }
             RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
-                let mut ids = self.others.lock().clone();
-                ids.push(self.client_id.lock().clone());
-                let body = serde_json::json!({ "consumerIdList": ids }).to_string();
-                Some(FakeAction::Respond(ok().with_body(body.into_bytes())))
+                let _ = seen.send(Seen::ConsumerList);
+                None
+            }
+            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => {
+                let _ = seen.send(Seen::SearchOffset(field(req, "timestamp")));
+                Some(FakeAction::Respond(offset_answer(search_answer)))
+            }
+            RequestCode::GET_MAX_OFFSET => Some(FakeAction::Respond(offset_answer(100))),
+            RequestCode::PULL_MESSAGE => {
+                let offset = field(req, "queueOffset");
+                let _ = seen.send(Seen::Pull(offset));
+                Some(pull_answer(offset, 100, None))
             }
             _ => None,
         }
-    }
-}
-
-/// Starts a fake: `handler` sees every request first and answers the ones it cares about;
-/// the rest get the [`Membership`] answers, or SUCCESS.
-fn start_fake(
-    handler: impl Fn(&RemotingCommand) -> Option<FakeAction> + Send + Sync + 'static,
-) -> FakeBroker {
-    start_fake_with(Membership::default(), handler)
-}
-
-/// [`start_fake`] with a membership the test keeps, to change the group's consumers.
-fn start_fake_with(
-    membership: Membership,
-    handler: impl Fn(&RemotingCommand) -> Option<FakeAction> + Send + Sync + 'static,
-) -> FakeBroker {
-    let m = membership.clone();
-    let fake = FakeBroker::start(move |req| {
-        handler(req)
-            .or_else(|| m.answer(req))
-            .unwrap_or_else(|| FakeAction::Respond(ok()))
     })
-    .expect("fake broker starts");
-    membership.addr.set(fake.addr()).unwrap();
-    fake
 }
 
-/// A PULL_MESSAGE answer of `code` with its header.
-fn pull_response(code: ResponseCode, next: i64, max: i64) -> RemotingCommand {
-    let mut r = RemotingCommand::response(code, None);
-    let h = r.ext_fields_mut();
-    h.put("nextBeginOffset", next);
-    h.put("minOffset", 0);
-    h.put("maxOffset", max);
-    h.put("suggestWhichBrokerId", 0);
-    r
-}
-
-/// How a queue holding offsets `0..max` answers a pull from `offset`: up to 32 messages at once,
-/// or PULL_NOT_FOUND after a short long-poll.
-fn pull_action(offset: i64, max: i64) -> FakeAction {
-    if offset < max {
-        let end = (offset + 32).min(max);
-        let mut r = pull_response(ResponseCode::SUCCESS, end, max);
-        r.set_body(
-            (offset..end)
-                .flat_map(|o| record(o, 0))
-                .collect::<Vec<u8>>(),
-        );
-        FakeAction::Respond(r)
-    } else {
-        FakeAction::RespondAfter(
-            Duration::from_millis(100),
-            pull_response(ResponseCode::PULL_NOT_FOUND, offset, max),
-        )
-    }
-}
-
-/// A SUCCESS carrying `offset` (QUERY_CONSUMER_OFFSET, GET_MAX_OFFSET...).
-fn offset_answer(offset: i64) -> RemotingCommand {
-    let mut r = ok();
-    r.ext_fields_mut().put("offset", offset);
-    r
-}
-
-/// The answers to QUERY_CONSUMER_OFFSET and UPDATE_CONSUMER_OFFSET of a broker storing the
-/// group's offset in `stored`.
-fn offset_storage(stored: &Mutex<Option<i64>>, req: &RemotingCommand) -> Option<FakeAction> {
-    match req.request_code() {
-        RequestCode::QUERY_CONSUMER_OFFSET => Some(FakeAction::Respond(match *stored.lock() {
-            Some(o) => offset_answer(o),
-            None => RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, None),
-        })),
-        RequestCode::UPDATE_CONSUMER_OFFSET => {
-            *stored.lock() = req
-                .ext_fields()
-                .get("commitOffset")
-                .and_then(|v| v.parse().ok());
-            Some(FakeAction::Respond(ok()))
-        }
-        _ => None,
-    }
-}
-
-fn field(req: &RemotingCommand, name: &str) -> i64 {
-    req.ext_fields()
-        .get(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {:?}", req.ext_fields()))
-}
-
-/// A listener that sends each message's body to `tx`.
-fn recording(
-    tx: Sender<String>,
-) -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
-       + Send
-       + Sync
-       + 'static {
-    move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
-        for m in msgs {
-            let _ = tx.send(String::from_utf8_lossy(m.body()).into_owned());
-        }
-        ConsumeConcurrentlyStatus::ConsumeSuccess
-    }
-}
-
-/// `n` bodies from `rx`, waiting at most 30 s in all.
-fn recv_bodies(rx: &Receiver<String>, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    while got.len() < n {
-        match rx.recv_deadline(deadline) {
-            Ok(b) => got.push(b),
-            Err(_) => panic!("expected {n} messages, got {got:?}"),
+/// Receives what the fake saw until `pick` picks something, waiting at most `within`.
+fn wait_seen<T>(
+    rx: &Receiver<Seen>,
+    within: Duration,
+    what: &str,
+    mut pick: impl FnMut(Seen) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(t) = pick(rx.recv_deadline(deadline).expect(what)) {
+            return t;
         }
     }
-    got
 }
 
-fn bodies(offsets: std::ops::Range<i64>) -> Vec<String> {
-    offsets.map(|o| format!("m{o}")).collect()
+/// The offset of the next pull the fake sees, waiting at most 30 s.
+fn next_pull(rx: &Receiver<Seen>) -> i64 {
+    wait_seen(
+        rx,
+        Duration::from_secs(30),
+        "the consumer pulled",
+        |s| match s {
+            Seen::Pull(o) => Some(o),
+            _ => None,
+        },
+    )
 }
 
-/// The committed offset of the fake topic's queue as the consumer holds it, if it holds it.
-fn commit_offset(c: &DefaultMQPushConsumer) -> Option<i64> {
-    c.queue_stats()
-        .into_iter()
-        .find(|q| q.message_queue.topic == TOPIC)
-        .map(|q| q.commit_offset)
-}
-
-/// Waits until `cond` holds, at most 30 s.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Tells the client that the group's consumers changed: it rebalances at once.
-fn notify_ids_changed(fake: &FakeBroker, group: &str) {
-    let mut notify = RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
-    notify.ext_fields_mut().insert("consumerGroup", group);
-    notify.mark_oneway();
-    assert_eq!(fake.push_request(&notify), 1, "one client is connected");
-}
-
-/// The broker's RESET_CONSUMER_CLIENT_OFFSET of `group` to `offset` on the one queue.
-fn push_reset(fake: &FakeBroker, group: &str, offset: i64) {
-    let reset = format!(
-        r#"{{"offsetTable":{{{{"brokerName":"{BROKER}","queueId":0,"topic":"{TOPIC}"}}:{offset}}}}}"#
+/// Shuts `c` down (5 s timeout) and asserts that it returned within 15 s.
+fn shutdown_bounded(c: &DefaultMQPushConsumer) {
+    let t = Instant::now();
+    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        t.elapsed()
     );
-    let mut req = RemotingCommand::request(RequestCode::RESET_CONSUMER_CLIENT_OFFSET);
-    for (k, v) in [
-        ("topic", TOPIC),
-        ("group", group),
-        ("timestamp", "0"),
-        ("isForce", "true"),
-    ] {
-        req.ext_fields_mut().insert(k, v);
-    }
-    req.set_body(reset.into_bytes());
-    assert_eq!(fake.push_request(&req), 1, "one client is connected");
-}
-
-/// A fake broker + name server serving one topic with one queue whose consumer offset is
-/// unknown (QUERY_NOT_FOUND), whose timestamp search answers `search_answer`, and whose pulls
-/// find nothing.
-fn fake(seen: Sender<Seen>, search_answer: i64) -> FakeBroker {
-    // The consumer offset the fake stores (UPDATE_CONSUMER_OFFSET) and answers with.
-    let stored: Arc<Mutex<Option<i64>>> = Arc::new(Mutex::new(None));
-    start_fake(move |req| {
-        let f = req.ext_fields();
-        Some(match req.request_code() {
-            RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
-                let _ = seen.send(Seen::ConsumerList);
-                return None;
-            }
-            RequestCode::QUERY_CONSUMER_OFFSET => match *stored.lock() {
-                Some(o) => {
-                    let mut r = ok();
-                    r.ext_fields_mut().put("offset", o);
-                    FakeAction::Respond(r)
-                }
-                None => FakeAction::Respond(RemotingCommand::response(
-                    ResponseCode::QUERY_NOT_FOUND,
-                    Some("Not found, V3_0_6_SNAPSHOT maybe".into()),
-                )),
-            },
-            RequestCode::UPDATE_CONSUMER_OFFSET => {
-                *stored.lock() = f.get("commitOffset").and_then(|v| v.parse().ok());
-                FakeAction::Respond(ok())
-            }
-            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => {
-                let ts: i64 = f.get("timestamp").unwrap().parse().unwrap();
-                let _ = seen.send(Seen::SearchOffset(ts));
-                let mut r = ok();
-                r.ext_fields_mut().put("offset", search_answer);
-                FakeAction::Respond(r)
-            }
-            RequestCode::GET_MAX_OFFSET => {
-                let mut r = ok();
-                r.ext_fields_mut().put("offset", 100);
-                FakeAction::Respond(r)
-            }
-            RequestCode::PULL_MESSAGE => {
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
-                let _ = seen.send(Seen::Pull(offset));
-                let mut r = RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, None);
-                let h = r.ext_fields_mut();
-                h.put("nextBeginOffset", offset);
-                h.put("minOffset", 0);
-                h.put("maxOffset", 100);
-                h.put("suggestWhichBrokerId", 0);
-                FakeAction::RespondAfter(Duration::from_millis(100), r)
-            }
-            _ => return None,
-        })
-    })
-}
-
-fn listener() -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
-       + Send
-       + Sync
-       + 'static {
-    |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| ConsumeConcurrentlyStatus::ConsumeSuccess
 }
 
 #[test]
@@ -303,25 +99,27 @@ fn consume_from_timestamp_starts_at_the_searched_offset() {
     let (tx, rx) = unbounded();
     let fake = fake(tx, 7);
     let since = 1_700_000_000_000;
-    let c = DefaultMQPushConsumer::builder("ts_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("ts-instance")
-        .subscribe(TOPIC, "*")
+    let c = consumer_of(&fake, "ts_group", "ts-instance")
         .consume_from_where(ConsumeFromWhere::Timestamp)
         .consume_timestamp_millis(since)
-        .register_message_listener_concurrently(listener())
+        .register_message_listener_concurrently(succeeding())
         .build()
         .unwrap();
     c.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut searched = None;
-    let first_pull = loop {
-        match rx.recv_deadline(deadline).expect("the consumer pulled") {
-            Seen::SearchOffset(ts) => searched = Some(ts),
-            Seen::Pull(o) => break o,
-            Seen::ConsumerList => {}
-        }
-    };
+    let first_pull = wait_seen(
+        &rx,
+        Duration::from_secs(30),
+        "the consumer pulled",
+        |s| match s {
+            Seen::SearchOffset(ts) => {
+                searched = Some(ts);
+                None
+            }
+            Seen::Pull(o) => Some(o),
+            Seen::ConsumerList => None,
+        },
+    );
     assert_eq!(searched, Some(since), "the timestamp was searched");
     assert_eq!(
         first_pull, 7,
@@ -334,21 +132,12 @@ fn consume_from_timestamp_starts_at_the_searched_offset() {
 fn consume_from_last_offset_starts_at_the_max_offset() {
     let (tx, rx) = unbounded();
     let fake = fake(tx, 7);
-    let c = DefaultMQPushConsumer::builder("last_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("last-instance")
-        .subscribe(TOPIC, "*")
-        .register_message_listener_concurrently(listener())
+    let c = consumer_of(&fake, "last_group", "last-instance")
+        .register_message_listener_concurrently(succeeding())
         .build()
         .unwrap();
     c.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first_pull = loop {
-        if let Seen::Pull(o) = rx.recv_deadline(deadline).expect("the consumer pulled") {
-            break o;
-        }
-    };
-    assert_eq!(first_pull, 100);
+    assert_eq!(next_pull(&rx), 100);
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -356,27 +145,16 @@ fn consume_from_last_offset_starts_at_the_max_offset() {
 fn shutdown_stays_bounded_when_the_broker_is_gone() {
     let (tx, rx) = unbounded();
     let fake = fake(tx, 0);
-    let c = DefaultMQPushConsumer::builder("vanish_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("vanish-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .register_message_listener_concurrently(listener())
+    let c = consumer_from_first(&fake, "vanish_group", "vanish-instance")
+        .register_message_listener_concurrently(succeeding())
         .build()
         .unwrap();
     c.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(rx.recv_deadline(deadline).expect("pulled"), Seen::Pull(_)) {}
+    next_pull(&rx);
     // The broker disappears with a long poll in flight: nothing can be sent any more, and
     // shutdown must not wait for it.
     drop(fake);
-    let t = Instant::now();
-    c.shutdown(Duration::from_secs(5)).unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "shutdown took {:?}",
-        t.elapsed()
-    );
+    shutdown_bounded(&c);
     assert_eq!(c.service_state(), ServiceState::ShutdownAlready);
     assert!(
         c.queue_stats().is_empty(),
@@ -393,10 +171,7 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_commits_and_unregisters() {
     *hold.lock() = Some(held);
     let h = hold.clone();
     let first = start_fake(move |req| match req.request_code() {
-        RequestCode::QUERY_CONSUMER_OFFSET => Some(FakeAction::Respond(RemotingCommand::response(
-            ResponseCode::QUERY_NOT_FOUND,
-            None,
-        ))),
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(no_stored_offset()),
         RequestCode::PULL_MESSAGE => {
             let offset = field(req, "queueOffset");
             match h.lock().take() {
@@ -410,16 +185,11 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_commits_and_unregisters() {
         _ => None,
     });
     let addr = first.addr();
-    let (tx, rx) = unbounded();
-    let c = DefaultMQPushConsumer::builder("survive_group")
-        .namesrv_addr(addr.clone())
-        .instance_name("survive-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .register_message_listener_concurrently(recording(tx))
-        .build()
-        .unwrap();
-    c.start().unwrap();
+    let (c, rx) = start_recording(consumer_from_first(
+        &first,
+        "survive_group",
+        "survive-instance",
+    ));
     assert_eq!(recv_bodies(&rx, 2), bodies(0..2));
     wait_until("the pull after m1 is in flight", || hold.lock().is_none());
     wait_until("m1 is committed", || commit_offset(&c) == Some(2));
@@ -430,33 +200,20 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_commits_and_unregisters() {
     drop(release);
     let (req_tx, requests) = unbounded::<RemotingCommand>();
     let stored: Arc<Mutex<Option<i64>>> = Arc::default();
-    let membership = Membership::default();
-    membership.addr.set(addr.clone()).unwrap();
-    let m = membership.clone();
-    let back = FakeBroker::start_at(&addr, move |req| {
+    let back = restart_fake_at(&addr, move |req| {
         let _ = req_tx.send(req.clone());
-        offset_storage(&stored, req)
-            .or_else(|| match req.request_code() {
-                RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), 4)),
-                _ => None,
-            })
-            .or_else(|| m.answer(req))
-            .unwrap_or_else(|| FakeAction::Respond(ok()))
-    })
-    .expect("the broker comes back at the same address");
+        offset_storage(&stored, req).or_else(|| match req.request_code() {
+            RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), 4)),
+            _ => None,
+        })
+    });
 
     // Survived: the consumer kept its queue and position, so it gets exactly the new messages.
     assert_eq!(recv_bodies(&rx, 2), bodies(2..4));
     wait_until("m3 is committed", || commit_offset(&c) == Some(4));
 
     // Shutdown commits the offset to the broker, then unregisters, then closes its connections.
-    let t = Instant::now();
-    c.shutdown(Duration::from_secs(5)).unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "shutdown took {:?}",
-        t.elapsed()
-    );
+    shutdown_bounded(&c);
     let mut committed = None;
     let unregister = loop {
         let req = requests
@@ -486,34 +243,12 @@ fn a_broker_that_vanishes_is_survived_and_shutdown_commits_and_unregisters() {
     assert!(rx.try_recv().is_err(), "nothing was consumed twice");
 }
 
-fn push(
-    fake: &FakeBroker,
-    code: RequestCode,
-    fields: &[(&str, &str)],
-    body: Option<Vec<u8>>,
-) -> RemotingCommand {
-    let mut req = RemotingCommand::request(code);
-    for (k, v) in fields {
-        req.ext_fields_mut().insert(*k, *v);
-    }
-    if let Some(b) = body {
-        req.set_body(b);
-    }
-    assert_eq!(fake.push_request(&req), 1, "one client is connected");
-    fake.recv_response(Duration::from_secs(10))
-        .expect("the client answered")
-}
-
 #[test]
 fn broker_requests_are_answered_on_the_callback_pool() {
     let (tx, rx) = unbounded();
     let fake = fake(tx, 0);
     let (body_tx, body_rx) = unbounded();
-    let c = DefaultMQPushConsumer::builder("req_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("req-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "req_group", "req-instance")
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 for m in msgs {
@@ -525,8 +260,7 @@ fn broker_requests_are_answered_on_the_callback_pool() {
         .build()
         .unwrap();
     c.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(rx.recv_deadline(deadline).expect("pulled"), Seen::Pull(_)) {}
+    next_pull(&rx);
 
     // GET_CONSUMER_RUNNING_INFO: fastjson with object keys, stats and properties.
     let client_id = c.client_id().unwrap();
@@ -584,78 +318,62 @@ fn broker_requests_are_answered_on_the_callback_pool() {
     // NOTIFY_CONSUMER_IDS_CHANGED rebalances at once (the periodic rebalance is 20 s away).
     while rx.try_recv().is_ok() {}
     notify_ids_changed(&fake, "req_group");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !matches!(
-        rx.recv_deadline(deadline).expect("rebalanced"),
-        Seen::ConsumerList
-    ) {}
+    wait_seen(&rx, Duration::from_secs(10), "rebalanced", |s| {
+        matches!(s, Seen::ConsumerList).then_some(())
+    });
 
     // RESET_CONSUMER_CLIENT_OFFSET moves the queue to the given offset.
     push_reset(&fake, "req_group", 42);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Seen::Pull(42) = rx
-            .recv_deadline(deadline)
-            .expect("pulled again after the reset")
-        {
-            break;
-        }
-    }
+    wait_seen(
+        &rx,
+        Duration::from_secs(30),
+        "pulled again after the reset",
+        |s| matches!(s, Seen::Pull(42)).then_some(()),
+    );
     c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// A fake whose queue holds `records` (stored records from offset 0), all returned by one pull
+/// from offset 0 with `nextBeginOffset` and `maxOffset` = `next`, `minOffset` 0. Later pulls find
+/// nothing; `send_back` answers CONSUMER_SEND_MSG_BACK; sends to the retry topic fail (no route).
+fn fake_serving_with(
+    records: Vec<u8>,
+    next: i64,
+    send_back: impl Fn(&RemotingCommand) -> FakeAction + Send + Sync + 'static,
+) -> FakeBroker {
+    start_fake(move |req| match req.request_code() {
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(no_stored_offset()),
+        RequestCode::CONSUMER_SEND_MSG_BACK => Some(send_back(req)),
+        RequestCode::PULL_MESSAGE => {
+            let offset = field(req, "queueOffset");
+            let body = (offset == 0).then(|| records.clone());
+            Some(pull_answer_after(
+                Duration::from_millis(200),
+                offset,
+                next,
+                body,
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// [`fake_serving_with`] refusing CONSUMER_SEND_MSG_BACK.
+fn fake_serving(records: Vec<u8>, next: i64) -> FakeBroker {
+    fake_serving_with(records, next, |_| refuse_send_back())
 }
 
 /// A fake whose queue holds two messages (offsets 0 and 1). CONSUMER_SEND_MSG_BACK answers
 /// SUCCESS when `send_back_ok`, SYSTEM_ERROR otherwise; sends to the retry topic fail (no route).
 fn fake_with_messages(seen: Sender<(i64, i32)>, send_back_ok: bool) -> FakeBroker {
-    let records: Vec<u8> = (0..2i64)
-        .flat_map(|i| {
-            let mut m = MessageExt::new(TOPIC, format!("m{i}"));
-            m.set_queue_offset(i);
-            m.set_commit_log_offset(1000 + i);
-            MessageDecoder::encode(&m, false).unwrap().to_vec()
-        })
-        .collect();
-    start_fake(move |req| {
-        let f = req.ext_fields();
-        Some(match req.request_code() {
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::QUERY_NOT_FOUND,
-                None,
-            )),
-            RequestCode::CONSUMER_SEND_MSG_BACK => {
-                let offset: i64 = f.get("offset").unwrap().parse().unwrap();
-                let level: i32 = f.get("delayLevel").unwrap().parse().unwrap();
-                let _ = seen.send((offset, level));
-                if send_back_ok {
-                    FakeAction::Respond(ok())
-                } else {
-                    FakeAction::Respond(RemotingCommand::response(
-                        ResponseCode::SYSTEM_ERROR,
-                        Some("send back refused".into()),
-                    ))
-                }
-            }
-            RequestCode::PULL_MESSAGE => {
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
-                let (code, next, body) = if offset == 0 {
-                    (ResponseCode::SUCCESS, 2, Some(records.clone()))
-                } else {
-                    (ResponseCode::PULL_NOT_FOUND, offset, None)
-                };
-                let mut r = RemotingCommand::response(code, None);
-                let h = r.ext_fields_mut();
-                h.put("nextBeginOffset", next);
-                h.put("minOffset", 0);
-                h.put("maxOffset", 2);
-                h.put("suggestWhichBrokerId", 0);
-                if let Some(b) = body {
-                    r.set_body(b);
-                }
-                let delay = if offset == 0 { 0 } else { 200 };
-                FakeAction::RespondAfter(Duration::from_millis(delay), r)
-            }
-            _ => return None,
-        })
+    fake_serving_with(records(TOPIC, 2, 1000, "m", &[]), 2, move |req| {
+        let level = field(req, "delayLevel") as i32;
+        let _ = seen.send((field(req, "offset"), level));
+        if send_back_ok {
+            FakeAction::Respond(ok())
+        } else {
+            refuse_send_back()
+        }
     })
 }
 
@@ -663,11 +381,7 @@ fn fake_with_messages(seen: Sender<(i64, i32)>, send_back_ok: bool) -> FakeBroke
 fn ack_index_sends_back_only_the_unacknowledged_messages() {
     let (tx, rx) = unbounded();
     let fake = fake_with_messages(tx, true);
-    let c = DefaultMQPushConsumer::builder("ack_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("ack-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "ack_group", "ack-instance")
         .consume_message_batch_max_size(2)
         .register_message_listener_concurrently(
             |msgs: &[MessageExt], ctx: &mut ConsumeConcurrentlyContext| {
@@ -693,20 +407,7 @@ fn ack_index_sends_back_only_the_unacknowledged_messages() {
         "m0 was not sent back"
     );
     // Both are done locally: the committed offset moves past them.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c
-        .queue_stats()
-        .iter()
-        .find(|q| q.message_queue.topic == TOPIC)
-        .map_or(true, |q| q.commit_offset != 2)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "offset never reached 2: {:?}",
-            c.queue_stats()
-        );
-        std::thread::yield_now();
-    }
+    wait_commit_offset(&c, 2, Duration::from_secs(10), "both done locally");
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
@@ -718,11 +419,7 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
     // The listener reads the committed offset at each call through this handle.
     let handle: Arc<OnceLock<DefaultMQPushConsumer>> = Arc::default();
     let h = handle.clone();
-    let c = DefaultMQPushConsumer::builder("local_retry_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("local-retry-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "local_retry_group", "local-retry-instance")
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 let m = &msgs[0];
@@ -745,15 +442,7 @@ fn when_send_back_fails_the_message_is_consumed_again_locally() {
         .unwrap();
     handle.set(c.clone()).unwrap();
     c.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    while got.len() < 3 {
-        got.push(
-            seen_rx
-                .recv_deadline(deadline)
-                .unwrap_or_else(|_| panic!("saw {got:?}")),
-        );
-    }
+    let got = recv_n(&seen_rx, 3, Duration::from_secs(30));
     let calls: Vec<(&str, i32)> = got.iter().map(|(b, r, _)| (b.as_str(), *r)).collect();
     assert_eq!(
         calls,
@@ -802,25 +491,13 @@ fn consume_hooks_run_before_and_after_every_call() {
     let (tx, _send_backs) = unbounded();
     let fake = fake_with_messages(tx, true);
     let (calls_tx, calls) = unbounded();
-    let c = DefaultMQPushConsumer::builder("hook_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("hook-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "hook_group", "hook-instance")
         .consume_message_hook(Hook(calls_tx))
-        .register_message_listener_concurrently(listener())
+        .register_message_listener_concurrently(succeeding())
         .build()
         .unwrap();
     c.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut got = Vec::new();
-    while got.len() < 4 {
-        got.push(
-            calls
-                .recv_deadline(deadline)
-                .unwrap_or_else(|_| panic!("hook calls: {got:?}")),
-        );
-    }
+    let got = recv_n(&calls, 4, Duration::from_secs(30));
     // One listener call per message (batch size 1), each wrapped by its two hook calls, in
     // order (calls of different messages may interleave).
     let ok = Some(ConsumeConcurrentlyStatus::ConsumeSuccess);
@@ -844,11 +521,7 @@ fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
     let (tx, send_backs) = unbounded();
     let fake = fake_with_messages(tx, true);
     let (release_tx, release_rx) = unbounded::<()>();
-    let c = DefaultMQPushConsumer::builder("timeout_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("timeout-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "timeout_group", "timeout-instance")
         .consume_timeout(Duration::from_secs(1))
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
@@ -873,66 +546,6 @@ fn a_message_consumed_past_the_timeout_is_sent_back_with_delay_level_3() {
     release_tx.send(()).unwrap();
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
-/// Encodes `n` messages of `topic` at queue offsets `0..n` (commit-log offsets `base + i`, bodies
-/// `{prefix}{i}`), each given `props`, as one pull body.
-fn records(topic: &str, n: i64, base: i64, prefix: &str, props: &[(&str, &str)]) -> Vec<u8> {
-    (0..n)
-        .flat_map(|i| {
-            let mut m = MessageExt::new(topic, format!("{prefix}{i}"));
-            m.set_queue_offset(i);
-            m.set_commit_log_offset(base + i);
-            for (k, v) in props {
-                m.put_property(*k, *v);
-            }
-            MessageDecoder::encode(&m, false).unwrap().to_vec()
-        })
-        .collect()
-}
-
-/// A pull answer: `body` (SUCCESS, next offset `next`) when there is one, else PULL_NOT_FOUND
-/// after 100 ms.
-fn pull_answer(offset: i64, next: i64, body: Option<Vec<u8>>) -> FakeAction {
-    let code = if body.is_some() {
-        ResponseCode::SUCCESS
-    } else {
-        ResponseCode::PULL_NOT_FOUND
-    };
-    let mut r = RemotingCommand::response(code, None);
-    let h = r.ext_fields_mut();
-    h.put(
-        "nextBeginOffset",
-        if body.is_some() { next } else { offset },
-    );
-    h.put("minOffset", 0);
-    h.put("maxOffset", next);
-    h.put("suggestWhichBrokerId", 0);
-    match body {
-        Some(b) => {
-            r.set_body(b);
-            FakeAction::Respond(r)
-        }
-        None => FakeAction::RespondAfter(Duration::from_millis(100), r),
-    }
-}
-
-/// Waits until the committed offset of [`TOPIC`]'s queue is `want`, or panics after `within`.
-fn wait_commit_offset(c: &DefaultMQPushConsumer, want: i64, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
-    while c
-        .queue_stats()
-        .iter()
-        .find(|q| q.message_queue.topic == TOPIC)
-        .map_or(true, |q| q.commit_offset != want)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the committed offset never reached {want}: {:?}",
-            c.queue_stats()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Issue 6, defect 2.4: one pull of 32 messages is one consume task; the listener hangs on the
 /// sixth. The consume-timeout sweep must send back only that message (whose listener call
 /// overran), never the five already consumed nor those not yet started, and the queue must move
@@ -946,16 +559,13 @@ fn the_timeout_sweep_sends_back_only_the_message_whose_call_overran() {
     let fake = start_fake(move |req| {
         let f = req.ext_fields();
         Some(match req.request_code() {
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::QUERY_NOT_FOUND,
-                None,
-            )),
+            RequestCode::QUERY_CONSUMER_OFFSET => no_stored_offset(),
             RequestCode::CONSUMER_SEND_MSG_BACK => {
-                let _ = sb_tx.send(f.get("offset").unwrap().parse().unwrap());
+                let _ = sb_tx.send(field(req, "offset"));
                 FakeAction::Respond(ok())
             }
             RequestCode::PULL_MESSAGE if f.get("topic") == Some(TOPIC) => {
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                let offset = field(req, "queueOffset");
                 pull_answer(offset, N, (offset == 0).then(|| body.clone()))
             }
             _ => return None,
@@ -963,11 +573,7 @@ fn the_timeout_sweep_sends_back_only_the_message_whose_call_overran() {
     });
     let (seen_tx, seen) = unbounded::<String>();
     let (release_tx, release_rx) = unbounded::<()>();
-    let c = DefaultMQPushConsumer::builder("sweep_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("sweep-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "sweep_group", "sweep-instance")
         .consume_timeout(Duration::from_millis(500))
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
@@ -1040,20 +646,11 @@ fn the_timeout_sweep_keeps_the_original_topic_of_a_retried_message() {
         let f = req.ext_fields();
         Some(match req.request_code() {
             RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(rt.as_str()) => {
-                let body = format!(
-                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
-                    a.get().expect("address known")
-                );
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
+                let addr = a.get().expect("address known");
+                FakeAction::Respond(ok().with_body(route_body(addr)))
             }
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::QUERY_NOT_FOUND,
-                None,
-            )),
-            RequestCode::CONSUMER_SEND_MSG_BACK => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::SYSTEM_ERROR,
-                Some("send back refused".into()),
-            )),
+            RequestCode::QUERY_CONSUMER_OFFSET => no_stored_offset(),
+            RequestCode::CONSUMER_SEND_MSG_BACK => refuse_send_back(),
             RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2 => {
                 let topic = f.get("topic").or_else(|| f.get("b")).unwrap_or("");
                 let props = f.get("properties").or_else(|| f.get("i")).unwrap_or("");
@@ -1066,11 +663,11 @@ fn the_timeout_sweep_keeps_the_original_topic_of_a_retried_message() {
                 FakeAction::Respond(r)
             }
             RequestCode::PULL_MESSAGE if f.get("topic") == Some(rt.as_str()) => {
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                let offset = field(req, "queueOffset");
                 pull_answer(offset, 1, (offset == 0).then(|| body.clone()))
             }
             RequestCode::PULL_MESSAGE => {
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
+                let offset = field(req, "queueOffset");
                 pull_answer(offset, offset, None)
             }
             _ => return None,
@@ -1079,11 +676,7 @@ fn the_timeout_sweep_keeps_the_original_topic_of_a_retried_message() {
     addr.set(fake.addr()).unwrap();
     let (seen_tx, seen) = unbounded::<String>();
     let (release_tx, release_rx) = unbounded::<()>();
-    let c = DefaultMQPushConsumer::builder(GROUP)
-        .namesrv_addr(fake.addr())
-        .instance_name("sweep-retry-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, GROUP, "sweep-retry-instance")
         .consume_timeout(Duration::from_millis(500))
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
@@ -1131,11 +724,7 @@ fn a_message_consumed_again_locally_no_longer_pins_its_pull_frame() {
     // m0's body, and the address range the bodies of the first delivery spanned.
     let frame: Arc<Mutex<(Option<bytes::Bytes>, usize, usize)>> =
         Arc::new(Mutex::new((None, usize::MAX, 0)));
-    let c = DefaultMQPushConsumer::builder("pin_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("pin-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "pin_group", "pin-instance")
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 let m = &msgs[0];
@@ -1200,15 +789,11 @@ fn an_offset_query_that_fails_leaves_the_queue_unassigned_until_the_broker_answe
             _ => return None,
         })
     });
-    let (tx, rx) = unbounded();
-    let c = DefaultMQPushConsumer::builder("query_error_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("query-error-instance")
-        .subscribe(TOPIC, "*")
-        .register_message_listener_concurrently(recording(tx))
-        .build()
-        .unwrap();
-    c.start().unwrap();
+    let (c, rx) = start_recording(consumer_of(
+        &fake,
+        "query_error_group",
+        "query-error-instance",
+    ));
     queries
         .recv_timeout(Duration::from_secs(30))
         .expect("the offset was queried");
@@ -1287,17 +872,10 @@ fn a_moved_offset_fixed_after_the_queue_was_rebuilt_leaves_one_puller() {
             }
         })
     };
-    let (tx, rx) = unbounded();
-    let c = DefaultMQPushConsumer::builder(GROUP)
-        .namesrv_addr(fake.addr())
-        .instance_name("moved-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .offset_moved_fix_delay_for_tests(FIX_DELAY)
-        .register_message_listener_concurrently(recording(tx))
-        .build()
-        .unwrap();
-    c.start().unwrap();
+    let (c, rx) = start_recording(
+        consumer_from_first(&fake, GROUP, "moved-instance")
+            .offset_moved_fix_delay_for_tests(FIX_DELAY),
+    );
     wait_until("the offset moved", || moved_at.get().is_some());
     let moved = *moved_at.get().unwrap();
 
@@ -1385,11 +963,7 @@ fn a_pull_answered_after_a_reset_does_not_raise_the_reset_offset() {
     let (holding_tx, holding) = unbounded::<()>();
     let (release_listener, listener_released) = unbounded::<()>();
     let m5_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = DefaultMQPushConsumer::builder(GROUP)
-        .namesrv_addr(fake.addr())
-        .instance_name("reset-race-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, GROUP, "reset-race-instance")
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 for m in msgs {
@@ -1446,54 +1020,6 @@ fn a_pull_answered_after_a_reset_does_not_raise_the_reset_offset() {
     assert!(rx.try_recv().is_err(), "nothing else consumed");
 }
 
-/// A fake whose queue holds `records` (stored records from offset 0), all returned by one pull
-/// from offset 0 with `nextBeginOffset` and `maxOffset` = `next`, `minOffset` 0. Later pulls find
-/// nothing; CONSUMER_SEND_MSG_BACK is refused and sends to the retry topic fail (no route).
-fn fake_serving(records: Vec<u8>, next: i64) -> FakeBroker {
-    start_fake(move |req| {
-        let f = req.ext_fields();
-        Some(match req.request_code() {
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::QUERY_NOT_FOUND,
-                None,
-            )),
-            RequestCode::CONSUMER_SEND_MSG_BACK => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::SYSTEM_ERROR,
-                Some("send back refused".into()),
-            )),
-            RequestCode::PULL_MESSAGE => {
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
-                let (code, next_begin, body) = if offset == 0 {
-                    (ResponseCode::SUCCESS, next, Some(records.clone()))
-                } else {
-                    (ResponseCode::PULL_NOT_FOUND, offset, None)
-                };
-                let mut r = RemotingCommand::response(code, None);
-                let h = r.ext_fields_mut();
-                h.put("nextBeginOffset", next_begin);
-                h.put("minOffset", 0);
-                h.put("maxOffset", next);
-                h.put("suggestWhichBrokerId", 0);
-                if let Some(b) = body {
-                    r.set_body(b);
-                }
-                let delay = if offset == 0 { 0 } else { 200 };
-                FakeAction::RespondAfter(Duration::from_millis(delay), r)
-            }
-            _ => return None,
-        })
-    })
-}
-
-/// The stored record of message `m{offset}` at `offset`.
-fn record(offset: i64, reconsume_times: i32) -> Vec<u8> {
-    let mut m = MessageExt::new(TOPIC, format!("m{offset}"));
-    m.set_queue_offset(offset);
-    m.set_commit_log_offset(1000 + offset);
-    m.set_reconsume_times(reconsume_times);
-    MessageDecoder::encode(&m, false).unwrap().to_vec()
-}
-
 /// Five records (offsets 0 to 4) in one pull, the third (offset 2) with a corrupt magic code.
 fn fake_with_a_corrupt_record() -> FakeBroker {
     let mut records = Vec::new();
@@ -1514,11 +1040,7 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     let (seen_tx, seen_rx) = unbounded();
     let (entered_tx, entered_rx) = unbounded::<()>();
     let (release_tx, release_rx) = unbounded::<()>();
-    let c = DefaultMQPushConsumer::builder("undecodable_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("undecodable-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "undecodable_group", "undecodable-instance")
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 for m in msgs {
@@ -1570,15 +1092,7 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     }
 
     // Once all four are consumed, the committed offset passes the whole pull.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while commit_offset(&c).unwrap_or(-1) != 5 {
-        assert!(
-            Instant::now() < deadline,
-            "the committed offset stayed at {}",
-            commit_offset(&c).unwrap_or(-1)
-        );
-        std::thread::yield_now();
-    }
+    wait_commit_offset(&c, 5, Duration::from_secs(10), "all four consumed");
     let stats = c.consume_stats();
     assert_eq!(stats[TOPIC].undecodable_msgs, 1, "{stats:?}");
     c.shutdown(Duration::from_secs(5)).unwrap();
@@ -1593,11 +1107,7 @@ fn a_failed_message_with_the_largest_reconsume_count_is_retried_without_overflow
     // way to the retry topic and to the local retry.
     let fake = fake_serving(record(0, i32::MAX), 1);
     let (seen_tx, seen_rx) = unbounded();
-    let c = DefaultMQPushConsumer::builder("overflow_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("overflow-instance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "overflow_group", "overflow-instance")
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 seen_tx.send(msgs[0].reconsume_times()).unwrap();

@@ -468,11 +468,7 @@ fn bad_settings_are_refused_with_a_clear_message() {
         DefaultMQPushConsumer::builder("g")
             .namesrv_addr("127.0.0.1:1")
             .subscribe("T", "*")
-            .register_message_listener_concurrently(
-                |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
-                    ConsumeConcurrentlyStatus::ConsumeSuccess
-                },
-            )
+            .register_message_listener_concurrently(succeeding())
     };
     assert!(build(base().consume_threads(10, 5)).contains("consumeThreadMin"));
     assert!(build(base().pull_batch_size(0)).contains("pullBatchSize"));
@@ -491,11 +487,7 @@ fn bad_settings_are_refused_with_a_clear_message() {
     assert!(no_listener.unwrap_err().to_string().contains("listener"));
     let bad_group = DefaultMQPushConsumer::builder("bad group!")
         .subscribe("T", "*")
-        .register_message_listener_concurrently(
-            |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
-                ConsumeConcurrentlyStatus::ConsumeSuccess
-            },
-        )
+        .register_message_listener_concurrently(succeeding())
         .build();
     assert!(bad_group.is_err());
     // Starting twice is a typed error.

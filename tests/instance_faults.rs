@@ -3,32 +3,27 @@
 //! take `rmq-rebal` down for the other consumers of the instance, delayed pulls must not wait
 //! behind a stalled heartbeat, and shutdown must report the threads it could not stop.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
-use rocketmq_sync::codec::MessageDecoder;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
 use rocketmq_sync::AllocateMessageQueueAveragely;
 use rocketmq_sync::ClientConfig;
 use rocketmq_sync::{
     AllocateMessageQueueStrategy, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    ConsumeFromWhere, DefaultMQPushConsumer,
 };
 use rocketmq_sync::{MessageExt, MessageQueue};
+use support::fake::*;
 
-const TOPIC: &str = "InstanceTopic";
-const BROKER: &str = "fake-broker";
 /// Messages the fake's one queue holds (offsets 0..MESSAGES).
 const MESSAGES: i64 = 10;
-
-fn ok() -> RemotingCommand {
-    RemotingCommand::response(ResponseCode::SUCCESS, None)
-}
 
 /// Test knobs the fake reads on every request.
 #[derive(Default)]
@@ -46,100 +41,31 @@ struct Script {
 /// A fake name server and broker serving [`TOPIC`]: one queue holding [`MESSAGES`] messages,
 /// no stored consumer offsets, and one client (the last to heartbeat) in every group.
 fn fake(script: Arc<Script>) -> FakeBroker {
-    let addr: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
-    let client_id: Arc<Mutex<String>> = Arc::default();
-    let a = addr.clone();
-    let fake = FakeBroker::start(move |req| {
-        let f = req.ext_fields();
-        match req.request_code() {
-            RequestCode::GET_ROUTEINFO_BY_TOPIC if f.get("topic") == Some(TOPIC) => {
-                let body = format!(
-                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":1,"topicSysFlag":0,"writeQueueNums":1}}]}}"#,
-                    a.get().expect("address known")
-                );
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
+    start_fake(move |req| match req.request_code() {
+        RequestCode::HEART_BEAT if script.stall_heartbeats.load(Ordering::SeqCst) => {
+            if let Some(tx) = script.heartbeat_stalled.lock().as_ref() {
+                let _ = tx.send(Instant::now());
             }
-            RequestCode::GET_ROUTEINFO_BY_TOPIC => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::TOPIC_NOT_EXIST,
-                Some("no route".into()),
-            )),
-            RequestCode::HEART_BEAT => {
-                if let Some(b) = req.body() {
-                    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
-                    *client_id.lock() = v["clientID"].as_str().unwrap_or("").to_owned();
-                }
-                if script.stall_heartbeats.load(Ordering::SeqCst) {
-                    if let Some(tx) = script.heartbeat_stalled.lock().as_ref() {
-                        let _ = tx.send(Instant::now());
-                    }
-                    return FakeAction::RespondAfter(Duration::from_secs(60), ok());
-                }
-                FakeAction::Respond(ok())
-            }
-            RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
-                let body = format!(r#"{{"consumerIdList":["{}"]}}"#, client_id.lock());
-                FakeAction::Respond(ok().with_body(body.into_bytes()))
-            }
-            RequestCode::QUERY_CONSUMER_OFFSET => FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::QUERY_NOT_FOUND,
-                None,
-            )),
-            RequestCode::PULL_MESSAGE => {
-                if script.failed_pull_seen.swap(false, Ordering::SeqCst) {
-                    if let Some(tx) = script.pull_after_failure.lock().as_ref() {
-                        let _ = tx.send(Instant::now());
-                    }
-                }
-                if script.fail_next_pull.swap(false, Ordering::SeqCst) {
-                    script.failed_pull_seen.store(true, Ordering::SeqCst);
-                    return FakeAction::Respond(RemotingCommand::response(
-                        ResponseCode::SYSTEM_ERROR,
-                        Some("scripted pull failure".into()),
-                    ));
-                }
-                let offset: i64 = f.get("queueOffset").unwrap().parse().unwrap();
-                let mut r = if offset < MESSAGES {
-                    let body: Vec<u8> = (offset..MESSAGES)
-                        .flat_map(|i| {
-                            let mut m = MessageExt::new(TOPIC, format!("m{i}"));
-                            m.set_queue_offset(i);
-                            m.set_commit_log_offset(1000 + i);
-                            MessageDecoder::encode(&m, false).unwrap().to_vec()
-                        })
-                        .collect();
-                    RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(body)
-                } else {
-                    RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, None)
-                };
-                let h = r.ext_fields_mut();
-                h.put("nextBeginOffset", MESSAGES.max(offset));
-                h.put("minOffset", 0);
-                h.put("maxOffset", MESSAGES);
-                h.put("suggestWhichBrokerId", 0);
-                let delay = if offset < MESSAGES { 0 } else { 100 };
-                FakeAction::RespondAfter(Duration::from_millis(delay), r)
-            }
-            _ => FakeAction::Respond(ok()),
+            Some(FakeAction::RespondAfter(Duration::from_secs(60), ok()))
         }
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(no_stored_offset()),
+        RequestCode::PULL_MESSAGE => {
+            if script.failed_pull_seen.swap(false, Ordering::SeqCst) {
+                if let Some(tx) = script.pull_after_failure.lock().as_ref() {
+                    let _ = tx.send(Instant::now());
+                }
+            }
+            if script.fail_next_pull.swap(false, Ordering::SeqCst) {
+                script.failed_pull_seen.store(true, Ordering::SeqCst);
+                return Some(FakeAction::Respond(RemotingCommand::response(
+                    ResponseCode::SYSTEM_ERROR,
+                    Some("scripted pull failure".into()),
+                )));
+            }
+            Some(pull_action(field(req, "queueOffset"), MESSAGES))
+        }
+        _ => None,
     })
-    .expect("fake broker starts");
-    addr.set(fake.addr()).unwrap();
-    fake
-}
-
-/// A listener that reports every body it consumes.
-fn recording(
-    tx: Sender<String>,
-) -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
-       + Send
-       + Sync
-       + 'static {
-    move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
-        for m in msgs {
-            let _ = tx.send(String::from_utf8_lossy(m.body()).into_owned());
-        }
-        ConsumeConcurrentlyStatus::ConsumeSuccess
-    }
 }
 
 /// Receives until every message of the fake's queue has arrived or `within` passes; returns the
@@ -192,20 +118,14 @@ fn a_panicking_allocation_strategy_spares_the_other_consumers_of_its_instance() 
     let fake = fake(Arc::default());
     let panicking = Arc::new(AtomicBool::new(true));
     let calls = Arc::new(AtomicUsize::new(0));
-    let (a_tx, a_rx) = unbounded();
-    let a = DefaultMQPushConsumer::builder("panicky_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("shared-rebalance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .allocate_strategy(PanickyStrategy {
-            panicking: panicking.clone(),
-            calls: calls.clone(),
-        })
-        .register_message_listener_concurrently(recording(a_tx))
-        .build()
-        .unwrap();
-    a.start().unwrap();
+    let (a, a_rx) = start_recording(
+        consumer_from_first(&fake, "panicky_group", "shared-rebalance").allocate_strategy(
+            PanickyStrategy {
+                panicking: panicking.clone(),
+                calls: calls.clone(),
+            },
+        ),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while calls.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "the strategy was never called");
@@ -214,16 +134,7 @@ fn a_panicking_allocation_strategy_spares_the_other_consumers_of_its_instance() 
 
     // A second consumer of the same instance, started after the panic: the shared rebalance
     // thread must still serve it.
-    let (b_tx, b_rx) = unbounded();
-    let b = DefaultMQPushConsumer::builder("calm_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("shared-rebalance")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .register_message_listener_concurrently(recording(b_tx))
-        .build()
-        .unwrap();
-    b.start().unwrap();
+    let (b, b_rx) = start_recording(consumer_from_first(&fake, "calm_group", "shared-rebalance"));
     let missing = missing_after(&b_rx, Duration::from_secs(30));
     assert!(
         missing.is_empty(),
@@ -264,17 +175,9 @@ fn a_delayed_pull_is_not_held_up_by_a_stalled_heartbeat() {
         .mq_client_api_timeout(rpc_timeout)
         .pull_time_delay_when_exception(Duration::from_millis(200))
         .build();
-    let (tx, rx) = unbounded();
-    let c = DefaultMQPushConsumer::builder("stall_group")
-        .client_config(client)
-        .namesrv_addr(fake.addr())
-        .instance_name("stalled-heartbeat")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .register_message_listener_concurrently(recording(tx))
-        .build()
-        .unwrap();
-    c.start().unwrap();
+    let (c, rx) = start_recording(
+        consumer_from_first(&fake, "stall_group", "stalled-heartbeat").client_config(client),
+    );
     let missing = missing_after(&rx, Duration::from_secs(30));
     assert!(missing.is_empty(), "never consumed {missing:?}");
 
@@ -301,11 +204,7 @@ fn shutdown_names_the_consume_threads_it_could_not_stop() {
     let fake = fake(Arc::default());
     let (started_tx, started_rx) = unbounded();
     let (release_tx, release_rx) = unbounded::<()>();
-    let c = DefaultMQPushConsumer::builder("stuck_group")
-        .namesrv_addr(fake.addr())
-        .instance_name("stuck-listener")
-        .subscribe(TOPIC, "*")
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
+    let c = consumer_from_first(&fake, "stuck_group", "stuck-listener")
         .register_message_listener_concurrently(
             move |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
                 let _ = started_tx.send(std::thread::current().name().map(str::to_owned));

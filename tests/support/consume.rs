@@ -45,6 +45,15 @@ pub fn deliveries(
     }
 }
 
+/// A listener that succeeds without looking at the messages.
+pub fn succeeding(
+) -> impl Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus
+       + Send
+       + Sync
+       + 'static {
+    |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| ConsumeConcurrentlyStatus::ConsumeSuccess
+}
+
 /// A consumer of `group` on `topic` (`*`), with its own instance name, from the first offset.
 pub fn consumer_builder(
     cluster: &Cluster,

@@ -4,4 +4,5 @@
 pub mod broker;
 pub mod client;
 pub mod consume;
+pub mod fake;
 pub mod golden;
