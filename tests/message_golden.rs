@@ -20,7 +20,7 @@ fn bytes_to_hex(bytes: &[u8]) -> String {
 
 /// Parses hex; `None` for an odd length or a non-hex digit.
 fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
