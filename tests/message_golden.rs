@@ -193,7 +193,7 @@ fn golden_route_data_both_forms() {
     );
     assert!(a.filter_server_table.is_empty());
 
-    let publish = topic_publish_queues("T", &a);
+    let publish = topic_publish_queues("T", &a).unwrap();
     assert_eq!(publish.len(), 4);
     assert_eq!(publish[3], MessageQueue::new("T", "broker-a", 3));
     assert_eq!(topic_subscribe_queues("T", &a), publish);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use crate::client::instance::MQClientInstance;
+use crate::client::instance::{MQClientInstance, MQConsumerInner};
 use crate::common::{MessageDecoder, MessageQueue};
 use crate::error::CodecError;
 use crate::remoting::protocol::body::{ConsumerRunningInfo, FjValue, ResetOffsetBody};
@@ -103,21 +103,31 @@ fn reset_offset(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option<Rem
     None
 }
 
+/// The consumer of `group` in this instance, or the SYSTEM_ERROR answer Java gives when the
+/// group has none here.
+fn consumer_of(
+    instance: &MQClientInstance,
+    req: &RemotingCommand,
+    group: &str,
+) -> std::result::Result<Arc<dyn MQConsumerInner>, Option<RemotingCommand>> {
+    instance.consumer(group).ok_or_else(|| {
+        error_response(
+            req,
+            ResponseCode::SYSTEM_ERROR,
+            format!("The Consumer Group <{group}> not exist in this consumer"),
+        )
+    })
+}
+
 fn running_info(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option<RemotingCommand> {
     let instance = w.upgrade()?;
     let h: GetConsumerRunningInfoRequestHeader = match req.decode_header() {
         Ok(h) => h,
         Err(e) => return error_response(req, ResponseCode::SYSTEM_ERROR, e.to_string()),
     };
-    let Some(c) = instance.consumer(&h.consumer_group) else {
-        return error_response(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            format!(
-                "The Consumer Group <{}> not exist in this consumer",
-                h.consumer_group
-            ),
-        );
+    let c = match consumer_of(&instance, req, &h.consumer_group) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
     let mut info = c.running_info();
     add_instance_properties(&mut info, &instance.remoting().namesrv_addr_list());
@@ -167,15 +177,9 @@ fn consume_directly(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option
         Ok(m) => m,
         Err(e) => return error_response(req, ResponseCode::SYSTEM_ERROR, e.to_string()),
     };
-    let Some(c) = instance.consumer(&h.consumer_group) else {
-        return error_response(
-            req,
-            ResponseCode::SYSTEM_ERROR,
-            format!(
-                "The Consumer Group <{}> not exist in this consumer",
-                h.consumer_group
-            ),
-        );
+    let c = match consumer_of(&instance, req, &h.consumer_group) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
     let broker = h.broker_name.unwrap_or_default();
     let (result, remark, spent) = c.consume_message_directly(msg, &broker);

@@ -8,8 +8,9 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::common::route::topic_publish_queues;
 use crate::common::{MessageQueue, TopicRouteData};
-use crate::error::{CodecError, Result};
+use crate::error::Result;
 
 /// Java's `ThreadLocalIndex::POSITIVE_MASK`.
 const POSITIVE_MASK: u32 = 0x7FFF_FFFF;
@@ -83,47 +84,10 @@ pub(crate) struct TopicPublishInfo {
 }
 
 impl TopicPublishInfo {
-    /// Converts a name-server route (Java `MQClientInstance.topicRouteData2TopicPublishInfo`,
-    /// FACTS §5.1):
-    ///
-    /// * With a non-empty `orderTopicConf` (`"broker-a:4;broker-b:4"`), queues `0..n` of each
-    ///   broker in the order listed.
-    /// * Otherwise the queue datas sorted by broker name; for each writable one whose broker has
-    ///   a master (id 0), queues `0..write_queue_nums`.
-    ///
-    /// A malformed `orderTopicConf` entry is an error (Java throws `NumberFormatException` and
-    /// the route update fails), rather than a silently shorter queue list that would reorder
-    /// every ordered key.
+    /// Converts a name-server route (Java `MQClientInstance.topicRouteData2TopicPublishInfo`):
+    /// the queues of [`topic_publish_queues`], which also rejects a malformed `orderTopicConf`.
     pub(crate) fn from_route(topic: &str, route: &TopicRouteData) -> Result<Self> {
-        let mut message_queue_list = Vec::new();
-        let order_conf = route.order_topic_conf.as_deref().filter(|c| !c.is_empty());
-        if let Some(conf) = order_conf {
-            for entry in conf.split(';').filter(|e| !e.is_empty()) {
-                let invalid = || CodecError::InvalidField {
-                    field: "orderTopicConf",
-                    value: conf.to_owned(),
-                };
-                let (broker, nums) = entry.split_once(':').ok_or_else(invalid)?;
-                let nums: i32 = nums.trim().parse().map_err(|_| invalid())?;
-                message_queue_list.extend((0..nums).map(|i| MessageQueue::new(topic, broker, i)));
-            }
-        } else {
-            let mut queue_datas: Vec<_> = route.queue_datas.iter().collect();
-            queue_datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
-            for qd in queue_datas.into_iter().filter(|qd| qd.is_writeable()) {
-                let has_master = route
-                    .broker_datas
-                    .iter()
-                    .find(|bd| bd.broker_name == qd.broker_name)
-                    .is_some_and(|bd| bd.master_addr().is_some());
-                if has_master {
-                    message_queue_list.extend(
-                        (0..qd.write_queue_nums)
-                            .map(|i| MessageQueue::new(topic, qd.broker_name.as_str(), i)),
-                    );
-                }
-            }
-        }
+        let message_queue_list = topic_publish_queues(topic, route)?;
         Ok(TopicPublishInfo {
             have_topic_router_info: true,
             message_queue_list,

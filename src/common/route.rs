@@ -147,26 +147,31 @@ fn quote_numeric_keys(src: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// The queues a producer may send to (Java `topicRouteData2TopicPublishInfo`).
+/// The queues a producer may send to (Java `topicRouteData2TopicPublishInfo`, FACTS §5.1).
 ///
 /// With an `orderTopicConf` (`"broker-a:4;broker-b:4"`) the queues are `0..n` of each listed
 /// broker in that order. Otherwise, brokers sorted by name, the `0..writeQueueNums` queues of every
 /// writeable broker that has a master.
-pub fn topic_publish_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
+///
+/// A malformed `orderTopicConf` entry is an error (Java throws `NumberFormatException` and the
+/// route update fails), rather than a silently shorter queue list that would reorder every
+/// ordered key.
+pub fn topic_publish_queues(
+    topic: &str,
+    route: &TopicRouteData,
+) -> Result<Vec<MessageQueue>, CodecError> {
     let mut queues = Vec::new();
     if let Some(conf) = route.order_topic_conf.as_deref().filter(|c| !c.is_empty()) {
-        for item in conf.split(';').filter(|s| !s.is_empty()) {
-            let parsed = item
-                .split_once(':')
-                .and_then(|(name, n)| Some((name, n.trim().parse::<i32>().ok()?)));
-            match parsed {
-                Some((name, n)) => {
-                    queues.extend((0..n).map(|i| MessageQueue::new(topic, name, i)));
-                }
-                None => log::warn!("topic {topic}: ignoring bad orderTopicConf entry {item:?}"),
-            }
+        for entry in conf.split(';').filter(|e| !e.is_empty()) {
+            let invalid = || CodecError::InvalidField {
+                field: "orderTopicConf",
+                value: conf.to_owned(),
+            };
+            let (broker, nums) = entry.split_once(':').ok_or_else(invalid)?;
+            let nums: i32 = nums.trim().parse().map_err(|_| invalid())?;
+            queues.extend((0..nums).map(|i| MessageQueue::new(topic, broker, i)));
         }
-        return queues;
+        return Ok(queues);
     }
     let mut datas: Vec<&QueueData> = route.queue_datas.iter().collect();
     datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
@@ -182,7 +187,7 @@ pub fn topic_publish_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQ
             );
         }
     }
-    queues
+    Ok(queues)
 }
 
 /// The queues a consumer may pull from (Java `topicRouteData2TopicSubscribeInfo`): queues
@@ -264,7 +269,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let q = topic_publish_queues("T", &route);
+        let q = topic_publish_queues("T", &route).unwrap();
         let got: Vec<(&str, i32)> = q
             .iter()
             .map(|m| (m.broker_name.as_str(), m.queue_id))
@@ -290,11 +295,11 @@ mod tests {
     #[test]
     fn publish_queues_from_order_topic_conf() {
         let route = TopicRouteData {
-            order_topic_conf: Some("broker-b:2;broker-a:1;bad;".into()),
+            order_topic_conf: Some("broker-b:2;broker-a:1;".into()),
             queue_datas: vec![qd("broker-a", 8, 8, 6)],
             ..Default::default()
         };
-        let q = topic_publish_queues("T", &route);
+        let q = topic_publish_queues("T", &route).unwrap();
         assert_eq!(
             q,
             [
@@ -303,5 +308,13 @@ mod tests {
                 MessageQueue::new("T", "broker-a", 0),
             ]
         );
+        // A bad entry fails the whole conversion, as Java's NumberFormatException does.
+        for bad in ["broker-b:2;bad;", "broker-a:x"] {
+            let route = TopicRouteData {
+                order_topic_conf: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(topic_publish_queues("T", &route).is_err(), "{bad}");
+        }
     }
 }
