@@ -45,6 +45,8 @@
 //! | `MessageQueueSelector`, `SelectMessageQueueByHash`, `SelectMessageQueueByRandom` | [`MessageQueueSelector`] (or a closure), [`SelectMessageQueueByHash`], [`SelectMessageQueueByRandom`]; Java's `Object.hashCode()` is [`JavaHash`] |
 //! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] or a closure |
 //! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
+//! | `MessageListenerOrderly` | [`MessageListenerOrderly`] or a closure |
+//! | `ConsumeOrderlyStatus`, `ConsumeOrderlyContext` | [`ConsumeOrderlyStatus`], [`ConsumeOrderlyContext`] |
 //! | `MessageModel`, `ConsumeFromWhere`, `ExpressionType`, `SubscriptionData.SUB_ALL` | [`MessageModel`], [`ConsumeFromWhere`], [`ExpressionType`], [`SUB_ALL`] |
 //! | `AllocateMessageQueueStrategy` | [`AllocateMessageQueueStrategy`] |
 //! | `AllocateMessageQueueAveragely`, `...AveragelyByCircle`, `...ConsistentHash`, `...ByConfig`, `...ByMachineRoom`, `AllocateMachineRoomNearby` | [`AllocateMessageQueueAveragely`], [`AllocateMessageQueueAveragelyByCircle`], [`AllocateMessageQueueConsistentHash`], [`AllocateMessageQueueByConfig`], [`AllocateMessageQueueByMachineRoom`], [`AllocateMachineRoomNearby`] ([`MachineRoomResolver`]) |
@@ -90,9 +92,10 @@ pub use consumer::{
     AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,
     AllocateMessageQueueByMachineRoom, AllocateMessageQueueConsistentHash,
     AllocateMessageQueueStrategy, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    ConsumeFromWhere, ConsumeMessageContext, ConsumeMessageHook, ConsumeStatus,
-    DefaultMQPushConsumer, DefaultMQPushConsumerBuilder, ExpressionType, MachineRoomResolver,
-    MessageListenerConcurrently, MessageModel, QueueStat, SUB_ALL,
+    ConsumeFromWhere, ConsumeMessageContext, ConsumeMessageHook, ConsumeOrderlyContext,
+    ConsumeOrderlyStatus, ConsumeStatus, DefaultMQPushConsumer, DefaultMQPushConsumerBuilder,
+    ExpressionType, MachineRoomResolver, MessageListenerConcurrently, MessageListenerOrderly,
+    MessageModel, QueueStat, SUB_ALL,
 };
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{

@@ -54,7 +54,7 @@ impl PushConsumerInner {
         let properties = BTreeMap::from([
             (
                 ConsumerRunningInfo::PROP_CONSUME_ORDERLY.to_owned(),
-                "false".to_owned(),
+                self.listener.is_orderly().to_string(),
             ),
             (
                 ConsumerRunningInfo::PROP_THREADPOOL_CORE_SIZE.to_owned(),

@@ -11,7 +11,10 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::config::{ClientConfig, ClientOverrides};
 use crate::common::util::now_millis;
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
-use crate::consumer::listener::{ConsumeMessageHook, MessageListener, MessageListenerConcurrently};
+use crate::consumer::listener::{
+    ConsumeMessageHook, MessageListener, MessageListenerConcurrently, MessageListenerOrderly,
+    SUSPEND_TIME_MAX, SUSPEND_TIME_MIN,
+};
 use crate::consumer::push_consumer::{DefaultMQPushConsumer, PushConsumerInner};
 use crate::consumer::stats::ConsumerStats;
 use crate::consumer::subscription::{
@@ -54,6 +57,9 @@ pub(crate) struct ConsumerConfig {
     pub(crate) offset_store_dir: Option<std::path::PathBuf>,
     /// How long after `PULL_OFFSET_MOVED` the offset is fixed (Java: 10 s; tests shorten it).
     pub(crate) offset_moved_fix_delay: Duration,
+    /// Orderly: the wait before a suspended batch is consumed again (Java
+    /// `suspendCurrentQueueTimeMillis`).
+    pub(crate) suspend_current_queue_time: Duration,
 }
 
 /// Builds a [`DefaultMQPushConsumer`]. Every setter documents Java's default.
@@ -62,7 +68,7 @@ pub struct DefaultMQPushConsumerBuilder {
     client: ClientConfig,
     client_overrides: ClientOverrides,
     subscriptions: Vec<(String, String, ExpressionType)>,
-    listener: Option<Arc<dyn MessageListenerConcurrently>>,
+    listener: Option<MessageListener>,
     allocate: Arc<dyn AllocateMessageQueueStrategy>,
     hooks: Vec<Arc<dyn ConsumeMessageHook>>,
     consume_timestamp_text: Option<String>,
@@ -112,6 +118,7 @@ impl DefaultMQPushConsumerBuilder {
                 consumer_timeout_when_suspend: CONSUMER_TIMEOUT_WHEN_SUSPEND,
                 offset_store_dir: None,
                 offset_moved_fix_delay: crate::consumer::pull::OFFSET_ILLEGAL_FIX_DELAY,
+                suspend_current_queue_time: Duration::from_secs(1),
             },
             client: ClientConfig::default(),
             client_overrides: ClientOverrides::default(),
@@ -262,7 +269,26 @@ impl DefaultMQPushConsumerBuilder {
         mut self,
         listener: impl MessageListenerConcurrently,
     ) -> Self {
-        self.listener = Some(Arc::new(listener));
+        self.listener = Some(MessageListener::Concurrently(Arc::new(listener)));
+        self
+    }
+    /// The listener for orderly consumption: a [`MessageListenerOrderly`] or a closure
+    /// `Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> ConsumeOrderlyStatus`. Each queue's
+    /// messages are consumed one batch at a time, in offset order; in clustering mode the
+    /// consumer holds a broker lock on every queue it consumes. Replaces a concurrent listener.
+    #[doc(alias = "registerMessageListener")]
+    pub fn register_message_listener_orderly(
+        mut self,
+        listener: impl MessageListenerOrderly,
+    ) -> Self {
+        self.listener = Some(MessageListener::Orderly(Arc::new(listener)));
+        self
+    }
+    /// Orderly: how long a queue waits before a batch its listener suspended
+    /// (`SuspendCurrentQueueAMoment`) is consumed again. Default: 1 s; clamped to 10 ms..30 s.
+    #[doc(alias = "setSuspendCurrentQueueTimeMillis")]
+    pub fn suspend_current_queue_time(mut self, time: Duration) -> Self {
+        self.cfg.suspend_current_queue_time = time.clamp(SUSPEND_TIME_MIN, SUSPEND_TIME_MAX);
         self
     }
     /// Test hook: the delay before a `PULL_OFFSET_MOVED` is fixed (Java: 10 s, not settable).
@@ -291,7 +317,9 @@ impl DefaultMQPushConsumerBuilder {
         }
         check_config(&self.cfg)?;
         let listener = self.listener.ok_or_else(|| {
-            Error::config("messageListener is null: call register_message_listener_concurrently")
+            Error::config(
+                "messageListener is null: call register_message_listener_concurrently or register_message_listener_orderly",
+            )
         })?;
         let mut subs = HashMap::new();
         for (topic, expr, kind) in &self.subscriptions {
@@ -317,7 +345,7 @@ impl DefaultMQPushConsumerBuilder {
             process_queue_table: RwLock::new(HashMap::new()),
             offset_store: RwLock::new(None),
             consume_service: RwLock::new(None),
-            listener: MessageListener::Concurrently(listener),
+            listener,
             hooks,
             allocate,
             pull_from_which_node: Mutex::new(HashMap::new()),

@@ -76,18 +76,121 @@ where
     }
 }
 
+/// The outcome of an orderly listener call (Java `ConsumeOrderlyStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumeOrderlyStatus {
+    /// The messages were consumed; the queue moves on.
+    Success,
+    /// Consume the same messages again, in place, after the context's suspend time. Nothing
+    /// later in the queue is consumed before them. Past the maximum reconsume times they go to
+    /// the dead-letter queue instead and the queue moves on.
+    SuspendCurrentQueueAMoment,
+}
+
+/// Java's `suspendCurrentQueueTimeMillis` bounds (`submitConsumeRequestLater` clamps to them).
+pub(crate) const SUSPEND_TIME_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+pub(crate) const SUSPEND_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Per-call context of an orderly listener (Java `ConsumeOrderlyContext`).
+#[derive(Debug, Clone)]
+pub struct ConsumeOrderlyContext {
+    message_queue: MessageQueue,
+    auto_commit: bool,
+    suspend_time: std::time::Duration,
+}
+
+impl ConsumeOrderlyContext {
+    pub(crate) fn new(message_queue: MessageQueue, suspend_time: std::time::Duration) -> Self {
+        ConsumeOrderlyContext {
+            message_queue,
+            auto_commit: true,
+            suspend_time,
+        }
+    }
+
+    /// The queue the messages came from.
+    pub fn message_queue(&self) -> &MessageQueue {
+        &self.message_queue
+    }
+
+    /// Whether a `Success` commits the queue's offset (default `true`).
+    pub fn is_auto_commit(&self) -> bool {
+        self.auto_commit
+    }
+
+    /// With `false`, a `Success` leaves the messages taken but uncommitted: the offset does not
+    /// move past them until a later call of the same queue returns `Success` with auto-commit
+    /// on, which commits everything taken so far (Java's `autoCommit`, without the deprecated
+    /// `COMMIT`/`ROLLBACK` statuses).
+    pub fn set_auto_commit(&mut self, auto_commit: bool) {
+        self.auto_commit = auto_commit;
+    }
+
+    /// How long the queue waits before a suspended batch is consumed again. Defaults to the
+    /// consumer's `suspend_current_queue_time` (1 s).
+    pub fn suspend_current_queue_time(&self) -> std::time::Duration {
+        self.suspend_time
+    }
+
+    /// Sets the wait after `SuspendCurrentQueueAMoment` for this call; clamped to 10 ms..30 s.
+    #[doc(alias = "setSuspendCurrentQueueTimeMillis")]
+    pub fn set_suspend_current_queue_time(&mut self, time: std::time::Duration) {
+        self.suspend_time = time.clamp(SUSPEND_TIME_MIN, SUSPEND_TIME_MAX);
+    }
+}
+
+/// A listener that consumes each queue's messages one batch at a time, in queue order (Java
+/// `MessageListenerOrderly`).
+///
+/// Any closure `Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> ConsumeOrderlyStatus` is a
+/// listener. A listener that panics is treated as `SuspendCurrentQueueAMoment`.
+pub trait MessageListenerOrderly: Send + Sync + 'static {
+    /// Consumes `msgs` (at most `consume_message_batch_max_size` of them, in offset order).
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        context: &mut ConsumeOrderlyContext,
+    ) -> ConsumeOrderlyStatus;
+}
+
+impl<F> MessageListenerOrderly for F
+where
+    F: Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> ConsumeOrderlyStatus
+        + Send
+        + Sync
+        + 'static,
+{
+    fn consume_message(
+        &self,
+        msgs: &[MessageExt],
+        context: &mut ConsumeOrderlyContext,
+    ) -> ConsumeOrderlyStatus {
+        self(msgs, context)
+    }
+}
+
 /// The user's listener, by kind (Java `MessageListener`). The kind decides which consume
-/// service runs the consumer; orderly consumption adds its variant here.
+/// service runs the consumer.
 #[derive(Clone)]
 pub(crate) enum MessageListener {
     /// Java `MessageListenerConcurrently`: [`ConsumeMessageConcurrentlyService`](crate::consumer::consume::concurrently::ConsumeMessageConcurrentlyService).
     Concurrently(Arc<dyn MessageListenerConcurrently>),
+    /// Java `MessageListenerOrderly`: [`ConsumeMessageOrderlyService`](crate::consumer::consume::orderly::ConsumeMessageOrderlyService).
+    Orderly(Arc<dyn MessageListenerOrderly>),
+}
+
+impl MessageListener {
+    /// Whether this is an orderly listener (Java `consumeOrderly`).
+    pub(crate) fn is_orderly(&self) -> bool {
+        matches!(self, MessageListener::Orderly(_))
+    }
 }
 
 impl std::fmt::Debug for MessageListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MessageListener::Concurrently(_) => f.write_str("MessageListener::Concurrently"),
+            MessageListener::Orderly(_) => f.write_str("MessageListener::Orderly"),
         }
     }
 }

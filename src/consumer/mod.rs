@@ -16,6 +16,7 @@
 //! the number of queues.
 
 mod allocate;
+mod broker_lock;
 mod broker_requests;
 mod builder;
 pub(crate) mod consume;
@@ -39,7 +40,8 @@ pub use allocate::{
 pub use builder::DefaultMQPushConsumerBuilder;
 pub use listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
-    ConsumeMessageHook, MessageListenerConcurrently,
+    ConsumeMessageHook, ConsumeOrderlyContext, ConsumeOrderlyStatus, MessageListenerConcurrently,
+    MessageListenerOrderly,
 };
 pub use push_consumer::{DefaultMQPushConsumer, QueueStat};
 pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};

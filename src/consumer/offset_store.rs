@@ -55,6 +55,12 @@ pub(crate) trait OffsetStore: Send + Sync {
     fn persist_all(&self, mqs: &HashSet<MessageQueue>);
     /// Persists one queue's cached offset.
     fn persist(&self, mq: &MessageQueue);
+    /// Persists one queue's cached offset and, for the broker store, waits for the broker's
+    /// answer: an orderly consumer calls it before it gives a queue's lock back, so the next
+    /// owner reads the offset it leaves. Defaults to [`persist`](Self::persist).
+    fn persist_and_wait(&self, mq: &MessageQueue) {
+        self.persist(mq)
+    }
     /// Forgets `mq` (remote only; Java's local store keeps it).
     fn remove_offset(&self, mq: &MessageQueue);
     /// A copy of the cached offsets of `topic` (all topics when `topic` is blank).
@@ -295,6 +301,17 @@ impl<B: OffsetBrokerApi> OffsetStore for RemoteBrokerOffsetStore<B> {
     fn persist(&self, mq: &MessageQueue) {
         if let Some(offset) = self.table.get(mq) {
             self.send(mq, offset);
+        }
+    }
+
+    fn persist_and_wait(&self, mq: &MessageQueue) {
+        if let Some(offset) = self.table.get(mq) {
+            if let Err(e) = self.api.update_consumer_offset(mq, offset, false) {
+                log::warn!(
+                    "[persist] group {} {mq} offset {offset} not sent: {e}",
+                    self.group
+                );
+            }
         }
     }
 

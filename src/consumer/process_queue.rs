@@ -40,7 +40,7 @@
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -52,6 +52,11 @@ use crate::remoting::protocol::body::ProcessQueueInfo;
 /// Java's `PULL_MAX_IDLE_TIME` (`rocketmq.client.pull.pullMaxIdleTime`): a queue not pulled within
 /// this many milliseconds is considered stuck by the rebalance, which rebuilds it.
 pub(crate) const PULL_MAX_IDLE_TIME_MS: i64 = 120_000;
+
+/// Java `REBALANCE_LOCK_MAX_LIVE_TIME` (`rocketmq.client.rebalance.lockMaxLiveTime`): a broker
+/// lock not renewed for this many milliseconds is treated as lost, and the queue's orderly
+/// consumption stops until it is locked again. (The broker keeps a lock for 60 s.)
+pub(crate) const REBALANCE_LOCK_MAX_LIVE_TIME_MS: i64 = 30_000;
 
 /// What a [`ProcessQueue`] needs from a message; implemented for `MessageExt` in `pull.rs`.
 pub(crate) trait QueuedMessage: Clone + Send + Sync {
@@ -87,6 +92,13 @@ struct Inner<M> {
     msg_acc_cnt: i64,
     /// Consume requests handed to the pool and not yet finished; `idle` is notified at 0.
     inflight_tasks: usize,
+    /// Orderly: messages taken for the listener and not yet committed (Java
+    /// `consumingMsgOrderlyTreeMap`), by queue offset.
+    consuming_map: BTreeMap<i64, M>,
+    /// Orderly: a consume request of this queue is active (Java `consuming`); set by
+    /// [`try_dispatch`](ProcessQueue::try_dispatch), cleared by a `take_messages` that finds
+    /// nothing.
+    consuming: bool,
 }
 
 /// One held message queue: its cached messages, pull state and consume tasks, shared by the
@@ -107,6 +119,10 @@ pub(crate) struct ProcessQueue<M = MessageExt> {
     pub(crate) broker_max_offset: AtomicI64,
     last_pull_timestamp: AtomicI64,
     last_consume_timestamp: AtomicI64,
+    /// Orderly, clustering: the broker lock of this queue is held (Java `locked`).
+    locked: AtomicBool,
+    /// Orderly: when the broker last granted the lock, ms since the epoch.
+    last_lock_timestamp: AtomicI64,
 }
 
 /// Flow-control figures read under one lock acquisition.
@@ -141,6 +157,8 @@ impl<M: QueuedMessage> ProcessQueue<M> {
                 queue_offset_max: 0,
                 msg_acc_cnt: 0,
                 inflight_tasks: 0,
+                consuming_map: BTreeMap::new(),
+                consuming: false,
             }),
             idle: Condvar::new(),
             lifecycle: AtomicU8::new(ACTIVE),
@@ -149,7 +167,129 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             broker_max_offset: AtomicI64::new(-1),
             last_pull_timestamp: AtomicI64::new(now),
             last_consume_timestamp: AtomicI64::new(now),
+            locked: AtomicBool::new(false),
+            last_lock_timestamp: AtomicI64::new(now),
         }
+    }
+
+    /// Orderly (Java `putMessage`'s return value): after a pulled batch was put, whether the
+    /// caller should start a consume request. `true` at most once until a
+    /// [`take_messages`](Self::take_messages) finds the cache empty, so that one request at a
+    /// time works the queue.
+    pub(crate) fn try_dispatch(&self) -> bool {
+        let mut inner = self.inner.lock();
+        if !inner.msg_tree_map.is_empty() && !inner.consuming {
+            inner.consuming = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Java `takeMessages`: moves up to `n` of the smallest cached messages to the in-flight
+    /// set and returns copies of them in offset order. When nothing is cached, the queue's
+    /// consume request ends: [`try_dispatch`](Self::try_dispatch) may start a new one.
+    pub(crate) fn take_messages(&self, n: usize) -> Vec<M> {
+        let now = now_millis();
+        let mut inner = self.inner.lock();
+        self.last_consume_timestamp.store(now, Ordering::Relaxed);
+        let inner = &mut *inner;
+        let mut out = Vec::with_capacity(n.min(inner.msg_tree_map.len()));
+        while out.len() < n {
+            let Some((offset, msg)) = inner.msg_tree_map.pop_first() else {
+                break;
+            };
+            out.push(msg.clone());
+            inner.consuming_map.insert(offset, msg);
+        }
+        if out.is_empty() {
+            inner.consuming = false;
+        }
+        out
+    }
+
+    /// Java `commit`: the in-flight messages are consumed. Removes them, and works out the
+    /// offset to commit: one past the last of them, or −1 if none was in flight. Unless the
+    /// queue is dropped or the offset is −1, `commit` is called with it while the lock is held
+    /// (see the module docs). Returns the offset.
+    pub(crate) fn commit(&self, commit: impl FnOnce(i64)) -> i64 {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let Some((&last, _)) = inner.consuming_map.last_key_value() else {
+            return -1;
+        };
+        let size: i64 = inner
+            .consuming_map
+            .values()
+            .map(|m| m.body_len() as i64)
+            .sum();
+        inner.msg_count -= inner.consuming_map.len() as i64;
+        inner.msg_size -= size;
+        if inner.msg_count <= 0 {
+            inner.msg_count = inner.msg_count.max(0);
+            inner.msg_size = 0;
+        }
+        inner.consuming_map.clear();
+        let offset = last + 1;
+        if !self.is_dropped() {
+            commit(offset);
+        }
+        offset
+    }
+
+    /// Java `rollback`: every in-flight message goes back to the cache, to be taken again.
+    /// (Java's deprecated `ROLLBACK` status calls it; no status of this client does yet.)
+    #[allow(dead_code)]
+    pub(crate) fn rollback(&self) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let taken = std::mem::take(&mut inner.consuming_map);
+        inner.msg_tree_map.extend(taken);
+    }
+
+    /// Java `makeMessageToConsumeAgain`: the given in-flight messages (by offset) go back to
+    /// the cache as given, so a changed copy (its reconsume count raised) replaces the taken
+    /// one. Messages not in flight are ignored.
+    pub(crate) fn make_message_to_consume_again<I: IntoIterator<Item = M>>(&self, msgs: I) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        for msg in msgs {
+            let offset = msg.queue_offset();
+            if inner.consuming_map.remove(&offset).is_some() {
+                inner.msg_tree_map.insert(offset, msg);
+            }
+        }
+    }
+
+    /// Messages taken and not yet committed (orderly).
+    #[cfg(test)]
+    pub(crate) fn consuming_count(&self) -> usize {
+        self.inner.lock().consuming_map.len()
+    }
+
+    /// Orderly: whether the broker lock is held.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+    }
+
+    /// Orderly: records the broker's answer for this queue's lock; a grant renews it.
+    pub(crate) fn set_locked(&self, locked: bool) {
+        if locked {
+            self.last_lock_timestamp
+                .store(now_millis(), Ordering::Relaxed);
+        }
+        self.locked.store(locked, Ordering::Release);
+    }
+
+    /// Java `isLockExpired`: the lock was not renewed for
+    /// [`REBALANCE_LOCK_MAX_LIVE_TIME_MS`].
+    pub(crate) fn is_lock_expired(&self, now_ms: i64) -> bool {
+        now_ms - self.last_lock_timestamp.load(Ordering::Relaxed) > REBALANCE_LOCK_MAX_LIVE_TIME_MS
+    }
+
+    /// Orderly, clustering: the lock is held and not expired, so the queue may be consumed.
+    pub(crate) fn holds_lock(&self, now_ms: i64) -> bool {
+        self.is_locked() && !self.is_lock_expired(now_ms)
     }
 
     /// Java `putMessage`: caches a pulled batch under one lock acquisition. Only offsets not
@@ -298,6 +438,7 @@ impl<M: QueuedMessage> ProcessQueue<M> {
     pub(crate) fn clear(&self) {
         let mut inner = self.inner.lock();
         inner.msg_tree_map.clear();
+        inner.consuming_map.clear();
         inner.msg_count = 0;
         inner.msg_size = 0;
         inner.queue_offset_max = 0;
@@ -349,6 +490,8 @@ impl<M: QueuedMessage> ProcessQueue<M> {
             }
         }
         info.droped = self.is_pull_stopped();
+        info.locked = self.is_locked();
+        info.last_lock_timestamp = self.last_lock_timestamp.load(Ordering::Relaxed);
         info.last_pull_timestamp = self.last_pull_timestamp();
         info.last_consume_timestamp = self.last_consume_timestamp();
         info
@@ -475,6 +618,82 @@ mod tests {
         I::Item: Borrow<i64>,
     {
         pq.remove_messages(offsets, |_| {})
+    }
+
+    #[test]
+    fn take_commit_moves_the_offset_past_the_taken_messages() {
+        let pq = new_pq();
+        pq.put_messages(msgs(&[5, 6, 7]));
+        assert!(pq.try_dispatch());
+        assert!(!pq.try_dispatch(), "one consume request at a time");
+        let taken = pq.take_messages(2);
+        assert_eq!(taken.iter().map(|m| m.offset).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(pq.consuming_count(), 2);
+        assert_eq!(pq.first_offset(), Some(7));
+        // Taken messages still count as cached until committed (Java `msgCount`).
+        assert_eq!(pq.msg_count(), 3);
+        let mut committed = None;
+        assert_eq!(pq.commit(|o| committed = Some(o)), 7);
+        assert_eq!(committed, Some(7));
+        assert_eq!((pq.msg_count(), pq.msg_size()), (1, 10));
+        assert_eq!(pq.consuming_count(), 0);
+        // Nothing in flight: nothing to commit.
+        assert_eq!(pq.commit(|_| panic!("no commit expected")), -1);
+    }
+
+    #[test]
+    fn an_empty_take_ends_the_consume_request() {
+        let pq = new_pq();
+        pq.put_messages(msgs(&[1]));
+        assert!(pq.try_dispatch());
+        assert_eq!(pq.take_messages(4).len(), 1);
+        pq.commit(|_| {});
+        assert!(pq.take_messages(4).is_empty());
+        pq.put_messages(msgs(&[2]));
+        assert!(
+            pq.try_dispatch(),
+            "a new request may start after an empty take"
+        );
+    }
+
+    #[test]
+    fn rollback_returns_every_taken_message_in_order() {
+        let pq = new_pq();
+        pq.put_messages(msgs(&[1, 2, 3]));
+        pq.take_messages(2);
+        pq.rollback();
+        assert_eq!(pq.consuming_count(), 0);
+        let again: Vec<i64> = pq.take_messages(3).iter().map(|m| m.offset).collect();
+        assert_eq!(again, [1, 2, 3]);
+        assert_eq!(pq.msg_count(), 3);
+    }
+
+    #[test]
+    fn consume_again_puts_the_given_copies_back_before_later_messages() {
+        let pq = new_pq();
+        pq.put_messages(msgs(&[1, 2, 3]));
+        let taken = pq.take_messages(2);
+        // The listener's copies changed (longer bodies stand in for a raised reconsume count).
+        let changed: Vec<TestMsg> = taken.iter().map(|m| TestMsg::new(m.offset, 10)).collect();
+        pq.make_message_to_consume_again(changed.into_iter().take(1));
+        assert_eq!(pq.consuming_count(), 1, "offset 2 stays in flight");
+        let next = pq.take_messages(1);
+        assert_eq!(next, vec![TestMsg::new(1, 10)]);
+        // Committing 1 and 2 moves the offset to 3, the only one left cached.
+        assert_eq!(pq.commit(|_| {}), 3);
+        assert_eq!(pq.first_offset(), Some(3));
+    }
+
+    #[test]
+    fn a_lock_expires_without_renewal() {
+        let pq = new_pq();
+        let now = now_millis();
+        assert!(!pq.holds_lock(now), "not locked until the broker says so");
+        pq.set_locked(true);
+        assert!(pq.holds_lock(now));
+        assert!(!pq.holds_lock(now + REBALANCE_LOCK_MAX_LIVE_TIME_MS + 1_000));
+        pq.set_locked(false);
+        assert!(!pq.holds_lock(now));
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
 const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
 const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_secs(1);
+/// Orderly: a queue whose broker lock is not held is looked at again after this long (Java
+/// `PULL_TIME_DELAY_MILLS_WHEN_EXCEPTION`, 3 s, in `pullMessage`).
+const PULL_DELAY_WHEN_NOT_LOCKED: Duration = Duration::from_secs(3);
 /// Java waits this long after `PULL_OFFSET_MOVED` before it moves the offset and releases the
 /// queue (the consumer's `offset_moved_fix_delay`).
 pub(crate) const OFFSET_ILLEGAL_FIX_DELAY: Duration = Duration::from_secs(10);
@@ -40,6 +43,9 @@ pub(crate) struct PullRequest {
     pub(crate) consumer: Weak<PushConsumerInner>,
     pub(crate) pq: Arc<ProcessQueue>,
     pub(crate) next_offset: i64,
+    /// Orderly, clustering: the first pull since the queue's lock was held has been made
+    /// (Java `previouslyLocked`, the `lockedFirst` step).
+    pub(crate) previously_locked: bool,
 }
 
 impl PullRequest {
@@ -53,6 +59,7 @@ impl PullRequest {
             consumer,
             pq,
             next_offset,
+            previously_locked: false,
         }
     }
 }
@@ -111,7 +118,7 @@ impl PushConsumerInner {
     }
 
     /// Java `DefaultMQPushConsumerImpl.pullMessage`: flow control, then an async pull.
-    pub(crate) fn pull_message(&self, req: PullRequest) {
+    pub(crate) fn pull_message(&self, mut req: PullRequest) {
         #[cfg(test)]
         tests::injected_panic(&self.cfg.group);
         let st = req.pq.clone();
@@ -143,10 +150,43 @@ impl PushConsumerInner {
             self.pull_later(req, PULL_DELAY_WHEN_FLOW_CONTROL);
             return;
         }
-        if flow.span > self.cfg.consume_concurrently_max_span {
+        // Java checks the span only for concurrent consumption: an orderly queue's cache is
+        // consumed from its front only, so its span says nothing about a stuck message.
+        if !self.listener.is_orderly() && flow.span > self.cfg.consume_concurrently_max_span {
             self.stats.flow_controlled();
             self.pull_later(req, PULL_DELAY_WHEN_FLOW_CONTROL);
             return;
+        }
+        if self.uses_broker_locks() {
+            if !st.is_locked() {
+                self.pull_later(req, PULL_DELAY_WHEN_NOT_LOCKED);
+                return;
+            }
+            if !req.previously_locked {
+                // The first pull under the lock starts from the committed offset: the queue's
+                // previous owner may have committed more since this queue was created.
+                let Some(instance) = self.instance() else {
+                    return;
+                };
+                match self.compute_pull_from_where(&instance, &st.mq) {
+                    Ok(offset) if offset >= 0 => {
+                        if offset != req.next_offset {
+                            log::info!(
+                                "the first locked pull of {} starts at {offset}, not {}",
+                                st.mq,
+                                req.next_offset
+                            );
+                        }
+                        req.next_offset = offset;
+                        st.next_offset.store(offset, Ordering::Relaxed);
+                        req.previously_locked = true;
+                    }
+                    Ok(_) | Err(_) => {
+                        self.pull_later(req, self.client.pull_time_delay_when_exception);
+                        return;
+                    }
+                }
+            }
         }
         let Some(sd) = self.subscription_inner.read().get(&st.mq.topic).cloned() else {
             log::warn!("find the consumer's subscription failed, {}", st.mq);
@@ -459,6 +499,7 @@ impl PushConsumerInner {
             consumer: self.me.clone(),
             pq: pq.clone(),
             next_offset: pq.next_offset.load(Ordering::Relaxed),
+            previously_locked: false,
         };
         self.pull_later(req, delay);
         true

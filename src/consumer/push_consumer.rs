@@ -401,6 +401,21 @@ impl PushConsumerInner {
                 }
             },
         )?);
+        if self.uses_broker_locks() {
+            // Java `lockMQPeriodically`: renew every held queue's broker lock.
+            let me = self.me.clone();
+            tasks.push(instance.schedule_periodic(
+                crate::consumer::broker_lock::LOCK_ALL_INITIAL_DELAY,
+                crate::consumer::broker_lock::LOCK_ALL_PERIOD,
+                move || {
+                    if let Some(me) = me.upgrade() {
+                        if me.is_running() {
+                            me.lock_all();
+                        }
+                    }
+                },
+            )?);
+        }
         *self.tasks.lock() = tasks;
         Ok(())
     }
@@ -442,8 +457,17 @@ impl PushConsumerInner {
         for pq in &queues {
             pq.set_dropped();
         }
-        // 3. Persist offsets, 4. unregister.
+        // 3. Persist offsets (orderly: then give the locks back, so the queues' next owners
+        // start at once, from these offsets), 4. unregister.
         self.persist_consumer_offset();
+        if self.uses_broker_locks() && !queues.is_empty() {
+            let store = self.offset_store();
+            for pq in &queues {
+                store.persist_and_wait(&pq.mq);
+            }
+            let mqs: Vec<MessageQueue> = queues.iter().map(|pq| pq.mq.clone()).collect();
+            self.unlock_mqs(&mqs);
+        }
         let instance = self.instance.write().take();
         if let Some(i) = instance {
             let left = deadline.saturating_duration_since(Instant::now());

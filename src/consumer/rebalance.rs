@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 
 /// How long a removed queue may wait for its consume requests in flight.
 const REMOVE_QUEUE_WAIT: Duration = Duration::from_secs(3);
+/// Orderly: a rebalance that could not lock a newly assigned queue runs again after this long.
+const LOCK_REFUSED_RETRY: Duration = Duration::from_secs(1);
 
 impl PushConsumerInner {
     pub(crate) fn do_rebalance_inner(&self) {
@@ -145,6 +147,7 @@ impl PushConsumerInner {
             target,
         );
         let mut changed = false;
+        let mut lock_refused = false;
         if !change.remove.is_empty() {
             let removed: Vec<Arc<ProcessQueue>> = held
                 .iter()
@@ -161,6 +164,17 @@ impl PushConsumerInner {
         }
         for mq in &change.add {
             if self.process_queue_table.read().contains_key(mq) {
+                continue;
+            }
+            // Orderly: a queue is taken only with its broker lock; the next rebalance tries
+            // again (Java `updateProcessQueueTableInRebalance`).
+            let locks = self.uses_broker_locks();
+            if locks && !self.lock_mq(instance, mq) {
+                log::info!(
+                    "doRebalance, {}, add new mq failed, {mq}: its lock is held by another client",
+                    self.cfg.group
+                );
+                lock_refused = true;
                 continue;
             }
             let store = self.offset_store();
@@ -183,6 +197,9 @@ impl PushConsumerInner {
                 }
             };
             let st = Arc::new(ProcessQueue::new(mq.clone(), next));
+            if locks {
+                st.set_locked(true);
+            }
             self.process_queue_table
                 .write()
                 .insert(mq.clone(), st.clone());
@@ -192,6 +209,17 @@ impl PushConsumerInner {
             );
             new_pulls.push(PullRequest::new(self.me.clone(), st, next));
             changed = true;
+        }
+        if lock_refused {
+            // The queue's previous owner gives its lock back as soon as its rebalance releases
+            // the queue (it is told of this client by the broker): try again shortly rather
+            // than at the next periodic rebalance, 20 s away.
+            let instance = Arc::downgrade(instance);
+            self.schedule(LOCK_REFUSED_RETRY, move || {
+                if let Some(i) = instance.upgrade() {
+                    i.rebalance_immediately();
+                }
+            });
         }
         changed
     }
@@ -203,15 +231,26 @@ impl PushConsumerInner {
             pq.stop_pulling();
         }
         let deadline = Instant::now() + REMOVE_QUEUE_WAIT;
+        let mut idle = vec![true; queues.len()];
         if let Some(cs) = self.consume_service.read().clone() {
-            for pq in queues {
-                cs.wait_queue_idle(pq, deadline);
+            for (pq, idle) in queues.iter().zip(idle.iter_mut()) {
+                *idle = cs.wait_queue_idle(pq, deadline);
             }
         }
         let store = self.offset_store();
-        for pq in queues {
+        let locks = self.uses_broker_locks();
+        let mut unlock = Vec::new();
+        for (pq, idle) in queues.iter().zip(idle) {
             pq.set_dropped();
-            if self.cfg.message_model == MessageModel::Clustering {
+            if locks {
+                // The lock goes back at once, after the offset is at the broker, so the next
+                // owner starts where this one stopped. A batch still running keeps it: the
+                // orderly consume service gives it back when that batch ends.
+                store.persist_and_wait(&pq.mq);
+                if idle {
+                    unlock.push(pq.mq.clone());
+                }
+            } else if self.cfg.message_model == MessageModel::Clustering {
                 store.persist(&pq.mq);
             }
             store.remove_offset(&pq.mq);
@@ -222,6 +261,9 @@ impl PushConsumerInner {
                 pq.mq,
                 pq.inflight()
             );
+        }
+        if !unlock.is_empty() {
+            self.unlock_mqs(&unlock);
         }
     }
 

@@ -609,10 +609,10 @@ impl Drop for ConsumeMessageConcurrentlyService {
 }
 
 /// Counts a consume request as in flight on its queue for as long as it lives.
-struct InflightGuard(Arc<ProcessQueue>);
+pub(super) struct InflightGuard(Arc<ProcessQueue>);
 
 impl InflightGuard {
-    fn new(state: Arc<ProcessQueue>) -> Self {
+    pub(super) fn new(state: Arc<ProcessQueue>) -> Self {
         state.task_submitted();
         InflightGuard(state)
     }

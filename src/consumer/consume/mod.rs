@@ -13,6 +13,7 @@
 //! Which service runs is decided once, by the kind of [`MessageListener`] (see [`create`]).
 
 pub(crate) mod concurrently;
+pub(crate) mod orderly;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::executor::{ShutdownError, ThreadPoolExecutor};
 
 use self::concurrently::ConsumeMessageConcurrentlyService;
+use self::orderly::ConsumeMessageOrderlyService;
 
 /// The answer to `CONSUME_MESSAGE_DIRECTLY`: Java's `CMResult` name, the panic message if the
 /// listener panicked, and the time spent in milliseconds.
@@ -49,8 +51,8 @@ pub(crate) trait ConsumeMessageService: Send + Sync + fmt::Debug {
 
     /// Java `submitConsumeRequest`: `msgs`, a pulled batch of `state`'s queue in offset order,
     /// were just put into it. One call per pulled batch: the service decides how to split it.
-    /// (Java's `dispatchToConsume` flag serves only orderly consumption, which will bring it
-    /// back with the `ProcessQueue` state it comes from.)
+    /// (Java's `dispatchToConsume` flag serves only orderly consumption; the orderly service
+    /// asks the `ProcessQueue` itself, [`ProcessQueue::try_dispatch`].)
     fn submit_consume_request(&self, msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>);
 
     /// Java `consumeMessageDirectly`: runs the listener on `msg` now, outside any queue.
@@ -86,6 +88,9 @@ pub(crate) fn create(
     Ok(match listener {
         MessageListener::Concurrently(l) => {
             ConsumeMessageConcurrentlyService::new(consumer, cfg, l.clone(), hooks, pool)
+        }
+        MessageListener::Orderly(l) => {
+            ConsumeMessageOrderlyService::new(consumer, cfg, l.clone(), hooks, pool)
         }
     })
 }
