@@ -800,7 +800,7 @@ pub(crate) fn decode_lock_batch_response(
     }
     match body {
         None => Ok(Vec::new()),
-        Some(b) if b.is_empty() => Ok(Vec::new()),
+        Some([]) => Ok(Vec::new()),
         Some(b) => serde_json::from_slice::<Resp>(b)
             .map(|r| r.lock_ok_mq_set)
             .map_err(|e| CodecError::Json(e.to_string())),
