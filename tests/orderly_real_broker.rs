@@ -319,3 +319,129 @@ fn a_second_consumer_takes_queues_over_without_overlap_and_order_holds() {
     b.shutdown(Duration::from_secs(10)).unwrap();
     a.shutdown(Duration::from_secs(10)).unwrap();
 }
+
+#[test]
+fn a_poison_message_goes_to_the_dlq_after_max_reconsume_times_and_the_queue_goes_on() {
+    support::broker::init_logger();
+    let cluster = Cluster::shared();
+    let topic = topic_with_queues(cluster, 1);
+    let group = unique("ocg");
+    let p = producer(&cluster.namesrv_addr, &unique("pg"));
+    const KEYS: i32 = 3;
+    const SEQS: i32 = 3;
+    send_keyed(&p, &topic, KEYS, SEQS);
+    let (bad_key, bad_seq) = (1, 1);
+
+    let rec = Arc::new(Recorder::default());
+    let poison_attempts: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let attempts = poison_attempts.clone();
+    let c = consumer_builder(cluster, &group, &topic)
+        .max_reconsume_times(2)
+        .suspend_current_queue_time(Duration::from_millis(20))
+        .register_message_listener_orderly(recording(
+            0,
+            rec.clone(),
+            Duration::ZERO,
+            move |key, seq, times| {
+                if (key, seq) == (bad_key, bad_seq) {
+                    attempts.lock().push(times);
+                    // A panic counts as SuspendCurrentQueueAMoment.
+                    panic!("poison k{key}:{seq}");
+                }
+                ConsumeOrderlyStatus::Success
+            },
+        ))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let total = (KEYS * SEQS) as usize - 1;
+    assert!(
+        wait_until(Duration::from_secs(60), || rec.successes() >= total),
+        "consumed {} of {total}: the queue did not go on past the poison message",
+        rec.successes()
+    );
+    assert_eq!(
+        *poison_attempts.lock(),
+        vec![0, 1, 2],
+        "consumed once and reconsumed twice, then dead-lettered"
+    );
+    // Every other message, in order; the poison message never succeeded.
+    let calls = rec.calls.lock().clone();
+    let by_key = successes_by_key(&calls);
+    for key in 0..KEYS {
+        let want: Vec<i32> = (0..SEQS)
+            .filter(|s| (key, *s) != (bad_key, bad_seq))
+            .collect();
+        assert_eq!(
+            by_key.get(&key).cloned().unwrap_or_default(),
+            want,
+            "key {key}"
+        );
+    }
+    let dlq = format!("%DLQ%{group}");
+    let client = raw_client();
+    let found = wait_until(Duration::from_secs(60), || {
+        route(&client, &cluster.namesrv_addr, &dlq).is_ok()
+            && read_topic(&client, &cluster.namesrv_addr, &dlq)
+                .iter()
+                .any(|m| &m.body()[..] == format!("k{bad_key}:{bad_seq}").as_bytes())
+    });
+    assert!(found, "the poison message never reached {dlq}");
+    c.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn a_consumer_that_leaves_hands_its_queues_over_and_order_holds() {
+    support::broker::init_logger();
+    let cluster = Cluster::shared();
+    let topic = topic_with_queues(cluster, 8);
+    let group = unique("ocg");
+    let p = producer(&cluster.namesrv_addr, &unique("pg"));
+    const KEYS: i32 = 100;
+    const SEQS: i32 = 20;
+    send_keyed(&p, &topic, KEYS, SEQS);
+    let total = (KEYS * SEQS) as usize;
+
+    let rec = Arc::new(Recorder::default());
+    let pause = Duration::from_millis(10);
+    let ok = |_: i32, _: i32, _: i32| ConsumeOrderlyStatus::Success;
+    let a = consumer_builder(cluster, &group, &topic)
+        .register_message_listener_orderly(recording(0, rec.clone(), pause, ok))
+        .build()
+        .unwrap();
+    let b = consumer_builder(cluster, &group, &topic)
+        .register_message_listener_orderly(recording(1, rec.clone(), pause, ok))
+        .build()
+        .unwrap();
+    a.start().unwrap();
+    b.start().unwrap();
+    // Both consume, then the first leaves.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let calls = rec.calls.lock();
+            calls.iter().any(|c| c.client == 0) && calls.iter().any(|c| c.client == 1)
+        }),
+        "both consumers got queues"
+    );
+    a.shutdown(Duration::from_secs(10)).unwrap();
+    let left = Instant::now();
+    // The broker does not announce a leaving consumer (FACTS §22): the survivor takes the
+    // queues over at its periodic rebalance, within about 20 s.
+    assert!(
+        wait_until(Duration::from_secs(90), || rec.successes() >= total),
+        "consumed {} of {total} after the first consumer left",
+        rec.successes()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let calls = rec.calls.lock().clone();
+    assert_every_key_in_order_exactly_once(&calls, KEYS, SEQS);
+    assert!(
+        calls.iter().any(|c| c.client == 1 && c.start > left),
+        "the survivor consumed after the first consumer left"
+    );
+    assert!(
+        calls.iter().all(|c| c.client == 1 || c.end <= left),
+        "the consumer that left consumed after its shutdown returned"
+    );
+    b.shutdown(Duration::from_secs(10)).unwrap();
+}
