@@ -445,3 +445,55 @@ fn a_consumer_that_leaves_hands_its_queues_over_and_order_holds() {
     );
     b.shutdown(Duration::from_secs(10)).unwrap();
 }
+
+#[test]
+fn broadcasting_orderly_consumers_each_see_every_key_in_order_without_broker_locks() {
+    support::broker::init_logger();
+    let cluster = Cluster::shared();
+    let topic = topic_with_queues(cluster, 4);
+    let group = unique("obg");
+    let dir = std::env::temp_dir().join(unique("offsets"));
+    let p = producer(&cluster.namesrv_addr, &unique("pg"));
+    const KEYS: i32 = 20;
+    const SEQS: i32 = 5;
+    send_keyed(&p, &topic, KEYS, SEQS);
+    let total = (KEYS * SEQS) as usize;
+
+    let recs: Vec<Arc<Recorder>> = (0..2).map(|_| Arc::new(Recorder::default())).collect();
+    let consumers: Vec<_> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, rec)| {
+            let c = consumer_builder(cluster, &group, &topic)
+                .message_model(rocketmq_sync::MessageModel::Broadcasting)
+                .offset_store_dir(dir.clone())
+                .register_message_listener_orderly(recording(
+                    i,
+                    rec.clone(),
+                    Duration::ZERO,
+                    |_, _, _| ConsumeOrderlyStatus::Success,
+                ))
+                .build()
+                .unwrap();
+            c.start().unwrap();
+            c
+        })
+        .collect();
+    for rec in &recs {
+        assert!(
+            wait_until(Duration::from_secs(60), || rec.successes() >= total),
+            "consumed {} of {total}",
+            rec.successes()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for rec in &recs {
+        let calls = rec.calls.lock().clone();
+        assert_eq!(calls.len(), total, "no extra delivery");
+        assert_every_key_in_order_exactly_once(&calls, KEYS, SEQS);
+    }
+    for c in consumers {
+        c.shutdown(Duration::from_secs(10)).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
