@@ -2,8 +2,14 @@
 //!
 //! ```text
 //! cargo run --release --example producer -- --namesrv 127.0.0.1:9876 --topic T --count 1000 --size 128
-//!     [--group G] [--mode async|sync|oneway] [--window 1024] [--tag TagA] [--queues 4]
+//!     [--group G] [--mode async|sync|oneway] [--window 1024] [--tag TagA] [--queues 4] [--keys K]
 //! ```
+//!
+//! `--keys K` sends for orderly consumption (see `examples/orderly_consumer.rs`): message `i`
+//! belongs to key `i % K` with sequence number `i / K` (user properties `ORDER_KEY` and
+//! `ORDER_SEQ`, and the key as its `KEYS`), and goes through `SelectMessageQueueByHash` on
+//! its key, so each key's messages stay on one queue in sequence. These sends are synchronous
+//! whatever `--mode` says: a send waits for the previous one of its key.
 //!
 //! `--queues N` is the number of queues a topic gets when the first send auto-creates it
 //! (the broker caps it by its `TBW102` template, 8 queues by default).
@@ -15,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rocketmq_sync::{DefaultMQProducer, Message};
+use rocketmq_sync::{DefaultMQProducer, Message, SelectMessageQueueByHash};
 
 struct Args {
     namesrv: String,
@@ -27,6 +33,8 @@ struct Args {
     window: usize,
     tag: String,
     queues: i32,
+    /// Orderly sends over this many keys; 0 is off.
+    keys: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         window: 1024,
         tag: "TagA".to_owned(),
         queues: 4,
+        keys: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
             "--window" => a.window = value()?.parse().map_err(|e| format!("--window: {e}"))?,
             "--tag" => a.tag = value()?,
             "--queues" => a.queues = value()?.parse().map_err(|e| format!("--queues: {e}"))?,
+            "--keys" => a.keys = value()?.parse().map_err(|e| format!("--keys: {e}"))?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -83,7 +93,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             eprintln!(
-                "usage: producer --namesrv ADDR --topic T --count N [--size BYTES] [--group G] [--mode async|sync|oneway] [--window W] [--tag TAG] [--queues N]"
+                "usage: producer --namesrv ADDR --topic T --count N [--size BYTES] [--group G] [--mode async|sync|oneway] [--window W] [--tag TAG] [--queues N] [--keys K]"
             );
             return ExitCode::from(2);
         }
@@ -117,6 +127,20 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
     let failed = Arc::new(AtomicU64::new(0));
 
     match args.mode.as_str() {
+        _ if args.keys > 0 => {
+            for i in 0..args.count {
+                let (key, seq) = (i % args.keys, i / args.keys);
+                let mut msg = Message::new(args.topic.clone(), body.clone())
+                    .with_tags(args.tag.clone())
+                    .with_keys(format!("key-{key}"));
+                msg.put_property("ORDER_KEY", key.to_string());
+                msg.put_property("ORDER_SEQ", seq.to_string());
+                if let Err(e) = producer.send_with_selector(&msg, &SelectMessageQueueByHash, &key) {
+                    eprintln!("send {i} (key {key}, seq {seq}) failed: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         "sync" | "oneway" => {
             for i in 0..args.count {
                 let msg = Message::new(args.topic.clone(), body.clone())
@@ -205,7 +229,11 @@ fn run(args: &Args) -> rocketmq_sync::Result<u64> {
         args.size,
         elapsed,
         args.count as f64 / elapsed.as_secs_f64(),
-        args.mode
+        if args.keys > 0 {
+            "sync, by key"
+        } else {
+            args.mode.as_str()
+        }
     );
     producer.shutdown(std::time::Duration::from_secs(5))?;
     Ok(failed.load(Ordering::Relaxed))
