@@ -108,6 +108,13 @@ impl ConsumeOrderlyContext {
         }
     }
 
+    /// Makes the context fresh for the next listener call of the same queue, so one context
+    /// serves a whole consume request without allocating per call.
+    pub(crate) fn reset(&mut self, suspend_time: std::time::Duration) {
+        self.auto_commit = true;
+        self.suspend_time = suspend_time;
+    }
+
     /// The queue the messages came from.
     pub fn message_queue(&self) -> &MessageQueue {
         &self.message_queue

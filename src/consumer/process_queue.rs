@@ -187,14 +187,15 @@ impl<M: QueuedMessage> ProcessQueue<M> {
     }
 
     /// Java `takeMessages`: moves up to `n` of the smallest cached messages to the in-flight
-    /// set and returns copies of them in offset order. When nothing is cached, the queue's
-    /// consume request ends: [`try_dispatch`](Self::try_dispatch) may start a new one.
-    pub(crate) fn take_messages(&self, n: usize) -> Vec<M> {
+    /// set and puts copies of them, in offset order, into `out` (cleared first, so a caller
+    /// reuses one buffer for every batch). Returns how many. When nothing is cached, the
+    /// queue's consume request ends: [`try_dispatch`](Self::try_dispatch) may start a new one.
+    pub(crate) fn take_messages(&self, n: usize, out: &mut Vec<M>) -> usize {
+        out.clear();
         let now = now_millis();
         let mut inner = self.inner.lock();
         self.last_consume_timestamp.store(now, Ordering::Relaxed);
         let inner = &mut *inner;
-        let mut out = Vec::with_capacity(n.min(inner.msg_tree_map.len()));
         while out.len() < n {
             let Some((offset, msg)) = inner.msg_tree_map.pop_first() else {
                 break;
@@ -205,7 +206,7 @@ impl<M: QueuedMessage> ProcessQueue<M> {
         if out.is_empty() {
             inner.consuming = false;
         }
-        out
+        out.len()
     }
 
     /// Java `commit`: the in-flight messages are consumed. Removes them, and works out the
@@ -620,13 +621,20 @@ mod tests {
         pq.remove_messages(offsets, |_| {})
     }
 
+    fn take(pq: &ProcessQueue<TestMsg>, n: usize) -> Vec<TestMsg> {
+        let mut out = vec![TestMsg::new(-1, 0)];
+        let got = pq.take_messages(n, &mut out);
+        assert_eq!(got, out.len(), "the buffer is cleared first");
+        out
+    }
+
     #[test]
     fn take_commit_moves_the_offset_past_the_taken_messages() {
         let pq = new_pq();
         pq.put_messages(msgs(&[5, 6, 7]));
         assert!(pq.try_dispatch());
         assert!(!pq.try_dispatch(), "one consume request at a time");
-        let taken = pq.take_messages(2);
+        let taken = take(&pq, 2);
         assert_eq!(taken.iter().map(|m| m.offset).collect::<Vec<_>>(), [5, 6]);
         assert_eq!(pq.consuming_count(), 2);
         assert_eq!(pq.first_offset(), Some(7));
@@ -646,9 +654,9 @@ mod tests {
         let pq = new_pq();
         pq.put_messages(msgs(&[1]));
         assert!(pq.try_dispatch());
-        assert_eq!(pq.take_messages(4).len(), 1);
+        assert_eq!(take(&pq, 4).len(), 1);
         pq.commit(|_| {});
-        assert!(pq.take_messages(4).is_empty());
+        assert!(take(&pq, 4).is_empty());
         pq.put_messages(msgs(&[2]));
         assert!(
             pq.try_dispatch(),
@@ -660,10 +668,10 @@ mod tests {
     fn rollback_returns_every_taken_message_in_order() {
         let pq = new_pq();
         pq.put_messages(msgs(&[1, 2, 3]));
-        pq.take_messages(2);
+        take(&pq, 2);
         pq.rollback();
         assert_eq!(pq.consuming_count(), 0);
-        let again: Vec<i64> = pq.take_messages(3).iter().map(|m| m.offset).collect();
+        let again: Vec<i64> = take(&pq, 3).iter().map(|m| m.offset).collect();
         assert_eq!(again, [1, 2, 3]);
         assert_eq!(pq.msg_count(), 3);
     }
@@ -672,13 +680,18 @@ mod tests {
     fn consume_again_puts_the_given_copies_back_before_later_messages() {
         let pq = new_pq();
         pq.put_messages(msgs(&[1, 2, 3]));
-        let taken = pq.take_messages(2);
-        // The listener's copies changed (longer bodies stand in for a raised reconsume count).
-        let changed: Vec<TestMsg> = taken.iter().map(|m| TestMsg::new(m.offset, 10)).collect();
+        let taken = take(&pq, 2);
+        // The listener's copies changed (a different length marks the copy, standing in for a
+        // raised reconsume count).
+        let changed: Vec<TestMsg> = taken.iter().map(|m| TestMsg::new(m.offset, 11)).collect();
         pq.make_message_to_consume_again(changed.into_iter().take(1));
         assert_eq!(pq.consuming_count(), 1, "offset 2 stays in flight");
-        let next = pq.take_messages(1);
-        assert_eq!(next, vec![TestMsg::new(1, 10)]);
+        let next = take(&pq, 1);
+        assert_eq!(
+            next,
+            vec![TestMsg::new(1, 11)],
+            "the copy, not the taken original"
+        );
         // Committing 1 and 2 moves the offset to 3, the only one left cached.
         assert_eq!(pq.commit(|_| {}), 3);
         assert_eq!(pq.first_offset(), Some(3));

@@ -401,21 +401,6 @@ impl PushConsumerInner {
                 }
             },
         )?);
-        if self.uses_broker_locks() {
-            // Java `lockMQPeriodically`: renew every held queue's broker lock.
-            let me = self.me.clone();
-            tasks.push(instance.schedule_periodic(
-                crate::consumer::broker_lock::LOCK_ALL_INITIAL_DELAY,
-                crate::consumer::broker_lock::LOCK_ALL_PERIOD,
-                move || {
-                    if let Some(me) = me.upgrade() {
-                        if me.is_running() {
-                            me.lock_all();
-                        }
-                    }
-                },
-            )?);
-        }
         *self.tasks.lock() = tasks;
         Ok(())
     }

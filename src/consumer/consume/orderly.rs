@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use crate::client::instance::MQClientInstance;
 use crate::common::util::now_millis;
 use crate::common::{MessageConst, MessageExt, MessageQueue};
+use crate::consumer::broker_lock::{LOCK_ALL_INITIAL_DELAY, LOCK_ALL_PERIOD};
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::consume::concurrently::InflightGuard;
 use crate::consumer::consume::{ConsumeMessageService, DirectResult};
@@ -38,11 +39,12 @@ use crate::consumer::listener::{
     ConsumeConcurrentlyStatus, ConsumeMessageContext, ConsumeMessageHook, ConsumeOrderlyContext,
     ConsumeOrderlyStatus, MessageListenerOrderly,
 };
+use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
 use crate::consumer::subscription::MessageModel;
 use crate::error::Result;
-use crate::executor::{ShutdownError, ThreadPoolExecutor};
+use crate::executor::{ScheduledHandle, ShutdownError, ThreadPoolExecutor};
 
 /// Java `MAX_TIME_CONSUME_CONTINUOUSLY` (`rocketmq.client.maxTimeConsumeContinuously`): a
 /// consume request gives its thread up after this long, so that one busy queue does not hold
@@ -57,6 +59,15 @@ const RELOCK_DELAY_AT_START: Duration = Duration::from_millis(100);
 const RELOCK_FAILED_DELAY: Duration = Duration::from_secs(3);
 /// A request the full pool refused is handed in again after this long.
 const REJECTED_DELAY: Duration = Duration::from_millis(100);
+
+/// Listener outcomes of one request, reported to the consumer's stats once.
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    failed: usize,
+    rt: Duration,
+    calls: usize,
+}
 
 pub(crate) struct ConsumeMessageOrderlyService {
     me: Weak<ConsumeMessageOrderlyService>,
@@ -74,6 +85,8 @@ pub(crate) struct ConsumeMessageOrderlyService {
     max_reconsume_times: i32,
     /// Java `MessageQueueLock`: one mutex per queue, held for a whole consume request.
     mq_locks: Mutex<HashMap<MessageQueue, Arc<Mutex<()>>>>,
+    /// Java `lockMQPeriodically` (clustering), once started.
+    lock_all_task: Mutex<Option<ScheduledHandle>>,
 }
 
 impl std::fmt::Debug for ConsumeMessageOrderlyService {
@@ -108,6 +121,7 @@ impl ConsumeMessageOrderlyService {
                 .max_reconsume_times
                 .map_or(i32::MAX, |n| i32::try_from(n).unwrap_or(i32::MAX)),
             mq_locks: Mutex::new(HashMap::new()),
+            lock_all_task: Mutex::new(None),
         })
     }
 
@@ -205,39 +219,66 @@ impl ConsumeMessageOrderlyService {
             self.give_back_released(&consumer, &state);
             return;
         }
-        let mq = state.mq.clone();
-        let mq_lock = self.mq_lock(&mq);
+        let mq_lock = self.mq_lock(&state.mq);
         let _exclusive = mq_lock.lock();
-        let locks = self.model == MessageModel::Clustering;
-        if locks && !state.holds_lock(now_millis()) {
+        if self.model == MessageModel::Clustering && !state.holds_lock(now_millis()) {
             self.try_lock_later_and_reconsume(state, RELOCK_DELAY_AT_START);
             return;
         }
+        // Stats are counted once per request, not per batch.
+        let mut tally = Tally::default();
+        let finished = self.consume_loop(&consumer, &state, &mut tally);
+        consumer.stats().consumed(
+            &state.mq.topic,
+            tally.ok,
+            tally.failed,
+            tally.rt,
+            tally.calls,
+        );
+        if finished {
+            self.give_back_released(&consumer, &state);
+        }
+    }
+
+    /// The batches of one request. Returns `true` when the request ended because its queue is
+    /// being released or dropped, `false` when it ended otherwise (cache empty, or it goes on
+    /// later).
+    fn consume_loop(
+        self: &Arc<Self>,
+        consumer: &PushConsumerInner,
+        state: &Arc<ProcessQueue>,
+        tally: &mut Tally,
+    ) -> bool {
+        let mq = &state.mq;
+        let locks = self.model == MessageModel::Clustering;
+        let store = consumer.offset_store();
+        // One context and one batch buffer per request, reused for every batch.
+        let mut ctx = ConsumeOrderlyContext::new(mq.clone(), self.suspend_time);
+        let mut msgs: Vec<MessageExt> = Vec::with_capacity(self.batch_max);
         let begin = Instant::now();
         loop {
             // A queue being released stops after the batch that ran; the rest stays
             // uncommitted for its next owner.
             if state.is_pull_stopped() {
-                break;
+                return true;
             }
             if locks && !state.holds_lock(now_millis()) {
                 log::warn!(
                     "the lock of {mq} is not held (or expired); consuming it again once locked"
                 );
                 self.try_lock_later_and_reconsume(state.clone(), RESUME_DELAY);
-                return;
+                return false;
             }
             if begin.elapsed() > MAX_TIME_CONSUME_CONTINUOUSLY {
                 self.submit_later(state.clone(), RESUME_DELAY);
-                return;
+                return false;
             }
-            let mut msgs = state.take_messages(self.batch_max);
-            if msgs.is_empty() {
-                return;
+            if state.take_messages(self.batch_max, &mut msgs) == 0 {
+                return false;
             }
             reset_retry_topic(&self.retry_topic, &mut msgs);
-            let mut ctx = ConsumeOrderlyContext::new(mq.clone(), self.suspend_time);
-            self.before_hooks(&mq, &msgs);
+            ctx.reset(self.suspend_time);
+            self.before_hooks(mq, &msgs);
             let started = Instant::now();
             let status = match catch_unwind(AssertUnwindSafe(|| {
                 self.listener.consume_message(&msgs, &mut ctx)
@@ -253,25 +294,22 @@ impl ConsumeMessageOrderlyService {
                     ConsumeOrderlyStatus::SuspendCurrentQueueAMoment
                 }
             };
-            let rt = started.elapsed();
-            self.after_hooks(&mq, &msgs, status);
-            let ok = status == ConsumeOrderlyStatus::Success;
-            consumer.stats().consumed(
-                &mq.topic,
-                if ok { msgs.len() } else { 0 },
-                if ok { 0 } else { msgs.len() },
-                rt,
-                1,
-            );
+            tally.rt += started.elapsed();
+            tally.calls += 1;
+            self.after_hooks(mq, &msgs, status);
+            if status == ConsumeOrderlyStatus::Success {
+                tally.ok += msgs.len();
+            } else {
+                tally.failed += msgs.len();
+            }
             if state.is_dropped() {
                 log::warn!("{mq} was dropped while consuming; results discarded");
-                break;
+                return true;
             }
-            if !self.process_consume_result(&consumer, msgs, status, &ctx, &state) {
-                return;
+            if !self.process_consume_result(consumer, &*store, &mut msgs, status, &ctx, state) {
+                return false;
             }
         }
-        self.give_back_released(&consumer, &state);
     }
 
     /// A queue released by the rebalance while this request ran keeps its broker lock until
@@ -291,12 +329,12 @@ impl ConsumeMessageOrderlyService {
     fn process_consume_result(
         self: &Arc<Self>,
         consumer: &PushConsumerInner,
-        mut msgs: Vec<MessageExt>,
+        store: &dyn OffsetStore,
+        msgs: &mut Vec<MessageExt>,
         status: ConsumeOrderlyStatus,
         ctx: &ConsumeOrderlyContext,
         state: &Arc<ProcessQueue>,
     ) -> bool {
-        let store = consumer.offset_store();
         let mq = &state.mq;
         let commit = || {
             if ctx.is_auto_commit() {
@@ -309,8 +347,8 @@ impl ConsumeMessageOrderlyService {
                 true
             }
             ConsumeOrderlyStatus::SuspendCurrentQueueAMoment => {
-                if self.check_reconsume_times(consumer, &mut msgs) {
-                    state.make_message_to_consume_again(msgs);
+                if self.check_reconsume_times(consumer, msgs) {
+                    state.make_message_to_consume_again(msgs.drain(..));
                     self.submit_later(state.clone(), ctx.suspend_current_queue_time());
                     false
                 } else {
@@ -429,12 +467,39 @@ fn reset_retry_topic(retry_topic: &str, msgs: &mut [MessageExt]) {
 }
 
 impl ConsumeMessageService for ConsumeMessageOrderlyService {
-    /// Nothing periodic of its own: the lock renewal (`lockAll`) is the consumer's.
-    fn start(&self, _instance: &MQClientInstance) -> Result<()> {
+    /// Clustering: renews the broker locks of every held queue (Java `lockMQPeriodically`),
+    /// first after 1 s, then every 20 s. The requests wait for the brokers, so they run on the
+    /// consume pool, not on the shared scheduler.
+    fn start(&self, instance: &MQClientInstance) -> Result<()> {
+        if self.model != MessageModel::Clustering {
+            return Ok(());
+        }
+        let me = self.me.clone();
+        let handle =
+            instance.schedule_periodic(LOCK_ALL_INITIAL_DELAY, LOCK_ALL_PERIOD, move || {
+                let Some(me) = me.upgrade() else {
+                    return;
+                };
+                let consumer = me.consumer.clone();
+                let lock_all = move || {
+                    if let Some(c) = consumer.upgrade() {
+                        if c.is_running() {
+                            c.lock_all();
+                        }
+                    }
+                };
+                if let Err(r) = me.pool.execute(lock_all) {
+                    drop(r.into_inner());
+                }
+            })?;
+        *self.lock_all_task.lock() = Some(handle);
         Ok(())
     }
 
     fn shutdown(&self, timeout: Duration) -> std::result::Result<(), ShutdownError> {
+        if let Some(h) = self.lock_all_task.lock().take() {
+            h.cancel();
+        }
         self.pool.shutdown(timeout)
     }
 
@@ -480,5 +545,13 @@ impl ConsumeMessageService for ConsumeMessageOrderlyService {
 
     fn core_pool_size(&self) -> usize {
         self.pool.core_threads()
+    }
+}
+
+impl Drop for ConsumeMessageOrderlyService {
+    fn drop(&mut self) {
+        if let Some(h) = self.lock_all_task.get_mut().take() {
+            h.cancel();
+        }
     }
 }
