@@ -276,6 +276,27 @@ impl DefaultMQPushConsumerBuilder {
     /// `Fn(&[MessageExt], &mut ConsumeOrderlyContext) -> ConsumeOrderlyStatus`. Each queue's
     /// messages are consumed one batch at a time, in offset order; in clustering mode the
     /// consumer holds a broker lock on every queue it consumes. Replaces a concurrent listener.
+    ///
+    /// ```no_run
+    /// use rocketmq_sync::{ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQPushConsumer, MessageExt};
+    ///
+    /// let consumer = DefaultMQPushConsumer::builder("cg")
+    ///     .namesrv_addr("127.0.0.1:9876")
+    ///     .subscribe("T", "*")
+    ///     .register_message_listener_orderly(|msgs: &[MessageExt], ctx: &mut ConsumeOrderlyContext| {
+    ///         for m in msgs {
+    ///             if m.body().is_empty() {
+    ///                 // Try this message again in 1 s; nothing after it in its queue runs first.
+    ///                 return ConsumeOrderlyStatus::SuspendCurrentQueueAMoment;
+    ///             }
+    ///         }
+    ///         let _ = ctx.message_queue();
+    ///         ConsumeOrderlyStatus::Success
+    ///     })
+    ///     .build()?;
+    /// consumer.start()?;
+    /// # Ok::<(), rocketmq_sync::Error>(())
+    /// ```
     #[doc(alias = "registerMessageListener")]
     pub fn register_message_listener_orderly(
         mut self,
