@@ -1126,3 +1126,126 @@ fn a_failed_message_with_the_largest_reconsume_count_is_retried_without_overflow
     }
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// What the fake saw of an orderly consumer: lock requests (granted or not), pulls, unlocks.
+#[derive(Debug, Clone, PartialEq)]
+enum LockSeen {
+    Lock {
+        granted: bool,
+        only_this_broker: Option<bool>,
+    },
+    Pull(i64),
+    Unlock,
+}
+
+#[test]
+fn an_orderly_consumer_pulls_a_queue_only_once_the_broker_grants_its_lock_and_unlocks_at_shutdown()
+{
+    let (tx, rx) = unbounded();
+    let lock_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let fake = start_fake(move |req| {
+        if let Some(a) = offset_storage(&stored, req) {
+            return Some(a);
+        }
+        match req.request_code() {
+            RequestCode::GET_MAX_OFFSET => Some(FakeAction::Respond(offset_answer(100))),
+            RequestCode::LOCK_BATCH_MQ => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+                // The first two requests are refused: another client holds the queue.
+                let granted = lock_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2;
+                let _ = tx.send(LockSeen::Lock {
+                    granted,
+                    only_this_broker: body["onlyThisBroker"].as_bool(),
+                });
+                let set = if granted {
+                    body["mqSet"].clone()
+                } else {
+                    serde_json::json!([])
+                };
+                let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
+                resp.set_body(
+                    serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": set })).unwrap(),
+                );
+                Some(FakeAction::Respond(resp))
+            }
+            RequestCode::UNLOCK_BATCH_MQ => {
+                let _ = tx.send(LockSeen::Unlock);
+                None
+            }
+            RequestCode::PULL_MESSAGE => {
+                let offset = field(req, "queueOffset");
+                let _ = tx.send(LockSeen::Pull(offset));
+                Some(pull_answer(offset, 100, None))
+            }
+            _ => None,
+        }
+    });
+    let c = consumer_of(&fake, "orderly_lock_group", "orderly-lock-instance")
+        .register_message_listener_orderly(
+            |_: &[MessageExt], _: &mut rocketmq_sync::ConsumeOrderlyContext| {
+                rocketmq_sync::ConsumeOrderlyStatus::Success
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|s| matches!(s, LockSeen::Pull(_))) {
+        seen.push(
+            rx.recv_deadline(deadline)
+                .expect("the consumer pulled after its lock"),
+        );
+    }
+    let first_pull = seen
+        .iter()
+        .position(|s| matches!(s, LockSeen::Pull(_)))
+        .unwrap();
+    let locks: Vec<&LockSeen> = seen[..first_pull].iter().collect();
+    assert_eq!(
+        locks,
+        [
+            &LockSeen::Lock {
+                granted: false,
+                only_this_broker: Some(false)
+            },
+            &LockSeen::Lock {
+                granted: false,
+                only_this_broker: Some(false)
+            },
+            &LockSeen::Lock {
+                granted: true,
+                only_this_broker: Some(false)
+            },
+        ],
+        "nothing is pulled before the lock is granted; every lock body says onlyThisBroker:false"
+    );
+    // A refused lock is asked again within seconds, not at the next 20 s rebalance.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the queue was locked only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        seen[first_pull],
+        LockSeen::Pull(100),
+        "pulling starts at the max offset"
+    );
+    shutdown_bounded(&c);
+    let unlocked = wait_seen_lock(&rx, |s| s == LockSeen::Unlock);
+    assert!(unlocked, "the queue's lock was given back at shutdown");
+}
+
+/// Whether something `pick` accepts arrives within 10 s.
+fn wait_seen_lock(rx: &Receiver<LockSeen>, pick: impl Fn(LockSeen) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(s) = rx.recv_deadline(deadline) {
+        if pick(s) {
+            return true;
+        }
+    }
+    false
+}
