@@ -1249,3 +1249,76 @@ fn wait_seen_lock(rx: &Receiver<LockSeen>, pick: impl Fn(LockSeen) -> bool) -> b
     }
     false
 }
+
+#[test]
+fn an_orderly_queue_whose_lock_renewal_is_refused_stops_being_consumed() {
+    // The lock the rebalance asks for is granted; every later one (the renewal 1 s after start,
+    // and the consume service's attempts to lock again) is refused.
+    let refused_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let refused = refused_at.clone();
+    let lock_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    let fake = start_fake(move |req| {
+        if let Some(a) = offset_storage(&stored, req) {
+            return Some(a);
+        }
+        match req.request_code() {
+            RequestCode::LOCK_BATCH_MQ => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+                let granted = lock_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                let set = if granted {
+                    body["mqSet"].clone()
+                } else {
+                    refused.lock().get_or_insert_with(Instant::now);
+                    serde_json::json!([])
+                };
+                let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
+                resp.set_body(
+                    serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": set })).unwrap(),
+                );
+                Some(FakeAction::Respond(resp))
+            }
+            RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), 100_000)),
+            _ => None,
+        }
+    });
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let rec = calls.clone();
+    let c = consumer_from_first(&fake, "orderly_expiry_group", "orderly-expiry-instance")
+        .register_message_listener_orderly(
+            move |_: &[MessageExt], _: &mut rocketmq_sync::ConsumeOrderlyContext| {
+                rec.lock().push(Instant::now());
+                std::thread::sleep(Duration::from_millis(20));
+                rocketmq_sync::ConsumeOrderlyStatus::Success
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    assert!(
+        support::broker::wait_until(Duration::from_secs(30), || refused_at.lock().is_some()),
+        "the lock renewal was sent"
+    );
+    let t = refused_at.lock().unwrap();
+    assert!(
+        calls.lock().iter().any(|c| *c < t),
+        "the queue was consumed while its lock was held"
+    );
+    // Watch for 2.5 s: after the batch running when the refusal arrived, nothing is consumed.
+    let until = t + Duration::from_millis(2500);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late: Vec<Duration> = calls
+        .lock()
+        .iter()
+        .filter(|c| **c > t + Duration::from_millis(200))
+        .map(|c| c.duration_since(t))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "consumed without the lock, {late:?} after the refusal"
+    );
+    shutdown_bounded(&c);
+}
