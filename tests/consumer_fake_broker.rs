@@ -1322,3 +1322,59 @@ fn an_orderly_queue_whose_lock_renewal_is_refused_stops_being_consumed() {
     );
     shutdown_bounded(&c);
 }
+
+#[test]
+fn an_orderly_queue_locked_but_whose_offset_cannot_be_read_gives_its_lock_back() {
+    let (tx, rx) = unbounded();
+    let fake = start_fake(move |req| match req.request_code() {
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(FakeAction::Respond(RemotingCommand::response(
+            ResponseCode::SYSTEM_ERROR,
+            Some("store unavailable".to_owned()),
+        ))),
+        RequestCode::LOCK_BATCH_MQ => {
+            let body: serde_json::Value =
+                serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+            let _ = tx.send(LockSeen::Lock {
+                granted: true,
+                only_this_broker: body["onlyThisBroker"].as_bool(),
+            });
+            let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
+            resp.set_body(
+                serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": body["mqSet"] })).unwrap(),
+            );
+            Some(FakeAction::Respond(resp))
+        }
+        RequestCode::UNLOCK_BATCH_MQ => {
+            let _ = tx.send(LockSeen::Unlock);
+            None
+        }
+        RequestCode::PULL_MESSAGE => {
+            let _ = tx.send(LockSeen::Pull(field(req, "queueOffset")));
+            None
+        }
+        _ => None,
+    });
+    let c = consumer_of(&fake, "orderly_nooffset_group", "orderly-nooffset-instance")
+        .register_message_listener_orderly(
+            |_: &[MessageExt], _: &mut rocketmq_sync::ConsumeOrderlyContext| {
+                rocketmq_sync::ConsumeOrderlyStatus::Success
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = rx
+        .recv_deadline(deadline)
+        .expect("the consumer asked for the lock");
+    assert!(matches!(first, LockSeen::Lock { granted: true, .. }));
+    // The queue is not taken (its start offset is unknown), so the lock goes back at once
+    // instead of keeping the queue from every other client until the broker expires it.
+    let next = rx.recv_deadline(Instant::now() + Duration::from_secs(5));
+    assert_eq!(
+        next,
+        Ok(LockSeen::Unlock),
+        "the lock was given back, nothing pulled"
+    );
+    shutdown_bounded(&c);
+}

@@ -180,21 +180,29 @@ impl PushConsumerInner {
             let store = self.offset_store();
             store.remove_offset(mq);
             let next = match self.compute_pull_from_where(instance, mq) {
-                Ok(o) if o >= 0 => o,
+                Ok(o) if o >= 0 => Some(o),
                 Ok(_) => {
                     log::warn!(
                         "doRebalance, {}, add new mq failed, {mq}: its committed offset could not be read; retrying at the next rebalance",
                         self.cfg.group
                     );
-                    continue;
+                    None
                 }
                 Err(e) => {
                     log::warn!(
                         "doRebalance, {}, compute offset of {mq} failed: {e}",
                         self.cfg.group
                     );
-                    continue;
+                    None
                 }
+            };
+            let Some(next) = next else {
+                if locks {
+                    // Not taken after all: the lock must not keep the queue from the other
+                    // clients until the broker expires it (60 s).
+                    self.unlock_mqs(std::slice::from_ref(mq));
+                }
+                continue;
             };
             let st = Arc::new(ProcessQueue::new(mq.clone(), next));
             if locks {
