@@ -217,8 +217,9 @@ impl DefaultMQPushConsumerBuilder {
         #[doc(alias = "setPostSubscriptionWhenPull")]
         post_subscription_when_pull: bool => post_subscription_when_pull
     );
-    /// Redeliveries before a message goes to the dead-letter queue. Default: 16 (Java's -1).
-    /// Values above `i32::MAX` are sent as `i32::MAX`.
+    /// Redeliveries before a message goes to the dead-letter queue. Default (Java's -1): 16
+    /// for concurrent consumption, unlimited (`i32::MAX`) for orderly consumption, whose
+    /// suspended messages are retried in place. Values above `i32::MAX` are sent as `i32::MAX`.
     #[doc(alias = "setMaxReconsumeTimes")]
     pub fn max_reconsume_times(mut self, times: u32) -> Self {
         self.cfg.max_reconsume_times = Some(times);
