@@ -1378,3 +1378,67 @@ fn an_orderly_queue_locked_but_whose_offset_cannot_be_read_gives_its_lock_back()
     );
     shutdown_bounded(&c);
 }
+
+/// A fake broker that grants every lock and serves offsets `0..max` of the one queue.
+fn fake_granting_locks(max: i64) -> FakeBroker {
+    let stored: Arc<Mutex<Option<i64>>> = Arc::default();
+    start_fake(move |req| {
+        if let Some(a) = offset_storage(&stored, req) {
+            return Some(a);
+        }
+        match req.request_code() {
+            RequestCode::LOCK_BATCH_MQ => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+                let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
+                resp.set_body(
+                    serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": body["mqSet"] }))
+                        .unwrap(),
+                );
+                Some(FakeAction::Respond(resp))
+            }
+            RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), max)),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn an_orderly_success_without_auto_commit_leaves_the_offset_until_a_committing_success() {
+    let fake = fake_granting_locks(4);
+    let (holding_tx, holding) = unbounded::<()>();
+    let (release, released) = unbounded::<()>();
+    let c = consumer_from_first(&fake, "orderly_nocommit_group", "orderly-nocommit-instance")
+        .register_message_listener_orderly(
+            move |msgs: &[MessageExt], ctx: &mut rocketmq_sync::ConsumeOrderlyContext| {
+                assert_eq!(msgs.len(), 1, "batch size is 1");
+                if &msgs[0].body()[..] == b"m3" {
+                    // m0..m2 were consumed without committing; hold m3 while the test looks.
+                    let _ = holding_tx.send(());
+                    let _ = released.recv_timeout(Duration::from_secs(30));
+                } else {
+                    ctx.set_auto_commit(false);
+                }
+                rocketmq_sync::ConsumeOrderlyStatus::Success
+            },
+        )
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    holding
+        .recv_timeout(Duration::from_secs(30))
+        .expect("m3 reached the listener");
+    let before = commit_offset(&c);
+    assert!(
+        before.is_none_or(|o| o <= 0),
+        "the offset moved past messages consumed without auto-commit: {before:?}"
+    );
+    drop(release);
+    wait_commit_offset(
+        &c,
+        4,
+        Duration::from_secs(30),
+        "the committing success of m3",
+    );
+    shutdown_bounded(&c);
+}
