@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::client::instance::MQClientInstance;
-use crate::common::{MessageConst, MessageExt, MessageQueue};
+use crate::common::{MessageExt, MessageQueue};
 use crate::consumer::builder::ConsumerConfig;
-use crate::consumer::consume::{ConsumeMessageService, DirectResult};
+use crate::consumer::consume::{
+    consume_directly, reset_retry_topic, run_hooks, ConsumeMessageService, DirectResult,
+};
 use crate::consumer::listener::{
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
-    ConsumeMessageHook, MessageListenerConcurrently,
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageHook,
+    MessageListenerConcurrently,
 };
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
@@ -265,7 +267,7 @@ impl ConsumeMessageConcurrentlyService {
             return;
         };
         let mq = state.mq.clone();
-        self.reset_retry_topic(&mut msgs);
+        reset_retry_topic(&self.retry_topic, &mut msgs);
         // One registration (one lock) per request, so that the sweep can see its calls.
         let task = Arc::new(RunningTask {
             state: state.clone(),
@@ -284,7 +286,7 @@ impl ConsumeMessageConcurrentlyService {
         let mut taken_over = false;
         for (chunk, sub) in msgs.chunks(self.batch_max).enumerate() {
             ctx.reset();
-            self.before_hooks(&mq, sub);
+            run_hooks(&self.hooks, &self.group, &mq, sub, None);
             let begin = Instant::now();
             // Stamped per call, without a lock: the sweep judges the call, not the request.
             let word = call_word(chunk, self.millis_at(begin));
@@ -306,7 +308,7 @@ impl ConsumeMessageConcurrentlyService {
             let rt = begin.elapsed();
             calls += 1;
             rt_total += rt;
-            self.after_hooks(&mq, sub, status);
+            run_hooks(&self.hooks, &self.group, &mq, sub, Some(status));
             if task
                 .call
                 .compare_exchange(word, CALL_IDLE, Ordering::AcqRel, Ordering::Acquire)
@@ -480,62 +482,6 @@ impl ConsumeMessageConcurrentlyService {
         let store = consumer.offset_store();
         st.remove_messages(&done, |offset| store.update_offset(&st.mq, offset, true));
     }
-
-    /// Java `resetRetryAndNamespace`: a message pulled from the group's retry topic gets its
-    /// original topic back (from `RETRY_TOPIC`) before the listener sees it.
-    fn reset_retry_topic(&self, msgs: &mut [MessageExt]) {
-        for m in msgs.iter_mut() {
-            if m.topic() == self.retry_topic {
-                if let Some(real) = m
-                    .property(MessageConst::PROPERTY_RETRY_TOPIC)
-                    .map(str::to_owned)
-                {
-                    m.set_topic(real);
-                }
-            }
-        }
-    }
-
-    fn before_hooks(&self, mq: &MessageQueue, msgs: &[MessageExt]) {
-        if self.hooks.is_empty() {
-            return;
-        }
-        let ctx = ConsumeMessageContext {
-            consumer_group: &self.group,
-            message_queue: mq,
-            msgs,
-            status: None,
-            success: false,
-        };
-        for h in &self.hooks {
-            if catch_unwind(AssertUnwindSafe(|| h.consume_message_before(&ctx))).is_err() {
-                log::warn!("consume hook {} panicked before consuming", h.hook_name());
-            }
-        }
-    }
-
-    fn after_hooks(
-        &self,
-        mq: &MessageQueue,
-        msgs: &[MessageExt],
-        status: ConsumeConcurrentlyStatus,
-    ) {
-        if self.hooks.is_empty() {
-            return;
-        }
-        let ctx = ConsumeMessageContext {
-            consumer_group: &self.group,
-            message_queue: mq,
-            msgs,
-            status: Some(status),
-            success: status == ConsumeConcurrentlyStatus::ConsumeSuccess,
-        };
-        for h in &self.hooks {
-            if catch_unwind(AssertUnwindSafe(|| h.consume_message_after(&ctx))).is_err() {
-                log::warn!("consume hook {} panicked after consuming", h.hook_name());
-            }
-        }
-    }
 }
 
 impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
@@ -566,29 +512,17 @@ impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
     }
 
     fn consume_message_directly(&self, mut msg: MessageExt, broker_name: &str) -> DirectResult {
-        self.reset_retry_topic(std::slice::from_mut(&mut msg));
-        let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
-        let begin = Instant::now();
-        let mut ctx = ConsumeConcurrentlyContext::new(mq);
+        reset_retry_topic(&self.retry_topic, std::slice::from_mut(&mut msg));
+        let mut ctx = ConsumeConcurrentlyContext::new(MessageQueue::new(
+            msg.topic(),
+            broker_name,
+            msg.queue_id(),
+        ));
         let msgs = [msg];
-        let r = catch_unwind(AssertUnwindSafe(|| {
+        consume_directly(|| {
             self.listener.consume_message(&msgs, &mut ctx)
-        }));
-        let spent = begin.elapsed().as_millis() as u64;
-        match r {
-            Ok(ConsumeConcurrentlyStatus::ConsumeSuccess) => ("CR_SUCCESS", None, spent),
-            Ok(ConsumeConcurrentlyStatus::ReconsumeLater) => ("CR_LATER", None, spent),
-            Err(p) => (
-                "CR_THROW_EXCEPTION",
-                Some(crate::executor::panic_message(p.as_ref())),
-                spent,
-            ),
-        }
-    }
-
-    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool {
-        state.wait_idle(deadline);
-        state.inflight() == 0
+                == ConsumeConcurrentlyStatus::ConsumeSuccess
+        })
     }
 
     fn pool_size(&self) -> usize {

@@ -16,13 +16,16 @@ pub(crate) mod concurrently;
 pub(crate) mod orderly;
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::client::instance::MQClientInstance;
-use crate::common::MessageExt;
+use crate::common::{MessageConst, MessageExt, MessageQueue};
 use crate::consumer::builder::ConsumerConfig;
-use crate::consumer::listener::{ConsumeMessageHook, MessageListener};
+use crate::consumer::listener::{
+    ConsumeConcurrentlyStatus, ConsumeMessageContext, ConsumeMessageHook, MessageListener,
+};
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
 use crate::error::{Error, Result};
@@ -60,7 +63,11 @@ pub(crate) trait ConsumeMessageService: Send + Sync + fmt::Debug {
 
     /// Waits, until `deadline`, until no listener call of `state`'s queue is running or queued
     /// (the rebalance calls it before it releases a removed queue). Returns `true` if idle.
-    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool;
+    /// Both services count their requests of a queue on its `ProcessQueue`.
+    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool {
+        state.wait_idle(deadline);
+        state.inflight() == 0
+    }
 
     /// Threads of the pool right now.
     fn pool_size(&self) -> usize;
@@ -93,4 +100,72 @@ pub(crate) fn create(
             ConsumeMessageOrderlyService::new(consumer, cfg, l.clone(), hooks, pool)
         }
     })
+}
+
+/// Java `resetRetryAndNamespace`: a message pulled from the group's retry topic gets its
+/// original topic back (from `RETRY_TOPIC`) before the listener sees it.
+pub(crate) fn reset_retry_topic(retry_topic: &str, msgs: &mut [MessageExt]) {
+    for m in msgs.iter_mut() {
+        if m.topic() == retry_topic {
+            if let Some(real) = m
+                .property(MessageConst::PROPERTY_RETRY_TOPIC)
+                .map(str::to_owned)
+            {
+                m.set_topic(real);
+            }
+        }
+    }
+}
+
+/// Runs the consume hooks around one listener call: before it when `outcome` is `None`, after
+/// it with the call's outcome otherwise. A panicking hook is logged and skipped.
+pub(crate) fn run_hooks(
+    hooks: &[Arc<dyn ConsumeMessageHook>],
+    group: &str,
+    mq: &MessageQueue,
+    msgs: &[MessageExt],
+    outcome: Option<ConsumeConcurrentlyStatus>,
+) {
+    if hooks.is_empty() {
+        return;
+    }
+    let ctx = ConsumeMessageContext {
+        consumer_group: group,
+        message_queue: mq,
+        msgs,
+        status: outcome,
+        success: outcome == Some(ConsumeConcurrentlyStatus::ConsumeSuccess),
+    };
+    for h in hooks {
+        let (result, when) = match outcome {
+            None => (
+                catch_unwind(AssertUnwindSafe(|| h.consume_message_before(&ctx))),
+                "before",
+            ),
+            Some(_) => (
+                catch_unwind(AssertUnwindSafe(|| h.consume_message_after(&ctx))),
+                "after",
+            ),
+        };
+        if result.is_err() {
+            log::warn!("consume hook {} panicked {when} consuming", h.hook_name());
+        }
+    }
+}
+
+/// Java `consumeMessageDirectly`'s answer for one listener call: `call` returns whether the
+/// listener succeeded; a panic is reported with its message.
+pub(crate) fn consume_directly(call: impl FnOnce() -> bool) -> DirectResult {
+    let begin = Instant::now();
+    let r = catch_unwind(AssertUnwindSafe(call));
+    let spent = begin.elapsed().as_millis() as u64;
+    match r {
+        Ok(true) => ("CR_SUCCESS", None, spent),
+        Ok(false) => ("CR_LATER", None, spent),
+        Err(p) => (
+            "CR_THROW_EXCEPTION",
+            Some(crate::executor::panic_message(p.as_ref())),
+            spent,
+        ),
+    }
 }

@@ -34,10 +34,12 @@ use crate::common::{MessageConst, MessageExt, MessageQueue};
 use crate::consumer::broker_lock::{LOCK_ALL_INITIAL_DELAY, LOCK_ALL_PERIOD};
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::consume::concurrently::InflightGuard;
-use crate::consumer::consume::{ConsumeMessageService, DirectResult};
+use crate::consumer::consume::{
+    consume_directly, reset_retry_topic, run_hooks, ConsumeMessageService, DirectResult,
+};
 use crate::consumer::listener::{
-    ConsumeConcurrentlyStatus, ConsumeMessageContext, ConsumeMessageHook, ConsumeOrderlyContext,
-    ConsumeOrderlyStatus, MessageListenerOrderly,
+    ConsumeConcurrentlyStatus, ConsumeMessageHook, ConsumeOrderlyContext, ConsumeOrderlyStatus,
+    MessageListenerOrderly,
 };
 use crate::consumer::offset_store::OffsetStore;
 use crate::consumer::process_queue::ProcessQueue;
@@ -278,7 +280,7 @@ impl ConsumeMessageOrderlyService {
             }
             reset_retry_topic(&self.retry_topic, &mut msgs);
             ctx.reset(self.suspend_time);
-            self.before_hooks(mq, &msgs);
+            run_hooks(&self.hooks, &self.group, mq, &msgs, None);
             let started = Instant::now();
             let status = match catch_unwind(AssertUnwindSafe(|| {
                 self.listener.consume_message(&msgs, &mut ctx)
@@ -296,7 +298,13 @@ impl ConsumeMessageOrderlyService {
             };
             tally.rt += started.elapsed();
             tally.calls += 1;
-            self.after_hooks(mq, &msgs, status);
+            // Hooks see Java's concurrent status names: a suspension as `ReconsumeLater`.
+            let outcome = if status == ConsumeOrderlyStatus::Success {
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            } else {
+                ConsumeConcurrentlyStatus::ReconsumeLater
+            };
+            run_hooks(&self.hooks, &self.group, mq, &msgs, Some(outcome));
             if status == ConsumeOrderlyStatus::Success {
                 tally.ok += msgs.len();
             } else {
@@ -406,64 +414,6 @@ impl ConsumeMessageOrderlyService {
         }
         suspend
     }
-
-    fn before_hooks(&self, mq: &MessageQueue, msgs: &[MessageExt]) {
-        if self.hooks.is_empty() {
-            return;
-        }
-        let ctx = ConsumeMessageContext {
-            consumer_group: &self.group,
-            message_queue: mq,
-            msgs,
-            status: None,
-            success: false,
-        };
-        for h in &self.hooks {
-            if catch_unwind(AssertUnwindSafe(|| h.consume_message_before(&ctx))).is_err() {
-                log::warn!("consume hook {} panicked before consuming", h.hook_name());
-            }
-        }
-    }
-
-    /// Hooks see Java's status names of the concurrent listener: `Success` as
-    /// `ConsumeSuccess`, a suspension as `ReconsumeLater`.
-    fn after_hooks(&self, mq: &MessageQueue, msgs: &[MessageExt], status: ConsumeOrderlyStatus) {
-        if self.hooks.is_empty() {
-            return;
-        }
-        let ok = status == ConsumeOrderlyStatus::Success;
-        let ctx = ConsumeMessageContext {
-            consumer_group: &self.group,
-            message_queue: mq,
-            msgs,
-            status: Some(if ok {
-                ConsumeConcurrentlyStatus::ConsumeSuccess
-            } else {
-                ConsumeConcurrentlyStatus::ReconsumeLater
-            }),
-            success: ok,
-        };
-        for h in &self.hooks {
-            if catch_unwind(AssertUnwindSafe(|| h.consume_message_after(&ctx))).is_err() {
-                log::warn!("consume hook {} panicked after consuming", h.hook_name());
-            }
-        }
-    }
-}
-
-/// Java `resetRetryAndNamespace`: a message pulled from the group's retry topic gets its
-/// original topic back (from `RETRY_TOPIC`) before the listener sees it.
-fn reset_retry_topic(retry_topic: &str, msgs: &mut [MessageExt]) {
-    for m in msgs.iter_mut() {
-        if m.topic() == retry_topic {
-            if let Some(real) = m
-                .property(MessageConst::PROPERTY_RETRY_TOPIC)
-                .map(str::to_owned)
-            {
-                m.set_topic(real);
-            }
-        }
-    }
 }
 
 impl ConsumeMessageService for ConsumeMessageOrderlyService {
@@ -516,27 +466,11 @@ impl ConsumeMessageService for ConsumeMessageOrderlyService {
     fn consume_message_directly(&self, mut msg: MessageExt, broker_name: &str) -> DirectResult {
         reset_retry_topic(&self.retry_topic, std::slice::from_mut(&mut msg));
         let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
-        let begin = Instant::now();
         let mut ctx = ConsumeOrderlyContext::new(mq, self.suspend_time);
         let msgs = [msg];
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            self.listener.consume_message(&msgs, &mut ctx)
-        }));
-        let spent = begin.elapsed().as_millis() as u64;
-        match r {
-            Ok(ConsumeOrderlyStatus::Success) => ("CR_SUCCESS", None, spent),
-            Ok(ConsumeOrderlyStatus::SuspendCurrentQueueAMoment) => ("CR_LATER", None, spent),
-            Err(p) => (
-                "CR_THROW_EXCEPTION",
-                Some(crate::executor::panic_message(p.as_ref())),
-                spent,
-            ),
-        }
-    }
-
-    fn wait_queue_idle(&self, state: &ProcessQueue, deadline: Instant) -> bool {
-        state.wait_idle(deadline);
-        state.inflight() == 0
+        consume_directly(|| {
+            self.listener.consume_message(&msgs, &mut ctx) == ConsumeOrderlyStatus::Success
+        })
     }
 
     fn pool_size(&self) -> usize {
