@@ -10,6 +10,8 @@
 //! `consumed N messages, D duplicates`. The exit code is non-zero if N messages did not
 //! arrive within `--timeout-secs`.
 
+mod common;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -20,84 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rocketmq_sync::MessageExt;
-use rocketmq_sync::{
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, DefaultMQPushConsumer,
-    MessageModel,
-};
-
-struct Args {
-    namesrv: String,
-    topic: String,
-    group: String,
-    count: u64,
-    from_first: bool,
-    broadcast: bool,
-    threads: (usize, usize),
-    batch: usize,
-    tag: String,
-    timeout: Duration,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        namesrv: std::env::var("NAMESRV_ADDR").unwrap_or_default(),
-        topic: String::new(),
-        group: String::new(),
-        count: 0,
-        from_first: false,
-        broadcast: false,
-        // Java's consumeThreadMin / consumeThreadMax.
-        threads: (20, 20),
-        // Java's consumeMessageBatchMaxSize.
-        batch: 1,
-        tag: "*".to_owned(),
-        timeout: Duration::from_secs(300),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--namesrv" => a.namesrv = value()?,
-            "--topic" => a.topic = value()?,
-            "--group" => a.group = value()?,
-            "--count" => a.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
-            "--from-first" => a.from_first = true,
-            "--broadcast" => a.broadcast = true,
-            "--threads" => {
-                let v = value()?;
-                let (min, max) = v
-                    .split_once(':')
-                    .ok_or(format!("--threads must be MIN:MAX, not {v}"))?;
-                a.threads = (
-                    min.parse().map_err(|e| format!("--threads MIN: {e}"))?,
-                    max.parse().map_err(|e| format!("--threads MAX: {e}"))?,
-                );
-            }
-            "--batch" => a.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
-            "--tag" => a.tag = value()?,
-            "--timeout-secs" => {
-                let secs: u64 = value()?
-                    .parse()
-                    .map_err(|e| format!("--timeout-secs: {e}"))?;
-                a.timeout = Duration::from_secs(secs);
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if a.namesrv.is_empty() || a.topic.is_empty() || a.group.is_empty() || a.count == 0 {
-        return Err(
-            "--namesrv (or NAMESRV_ADDR), --topic, --group and --count are required".to_owned(),
-        );
-    }
-    if a.threads.0 == 0 || a.threads.0 > a.threads.1 {
-        return Err(format!(
-            "--threads needs 1 <= MIN <= MAX, got {}:{}",
-            a.threads.0, a.threads.1
-        ));
-    }
-    Ok(a)
-}
+use rocketmq_sync::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus};
 
 /// The msgIds seen so far, split over shards so that consume threads rarely contend.
 struct SeenIds {
@@ -166,29 +91,11 @@ impl Counters {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!(
-                "usage: push_consumer --namesrv ADDR --topic T --group G --count N [--from-first] [--broadcast] [--threads MIN:MAX] [--batch N] [--tag EXPR] [--timeout-secs S]"
-            );
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("push_consumer", run)
 }
 
 /// Ok(true) when `count` messages arrived in time.
-fn run(args: &Args) -> rocketmq_sync::Result<bool> {
+fn run(args: &common::Args) -> rocketmq_sync::Result<bool> {
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let counters = Arc::new(Counters {
         target: args.count,
@@ -199,21 +106,8 @@ fn run(args: &Args) -> rocketmq_sync::Result<bool> {
         done: done_tx,
     });
     let listener = counters.clone();
-    let consumer = DefaultMQPushConsumer::builder(args.group.clone())
-        .namesrv_addr(args.namesrv.clone())
-        .subscribe(args.topic.clone(), args.tag.clone())
-        .consume_from_where(if args.from_first {
-            ConsumeFromWhere::FirstOffset
-        } else {
-            ConsumeFromWhere::LastOffset
-        })
-        .message_model(if args.broadcast {
-            MessageModel::Broadcasting
-        } else {
-            MessageModel::Clustering
-        })
-        .consume_threads(args.threads.0, args.threads.1)
-        .consume_message_batch_max_size(args.batch)
+    let consumer = args
+        .consumer_builder()
         .register_message_listener_concurrently(
             move |msgs: &[MessageExt], _ctx: &mut ConsumeConcurrentlyContext| {
                 listener.on_messages(msgs)
@@ -230,24 +124,15 @@ fn run(args: &Args) -> rocketmq_sync::Result<bool> {
     let delivered = counters.delivered.load(Ordering::Acquire);
     let duplicates = counters.duplicates.load(Ordering::Relaxed);
     let Some(finished) = finished else {
-        eprintln!(
-            "timed out after {:?}: {delivered} of {} messages consumed from {} (group {})",
-            args.timeout, args.count, args.topic, args.group
-        );
+        args.report_timeout(delivered);
         println!("consumed {delivered} messages, {duplicates} duplicates");
         return Ok(false);
     };
-    let elapsed = finished - started;
-    let first = counters.first_at.get().copied().unwrap_or(started);
-    let consuming = finished - first;
-    eprintln!(
-        "{} messages in {:.2?} since start ({:.0} msg/s); {:.2?} since the first message ({:.0} msg/s); consume pool {} threads",
-        args.count,
-        elapsed,
-        args.count as f64 / elapsed.as_secs_f64(),
-        consuming,
-        args.count as f64 / consuming.as_secs_f64().max(1e-9),
-        pool_size,
+    args.report(
+        started,
+        counters.first_at.get().copied(),
+        finished,
+        &format!("; consume pool {pool_size} threads"),
     );
     println!("consumed {delivered} messages, {duplicates} duplicates");
     Ok(true)
