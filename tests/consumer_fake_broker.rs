@@ -1151,24 +1151,14 @@ fn an_orderly_consumer_pulls_a_queue_only_once_the_broker_grants_its_lock_and_un
         match req.request_code() {
             RequestCode::GET_MAX_OFFSET => Some(FakeAction::Respond(offset_answer(100))),
             RequestCode::LOCK_BATCH_MQ => {
-                let body: serde_json::Value =
-                    serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+                let body = lock_request(req);
                 // The first two requests are refused: another client holds the queue.
                 let granted = lock_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2;
                 let _ = tx.send(LockSeen::Lock {
                     granted,
                     only_this_broker: body["onlyThisBroker"].as_bool(),
                 });
-                let set = if granted {
-                    body["mqSet"].clone()
-                } else {
-                    serde_json::json!([])
-                };
-                let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
-                resp.set_body(
-                    serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": set })).unwrap(),
-                );
-                Some(FakeAction::Respond(resp))
+                Some(lock_answer(&body, granted))
             }
             RequestCode::UNLOCK_BATCH_MQ => {
                 let _ = tx.send(LockSeen::Unlock);
@@ -1264,20 +1254,12 @@ fn an_orderly_queue_whose_lock_renewal_is_refused_stops_being_consumed() {
         }
         match req.request_code() {
             RequestCode::LOCK_BATCH_MQ => {
-                let body: serde_json::Value =
-                    serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+                let body = lock_request(req);
                 let granted = lock_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
-                let set = if granted {
-                    body["mqSet"].clone()
-                } else {
+                if !granted {
                     refused.lock().get_or_insert_with(Instant::now);
-                    serde_json::json!([])
-                };
-                let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
-                resp.set_body(
-                    serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": set })).unwrap(),
-                );
-                Some(FakeAction::Respond(resp))
+                }
+                Some(lock_answer(&body, granted))
             }
             RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), 100_000)),
             _ => None,
@@ -1332,17 +1314,12 @@ fn an_orderly_queue_locked_but_whose_offset_cannot_be_read_gives_its_lock_back()
             Some("store unavailable".to_owned()),
         ))),
         RequestCode::LOCK_BATCH_MQ => {
-            let body: serde_json::Value =
-                serde_json::from_slice(req.body().expect("a lock body")).unwrap();
+            let body = lock_request(req);
             let _ = tx.send(LockSeen::Lock {
                 granted: true,
                 only_this_broker: body["onlyThisBroker"].as_bool(),
             });
-            let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
-            resp.set_body(
-                serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": body["mqSet"] })).unwrap(),
-            );
-            Some(FakeAction::Respond(resp))
+            Some(lock_answer(&body, true))
         }
         RequestCode::UNLOCK_BATCH_MQ => {
             let _ = tx.send(LockSeen::Unlock);
@@ -1388,14 +1365,8 @@ fn fake_granting_locks(max: i64) -> FakeBroker {
         }
         match req.request_code() {
             RequestCode::LOCK_BATCH_MQ => {
-                let body: serde_json::Value =
-                    serde_json::from_slice(req.body().expect("a lock body")).unwrap();
-                let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
-                resp.set_body(
-                    serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": body["mqSet"] }))
-                        .unwrap(),
-                );
-                Some(FakeAction::Respond(resp))
+                let body = lock_request(req);
+                Some(lock_answer(&body, true))
             }
             RequestCode::PULL_MESSAGE => Some(pull_action(field(req, "queueOffset"), max)),
             _ => None,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rocketmq_sync::{
-    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, Message, MessageExt,
-    MessageQueue, SelectMessageQueueByHash,
+    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, Message,
+    MessageExt, MessageListenerOrderly, MessageQueue, SelectMessageQueueByHash,
 };
 use support::broker::{wait_until, Cluster};
 use support::client::*;
@@ -64,6 +64,36 @@ fn send_keyed(p: &DefaultMQProducer, topic: &str, keys: i32, seqs: i32) {
                 .unwrap_or_else(|e| panic!("send k{key}:{seq}: {e}"));
         }
     }
+}
+
+/// The shared cluster, a fresh topic of `queues` queues holding `keys` × `seqs` keyed messages
+/// (see [`send_keyed`]), and a fresh group named from `prefix`.
+fn keyed_backlog(
+    queues: i32,
+    prefix: &str,
+    keys: i32,
+    seqs: i32,
+) -> (&'static Cluster, String, String) {
+    support::broker::init_logger();
+    let cluster = Cluster::shared();
+    let topic = topic_with_queues(cluster, queues);
+    let group = unique(prefix);
+    let p = producer(&cluster.namesrv_addr, &unique("pg"));
+    send_keyed(&p, &topic, keys, seqs);
+    (cluster, topic, group)
+}
+
+/// A clustering orderly consumer of `group` on `topic` (built, not started).
+fn orderly_consumer(
+    cluster: &Cluster,
+    group: &str,
+    topic: &str,
+    listener: impl MessageListenerOrderly,
+) -> DefaultMQPushConsumer {
+    consumer_builder(cluster, group, topic)
+        .register_message_listener_orderly(listener)
+        .build()
+        .unwrap()
 }
 
 /// A listener for consumer number `client` that records each call; `decide` picks the status
@@ -129,22 +159,19 @@ fn assert_every_key_in_order_exactly_once(calls: &[Call], keys: i32, seqs: i32) 
 
 #[test]
 fn one_consumer_sees_every_key_in_order_exactly_once() {
-    support::broker::init_logger();
-    let cluster = Cluster::shared();
-    let topic = topic_with_queues(cluster, 8);
-    let group = unique("ocg");
-    let p = producer(&cluster.namesrv_addr, &unique("pg"));
     const KEYS: i32 = 100;
     const SEQS: i32 = 10;
-    send_keyed(&p, &topic, KEYS, SEQS);
+    let (cluster, topic, group) = keyed_backlog(8, "ocg", KEYS, SEQS);
 
     let rec = Arc::new(Recorder::default());
-    let c = consumer_builder(cluster, &group, &topic)
-        .register_message_listener_orderly(recording(0, rec.clone(), Duration::ZERO, |_, _, _| {
+    let c = orderly_consumer(
+        cluster,
+        &group,
+        &topic,
+        recording(0, rec.clone(), Duration::ZERO, |_, _, _| {
             ConsumeOrderlyStatus::Success
-        }))
-        .build()
-        .unwrap();
+        }),
+    );
     c.start().unwrap();
     let total = (KEYS * SEQS) as usize;
     assert!(
@@ -170,14 +197,9 @@ fn one_consumer_sees_every_key_in_order_exactly_once() {
 
 #[test]
 fn a_suspended_message_comes_again_before_anything_later_of_its_queue() {
-    support::broker::init_logger();
-    let cluster = Cluster::shared();
-    let topic = topic_with_queues(cluster, 4);
-    let group = unique("ocg");
-    let p = producer(&cluster.namesrv_addr, &unique("pg"));
     const KEYS: i32 = 20;
     const SEQS: i32 = 5;
-    send_keyed(&p, &topic, KEYS, SEQS);
+    let (cluster, topic, group) = keyed_backlog(4, "ocg", KEYS, SEQS);
     // k3:2 is suspended twice, then succeeds.
     let (bad_key, bad_seq) = (3, 2);
 
@@ -245,33 +267,32 @@ fn a_suspended_message_comes_again_before_anything_later_of_its_queue() {
 
 #[test]
 fn a_second_consumer_takes_queues_over_without_overlap_and_order_holds() {
-    support::broker::init_logger();
-    let cluster = Cluster::shared();
-    let topic = topic_with_queues(cluster, 8);
-    let group = unique("ocg");
-    let p = producer(&cluster.namesrv_addr, &unique("pg"));
     const KEYS: i32 = 100;
     const SEQS: i32 = 30;
-    send_keyed(&p, &topic, KEYS, SEQS);
+    let (cluster, topic, group) = keyed_backlog(8, "ocg", KEYS, SEQS);
     let total = (KEYS * SEQS) as usize;
 
     let rec = Arc::new(Recorder::default());
     // Slow enough that the backlog lasts well past the second consumer's arrival.
     let pause = Duration::from_millis(10);
     let ok = |_: i32, _: i32, _: i32| ConsumeOrderlyStatus::Success;
-    let a = consumer_builder(cluster, &group, &topic)
-        .register_message_listener_orderly(recording(0, rec.clone(), pause, ok))
-        .build()
-        .unwrap();
+    let a = orderly_consumer(
+        cluster,
+        &group,
+        &topic,
+        recording(0, rec.clone(), pause, ok),
+    );
     a.start().unwrap();
     assert!(
         wait_until(Duration::from_secs(30), || rec.successes() >= 300),
         "the first consumer started consuming"
     );
-    let b = consumer_builder(cluster, &group, &topic)
-        .register_message_listener_orderly(recording(1, rec.clone(), pause, ok))
-        .build()
-        .unwrap();
+    let b = orderly_consumer(
+        cluster,
+        &group,
+        &topic,
+        recording(1, rec.clone(), pause, ok),
+    );
     let joined = Instant::now();
     b.start().unwrap();
     assert!(
@@ -322,14 +343,9 @@ fn a_second_consumer_takes_queues_over_without_overlap_and_order_holds() {
 
 #[test]
 fn a_poison_message_goes_to_the_dlq_after_max_reconsume_times_and_the_queue_goes_on() {
-    support::broker::init_logger();
-    let cluster = Cluster::shared();
-    let topic = topic_with_queues(cluster, 1);
-    let group = unique("ocg");
-    let p = producer(&cluster.namesrv_addr, &unique("pg"));
     const KEYS: i32 = 3;
     const SEQS: i32 = 3;
-    send_keyed(&p, &topic, KEYS, SEQS);
+    let (cluster, topic, group) = keyed_backlog(1, "ocg", KEYS, SEQS);
     let (bad_key, bad_seq) = (1, 1);
 
     let rec = Arc::new(Recorder::default());
@@ -392,27 +408,26 @@ fn a_poison_message_goes_to_the_dlq_after_max_reconsume_times_and_the_queue_goes
 
 #[test]
 fn a_consumer_that_leaves_hands_its_queues_over_and_order_holds() {
-    support::broker::init_logger();
-    let cluster = Cluster::shared();
-    let topic = topic_with_queues(cluster, 8);
-    let group = unique("ocg");
-    let p = producer(&cluster.namesrv_addr, &unique("pg"));
     const KEYS: i32 = 100;
     const SEQS: i32 = 20;
-    send_keyed(&p, &topic, KEYS, SEQS);
+    let (cluster, topic, group) = keyed_backlog(8, "ocg", KEYS, SEQS);
     let total = (KEYS * SEQS) as usize;
 
     let rec = Arc::new(Recorder::default());
     let pause = Duration::from_millis(10);
     let ok = |_: i32, _: i32, _: i32| ConsumeOrderlyStatus::Success;
-    let a = consumer_builder(cluster, &group, &topic)
-        .register_message_listener_orderly(recording(0, rec.clone(), pause, ok))
-        .build()
-        .unwrap();
-    let b = consumer_builder(cluster, &group, &topic)
-        .register_message_listener_orderly(recording(1, rec.clone(), pause, ok))
-        .build()
-        .unwrap();
+    let a = orderly_consumer(
+        cluster,
+        &group,
+        &topic,
+        recording(0, rec.clone(), pause, ok),
+    );
+    let b = orderly_consumer(
+        cluster,
+        &group,
+        &topic,
+        recording(1, rec.clone(), pause, ok),
+    );
     a.start().unwrap();
     b.start().unwrap();
     // Both consume, then the first leaves.
@@ -448,15 +463,10 @@ fn a_consumer_that_leaves_hands_its_queues_over_and_order_holds() {
 
 #[test]
 fn broadcasting_orderly_consumers_each_see_every_key_in_order_without_broker_locks() {
-    support::broker::init_logger();
-    let cluster = Cluster::shared();
-    let topic = topic_with_queues(cluster, 4);
-    let group = unique("obg");
-    let dir = std::env::temp_dir().join(unique("offsets"));
-    let p = producer(&cluster.namesrv_addr, &unique("pg"));
     const KEYS: i32 = 20;
     const SEQS: i32 = 5;
-    send_keyed(&p, &topic, KEYS, SEQS);
+    let (cluster, topic, group) = keyed_backlog(4, "obg", KEYS, SEQS);
+    let dir = std::env::temp_dir().join(unique("offsets"));
     let total = (KEYS * SEQS) as usize;
 
     let recs: Vec<Arc<Recorder>> = (0..2).map(|_| Arc::new(Recorder::default())).collect();

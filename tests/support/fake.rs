@@ -401,3 +401,21 @@ pub fn wait_commit_offset(c: &DefaultMQPushConsumer, want: i64, within: Duration
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The JSON body of a `LOCK_BATCH_MQ` request.
+pub fn lock_request(req: &RemotingCommand) -> serde_json::Value {
+    serde_json::from_slice(req.body().expect("a lock body")).unwrap()
+}
+
+/// The broker's answer to the lock request `body`: every queue it asked for when `granted`,
+/// none otherwise.
+pub fn lock_answer(body: &serde_json::Value, granted: bool) -> FakeAction {
+    let set = if granted {
+        body["mqSet"].clone()
+    } else {
+        serde_json::json!([])
+    };
+    let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None);
+    resp.set_body(serde_json::to_vec(&serde_json::json!({ "lockOKMQSet": set })).unwrap());
+    FakeAction::Respond(resp)
+}
