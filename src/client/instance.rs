@@ -1330,14 +1330,27 @@ mod tests {
         let cfg = config("broker-id");
         let consumer: Arc<dyn MQConsumerInner> = Arc::new(Idle);
         let i = register(&cfg, "g", &consumer);
-        i.broker_addr_table.write().insert(
-            "b".to_owned(),
-            BTreeMap::from([(MASTER_ID, "m:1".to_owned()), (1, "s:1".to_owned())]),
+        let addrs = BTreeMap::from([(MASTER_ID, "m:1".to_owned()), (1, "s:1".to_owned())]);
+        // A route names the broker, as it does in production, so the periodic
+        // clean_offline_broker (first run 1 s after start) keeps its addresses.
+        i.topic_route_table.write().insert(
+            "t".to_owned(),
+            TopicRouteData {
+                broker_datas: vec![crate::common::route::BrokerData {
+                    broker_name: "b".to_owned(),
+                    broker_addrs: addrs.clone(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
         );
+        i.broker_addr_table.write().insert("b".to_owned(), addrs);
         let mq = MessageQueue::new("t", "b", 0);
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             i.find_broker_address_in_subscribe(&mq, i64::MAX)
         }));
+        // The sweep may run at any time; run it here so the test never depends on when.
+        i.clean_offline_broker();
         i.unregister_consumer("g", false, WAIT);
         assert_eq!(
             found.expect("no overflow"),
