@@ -677,6 +677,12 @@ fn compression_name(sys_flag: i32) -> &'static str {
 
 /// Decompresses a stored body by the compression type in `sys_flag`, reading at most
 /// `max_body_size` bytes of output.
+///
+/// Memory: the output buffer never grows past `max_body_size + 1` bytes, whatever the body
+/// claims or holds. Besides it, each codec has a working set bounded independently of the input:
+/// zlib its 32 KiB window; LZ4 one compressed and one decompressed block (the frame's block size,
+/// at most 4 MiB each, 8 MiB + 64 KiB in linked mode); ZSTD its history window, which is kept no
+/// larger than `max_body_size` (see [`zstd_reader`]), plus two 128 KiB blocks.
 fn decompress(body: &[u8], sys_flag: i32, max_body_size: usize) -> Result<Bytes, CodecError> {
     let name = compression_name(sys_flag);
     let err = |e: std::io::Error| CodecError::Decompress(format!("{name}: {e}"));
@@ -696,7 +702,7 @@ fn decompress(body: &[u8], sys_flag: i32, max_body_size: usize) -> Result<Bytes,
         .map_err(err),
         // zstd-jni's ZstdOutputStream writes standard Zstandard frames.
         "ZSTD" => {
-            let dec = ruzstd::decoding::StreamingDecoder::new(body)
+            let dec = zstd_reader(body, max_body_size)
                 .map_err(|e| CodecError::Decompress(format!("{name}: {e}")))?;
             read_bounded(dec, body.len(), max_body_size).map_err(err)
         }
@@ -706,17 +712,128 @@ fn decompress(body: &[u8], sys_flag: i32, max_body_size: usize) -> Result<Bytes,
     }
 }
 
+/// The Zstandard frame magic number, as it appears on the wire (little endian).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// A streaming decoder of the Zstandard frame `body` whose memory stays within about
+/// `max_body_size`.
+///
+/// The decoder keeps the frame's whole declared window of history before it hands out a byte,
+/// and a frame may declare a window of up to 128 MiB (the library's limit) with almost no input.
+/// But no match can reach back past the start of the content, and content past `max_body_size`
+/// is refused anyway, so a window larger than `max_body_size` is never needed: the frame header
+/// is read first and
+/// - a declared content size past `max_body_size` is refused at once;
+/// - a declared window larger than the smallest window descriptor covering `max_body_size` is
+///   replaced by that descriptor (the header has no checksum), so every frame whose content fits
+///   the bound still decodes, with the smaller window.
+fn zstd_reader(
+    body: &[u8],
+    max_body_size: usize,
+) -> Result<impl Read + '_, std::borrow::Cow<'static, str>> {
+    let max = u64::try_from(max_body_size).unwrap_or(u64::MAX);
+    let mut header = [0u8; 6];
+    let mut header_len = 0;
+    let mut window_limit = zstd_window(ZSTD_MIN_WINDOW_DESCRIPTOR);
+    if let (Some(magic), Some(&descriptor)) = (body.get(..4), body.get(4)) {
+        if magic == ZSTD_MAGIC {
+            let single_segment = descriptor & 0x20 != 0;
+            let fcs_flag = descriptor >> 6;
+            let dict_len = [0usize, 1, 2, 4][usize::from(descriptor & 0x3)];
+            let fcs_len = match (fcs_flag, single_segment) {
+                (0, false) => 0,
+                (0, true) => 1,
+                (1, _) => 2,
+                (2, _) => 4,
+                _ => 8,
+            };
+            let fcs_at = 5 + usize::from(!single_segment) + dict_len;
+            if let Some(field) = body.get(fcs_at..fcs_at + fcs_len).filter(|f| !f.is_empty()) {
+                let mut le = [0u8; 8];
+                le[..fcs_len].copy_from_slice(field);
+                let declared = u64::from_le_bytes(le) + if fcs_len == 2 { 256 } else { 0 };
+                if declared > max {
+                    return Err(format!(
+                        "the frame declares {declared} bytes of content, past the maximum of \
+                         {max_body_size} bytes"
+                    )
+                    .into());
+                }
+                window_limit = window_limit.max(declared);
+            }
+            if !single_segment {
+                if let Some(&declared) = body.get(5) {
+                    let covering = zstd_covering_window_descriptor(max);
+                    header_len = 6;
+                    header.copy_from_slice(&body[..6]);
+                    if zstd_window(declared) > zstd_window(covering) {
+                        header[5] = covering;
+                    }
+                    window_limit = window_limit.max(zstd_window(header[5]));
+                }
+            }
+        }
+    }
+    let source = std::io::Cursor::new(header)
+        .take(header_len as u64)
+        .chain(&body[header_len..]);
+    // The library's own default limit still applies to single-segment frames (their window is
+    // their content size, checked against the bound above).
+    let limit = window_limit.max(ruzstd::decoding::DEFAULT_MAX_WINDOW_SIZE);
+    ruzstd::decoding::StreamingDecoder::new_with_max_window_size(source, limit)
+        .map_err(|e| e.to_string().into())
+}
+
+/// The smallest Zstandard window descriptor (1 KiB).
+const ZSTD_MIN_WINDOW_DESCRIPTOR: u8 = 0;
+
+/// The window a Zstandard window descriptor declares: `2^(10 + exponent) * (1 + mantissa/8)`.
+fn zstd_window(descriptor: u8) -> u64 {
+    let base = 1u64 << (10 + (descriptor >> 3));
+    base + (base / 8) * u64::from(descriptor & 0x7)
+}
+
+/// The smallest window descriptor whose window is at least `bytes` (the largest one if none).
+fn zstd_covering_window_descriptor(bytes: u64) -> u8 {
+    (0..=u8::MAX)
+        .find(|&d| zstd_window(d) >= bytes)
+        .unwrap_or(u8::MAX)
+}
+
 /// Reads `r` to the end, failing once the output exceeds `max` bytes (without reading more
-/// than one byte past it).
-fn read_bounded(r: impl Read, input_len: usize, max: usize) -> std::io::Result<Bytes> {
-    let mut out = Vec::with_capacity(input_len.saturating_mul(4).min(max));
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    r.take(limit).read_to_end(&mut out)?;
-    if out.len() > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("the body inflates past the maximum of {max} bytes"),
-        ));
+/// than one byte past it). The buffer grows geometrically from a guess of four times the input,
+/// but never past `max + 1` bytes, so a bomb costs at most the bound.
+fn read_bounded(mut r: impl Read, input_len: usize, max: usize) -> std::io::Result<Bytes> {
+    let limit = max.saturating_add(1);
+    let initial = input_len.saturating_mul(4).max(64).min(limit);
+    let mut out: Vec<u8> = Vec::with_capacity(initial);
+    out.resize(initial, 0);
+    // `out[..filled]` is output; the rest is zeroed space for the next read.
+    let mut filled = 0;
+    loop {
+        if filled == out.len() {
+            if filled == limit {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the body inflates past the maximum of {max} bytes"),
+                ));
+            }
+            let grown = filled.saturating_mul(2).min(limit);
+            // Exact: `resize` alone would double the capacity, past the limit.
+            out.reserve_exact(grown - filled);
+            out.resize(grown, 0);
+        }
+        match r.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.truncate(filled);
+    // The buffer may be up to twice the body, and a message can sit in a process queue a while.
+    if out.capacity() - out.len() > out.len() / 4 {
+        out.shrink_to_fit();
     }
     Ok(Bytes::from(out))
 }
@@ -960,6 +1077,49 @@ mod tests {
         assert_eq!(tags_code(None), 0);
         assert_eq!(tags_code(Some("")), 0);
         assert_eq!(tags_code(Some("TagA")), 2598919);
+    }
+
+    #[test]
+    fn zstd_window_descriptors() {
+        assert_eq!(zstd_window(0), 1024);
+        assert_eq!(zstd_window(1), 1024 + 128);
+        assert_eq!(zstd_window(12 << 3), 4 << 20);
+        assert_eq!(zstd_covering_window_descriptor(0), 0);
+        assert_eq!(zstd_covering_window_descriptor(4 << 20), 12 << 3);
+        assert_eq!(
+            zstd_covering_window_descriptor((4 << 20) + 1),
+            (12 << 3) | 1
+        );
+        assert_eq!(zstd_covering_window_descriptor(u64::MAX), u8::MAX);
+        // Monotonic, so the first covering descriptor is the smallest covering window.
+        assert!((1..=u8::MAX).all(|d| zstd_window(d) > zstd_window(d - 1)));
+    }
+
+    #[test]
+    fn a_zstd_frame_declaring_a_huge_window_still_decodes_when_its_content_fits() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut frame = ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        // No content size, not single-segment: byte 5 is the window descriptor. Declare 128 MiB.
+        assert_eq!(frame[4] & 0xE0, 0, "{:#x}", frame[4]);
+        frame[5] = (27 - 10) << 3;
+        let out = decompress(&frame, MessageSysFlag::COMPRESSION_ZSTD_TYPE, 400_000).unwrap();
+        assert_eq!(out, data);
+        // Under a bound smaller than the content it is refused, with the smaller window.
+        let e = decompress(&frame, MessageSysFlag::COMPRESSION_ZSTD_TYPE, 200_000).unwrap_err();
+        assert!(e.to_string().contains("200000"), "{e}");
+    }
+
+    #[test]
+    fn bounded_reads_stop_exactly_at_the_bound() {
+        let data = vec![1u8; 5000];
+        let out = read_bounded(&data[..], 10, 5000).unwrap();
+        assert_eq!(out.len(), 5000);
+        let e = read_bounded(&data[..], 10, 4999).unwrap_err();
+        assert!(e.to_string().contains("4999"), "{e}");
+        assert!(read_bounded(&[][..], 0, 0).unwrap().is_empty());
     }
 
     #[test]
