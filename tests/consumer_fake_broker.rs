@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
-use rocketmq_sync::codec::MessageDecoder;
+use rocketmq_sync::codec::{MessageDecoder, MessageSysFlag};
 use rocketmq_sync::remoting::protocol::body::FjValue;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
@@ -1099,6 +1099,78 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     // After shutdown every delivery is in the channel: none was repeated.
     let extra: Vec<_> = seen_rx.try_iter().collect();
     assert!(extra.is_empty(), "delivered again: {extra:?}");
+}
+
+/// Three records (offsets 0 to 2) in one pull; offset 1 is zlib-compressed and inflates to
+/// 6 MiB, past Java's default maximum message size (4 MiB).
+fn fake_with_a_6_mib_inflating_record() -> FakeBroker {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+    z.write_all(&[b'z'; 6 << 20]).unwrap();
+    let mut big = MessageExt::new(TOPIC, z.finish().unwrap());
+    big.set_sys_flag(MessageSysFlag::COMPRESSED_FLAG | MessageSysFlag::COMPRESSION_ZLIB_TYPE);
+    big.set_queue_offset(1);
+    big.set_commit_log_offset(1001);
+    let mut records = record(0, 0);
+    records.extend_from_slice(&MessageDecoder::encode(&big, false).unwrap());
+    records.extend_from_slice(&record(2, 0));
+    fake_serving(records, 3)
+}
+
+#[test]
+fn a_body_inflating_past_the_configured_bound_is_skipped_and_counted_and_a_larger_bound_takes_it() {
+    // Default bound: the 6 MiB body is undecodable; the records around it are delivered and the
+    // committed offset passes all three (the undecodable one is logged and counted, not retried).
+    // An 8 MiB bound: all three are delivered, the big one intact.
+    for (bound, want) in [
+        (None, vec![(0, 2), (2, 2)]),
+        (Some(8 << 20), vec![(0, 2), (1, 6 << 20), (2, 2)]),
+    ] {
+        let fake = fake_with_a_6_mib_inflating_record();
+        let (seen_tx, seen_rx) = unbounded();
+        let name = format!("inflate_{}", bound.unwrap_or(0));
+        let mut b = consumer_from_first(&fake, &name, &name);
+        if let Some(bytes) = bound {
+            b = b.max_decompressed_body_size(bytes);
+        }
+        let c = b
+            .register_message_listener_concurrently(
+                move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                    for m in msgs {
+                        seen_tx.send((m.queue_offset(), m.body().len())).unwrap();
+                    }
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                },
+            )
+            .build()
+            .unwrap();
+        c.start().unwrap();
+        let mut got = recv_n(&seen_rx, want.len(), Duration::from_secs(30));
+        got.sort_unstable();
+        assert_eq!(got, want, "bound {bound:?}");
+        wait_commit_offset(&c, 3, Duration::from_secs(10), "the pull is consumed");
+        let stats = c.consume_stats();
+        assert_eq!(
+            stats[TOPIC].undecodable_msgs,
+            u64::from(bound.is_none()),
+            "bound {bound:?}: {stats:?}"
+        );
+        c.shutdown(Duration::from_secs(5)).unwrap();
+        let extra: Vec<_> = seen_rx.try_iter().collect();
+        assert!(extra.is_empty(), "delivered again: {extra:?}");
+    }
+}
+
+#[test]
+fn a_decompression_bound_of_zero_is_refused_at_build() {
+    let fake = start_fake(|_| None);
+    let e = consumer_of(&fake, "zero_bound", "zero-bound")
+        .max_decompressed_body_size(0)
+        .register_message_listener_concurrently(succeeding())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("maxDecompressedBodySize"), "{e}");
 }
 
 #[test]

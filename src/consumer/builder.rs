@@ -10,6 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::client::config::{ClientConfig, ClientOverrides};
 use crate::common::util::now_millis;
+use crate::common::DEFAULT_MAX_BODY_SIZE;
 use crate::consumer::allocate::{AllocateMessageQueueAveragely, AllocateMessageQueueStrategy};
 use crate::consumer::listener::{
     ConsumeMessageHook, MessageListener, MessageListenerConcurrently, MessageListenerOrderly,
@@ -60,6 +61,8 @@ pub(crate) struct ConsumerConfig {
     /// Orderly: the wait before a suspended batch is consumed again (Java
     /// `suspendCurrentQueueTimeMillis`).
     pub(crate) suspend_current_queue_time: Duration,
+    /// The largest body a compressed message may inflate to; a larger one is undecodable.
+    pub(crate) max_decompressed_body_size: usize,
 }
 
 /// Builds a [`DefaultMQPushConsumer`]. Every setter documents Java's default.
@@ -119,6 +122,7 @@ impl DefaultMQPushConsumerBuilder {
                 offset_store_dir: None,
                 offset_moved_fix_delay: crate::consumer::pull::OFFSET_ILLEGAL_FIX_DELAY,
                 suspend_current_queue_time: Duration::from_secs(1),
+                max_decompressed_body_size: DEFAULT_MAX_BODY_SIZE,
             },
             client: ClientConfig::default(),
             client_overrides: ClientOverrides::default(),
@@ -313,6 +317,19 @@ impl DefaultMQPushConsumerBuilder {
         self.cfg.suspend_current_queue_time = time.clamp(SUSPEND_TIME_MIN, SUSPEND_TIME_MAX);
         self
     }
+    setter!(
+        /// The largest size, in bytes, a compressed message body (zlib, LZ4 or ZSTD) may
+        /// inflate to. Default: 4 MiB, Java's default maximum message size; raise it to consume
+        /// producers configured with a larger `maxMessageSize`. `build()` accepts
+        /// 1..=`i32::MAX`.
+        ///
+        /// A body that would inflate past it is not decompressed beyond the bound: its record is
+        /// undecodable. Like any undecodable record it is logged with its queue and offset,
+        /// counted in [`ConsumeStatus::undecodable_msgs`](crate::ConsumeStatus), and skipped:
+        /// the other records of its pull are delivered, and the committed offset moves past it
+        /// once they are consumed. Uncompressed bodies are bounded by the frame size instead.
+        max_decompressed_body_size: usize => max_decompressed_body_size
+    );
     /// Test hook: the delay before a `PULL_OFFSET_MOVED` is fixed (Java: 10 s, not settable).
     #[cfg(feature = "test-util")]
     #[doc(hidden)]
@@ -465,6 +482,12 @@ fn check_config(c: &ConsumerConfig) -> Result<()> {
         1024,
     )?;
     range("pullBatchSize", c.pull_batch_size as i64, 1, 1024)?;
+    range(
+        "maxDecompressedBodySize",
+        i64::try_from(c.max_decompressed_body_size).unwrap_or(i64::MAX),
+        1,
+        i64::from(i32::MAX),
+    )?;
     if c.consume_timeout.is_zero() {
         return Err(Error::config("consumeTimeout must be positive"));
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::common::util::now_millis;
-use crate::common::{MessageDecoder, MessageExt, PullOffsets, DEFAULT_MAX_BODY_SIZE};
+use crate::common::{MessageDecoder, MessageExt, PullOffsets};
 use crate::consumer::offset_store::ReadOffsetType;
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
@@ -346,7 +346,8 @@ impl PushConsumerInner {
             ResponseCode::SUCCESS => {
                 let requested = req.next_offset;
                 let body = resp.take_body().unwrap_or_default();
-                let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+                let batch =
+                    MessageDecoder::decode_batch(body, true, self.cfg.max_decompressed_body_size);
                 req.next_offset = batch.next_pull_offset(header.next_begin_offset);
                 st.next_offset.store(req.next_offset, Ordering::Relaxed);
                 if batch.undecodable() > 0 {
