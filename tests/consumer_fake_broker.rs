@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use rocketmq_sync::codec::{MessageDecoder, MessageSysFlag};
 use rocketmq_sync::remoting::protocol::body::FjValue;
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_sync::testing::{FakeAction, FakeBroker};
+use rocketmq_sync::{ClientConfig, DefaultMQProducer, Message, MessageQueue};
 use rocketmq_sync::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere};
 use rocketmq_sync::{DefaultMQPushConsumer, MessageExt, ServiceState};
 use support::consume::succeeding;
@@ -1099,6 +1101,92 @@ fn an_undecodable_record_is_skipped_and_the_rest_of_its_pull_is_delivered() {
     // After shutdown every delivery is in the channel: none was repeated.
     let extra: Vec<_> = seen_rx.try_iter().collect();
     assert!(extra.is_empty(), "delivered again: {extra:?}");
+}
+
+/// A route of one broker (the fake at `addr`) asking for `i32::MAX` read and write queues.
+fn huge_route_body(addr: &str) -> Vec<u8> {
+    format!(
+        r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{addr}"}},"brokerName":"{BROKER}","cluster":"C"}}],"filterServerTable":{{}},"queueDatas":[{{"brokerName":"{BROKER}","perm":6,"readQueueNums":2147483647,"topicSysFlag":0,"writeQueueNums":2147483647}}]}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_route_asking_for_i32_max_queues_is_refused_and_the_previous_route_is_kept() {
+    // TOPIC's route has one queue until `huge` is set; "HugeTopic"'s route is always huge.
+    let huge = Arc::new(AtomicBool::new(false));
+    let (huge_served_tx, huge_served) = unbounded::<String>();
+    let (pull_tx, pulls) = unbounded::<Instant>();
+    let membership = Membership::default();
+    let addr = membership.addr.clone();
+    let serve_huge = huge.clone();
+    let fake = start_fake_with(membership, move |req| match req.request_code() {
+        RequestCode::GET_ROUTEINFO_BY_TOPIC => {
+            let topic = req.ext_fields().get("topic").unwrap_or("").to_owned();
+            let is_huge = topic == "HugeTopic" || (topic == TOPIC && serve_huge.load(SeqCst));
+            is_huge.then(|| {
+                let body = huge_route_body(addr.get().unwrap());
+                let _ = huge_served_tx.send(topic);
+                FakeAction::Respond(ok().with_body(body))
+            })
+        }
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(no_stored_offset()),
+        RequestCode::PULL_MESSAGE => {
+            let _ = pull_tx.send(Instant::now());
+            Some(pull_answer(field(req, "queueOffset"), 0, None))
+        }
+        _ => None,
+    });
+    let client = ClientConfig::builder()
+        .poll_name_server_interval(Duration::from_millis(100))
+        .build();
+    let c = consumer_from_first(&fake, "huge_route", "huge-route")
+        .client_config(client)
+        .register_message_listener_concurrently(succeeding())
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    pulls
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the consumer pulls its one queue");
+
+    huge.store(true, SeqCst);
+    for _ in 0..3 {
+        let topic = huge_served
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the route is refreshed");
+        assert_eq!(topic, TOPIC);
+    }
+    // The refreshes refused the route and kept the previous one: the consumer still holds its
+    // one queue and goes on pulling it.
+    let refused_at = Instant::now();
+    let deadline = refused_at + Duration::from_secs(10);
+    while pulls.recv_deadline(deadline).expect("still pulling") < refused_at {}
+    let queues: Vec<MessageQueue> = c
+        .queue_stats()
+        .into_iter()
+        .map(|q| q.message_queue)
+        .collect();
+    assert_eq!(queues, [MessageQueue::new(TOPIC, BROKER, 0)]);
+
+    // A producer sending to a topic whose route asks for i32::MAX queues gets an error that says
+    // so, not an allocation failure and not a timeout.
+    let p = DefaultMQProducer::builder("huge_route_producer")
+        .namesrv_addr(fake.addr())
+        .instance_name("huge-route-producer")
+        .build()
+        .unwrap();
+    p.start().unwrap();
+    let e = p
+        .send(&Message::new("HugeTopic", "x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("HugeTopic") && e.contains(BROKER) && e.contains("2147483647"),
+        "{e}"
+    );
+    p.shutdown(Duration::from_secs(5)).unwrap();
+    c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
 /// Three records (offsets 0 to 2) in one pull; offset 1 is zlib-compressed and inflates to

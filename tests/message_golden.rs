@@ -196,7 +196,7 @@ fn golden_route_data_both_forms() {
     let publish = topic_publish_queues("T", &a).unwrap();
     assert_eq!(publish.len(), 4);
     assert_eq!(publish[3], MessageQueue::new("T", "broker-a", 3));
-    assert_eq!(topic_subscribe_queues("T", &a), publish);
+    assert_eq!(topic_subscribe_queues("T", &a).unwrap(), publish);
 }
 
 #[test]

@@ -61,7 +61,9 @@ impl MQClientAPI {
     }
 
     /// GET_ROUTEINFO_BY_TOPIC. `TOPIC_NOT_EXIST` becomes [`Error::Client`] with code 17, as Java's
-    /// `MQClientException`.
+    /// `MQClientException`. A route whose queue counts are nonsense (negative, or more than
+    /// [`MAX_ROUTE_QUEUES`](crate::common::route::MAX_ROUTE_QUEUES) queues) is an
+    /// [`Error::Codec`] that names the topic, broker and value.
     pub(crate) fn get_topic_route_info_from_name_server(
         &self,
         topic: &str,
@@ -84,7 +86,10 @@ impl MQClientAPI {
                         format!("empty route body for topic {topic}"),
                     )
                 })?;
-                Ok(TopicRouteData::decode(body)?)
+                let route = TopicRouteData::decode(body)?;
+                // Before anyone builds queues from it: a count of i32::MAX would be 2^31 queues.
+                route.check_queue_counts(topic)?;
+                Ok(route)
             }
             ResponseCode::TOPIC_NOT_EXIST => Err(Error::client(
                 ResponseCode::TOPIC_NOT_EXIST.0,

@@ -817,6 +817,14 @@ impl MQClientInstance {
     /// Fetches `topic`'s route and installs it if it changed. Returns `true` when a route is
     /// known afterwards.
     pub(crate) fn update_topic_route_info_from_name_server(&self, topic: &str) -> bool {
+        matches!(self.update_route(topic, None), Ok(true))
+    }
+
+    /// [`update_topic_route_info_from_name_server`](Self::update_topic_route_info_from_name_server),
+    /// but a route the name server sent and the client refused (it does not decode, or its
+    /// queue counts are nonsense) is that error rather than `false`, for a caller that can
+    /// report it. The previous route is kept either way.
+    pub(crate) fn try_update_topic_route_info_from_name_server(&self, topic: &str) -> Result<bool> {
         self.update_route(topic, None)
     }
 
@@ -828,13 +836,16 @@ impl MQClientInstance {
         topic: &str,
         default_queue_nums: i32,
     ) -> bool {
-        self.update_route(topic, Some(default_queue_nums))
+        matches!(self.update_route(topic, Some(default_queue_nums)), Ok(true))
     }
 
-    fn update_route(&self, topic: &str, default_queue_nums: Option<i32>) -> bool {
+    /// Fetches and installs a route. `Ok(false)` when no route could be had (lock timeout, name
+    /// server unreachable, topic unknown); `Err` when the name server's answer was refused
+    /// ([`Error::Codec`]). Neither touches the installed route.
+    fn update_route(&self, topic: &str, default_queue_nums: Option<i32>) -> Result<bool> {
         let Some(_guard) = self.route_lock.try_lock_for(Duration::from_secs(3)) else {
             log::warn!("updateTopicRouteInfoFromNameServer tryLock timeout 3000ms");
-            return false;
+            return Ok(false);
         };
         let timeout = self.config.mq_client_api_timeout;
         let fetched = match default_queue_nums {
@@ -855,6 +866,13 @@ impl MQClientInstance {
         };
         let mut route = match fetched {
             Ok(r) => r,
+            Err(e @ Error::Codec(_)) => {
+                log::warn!(
+                    "updateTopicRouteInfoFromNameServer for {topic}: refused the name server's \
+                     route, keeping the previous one: {e}"
+                );
+                return Err(e);
+            }
             Err(e) => {
                 let quiet = topic.starts_with("%RETRY%")
                     || topic == AUTO_CREATE_TOPIC_KEY_TOPIC
@@ -865,7 +883,7 @@ impl MQClientInstance {
                 } else {
                     log::warn!("updateTopicRouteInfoFromNameServer for {topic} failed: {e}");
                 }
-                return false;
+                return Ok(false);
             }
         };
         route
@@ -900,16 +918,20 @@ impl MQClientInstance {
                 }
                 Err(e) => log::warn!("route of {topic} is unusable for sending: {e}"),
             }
-            let subscribe = crate::common::topic_subscribe_queues(topic, &route);
-            for c in &consumers {
-                c.update_topic_subscribe_info(topic, subscribe.clone());
+            match crate::common::topic_subscribe_queues(topic, &route) {
+                Ok(subscribe) => {
+                    for c in &consumers {
+                        c.update_topic_subscribe_info(topic, subscribe.clone());
+                    }
+                }
+                Err(e) => log::warn!("route of {topic} is unusable for consuming: {e}"),
             }
             log::info!("topicRouteTable.put. Topic = {topic}, TopicRouteData[{route:?}]");
             self.topic_route_table
                 .write()
                 .insert(topic.to_owned(), route);
         }
-        true
+        Ok(true)
     }
 
     /// The master address of `broker_name` (Java `findBrokerAddressInPublish`).

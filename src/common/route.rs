@@ -14,6 +14,11 @@ pub const PERM_READ: i32 = 4;
 pub const PERM_WRITE: i32 = 2;
 /// Broker id of a master.
 pub const MASTER_ID: i64 = 0;
+/// The most queues a topic route may give a client, over all its brokers, counting read and
+/// write queues separately. The counts are `i32`s from the name server: without a bound, a
+/// route asking for `i32::MAX` queues makes the client build 2^31 queue values. Java has no
+/// bound; real topics have a few to a few hundred queues per broker.
+pub const MAX_ROUTE_QUEUES: usize = 65_536;
 
 /// A topic's route: which brokers hold it and how many queues each has (Java `TopicRouteData`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +81,54 @@ impl BrokerData {
 }
 
 impl TopicRouteData {
+    /// Checks the queue counts `topic`'s route asks a client to build, before anything is built:
+    /// every `readQueueNums`, `writeQueueNums` and `orderTopicConf` count must be 0 or more, and
+    /// each kind must add up to at most [`MAX_ROUTE_QUEUES`]. The error names the topic, the
+    /// broker, the field and the value.
+    pub fn check_queue_counts(&self, topic: &str) -> Result<(), CodecError> {
+        let order_counts = self.order_topic_counts(topic)?;
+        let reads = self
+            .queue_datas
+            .iter()
+            .map(|qd| ("readQueueNums", qd.broker_name.as_str(), qd.read_queue_nums));
+        let writes = self.queue_datas.iter().map(|qd| {
+            (
+                "writeQueueNums",
+                qd.broker_name.as_str(),
+                qd.write_queue_nums,
+            )
+        });
+        check_counts(topic, reads)?;
+        check_counts(topic, writes)?;
+        check_counts(topic, order_counts.into_iter())
+    }
+
+    /// The `(broker, count)` entries of a non-empty `orderTopicConf`
+    /// (`"broker-a:4;broker-b:4"`). A malformed entry is an error (Java throws
+    /// `NumberFormatException` and the route update fails).
+    fn order_topic_counts<'a>(
+        &'a self,
+        topic: &str,
+    ) -> Result<Vec<(&'static str, &'a str, i32)>, CodecError> {
+        let Some(conf) = self.order_topic_conf.as_deref().filter(|c| !c.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        conf.split(';')
+            .filter(|e| !e.is_empty())
+            .map(|entry| {
+                let invalid = || {
+                    CodecError::Json(format!(
+                        "TopicRouteData of topic {topic}: orderTopicConf {conf:?} has the entry \
+                         {entry:?}, not brokerName:queueNum"
+                    ))
+                };
+                let (broker, nums) = entry.split_once(':').ok_or_else(invalid)?;
+                let nums: i32 = nums.trim().parse().map_err(|_| invalid())?;
+                Ok(("orderTopicConf", broker, nums))
+            })
+            .collect()
+    }
+
     /// Decodes a `GET_ROUTEINFO_BY_TOPIC` body. Accepts standard JSON and fastjson's default
     /// form, which writes integer map keys unquoted (`"brokerAddrs":{0:"127.0.0.1:10911"}`), as
     /// older name servers send.
@@ -83,6 +136,32 @@ impl TopicRouteData {
         let json = quote_numeric_keys(body);
         serde_json::from_slice(&json).map_err(|e| CodecError::Json(format!("TopicRouteData: {e}")))
     }
+}
+
+/// Checks one kind of queue count of `topic`'s route: `(field, broker, count)` entries, each 0
+/// or more, adding up to at most [`MAX_ROUTE_QUEUES`].
+fn check_counts<'a>(
+    topic: &str,
+    counts: impl Iterator<Item = (&'static str, &'a str, i32)>,
+) -> Result<(), CodecError> {
+    let mut total: usize = 0;
+    for (field, broker, n) in counts {
+        let refuse = |why: String| {
+            Err(CodecError::Json(format!(
+                "TopicRouteData of topic {topic}: broker {broker} has {field} {n}, {why}"
+            )))
+        };
+        let Ok(n) = usize::try_from(n) else {
+            return refuse("a negative queue count".to_owned());
+        };
+        total = total.saturating_add(n);
+        if total > MAX_ROUTE_QUEUES {
+            return refuse(format!(
+                "which makes {total} queues, past the maximum of {MAX_ROUTE_QUEUES} per route"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Quotes bare integer object keys outside strings (`{0:"a",-1:"b"}` → `{"0":"a","-1":"b"}`), so
@@ -153,22 +232,19 @@ fn quote_numeric_keys(src: &[u8]) -> Cow<'_, [u8]> {
 /// broker in that order. Otherwise, brokers sorted by name, the `0..writeQueueNums` queues of every
 /// writeable broker that has a master.
 ///
-/// A malformed `orderTopicConf` entry is an error (Java throws `NumberFormatException` and the
-/// route update fails), rather than a silently shorter queue list that would reorder every
-/// ordered key.
+/// The counts are checked first ([`TopicRouteData::check_queue_counts`]): a negative count or
+/// more than [`MAX_ROUTE_QUEUES`] queues is an error, and so is a malformed `orderTopicConf`
+/// entry (Java throws `NumberFormatException` and the route update fails), rather than a silently
+/// shorter queue list that would reorder every ordered key.
 pub fn topic_publish_queues(
     topic: &str,
     route: &TopicRouteData,
 ) -> Result<Vec<MessageQueue>, CodecError> {
+    route.check_queue_counts(topic)?;
     let mut queues = Vec::new();
-    if let Some(conf) = route.order_topic_conf.as_deref().filter(|c| !c.is_empty()) {
-        for entry in conf.split(';').filter(|e| !e.is_empty()) {
-            let invalid = || CodecError::InvalidField {
-                field: "orderTopicConf",
-                value: conf.to_owned(),
-            };
-            let (broker, nums) = entry.split_once(':').ok_or_else(invalid)?;
-            let nums: i32 = nums.trim().parse().map_err(|_| invalid())?;
+    let order_counts = route.order_topic_counts(topic)?;
+    if !order_counts.is_empty() {
+        for (_, broker, nums) in order_counts {
             queues.extend((0..nums).map(|i| MessageQueue::new(topic, broker, i)));
         }
         return Ok(queues);
@@ -192,8 +268,12 @@ pub fn topic_publish_queues(
 
 /// The queues a consumer may pull from (Java `topicRouteData2TopicSubscribeInfo`): queues
 /// `0..readQueueNums` of every readable broker, sorted and without duplicates. No master is
-/// required.
-pub fn topic_subscribe_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
+/// required. The counts are checked first, as for [`topic_publish_queues`].
+pub fn topic_subscribe_queues(
+    topic: &str,
+    route: &TopicRouteData,
+) -> Result<Vec<MessageQueue>, CodecError> {
+    route.check_queue_counts(topic)?;
     let mut queues: Vec<MessageQueue> = route
         .queue_datas
         .iter()
@@ -204,7 +284,7 @@ pub fn topic_subscribe_queues(topic: &str, route: &TopicRouteData) -> Vec<Messag
         .collect();
     queues.sort();
     queues.dedup();
-    queues
+    Ok(queues)
 }
 
 #[cfg(test)]
@@ -286,7 +366,7 @@ mod tests {
         );
         assert!(q.iter().all(|m| m.topic == "T"));
 
-        let sub = topic_subscribe_queues("T", &route);
+        let sub = topic_subscribe_queues("T", &route).unwrap();
         assert_eq!(sub.len(), 4 + 2 + 2 + 2);
         assert_eq!(sub[0], MessageQueue::new("T", "broker-a", 0));
         assert_eq!(sub.last(), Some(&MessageQueue::new("T", "broker-d", 1)));
@@ -316,5 +396,53 @@ mod tests {
             };
             assert!(topic_publish_queues("T", &route).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nonsense_queue_counts_are_refused_before_anything_is_built() {
+        let route = |datas: Vec<QueueData>| TopicRouteData {
+            broker_datas: datas.iter().map(|q| bd(&q.broker_name, &[0])).collect(),
+            queue_datas: datas,
+            ..Default::default()
+        };
+        let refused = |r: &TopicRouteData| {
+            let e = r.check_queue_counts("T").unwrap_err().to_string();
+            assert!(topic_publish_queues("T", r).is_err(), "{e}");
+            assert!(topic_subscribe_queues("T", r).is_err(), "{e}");
+            e
+        };
+        // i32::MAX queues would be 2^31 MessageQueues.
+        let e = refused(&route(vec![qd("broker-a", i32::MAX, 4, 6)]));
+        assert!(
+            e.contains("topic T")
+                && e.contains("broker broker-a")
+                && e.contains("readQueueNums 2147483647"),
+            "{e}"
+        );
+        let e = refused(&route(vec![qd("broker-a", 4, -1, 6)]));
+        assert!(
+            e.contains("writeQueueNums -1") && e.contains("negative"),
+            "{e}"
+        );
+        // Many brokers each within bounds, too many in all.
+        let many: Vec<QueueData> = (0..17)
+            .map(|i| qd(&format!("broker-{i:02}"), 4096, 4, 6))
+            .collect();
+        let e = refused(&route(many));
+        assert!(e.contains("broker broker-16") && e.contains("69632"), "{e}");
+        // A queue count the broker cannot use (no read permission) is checked all the same.
+        refused(&route(vec![qd("broker-a", i32::MIN, 4, PERM_WRITE)]));
+        let ordered = TopicRouteData {
+            order_topic_conf: Some(format!("broker-a:{}", i32::MAX)),
+            ..Default::default()
+        };
+        let e = refused(&ordered);
+        assert!(e.contains("orderTopicConf 2147483647"), "{e}");
+        // Exactly the maximum is fine.
+        let full = route(vec![qd("broker-a", MAX_ROUTE_QUEUES as i32, 0, 6)]);
+        assert_eq!(
+            topic_subscribe_queues("T", &full).unwrap().len(),
+            MAX_ROUTE_QUEUES
+        );
     }
 }

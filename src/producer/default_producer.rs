@@ -782,7 +782,9 @@ impl ProducerInner {
                 .write()
                 .entry(topic.to_owned())
                 .or_insert_with(|| Arc::new(TopicPublishInfo::default()));
-            instance.update_topic_route_info_from_name_server(topic);
+            // A route the client refused is reported as it is, and not replaced by the
+            // auto-create topic's route: the topic exists, its route is what is wrong.
+            instance.try_update_topic_route_info_from_name_server(topic)?;
             info = self.publish_info.read().get(topic).cloned();
         }
         let has_route = info.as_ref().is_some_and(|i| i.have_topic_router_info);
