@@ -335,6 +335,192 @@ fn broker_requests_are_answered_on_the_callback_pool() {
     c.shutdown(Duration::from_secs(5)).unwrap();
 }
 
+/// A fake whose one queue stays empty: for tests of the requests it pushes to the client.
+fn idle_fake() -> FakeBroker {
+    start_fake(|req| match req.request_code() {
+        RequestCode::QUERY_CONSUMER_OFFSET => Some(no_stored_offset()),
+        RequestCode::PULL_MESSAGE => Some(pull_answer(field(req, "queueOffset"), 0, None)),
+        _ => None,
+    })
+}
+
+/// A CONSUME_MESSAGE_DIRECTLY of a message with body `body`, for `group`.
+fn direct_request(group: &str, body: &str) -> RemotingCommand {
+    let stored = MessageDecoder::encode(&MessageExt::new(TOPIC, body.to_owned()), false).unwrap();
+    broker_request(
+        RequestCode::CONSUME_MESSAGE_DIRECTLY,
+        &[("consumerGroup", group), ("brokerName", BROKER)],
+        Some(stored.to_vec()),
+    )
+}
+
+/// The client's response to the pushed request with `opaque`, waiting at most `within`.
+fn response_to(fake: &FakeBroker, opaque: i32, within: Duration) -> Option<RemotingCommand> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = fake.received_responses();
+        if let Some(r) = seen.into_iter().find(|r| r.opaque() == opaque) {
+            return Some(r);
+        }
+        // Any response wakes the wait; the collected list is looked at again.
+        let _ = fake.recv_response(deadline.checked_duration_since(Instant::now())?);
+    }
+}
+
+/// Started consumer of `group` whose listener (orderly or concurrent) sends the name of the
+/// thread it runs on to the returned receiver, then blocks until the returned sender is dropped
+/// (at most 30 s).
+fn blocking_consumer(
+    fake: &FakeBroker,
+    group: &str,
+    orderly: bool,
+    client: ClientConfig,
+) -> (DefaultMQPushConsumer, Receiver<String>, Sender<()>) {
+    let (entered_tx, entered) = unbounded();
+    let (release, released) = unbounded::<()>();
+    let block = move || {
+        let name = std::thread::current().name().unwrap_or("?").to_owned();
+        let _ = entered_tx.send(name);
+        let _ = released.recv_timeout(Duration::from_secs(30));
+    };
+    let b = consumer_from_first(fake, group, group).client_config(client);
+    let b = if orderly {
+        b.register_message_listener_orderly(
+            move |_: &[MessageExt], _: &mut rocketmq_sync::ConsumeOrderlyContext| {
+                block();
+                rocketmq_sync::ConsumeOrderlyStatus::Success
+            },
+        )
+    } else {
+        b.register_message_listener_concurrently(
+            move |_: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                block();
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+    };
+    let c = b.build().unwrap();
+    c.start().unwrap();
+    (c, entered, release)
+}
+
+/// Asserts `r` is CONSUME_MESSAGE_DIRECTLY's SUCCESS answer with `CR_SUCCESS`.
+fn assert_consumed_directly(r: &RemotingCommand) {
+    assert_eq!(r.response_code(), ResponseCode::SUCCESS, "{:?}", r.remark());
+    let v: serde_json::Value = serde_json::from_slice(r.body().unwrap()).unwrap();
+    assert_eq!(v["consumeResult"], "CR_SUCCESS", "{v}");
+}
+
+#[test]
+fn consume_directly_runs_the_listener_on_the_consume_pool_not_the_callback_pool() {
+    for orderly in [false, true] {
+        let fake = idle_fake();
+        let group = if orderly {
+            "direct_orderly"
+        } else {
+            "direct_concurrently"
+        };
+        // One callback thread: a listener blocking it would stall every other broker request
+        // and every pull callback.
+        let client = ClientConfig::builder()
+            .client_callback_executor_threads(1)
+            .build();
+        let (c, entered, release) = blocking_consumer(&fake, group, orderly, client);
+        let direct = direct_request(group, "direct");
+        push_to_client(&fake, &direct);
+        let thread = entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the listener runs");
+
+        // While the listener blocks, the client answers another broker request.
+        let client_id = c.client_id().unwrap();
+        let info = broker_request(
+            RequestCode::GET_CONSUMER_RUNNING_INFO,
+            &[
+                ("consumerGroup", group),
+                ("clientId", &client_id),
+                ("jstackEnable", "false"),
+            ],
+            None,
+        );
+        push_to_client(&fake, &info);
+        let r = response_to(&fake, info.opaque(), Duration::from_secs(10)).unwrap_or_else(|| {
+            panic!(
+                "orderly {orderly}: GET_CONSUMER_RUNNING_INFO was not answered while the \
+                 listener of CONSUME_MESSAGE_DIRECTLY blocked on thread {thread}"
+            )
+        });
+        assert_eq!(r.response_code(), ResponseCode::SUCCESS);
+        assert!(
+            thread.starts_with("rmq-cons-"),
+            "orderly {orderly}: the listener ran on {thread}, not on the consume pool"
+        );
+        assert!(
+            response_to(&fake, direct.opaque(), Duration::ZERO).is_none(),
+            "answered before the listener returned"
+        );
+
+        // The answer goes back once the listener returns.
+        drop(release);
+        let r = response_to(&fake, direct.opaque(), Duration::from_secs(10))
+            .expect("CONSUME_MESSAGE_DIRECTLY is answered");
+        assert_consumed_directly(&r);
+        c.shutdown(Duration::from_secs(5)).unwrap();
+    }
+}
+
+#[test]
+fn consume_directly_past_the_in_flight_bound_is_answered_system_busy() {
+    // The client's bound: 8 direct consumes of one consumer at once (MAX_DIRECT_CONSUMES).
+    const BOUND: usize = 8;
+    let fake = idle_fake();
+    let group = "direct_busy";
+    let (c, entered, release) =
+        blocking_consumer(&fake, group, false, ClientConfig::builder().build());
+    let held: Vec<RemotingCommand> = (0..BOUND)
+        .map(|i| direct_request(group, &format!("d{i}")))
+        .collect();
+    for r in &held {
+        push_to_client(&fake, r);
+    }
+    // All of them run at once, on the consume pool (20 threads), whatever the callback pool.
+    let threads = recv_n(&entered, BOUND, Duration::from_secs(10));
+    assert!(
+        threads.iter().all(|t| t.starts_with("rmq-cons-")),
+        "{threads:?}"
+    );
+
+    // One more is refused at once, without reaching the listener.
+    let over = direct_request(group, "over");
+    push_to_client(&fake, &over);
+    let r = response_to(&fake, over.opaque(), Duration::from_secs(10))
+        .expect("the request past the bound is answered while the others block");
+    assert_eq!(
+        r.response_code(),
+        ResponseCode::SYSTEM_BUSY,
+        "{:?}",
+        r.remark()
+    );
+    assert!(r.remark().unwrap_or("").contains(group), "{:?}", r.remark());
+
+    drop(release);
+    for r in &held {
+        let answer = response_to(&fake, r.opaque(), Duration::from_secs(10))
+            .expect("each held request is answered once its listener returns");
+        assert_consumed_directly(&answer);
+    }
+    assert!(
+        entered.try_iter().all(|_| false),
+        "the refused request reached the listener"
+    );
+    // Their places are free again.
+    let again = direct_request(group, "again");
+    push_to_client(&fake, &again);
+    let r = response_to(&fake, again.opaque(), Duration::from_secs(10)).expect("answered");
+    assert_consumed_directly(&r);
+    c.shutdown(Duration::from_secs(5)).unwrap();
+}
+
 /// A fake whose queue holds `records` (stored records from offset 0), all returned by one pull
 /// from offset 0 with `nextBeginOffset` and `maxOffset` = `next`, `minOffset` 0. Later pulls find
 /// nothing; `send_back` answers CONSUMER_SEND_MSG_BACK; sends to the retry topic fail (no route).

@@ -35,6 +35,7 @@ use crate::remoting::protocol::header::{
     SearchOffsetRequestHeader, SearchOffsetResponseHeader,
 };
 use crate::remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
+use crate::remoting::protocol::ResponseCode;
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig};
 use crate::service_state::ServiceState;
@@ -49,6 +50,23 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long an instance released by a dropped producer or consumer waits for its threads.
 pub(crate) const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How a `CONSUME_MESSAGE_DIRECTLY` ended.
+#[derive(Debug)]
+pub(crate) enum DirectConsumeOutcome {
+    /// The listener ran (Java `ConsumeMessageDirectlyResult`): the `CMResult` name, the panic
+    /// message if it panicked, and the milliseconds it took.
+    Consumed {
+        result: &'static str,
+        remark: Option<String>,
+        spent_ms: u64,
+    },
+    /// The listener did not run: the response code and why.
+    Refused(ResponseCode, String),
+}
+
+/// Receives the outcome of a `CONSUME_MESSAGE_DIRECTLY`, once, on whatever thread it is known.
+pub(crate) type DirectConsumeReply = Box<dyn FnOnce(DirectConsumeOutcome) + Send>;
+
 /// What the instance needs from a registered consumer.
 pub(crate) trait MQConsumerInner: Send + Sync {
     fn consumer_data(&self) -> ConsumerData;
@@ -56,11 +74,15 @@ pub(crate) trait MQConsumerInner: Send + Sync {
     fn update_topic_subscribe_info(&self, topic: &str, mqs: Vec<MessageQueue>);
     fn is_subscribe_topic_need_update(&self, topic: &str) -> bool;
     fn do_rebalance(&self);
+    /// `CONSUME_MESSAGE_DIRECTLY`: decodes `stored` (one stored record) and runs the listener
+    /// on it on the consumer's own pool, never on the calling (callback) thread; `reply` gets
+    /// the outcome when the listener returns, or at once if the request is refused.
     fn consume_message_directly(
         &self,
-        msg: crate::common::MessageExt,
+        stored: &bytes::Bytes,
         broker_name: &str,
-    ) -> (&'static str, Option<String>, u64);
+        reply: DirectConsumeReply,
+    );
     fn running_info(&self) -> ConsumerRunningInfo;
     fn reset_offset(&self, topic: &str, offsets: &HashMap<MessageQueue, i64>);
     fn offsets_of_topic(&self, topic: &str) -> HashMap<MessageQueue, i64>;
@@ -876,8 +898,7 @@ impl MQClientInstance {
             Err(e) => {
                 let quiet = topic.starts_with("%RETRY%")
                     || topic == AUTO_CREATE_TOPIC_KEY_TOPIC
-                    || e.response_code()
-                        == Some(crate::remoting::protocol::ResponseCode::TOPIC_NOT_EXIST);
+                    || e.response_code() == Some(ResponseCode::TOPIC_NOT_EXIST);
                 if quiet {
                     log::debug!("route of {topic} not available: {e}");
                 } else {
@@ -1178,12 +1199,12 @@ mod tests {
             false
         }
         fn do_rebalance(&self) {}
-        fn consume_message_directly(
-            &self,
-            _: crate::common::MessageExt,
-            _: &str,
-        ) -> (&'static str, Option<String>, u64) {
-            ("CR_SUCCESS", None, 0)
+        fn consume_message_directly(&self, _: &bytes::Bytes, _: &str, reply: DirectConsumeReply) {
+            reply(DirectConsumeOutcome::Consumed {
+                result: "CR_SUCCESS",
+                remark: None,
+                spent_ms: 0,
+            })
         }
         fn running_info(&self) -> ConsumerRunningInfo {
             unimplemented!("not asked in these tests")

@@ -1,11 +1,12 @@
 //! Requests the broker sends to consumers (Java `ClientRemotingProcessor`): they run on the
-//! callback pool, never on the io thread.
+//! callback pool, never on the io thread, and none of them runs user code there (a listener
+//! called for `CONSUME_MESSAGE_DIRECTLY` runs on the consumer's pool).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use crate::client::instance::{MQClientInstance, MQConsumerInner};
-use crate::common::{MessageDecoder, MessageQueue};
+use crate::client::instance::{DirectConsumeOutcome, MQClientInstance, MQConsumerInner};
+use crate::common::MessageQueue;
 use crate::error::CodecError;
 use crate::remoting::protocol::body::{ConsumerRunningInfo, FjValue, ResetOffsetBody};
 use crate::remoting::protocol::header::{
@@ -43,7 +44,7 @@ pub(crate) fn register(instance: &Arc<MQClientInstance>) {
     let w = Arc::downgrade(instance);
     remoting.register_processor(
         RequestCode::CONSUME_MESSAGE_DIRECTLY,
-        Arc::new(move |_: &RequestContext, req: RemotingCommand| consume_directly(&w, &req)),
+        Arc::new(move |ctx: &RequestContext, req: RemotingCommand| consume_directly(&w, ctx, &req)),
     );
     let w = Arc::downgrade(instance);
     remoting.register_processor(
@@ -160,7 +161,15 @@ fn add_instance_properties(info: &mut ConsumerRunningInfo, namesrv_addrs: &[Stri
     );
 }
 
-fn consume_directly(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option<RemotingCommand> {
+/// `CONSUME_MESSAGE_DIRECTLY` (an admin asking, through the broker, for one stored message to
+/// be consumed now). The listener may take long, so it does not run here on the callback pool:
+/// the consumer runs it on its own consume pool, and the answer is sent when it returns. The
+/// callback thread is free at once for other requests and pull callbacks.
+fn consume_directly(
+    w: &Weak<MQClientInstance>,
+    ctx: &RequestContext,
+    req: &RemotingCommand,
+) -> Option<RemotingCommand> {
     let instance = w.upgrade()?;
     let h: ConsumeMessageDirectlyResultRequestHeader = match req.decode_header() {
         Ok(h) => h,
@@ -173,16 +182,34 @@ fn consume_directly(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option
             "no message in the request".into(),
         );
     };
-    let msg = match MessageDecoder::decode(body, true, true) {
-        Ok(m) => m,
-        Err(e) => return error_response(req, ResponseCode::SYSTEM_ERROR, e.to_string()),
-    };
     let c = match consumer_of(&instance, req, &h.consumer_group) {
         Ok(c) => c,
         Err(resp) => return resp,
     };
     let broker = h.broker_name.unwrap_or_default();
-    let (result, remark, spent) = c.consume_message_directly(msg, &broker);
+    let responder = ctx.defer_response();
+    c.consume_message_directly(
+        body,
+        &broker,
+        Box::new(move |outcome| responder.send(direct_response(outcome))),
+    );
+    None
+}
+
+/// The answer to `CONSUME_MESSAGE_DIRECTLY`: Java's `ConsumeMessageDirectlyResult` as JSON, or
+/// the refusal.
+fn direct_response(outcome: DirectConsumeOutcome) -> RemotingCommand {
+    let (result, remark, spent) = match outcome {
+        DirectConsumeOutcome::Consumed {
+            result,
+            remark,
+            spent_ms,
+        } => (result, remark, spent_ms),
+        DirectConsumeOutcome::Refused(code, remark) => {
+            log::warn!("CONSUME_MESSAGE_DIRECTLY refused ({code}): {remark}");
+            return RemotingCommand::response(code, Some(remark));
+        }
+    };
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Result<'a> {
@@ -201,7 +228,7 @@ fn consume_directly(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option
         spent_time_mills: spent,
     })
     .expect("plain struct serialises");
-    Some(RemotingCommand::response_to(req, ResponseCode::SUCCESS, None).with_body(json))
+    RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(json)
 }
 
 fn consumer_status(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option<RemotingCommand> {
@@ -237,7 +264,12 @@ fn consumer_status(w: &Weak<MQClientInstance>, req: &RemotingCommand) -> Option<
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::remoting::protocol::RequestCode;
+    use crate::remoting::{RemotingClient, RemotingClientConfig};
+    use crate::testing::FakeBroker;
 
     #[test]
     fn the_instance_adds_name_servers_consume_type_and_version() {
@@ -264,5 +296,65 @@ mod tests {
                 ("PROP_NAMESERVER_ADDR", "127.0.0.1:9876;127.0.0.2:9876;"),
             ]
         );
+    }
+
+    /// The remoting side of `consume_directly`: a processor hands its answer to a responder
+    /// and returns; the responder answers later from any thread, or `SYSTEM_ERROR` if dropped.
+    #[test]
+    fn a_deferred_response_is_sent_when_ready_and_a_dropped_one_answers_system_error() {
+        const DEFERS: RequestCode = RequestCode(9200);
+        let broker = FakeBroker::echo().unwrap();
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        let (tx, responders) = crossbeam_channel::unbounded();
+        client.register_processor(
+            DEFERS,
+            Arc::new(move |ctx: &RequestContext, _: RemotingCommand| {
+                tx.send(ctx.defer_response()).unwrap();
+                None
+            }),
+        );
+        // Connects the client, so the broker can push to it.
+        client
+            .invoke_sync(
+                &broker.addr(),
+                RemotingCommand::request(RequestCode(9201)),
+                Duration::from_secs(3),
+            )
+            .unwrap();
+        let answered = RemotingCommand::request(DEFERS);
+        let dropped = RemotingCommand::request(DEFERS);
+        assert_eq!(broker.push_request(&answered), 1);
+        assert_eq!(broker.push_request(&dropped), 1);
+        let first = responders.recv_timeout(Duration::from_secs(3)).unwrap();
+        let second = responders.recv_timeout(Duration::from_secs(3)).unwrap();
+
+        // Answered from another thread, after the processor returned.
+        std::thread::spawn(move || {
+            first.send(RemotingCommand::response(
+                ResponseCode::SUCCESS,
+                Some("later".to_owned()),
+            ))
+        })
+        .join()
+        .unwrap();
+        let r = broker.recv_response(Duration::from_secs(3)).unwrap();
+        assert!(r.is_response());
+        assert_eq!(
+            (r.opaque(), r.response_code(), r.remark()),
+            (answered.opaque(), ResponseCode::SUCCESS, Some("later"))
+        );
+
+        // Dropped unanswered: the broker still gets an answer.
+        drop(second);
+        let r = broker.recv_response(Duration::from_secs(3)).unwrap();
+        assert_eq!(
+            (r.opaque(), r.response_code()),
+            (dropped.opaque(), ResponseCode::SYSTEM_ERROR)
+        );
+        client.shutdown();
     }
 }

@@ -6,26 +6,50 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::common::{MessageExt, MessageQueue};
+use bytes::Bytes;
+
+use crate::client::instance::{DirectConsumeOutcome, DirectConsumeReply};
+use crate::common::{MessageDecoder, MessageQueue};
 use crate::consumer::offset_store::ReadOffsetType;
 use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
 use crate::remoting::protocol::body::ConsumerRunningInfo;
+use crate::remoting::protocol::ResponseCode;
 
 impl PushConsumerInner {
-    /// `CONSUME_MESSAGE_DIRECTLY`: run the listener on one message now, outside the queues.
+    /// `CONSUME_MESSAGE_DIRECTLY`: decodes the stored message (its compressed body bounded as
+    /// in a pull) and has the consume service run the listener on it, outside the queues, on
+    /// the consume pool; `reply` gets the outcome.
     pub(crate) fn on_consume_message_directly(
         &self,
-        msg: MessageExt,
+        stored: &Bytes,
         broker_name: &str,
-    ) -> (&'static str, Option<String>, u64) {
+        reply: DirectConsumeReply,
+    ) {
+        let mut pos = 0;
+        let decoded = MessageDecoder::decode_at_with_limit(
+            stored,
+            &mut pos,
+            true,
+            true,
+            self.cfg.max_decompressed_body_size,
+        );
+        let msg = match decoded {
+            Ok(m) => m,
+            Err(e) => {
+                return reply(DirectConsumeOutcome::Refused(
+                    ResponseCode::SYSTEM_ERROR,
+                    e.to_string(),
+                ))
+            }
+        };
         match self.consume_service.read().clone() {
-            Some(cs) => cs.consume_message_directly(msg, broker_name),
-            None => (
-                "CR_THROW_EXCEPTION",
-                Some("the consumer is not started".to_owned()),
-                0,
-            ),
+            Some(cs) => cs.consume_message_directly(msg, broker_name, reply),
+            None => reply(DirectConsumeOutcome::Consumed {
+                result: "CR_THROW_EXCEPTION",
+                remark: Some("the consumer is not started".to_owned()),
+                spent_ms: 0,
+            }),
         }
     }
 

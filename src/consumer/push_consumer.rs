@@ -35,8 +35,10 @@ use parking_lot::{Mutex, RwLock};
 use crate::client::config::{
     default_instance_name, join_instance, ClientConfig, BROADCASTING_INSTANCE_NAME,
 };
-use crate::client::instance::{MQClientInstance, MQClientManager, MQConsumerInner};
-use crate::common::{MessageExt, MessageQueue};
+use crate::client::instance::{
+    DirectConsumeReply, MQClientInstance, MQClientManager, MQConsumerInner,
+};
+use crate::common::MessageQueue;
 use crate::consumer::allocate::AllocateMessageQueueStrategy;
 use crate::consumer::builder::{ConsumerConfig, DefaultMQPushConsumerBuilder};
 use crate::consumer::consume::ConsumeMessageService;
@@ -600,10 +602,11 @@ impl MQConsumerInner for PushConsumerInner {
 
     fn consume_message_directly(
         &self,
-        msg: MessageExt,
+        stored: &bytes::Bytes,
         broker_name: &str,
-    ) -> (&'static str, Option<String>, u64) {
-        self.on_consume_message_directly(msg, broker_name)
+        reply: DirectConsumeReply,
+    ) {
+        self.on_consume_message_directly(stored, broker_name, reply)
     }
 
     fn running_info(&self) -> ConsumerRunningInfo {

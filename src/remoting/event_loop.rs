@@ -315,7 +315,7 @@ impl Shared {
 
     /// Runs on the callback pool: dispatches a broker-initiated request to its processor and
     /// queues the response, if any.
-    fn process_request(&self, token: Token, peer: Arc<str>, request: RemotingCommand) {
+    fn process_request(self: &Arc<Self>, token: Token, peer: Arc<str>, request: RemotingCommand) {
         let code = request.code();
         let opaque = request.opaque();
         let serialize_type = request.serialize_type();
@@ -331,7 +331,7 @@ impl Shared {
                 ))
             }
             Some(p) => {
-                let ctx = RequestContext::new(peer.to_string());
+                let ctx = RequestContext::new(peer.to_string(), self, token, &request);
                 match catch_unwind(AssertUnwindSafe(|| p.process_request(&ctx, request))) {
                     Ok(None) => None,
                     Ok(Some(r)) if oneway => {

@@ -1,21 +1,138 @@
 //! Processors for requests the broker sends to the client.
 
-use crate::remoting::protocol::RemotingCommand;
+use std::sync::{Arc, Weak};
+
+use mio::Token;
+
+use super::event_loop::{Command, Shared};
+use crate::remoting::protocol::{RemotingCommand, ResponseCode, SerializeType};
 
 /// Where a broker-initiated request came from.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     peer_addr: String,
+    /// What a response to the request needs, for one sent after the processor returned.
+    reply_to: ReplyTo,
+}
+
+/// The connection and request a response goes back to.
+#[derive(Debug, Clone)]
+struct ReplyTo {
+    shared: Weak<Shared>,
+    token: Token,
+    opaque: i32,
+    serialize_type: SerializeType,
+    oneway: bool,
+    code: i32,
 }
 
 impl RequestContext {
-    pub(crate) fn new(peer_addr: String) -> Self {
-        RequestContext { peer_addr }
+    /// The context of `request`, which arrived on the connection `token` from `peer_addr`.
+    pub(crate) fn new(
+        peer_addr: String,
+        shared: &Arc<Shared>,
+        token: Token,
+        request: &RemotingCommand,
+    ) -> Self {
+        RequestContext {
+            peer_addr,
+            reply_to: ReplyTo {
+                shared: Arc::downgrade(shared),
+                token,
+                opaque: request.opaque(),
+                serialize_type: request.serialize_type(),
+                oneway: request.is_oneway(),
+                code: request.code(),
+            },
+        }
     }
 
     /// The address of the peer that sent the request, as the client knows it (`host:port`).
     pub fn peer_addr(&self) -> &str {
         &self.peer_addr
+    }
+
+    /// Takes the answer to this request out of the processor's hands: the processor returns
+    /// `None` at once and answers later, from any thread, through the [`Responder`], so that
+    /// work that may take long (a user's listener) does not hold a callback thread.
+    pub(crate) fn defer_response(&self) -> Responder {
+        Responder {
+            reply_to: Some(self.reply_to.clone()),
+        }
+    }
+}
+
+/// Sends the response to one broker-initiated request after its processor returned (see
+/// [`RequestContext::defer_response`]). Dropped without [`send`](Self::send), it answers
+/// `SYSTEM_ERROR`, so the broker never waits for an answer that will not come.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    reply_to: Option<ReplyTo>,
+}
+
+impl Responder {
+    /// Sends `response` on the connection the request came on (nothing for a one-way
+    /// request). The opaque, serialize type and response flag are set here.
+    pub(crate) fn send(mut self, response: RemotingCommand) {
+        if let Some(to) = self.reply_to.take() {
+            to.send(response);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(to) = self.reply_to.take() {
+            log::warn!(
+                "the response to request code {} was dropped unanswered",
+                to.code
+            );
+            to.send(RemotingCommand::response(
+                ResponseCode::SYSTEM_ERROR,
+                Some("the client dropped the request before answering it".to_owned()),
+            ));
+        }
+    }
+}
+
+impl ReplyTo {
+    fn send(self, mut response: RemotingCommand) {
+        if self.oneway {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            log::debug!(
+                "dropping the response to request code {}: client shut down",
+                self.code
+            );
+            return;
+        };
+        response.set_opaque(self.opaque);
+        response.set_serialize_type(self.serialize_type);
+        response.mark_response();
+        let frame = match response.encode_to_bytes() {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!(
+                    "cannot encode the response to request code {}: {e}",
+                    self.code
+                );
+                return;
+            }
+        };
+        let cmd = Command::Send {
+            token: self.token,
+            frame,
+            opaque: self.opaque,
+            pending: None,
+            permit: None,
+        };
+        if shared.submit(cmd).is_err() {
+            log::debug!(
+                "dropping the response to request code {}: client shut down",
+                self.code
+            );
+        }
     }
 }
 

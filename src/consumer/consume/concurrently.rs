@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::client::instance::MQClientInstance;
+use crate::client::instance::{DirectConsumeReply, MQClientInstance};
 use crate::common::{MessageExt, MessageQueue};
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::consume::{
-    consume_directly, reset_retry_topic, run_hooks, ConsumeMessageService, DirectResult,
+    consume_directly, reset_retry_topic, run_hooks, ConsumeMessageService, DirectConsumes,
 };
 use crate::consumer::listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageHook,
@@ -61,6 +61,8 @@ pub(crate) struct ConsumeMessageConcurrentlyService {
     epoch: Instant,
     /// Requests being run, for the sweep: one entry per request, not per message.
     running: Mutex<Vec<Arc<RunningTask>>>,
+    /// `CONSUME_MESSAGE_DIRECTLY` requests on the pool.
+    direct: DirectConsumes,
 }
 
 impl std::fmt::Debug for ConsumeMessageConcurrentlyService {
@@ -177,6 +179,7 @@ impl ConsumeMessageConcurrentlyService {
             sweep: Mutex::new(None),
             epoch: Instant::now(),
             running: Mutex::new(Vec::new()),
+            direct: DirectConsumes::default(),
         })
     }
 
@@ -511,18 +514,26 @@ impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
         }
     }
 
-    fn consume_message_directly(&self, mut msg: MessageExt, broker_name: &str) -> DirectResult {
+    fn consume_message_directly(
+        &self,
+        mut msg: MessageExt,
+        broker_name: &str,
+        reply: DirectConsumeReply,
+    ) {
         reset_retry_topic(&self.retry_topic, std::slice::from_mut(&mut msg));
         let mut ctx = ConsumeConcurrentlyContext::new(MessageQueue::new(
             msg.topic(),
             broker_name,
             msg.queue_id(),
         ));
-        let msgs = [msg];
-        consume_directly(|| {
-            self.listener.consume_message(&msgs, &mut ctx)
-                == ConsumeConcurrentlyStatus::ConsumeSuccess
-        })
+        let listener = self.listener.clone();
+        self.direct.submit(&self.pool, &self.group, reply, move || {
+            let msgs = [msg];
+            consume_directly(|| {
+                listener.consume_message(&msgs, &mut ctx)
+                    == ConsumeConcurrentlyStatus::ConsumeSuccess
+            })
+        });
     }
 
     fn pool_size(&self) -> usize {

@@ -17,10 +17,13 @@ pub(crate) mod orderly;
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::client::instance::MQClientInstance;
+use parking_lot::Mutex;
+
+use crate::client::instance::{DirectConsumeOutcome, DirectConsumeReply, MQClientInstance};
 use crate::common::{MessageConst, MessageExt, MessageQueue};
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::listener::{
@@ -30,13 +33,16 @@ use crate::consumer::process_queue::ProcessQueue;
 use crate::consumer::push_consumer::PushConsumerInner;
 use crate::error::{Error, Result};
 use crate::executor::{ShutdownError, ThreadPoolExecutor};
+use crate::remoting::protocol::ResponseCode;
 
 use self::concurrently::ConsumeMessageConcurrentlyService;
 use self::orderly::ConsumeMessageOrderlyService;
 
-/// The answer to `CONSUME_MESSAGE_DIRECTLY`: Java's `CMResult` name, the panic message if the
-/// listener panicked, and the time spent in milliseconds.
-pub(crate) type DirectResult = (&'static str, Option<String>, u64);
+/// At most this many `CONSUME_MESSAGE_DIRECTLY` requests of one consumer wait for or run on its
+/// consume pool at once; more are answered `SYSTEM_BUSY` at once, as Java answers a request
+/// its processor's executor has no room for. An admin asks for one message at a time; the bound
+/// keeps a flood of them (each holding a decoded message) from filling the pool's queue.
+pub(crate) const MAX_DIRECT_CONSUMES: usize = 8;
 
 /// What the consumer asks of a consume service (Java `ConsumeMessageService`).
 ///
@@ -58,8 +64,14 @@ pub(crate) trait ConsumeMessageService: Send + Sync + fmt::Debug {
     /// asks the `ProcessQueue` itself, [`ProcessQueue::try_dispatch`].)
     fn submit_consume_request(&self, msgs: Vec<MessageExt>, state: &Arc<ProcessQueue>);
 
-    /// Java `consumeMessageDirectly`: runs the listener on `msg` now, outside any queue.
-    fn consume_message_directly(&self, msg: MessageExt, broker_name: &str) -> DirectResult;
+    /// Java `consumeMessageDirectly`: runs the listener on `msg`, outside any queue, on the
+    /// consume pool (see [`DirectConsumes`]), and hands the outcome to `reply`.
+    fn consume_message_directly(
+        &self,
+        msg: MessageExt,
+        broker_name: &str,
+        reply: DirectConsumeReply,
+    );
 
     /// Waits, until `deadline`, until no listener call of `state`'s queue is running or queued
     /// (the rebalance calls it before it releases a removed queue). Returns `true` if idle.
@@ -155,17 +167,91 @@ pub(crate) fn run_hooks(
 
 /// Java `consumeMessageDirectly`'s answer for one listener call: `call` returns whether the
 /// listener succeeded; a panic is reported with its message.
-pub(crate) fn consume_directly(call: impl FnOnce() -> bool) -> DirectResult {
+pub(crate) fn consume_directly(call: impl FnOnce() -> bool) -> DirectConsumeOutcome {
     let begin = Instant::now();
     let r = catch_unwind(AssertUnwindSafe(call));
-    let spent = begin.elapsed().as_millis() as u64;
-    match r {
-        Ok(true) => ("CR_SUCCESS", None, spent),
-        Ok(false) => ("CR_LATER", None, spent),
+    let spent_ms = begin.elapsed().as_millis() as u64;
+    let (result, remark) = match r {
+        Ok(true) => ("CR_SUCCESS", None),
+        Ok(false) => ("CR_LATER", None),
         Err(p) => (
             "CR_THROW_EXCEPTION",
             Some(crate::executor::panic_message(p.as_ref())),
-            spent,
         ),
+    };
+    DirectConsumeOutcome::Consumed {
+        result,
+        remark,
+        spent_ms,
+    }
+}
+
+/// The `CONSUME_MESSAGE_DIRECTLY` requests of one consume service: they run on its pool, at most
+/// [`MAX_DIRECT_CONSUMES`] at once.
+///
+/// Java runs the listener on the remoting processor's thread and answers when it returns. Here
+/// the processor thread is the shared callback pool, which also runs pull callbacks and every
+/// other broker request, so a slow listener there would stall them all. The listener runs on the
+/// consume pool instead, like any other consumption, and the answer is sent when it returns.
+#[derive(Debug, Default)]
+pub(crate) struct DirectConsumes {
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl DirectConsumes {
+    /// Runs `call` (the listener on one message) on `pool` and hands its outcome to `reply`.
+    /// Refused at once, without running the listener, when [`MAX_DIRECT_CONSUMES`] are already
+    /// in flight (`SYSTEM_BUSY`) or the pool is shut down (`SYSTEM_ERROR`).
+    pub(crate) fn submit(
+        &self,
+        pool: &ThreadPoolExecutor,
+        group: &str,
+        reply: DirectConsumeReply,
+        call: impl FnOnce() -> DirectConsumeOutcome + Send + 'static,
+    ) {
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_DIRECT_CONSUMES).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return reply(DirectConsumeOutcome::Refused(
+                ResponseCode::SYSTEM_BUSY,
+                format!(
+                    "[OVERLOAD] consumer group {group} already has {MAX_DIRECT_CONSUMES} messages \
+                     to consume directly; try again later"
+                ),
+            ));
+        }
+        let slot = Arc::new(Mutex::new(Some(reply)));
+        let task_slot = slot.clone();
+        // Counted until the answer is handed over, however the task ends (a rejected task is
+        // dropped without running).
+        let done = DirectDone(self.in_flight.clone());
+        let task = move || {
+            let _done = done;
+            let outcome = call();
+            if let Some(reply) = task_slot.lock().take() {
+                reply(outcome);
+            }
+        };
+        if pool.execute(task).is_err() {
+            // The rejected task was dropped, and its place with it; its reply is still here.
+            if let Some(reply) = slot.lock().take() {
+                reply(DirectConsumeOutcome::Refused(
+                    ResponseCode::SYSTEM_ERROR,
+                    format!("the consumer of group {group} is shutting down"),
+                ));
+            }
+        }
+    }
+}
+
+/// Releases one [`DirectConsumes`] place when dropped.
+struct DirectDone(Arc<AtomicUsize>);
+
+impl Drop for DirectDone {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::client::instance::MQClientInstance;
+use crate::client::instance::{DirectConsumeReply, MQClientInstance};
 use crate::common::util::now_millis;
 use crate::common::{MessageConst, MessageExt, MessageQueue};
 use crate::consumer::broker_lock::{LOCK_ALL_INITIAL_DELAY, LOCK_ALL_PERIOD};
 use crate::consumer::builder::ConsumerConfig;
 use crate::consumer::consume::concurrently::InflightGuard;
 use crate::consumer::consume::{
-    consume_directly, reset_retry_topic, run_hooks, ConsumeMessageService, DirectResult,
+    consume_directly, reset_retry_topic, run_hooks, ConsumeMessageService, DirectConsumes,
 };
 use crate::consumer::listener::{
     ConsumeConcurrentlyStatus, ConsumeMessageHook, ConsumeOrderlyContext, ConsumeOrderlyStatus,
@@ -89,6 +89,8 @@ pub(crate) struct ConsumeMessageOrderlyService {
     mq_locks: Mutex<HashMap<MessageQueue, Arc<Mutex<()>>>>,
     /// Java `lockMQPeriodically` (clustering), once started.
     lock_all_task: Mutex<Option<ScheduledHandle>>,
+    /// `CONSUME_MESSAGE_DIRECTLY` requests on the pool.
+    direct: DirectConsumes,
 }
 
 impl std::fmt::Debug for ConsumeMessageOrderlyService {
@@ -124,6 +126,7 @@ impl ConsumeMessageOrderlyService {
                 .map_or(i32::MAX, |n| i32::try_from(n).unwrap_or(i32::MAX)),
             mq_locks: Mutex::new(HashMap::new()),
             lock_all_task: Mutex::new(None),
+            direct: DirectConsumes::default(),
         })
     }
 
@@ -463,14 +466,22 @@ impl ConsumeMessageService for ConsumeMessageOrderlyService {
         }
     }
 
-    fn consume_message_directly(&self, mut msg: MessageExt, broker_name: &str) -> DirectResult {
+    fn consume_message_directly(
+        &self,
+        mut msg: MessageExt,
+        broker_name: &str,
+        reply: DirectConsumeReply,
+    ) {
         reset_retry_topic(&self.retry_topic, std::slice::from_mut(&mut msg));
         let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
         let mut ctx = ConsumeOrderlyContext::new(mq, self.suspend_time);
-        let msgs = [msg];
-        consume_directly(|| {
-            self.listener.consume_message(&msgs, &mut ctx) == ConsumeOrderlyStatus::Success
-        })
+        let listener = self.listener.clone();
+        self.direct.submit(&self.pool, &self.group, reply, move || {
+            let msgs = [msg];
+            consume_directly(|| {
+                listener.consume_message(&msgs, &mut ctx) == ConsumeOrderlyStatus::Success
+            })
+        });
     }
 
     fn pool_size(&self) -> usize {
