@@ -333,14 +333,17 @@ mod tests {
         let second = responders.recv_timeout(Duration::from_secs(3)).unwrap();
 
         // Answered from another thread, after the processor returned.
-        std::thread::spawn(move || {
-            first.send(RemotingCommand::response(
-                ResponseCode::SUCCESS,
-                Some("later".to_owned()),
-            ))
-        })
-        .join()
-        .unwrap();
+        std::thread::Builder::new()
+            .name("answers-later".to_owned())
+            .spawn(move || {
+                first.send(RemotingCommand::response(
+                    ResponseCode::SUCCESS,
+                    Some("later".to_owned()),
+                ))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
         let r = broker.recv_response(Duration::from_secs(3)).unwrap();
         assert!(r.is_response());
         assert_eq!(

@@ -806,8 +806,7 @@ fn zstd_covering_window_descriptor(bytes: u64) -> u8 {
 fn read_bounded(mut r: impl Read, input_len: usize, max: usize) -> std::io::Result<Bytes> {
     let limit = max.saturating_add(1);
     let initial = input_len.saturating_mul(4).max(64).min(limit);
-    let mut out: Vec<u8> = Vec::with_capacity(initial);
-    out.resize(initial, 0);
+    let mut out: Vec<u8> = vec![0; initial];
     // `out[..filled]` is output; the rest is zeroed space for the next read.
     let mut filled = 0;
     loop {
