@@ -721,3 +721,52 @@ fn broker_shutdown_is_seen_as_eof() {
     assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
     assert_eq!(client.pending_count(), 0);
 }
+
+/// Registering a new connection must not race with the calls that find it: every call made
+/// while the first connection to an address is being set up succeeds. (The window is a few
+/// instructions wide, so this rarely caught the race; the unit test
+/// `remoting::client::tests::a_call_that_finds_a_new_connection_succeeds` pins it down.)
+#[test]
+fn concurrent_first_calls_on_a_fresh_address_all_succeed() {
+    init();
+    // One fake on every loopback address: `127.0.0.N:port` is a fresh address for each N.
+    let broker = FakeBroker::start_at("0.0.0.0:0", |req| {
+        FakeAction::Respond(success_with_body(req))
+    })
+    .unwrap();
+    let port = broker.addr().rsplit(':').next().unwrap().to_string();
+    let client = client();
+    let current = parking_lot::RwLock::new(format!("127.0.0.1:{port}"));
+    let stop = AtomicBool::new(false);
+    let failures = parking_lot::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let addr = current.read().clone();
+                    if let Err(e) = client.invoke_sync(&addr, request(ECHO), Duration::from_secs(5))
+                    {
+                        failures.lock().push(e);
+                    }
+                }
+            });
+        }
+        for n in 2..=200u32 {
+            let addr = format!("127.0.0.{n}:{port}");
+            *current.write() = addr.clone();
+            // Move on once this address has been used a few times.
+            let before = broker.request_count();
+            assert!(eventually(Duration::from_secs(5), || broker
+                .request_count()
+                >= before + 8));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let failures = failures.into_inner();
+    assert!(
+        failures.is_empty(),
+        "{} calls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+}

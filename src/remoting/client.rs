@@ -59,6 +59,9 @@ struct Inner {
     shutdown_started: AtomicBool,
     /// Told the address of every connection this client opens (see `set_connect_listener`).
     connect_listener: RwLock<Option<ConnectListener>>,
+    /// Runs on the connecting thread once a new connection is visible to other callers.
+    #[cfg(test)]
+    published_hook: Mutex<Option<ConnectListener>>,
 }
 
 type ConnectListener = Arc<dyn Fn(&str) + Send + Sync>;
@@ -124,6 +127,8 @@ impl RemotingClient {
                 oneway_permits,
                 shutdown_started: AtomicBool::new(false),
                 connect_listener: RwLock::new(None),
+                #[cfg(test)]
+                published_hook: Mutex::new(None),
             }),
         })
     }
@@ -509,10 +514,6 @@ impl RemotingClient {
         }
         let stream = connect(addr, shared.config.connect_timeout.min(remaining))?;
         let handle = Arc::new(ConnHandle::new(shared.next_token(), addr));
-        shared
-            .conns
-            .write()
-            .insert(addr.to_string(), Arc::clone(&handle));
         let cmd = Command::Register {
             handle: Arc::clone(&handle),
             stream,
@@ -520,6 +521,17 @@ impl RemotingClient {
         if let Err(cmd) = shared.submit(cmd) {
             shared.fail_command(cmd, SHUTDOWN_REASON);
             return Err(closed_error(addr));
+        }
+        // Publish only once the register command is queued: a caller that finds the handle
+        // queues its request behind it, so the loop always knows the connection first. (If the
+        // loop has already closed it, the handle is dead and the next caller reconnects.)
+        shared
+            .conns
+            .write()
+            .insert(addr.to_string(), Arc::clone(&handle));
+        #[cfg(test)]
+        if let Some(hook) = self.inner.published_hook.lock().clone() {
+            hook(addr);
         }
         log::debug!("connected to {addr}");
         let listener = self.inner.connect_listener.read().clone();
@@ -637,6 +649,7 @@ fn shuffle<T>(v: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::FakeBroker;
 
     #[test]
     fn client_is_send_sync() {
@@ -692,5 +705,47 @@ mod tests {
         let mut l = client.namesrv_addr_list();
         l.sort();
         assert_eq!(l, vec!["b:2".to_string(), "c:3".to_string()]);
+    }
+
+    /// A caller that finds a connection the moment it is published (while the connecting thread
+    /// is still between publishing and its own request) must get its response, not a spurious
+    /// "connection closed".
+    #[test]
+    fn a_call_that_finds_a_new_connection_succeeds() {
+        let broker = FakeBroker::echo().unwrap();
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        let (tx, rx) = bounded(1);
+        let other = client.clone();
+        *client.inner.published_hook.lock() = Some(Arc::new(move |addr: &str| {
+            let (other, addr) = (other.clone(), addr.to_string());
+            let result = std::thread::spawn(move || {
+                other.invoke_sync(
+                    &addr,
+                    RemotingCommand::request(RequestCode(1)),
+                    Duration::from_secs(3),
+                )
+            })
+            .join()
+            .unwrap();
+            let _ = tx.try_send(result);
+        }));
+        let first = client.invoke_sync(
+            &broker.addr(),
+            RemotingCommand::request(RequestCode(1)),
+            Duration::from_secs(3),
+        );
+        // The hook holds a clone of the client: drop it so the client can shut down.
+        client.inner.published_hook.lock().take();
+        first.unwrap();
+        let other = rx.recv_timeout(Duration::from_secs(3)).unwrap();
+        assert!(
+            other.is_ok(),
+            "the concurrent first call failed: {:?}",
+            other.unwrap_err()
+        );
     }
 }
