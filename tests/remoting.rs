@@ -770,3 +770,60 @@ fn concurrent_first_calls_on_a_fresh_address_all_succeed() {
         &failures[..failures.len().min(3)]
     );
 }
+
+/// A response frame with `opaque` and `body`, as raw bytes.
+fn response_frame(opaque: i32, body: &'static [u8]) -> Vec<u8> {
+    let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(body);
+    resp.set_opaque(opaque);
+    resp.mark_response();
+    resp.encode_to_bytes().unwrap().to_vec()
+}
+
+/// Opaques are sequential, so any peer can guess one that is pending on another connection. A
+/// response completes a call only when it comes from the connection the request left by.
+#[test]
+fn a_response_from_another_connection_does_not_complete_a_call() {
+    init();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let a = FakeBroker::start(move |_| {
+        let resp = RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(&b"from A"[..]);
+        FakeAction::RespondWhen(release_rx.clone(), resp)
+    })
+    .unwrap();
+    // B answers every request with a forged response carrying A's opaque, then its own.
+    let target = Arc::new(std::sync::atomic::AtomicI32::new(-1));
+    let forged_opaque = Arc::clone(&target);
+    let b = FakeBroker::start(move |req| {
+        let mut raw = response_frame(forged_opaque.load(Ordering::SeqCst), b"forged by B");
+        raw.extend(response_frame(req.opaque(), b"from B"));
+        FakeAction::SendRaw(raw)
+    })
+    .unwrap();
+    let client = client();
+    let (tx, rx) = unbounded();
+    let to_a = request(ECHO);
+    target.store(to_a.opaque(), Ordering::SeqCst);
+    client
+        .invoke_async(&a.addr(), to_a, Duration::from_secs(10), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || a.request_count() == 1));
+
+    // B's own response follows the forged one on B's connection: once B's call has its answer,
+    // the loop has seen the forgery.
+    let from_b = client
+        .invoke_sync(&b.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(from_b.body().map(|b| &b[..]), Some(&b"from B"[..]));
+    assert_eq!(client.pending_count(), 1, "A's call must still be waiting");
+    assert_eq!(client.unmatched_responses(), 1);
+
+    drop(release_tx);
+    let from_a = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("A's call completes")
+        .unwrap();
+    assert_eq!(from_a.body().map(|b| &b[..]), Some(&b"from A"[..]));
+    assert_eq!(client.unmatched_responses(), 1);
+}

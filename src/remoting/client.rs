@@ -449,6 +449,14 @@ impl RemotingClient {
         self.inner.shared.connection_count()
     }
 
+    /// Responses dropped because they completed no call: late answers to calls that had timed
+    /// out, and answers from a peer to a call that was not sent to it (a response completes a
+    /// call only when it arrives on the connection the request left by). Each is logged at
+    /// `warn` (at most one line a second).
+    pub fn unmatched_responses(&self) -> u64 {
+        self.inner.shared.unmatched_responses()
+    }
+
     /// `true` once [`shutdown`](Self::shutdown) has started.
     pub fn is_shut_down(&self) -> bool {
         self.inner.shared.closed.load(Ordering::Acquire)

@@ -15,10 +15,11 @@
 //!
 //! [`RemotingClient`]: super::RemotingClient
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ const MAX_IOV: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
 /// Idle connections are checked this often; it is also the longest poll timeout.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Repeated warnings about a misbehaving peer are logged at most this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// Two expiry scans of the response table are at least this far apart, so a table full of
 /// staggered deadlines cannot make the loop scan continuously.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
@@ -227,6 +230,7 @@ pub(crate) struct Shared {
     next_token: AtomicUsize,
     pending_count: AtomicUsize,
     connection_count: AtomicUsize,
+    unmatched_responses: AtomicU64,
 }
 
 impl Shared {
@@ -248,6 +252,7 @@ impl Shared {
             next_token: AtomicUsize::new(1),
             pending_count: AtomicUsize::new(0),
             connection_count: AtomicUsize::new(0),
+            unmatched_responses: AtomicU64::new(0),
         }
     }
 
@@ -262,6 +267,10 @@ impl Shared {
 
     pub(crate) fn connection_count(&self) -> usize {
         self.connection_count.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn unmatched_responses(&self) -> u64 {
+        self.unmatched_responses.load(Ordering::Relaxed)
     }
 
     /// Queues a command and wakes the loop. On failure (the loop is gone) the command comes back.
@@ -419,6 +428,27 @@ enum ReadOutcome {
     Closed(String),
 }
 
+/// Lets a warning through at most once per [`WARN_INTERVAL`] and counts the ones it holds back,
+/// so a peer that floods bad frames cannot flood the log as well.
+#[derive(Default)]
+struct WarnLimiter {
+    next: Option<Instant>,
+    held_back: u64,
+}
+
+impl WarnLimiter {
+    /// `Some(n)` if a warning may be logged now, `n` being how many were held back since the
+    /// last one.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|n| now < n) {
+            self.held_back += 1;
+            return None;
+        }
+        self.next = Some(now + WARN_INTERVAL);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
 /// The loop's state. Owned by `rmq-io`; see the module docs.
 pub(crate) struct EventLoop {
     shared: Arc<Shared>,
@@ -437,6 +467,7 @@ pub(crate) struct EventLoop {
     last_housekeeping: Instant,
     /// Commands were left in the channel last turn: poll without blocking.
     backlog: bool,
+    unmatched_warn: WarnLimiter,
 }
 
 impl EventLoop {
@@ -457,6 +488,7 @@ impl EventLoop {
             last_scan: now,
             last_housekeeping: now,
             backlog: false,
+            unmatched_warn: WarnLimiter::default(),
         })
     }
 
@@ -654,20 +686,19 @@ impl EventLoop {
 
     fn on_frame(&mut self, token: Token, cmd: RemotingCommand) {
         if cmd.is_response() {
-            match self.response_table.remove(&cmd.opaque()) {
-                Some(p) => {
+            // Opaques are sequential and so guessable: only the connection the request left by
+            // may answer it.
+            match self.response_table.entry(cmd.opaque()) {
+                Entry::Occupied(e) if e.get().token == token => {
+                    let p = e.remove();
                     self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
                     self.shared.complete(p, Ok(cmd));
                 }
-                None => {
-                    let addr = self.conns.get(&token).map(|c| c.handle.addr.clone());
-                    log::warn!(
-                        "rmq-io: response with unknown opaque {} from {} (code {}), the caller may have timed out",
-                        cmd.opaque(),
-                        addr.as_deref().unwrap_or("?"),
-                        cmd.code()
-                    );
+                Entry::Occupied(e) => {
+                    let owner = Arc::clone(&e.get().addr);
+                    self.unmatched_response(token, &cmd, Some(&owner));
                 }
+                Entry::Vacant(_) => self.unmatched_response(token, &cmd, None),
             }
         } else {
             let Some(peer) = self.conns.get(&token).map(|c| c.handle.addr.clone()) else {
@@ -677,6 +708,35 @@ impl EventLoop {
             self.shared
                 .pool
                 .execute(move || shared.process_request(token, peer, cmd));
+        }
+    }
+
+    /// Counts and (rate-limited) logs a response that completes nothing: a late answer to a
+    /// call that timed out, or a peer answering a call that was not sent to it.
+    fn unmatched_response(&mut self, token: Token, cmd: &RemotingCommand, owner: Option<&str>) {
+        self.shared
+            .unmatched_responses
+            .fetch_add(1, Ordering::Relaxed);
+        let Some(held_back) = self.unmatched_warn.allow(Instant::now()) else {
+            return;
+        };
+        let from = self.conns.get(&token).map(|c| Arc::clone(&c.handle.addr));
+        let from = from.as_deref().unwrap_or("?");
+        let (opaque, code) = (cmd.opaque(), cmd.code());
+        let also = if held_back > 0 {
+            format!(" ({held_back} more since the last warning)")
+        } else {
+            String::new()
+        };
+        match owner {
+            Some(owner) => log::warn!(
+                "rmq-io: dropped a response from {from} (opaque {opaque}, code {code}) to a call \
+                 that was sent to {owner}{also}"
+            ),
+            None => log::warn!(
+                "rmq-io: dropped a response from {from} (opaque {opaque}, code {code}) that \
+                 matches no pending call, the caller may have timed out{also}"
+            ),
         }
     }
 
