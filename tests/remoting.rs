@@ -213,7 +213,7 @@ fn sync_call_times_out_when_no_response_comes() {
     assert!(eventually(Duration::from_secs(2), || client
         .pending_count()
         == 0));
-    // The connection survives a timeout.
+    // The timeout closed the connection; the next call opens a new one.
     client
         .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
         .unwrap();
@@ -826,4 +826,116 @@ fn a_response_from_another_connection_does_not_complete_a_call() {
         .unwrap();
     assert_eq!(from_a.body().map(|b| &b[..]), Some(&b"from A"[..]));
     assert_eq!(client.unmatched_responses(), 1);
+}
+
+/// A peer that stops answering without closing (a half-open connection, a wedged broker): one
+/// sync timeout closes the connection, as Java's `closeSocketIfTimeout` does, so its other calls
+/// fail at once and the next call opens a new connection.
+#[test]
+fn a_sync_timeout_closes_the_connection_and_the_next_call_reconnects() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(&addr, request(SILENT), Duration::from_secs(30), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+    let err = client
+        .invoke_sync(&addr, request(SILENT), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let other = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the other call on the timed-out connection fails with it")
+        .unwrap_err();
+    assert_closed(&other, "timed out");
+    assert_eq!(client.pending_count(), 0);
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(
+        broker.accepted_count(),
+        2,
+        "the call after the timeout reconnected"
+    );
+}
+
+/// A name server that stalls: the call to it times out and the next name-server call goes to
+/// the other one.
+#[test]
+fn a_stalled_namesrv_is_left_for_the_other_one() {
+    init();
+    let stalled = Arc::new(std::sync::Mutex::new(String::new()));
+    let namesrv = |stalled: Arc<std::sync::Mutex<String>>| {
+        let me = Arc::new(std::sync::Mutex::new(String::new()));
+        let my_addr = Arc::clone(&me);
+        let broker = FakeBroker::start(move |req| {
+            if *stalled.lock().unwrap() == *my_addr.lock().unwrap() {
+                FakeAction::NoResponse
+            } else {
+                FakeAction::Respond(success_with_body(req))
+            }
+        })
+        .unwrap();
+        *me.lock().unwrap() = broker.addr();
+        broker
+    };
+    let (ns1, ns2) = (namesrv(Arc::clone(&stalled)), namesrv(Arc::clone(&stalled)));
+    let client = client();
+    client.update_namesrv_addr_list(vec![ns1.addr(), ns2.addr()]);
+    client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    let first = client
+        .chosen_namesrv_addr()
+        .expect("a name server was chosen");
+    let (bad, good) = if first == ns1.addr() {
+        (&ns1, &ns2)
+    } else {
+        (&ns2, &ns1)
+    };
+    *stalled.lock().unwrap() = bad.addr();
+    let err = client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.broker_addr(), Some(&*bad.addr()));
+    let before = good.request_count();
+    client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+        .expect("the next call goes to the name server that answers");
+    assert_eq!(client.chosen_namesrv_addr(), Some(good.addr()));
+    assert_eq!(good.request_count(), before + 1);
+}
+
+/// Only reads count as activity for the idle close: writes into a peer that never answers
+/// (heartbeats into a half-open connection) do not keep a connection open.
+#[test]
+fn writes_alone_do_not_keep_an_idle_connection_open() {
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        channel_max_idle: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    // One-way requests get no answer: the connection is written to but never read from.
+    let reconnected = eventually(Duration::from_secs(5), || {
+        client
+            .invoke_oneway(&addr, request(ECHO), Duration::from_secs(3))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20)); // pacing, not synchronisation
+        broker.accepted_count() >= 2
+    });
+    assert!(
+        reconnected,
+        "the connection was never closed as idle: {} connection(s) accepted",
+        broker.accepted_count()
+    );
 }

@@ -76,6 +76,8 @@ struct IoThread {
 struct NamesrvState {
     addrs: Vec<String>,
     chosen: Option<String>,
+    /// The last name server a call timed out on: tried after every other one.
+    timed_out: Option<String>,
 }
 
 impl fmt::Debug for RemotingClient {
@@ -154,6 +156,11 @@ impl RemotingClient {
     /// Errors: [`Error::Connect`] if the connection cannot be made, [`Error::Timeout`] when the
     /// budget runs out, [`Error::ConnectionClosed`] when the connection dies while waiting (at
     /// once, not at the timeout), [`Error::Codec`] if the request cannot be encoded.
+    ///
+    /// A timeout waiting for the response also closes the connection, as Java does by default
+    /// (`closeSocketIfTimeout`): a peer that stopped answering, or a connection a firewall
+    /// silently dropped, is given up rather than kept for every later call. Other calls pending
+    /// on it fail at once with [`Error::ConnectionClosed`], and the next call reconnects.
     pub fn invoke_sync(
         &self,
         addr: &str,
@@ -193,18 +200,20 @@ impl RemotingClient {
         if self.inner.shared.submit(cmd).is_err() {
             return Err(closed_error(addr));
         }
-        match rx.recv_deadline(deadline) {
+        let result = match rx.recv_deadline(deadline) {
+            // Either the sweep's timeout or ours, whichever came first.
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => {
-                // Free the table entry now rather than at the next sweep.
-                let _ = self.inner.shared.submit(Command::Cancel { opaque });
-                Err(Error::Timeout {
-                    addr: addr.to_string(),
-                    timeout,
-                })
-            }
+            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            }),
             Err(RecvTimeoutError::Disconnected) => Err(closed_error(addr)),
+        };
+        if let Err(Error::Timeout { .. }) = result {
+            // Closing also frees the table entry now rather than at the next sweep.
+            self.close_after_timeout(&conn, timeout);
         }
+        result
     }
 
     /// Sends `request` to `addr`; `callback` later runs on the `rmq-cb` pool with the response
@@ -347,6 +356,11 @@ impl RemotingClient {
     /// The chosen name server is reused while its connection is alive. Otherwise every listed
     /// address is tried in turn, starting at a rotating index; the first that connects becomes
     /// the chosen one. If none connects: [`Error::Connect`] naming all of them (`;`-joined).
+    ///
+    /// A name server that a call timed out on is dropped as the chosen one (its connection is
+    /// closed, see `invoke_sync`) and tried after every other listed address, so the next call
+    /// goes elsewhere rather than back to a name server that accepts connections but does not
+    /// answer.
     pub fn invoke_namesrv_sync(
         &self,
         request: RemotingCommand,
@@ -354,18 +368,27 @@ impl RemotingClient {
     ) -> Result<RemotingCommand> {
         let deadline = Instant::now() + timeout;
         let addr = self.choose_namesrv(timeout, deadline)?;
-        self.invoke_sync_until(&addr, request, timeout, deadline)
+        let result = self.invoke_sync_until(&addr, request, timeout, deadline);
+        if let Err(Error::Timeout { .. }) = &result {
+            let mut state = self.inner.namesrv.lock();
+            if state.chosen.as_deref() == Some(&*addr) {
+                state.chosen = None;
+            }
+            log::warn!("name server {addr} did not answer within {timeout:?}; trying others first");
+            state.timed_out = Some(addr);
+        }
+        result
     }
 
     fn choose_namesrv(&self, timeout: Duration, deadline: Instant) -> Result<String> {
-        let addrs = {
+        let (addrs, timed_out) = {
             let state = self.inner.namesrv.lock();
             if let Some(chosen) = &state.chosen {
                 if self.is_connected(chosen) {
                     return Ok(chosen.clone());
                 }
             }
-            state.addrs.clone()
+            (state.addrs.clone(), state.timed_out.clone())
         };
         if addrs.is_empty() {
             return Err(Error::Connect {
@@ -377,9 +400,14 @@ impl RemotingClient {
             });
         }
         let start = self.inner.namesrv_index.fetch_add(1, Ordering::Relaxed);
+        let n = addrs.len();
+        let in_turn = (0..n).map(|i| &addrs[(start + i) % n]);
+        let order = in_turn
+            .clone()
+            .filter(|a| timed_out.as_ref() != Some(*a))
+            .chain(in_turn.filter(|a| timed_out.as_ref() == Some(*a)));
         let mut last_err = None;
-        for i in 0..addrs.len() {
-            let addr = &addrs[(start + i) % addrs.len()];
+        for addr in order {
             match self.get_or_connect(addr, timeout, deadline) {
                 Ok(_) => {
                     let mut state = self.inner.namesrv.lock();
@@ -469,6 +497,28 @@ impl RemotingClient {
     /// callback pool.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+
+    /// Gives up the connection a sync call timed out on (Java `closeSocketIfTimeout`). The
+    /// handle is dead and unlisted before this returns, so the caller's next call reconnects
+    /// instead of racing the loop's close.
+    fn close_after_timeout(&self, conn: &Arc<ConnHandle>, timeout: Duration) {
+        let shared = &self.inner.shared;
+        {
+            let mut map = shared.conns.write();
+            if map.get(&*conn.addr).is_some_and(|h| Arc::ptr_eq(h, conn)) {
+                map.remove(&*conn.addr);
+            }
+        }
+        conn.mark_dead();
+        log::warn!(
+            "no response from {} within {timeout:?}: closing the connection",
+            conn.addr
+        );
+        let _ = shared.submit(Command::Close {
+            token: conn.token,
+            reason: format!("a call timed out after {timeout:?}; the peer is presumed gone"),
+        });
     }
 
     fn check_open(&self, addr: &str) -> Result<()> {
@@ -755,5 +805,55 @@ mod tests {
             "the concurrent first call failed: {:?}",
             other.unwrap_err()
         );
+    }
+
+    /// Whatever the rotating start index says, the name server a call timed out on is tried
+    /// after the others.
+    #[test]
+    fn a_namesrv_that_timed_out_is_tried_last() {
+        use crate::testing::FakeAction;
+        use std::sync::atomic::AtomicBool;
+        let stall = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stall);
+        let bad = FakeBroker::start(move |_| {
+            if flag.load(Ordering::SeqCst) {
+                FakeAction::NoResponse
+            } else {
+                FakeAction::Respond(RemotingCommand::response(
+                    crate::remoting::protocol::ResponseCode::SUCCESS,
+                    None,
+                ))
+            }
+        })
+        .unwrap();
+        let good = FakeBroker::echo().unwrap();
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        client.update_namesrv_addr_list(vec![bad.addr(), good.addr()]);
+        let bad_index = client
+            .namesrv_addr_list()
+            .iter()
+            .position(|a| *a == bad.addr())
+            .unwrap();
+        let call =
+            |timeout| client.invoke_namesrv_sync(RemotingCommand::request(RequestCode(1)), timeout);
+        client
+            .inner
+            .namesrv_index
+            .store(bad_index, Ordering::SeqCst);
+        call(Duration::from_secs(3)).unwrap();
+        assert_eq!(client.chosen_namesrv_addr(), Some(bad.addr()));
+        stall.store(true, Ordering::SeqCst);
+        assert!(call(Duration::from_millis(200)).unwrap_err().is_timeout());
+        // The rotation would start at the stalled one again.
+        client
+            .inner
+            .namesrv_index
+            .store(bad_index, Ordering::SeqCst);
+        call(Duration::from_secs(3)).unwrap();
+        assert_eq!(client.chosen_namesrv_addr(), Some(good.addr()));
     }
 }

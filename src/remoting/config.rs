@@ -31,8 +31,10 @@ pub struct RemotingClientConfig {
     /// Threads of the `rmq-cb` callback pool (Java `clientCallbackExecutorThreads`: the number
     /// of CPUs).
     pub callback_threads: usize,
-    /// A connection with no traffic for this long is closed (Java
-    /// `clientChannelMaxIdleTimeSeconds`, 120 s).
+    /// A connection that received nothing for this long is closed, unless a call is waiting for
+    /// an answer on it (Java `clientChannelMaxIdleTimeSeconds`, 120 s). Unlike Java, writes do
+    /// not count as activity: heartbeats written into a connection that a firewall silently
+    /// dropped must not keep it open.
     pub channel_max_idle: Duration,
     /// Header encoding used for every request this client sends (Java
     /// `rocketmq.serialize.type`, JSON).

@@ -186,7 +186,7 @@ impl ConnHandle {
         self.alive.load(Ordering::Acquire)
     }
 
-    fn mark_dead(&self) {
+    pub(crate) fn mark_dead(&self) {
         self.alive.store(false, Ordering::Release);
     }
 }
@@ -207,8 +207,6 @@ pub(crate) enum Command {
         pending: Option<Pending>,
         permit: Option<Permit>,
     },
-    /// A sync caller gave up: drop its entry now rather than at the sweep.
-    Cancel { opaque: i32 },
     /// Close one connection.
     Close { token: Token, reason: String },
     /// Close everything, fail every pending call and exit.
@@ -415,7 +413,9 @@ struct Connection {
     writable_interest: bool,
     /// Already listed in `EventLoop::dirty` for this turn.
     dirty: bool,
-    last_active: Instant,
+    /// When bytes last arrived. Writes do not count: a peer that stopped answering (a
+    /// half-open connection) must not look alive because heartbeats are written into it.
+    last_read: Instant,
 }
 
 /// What draining a readable socket ended with.
@@ -590,7 +590,7 @@ impl EventLoop {
                         out: VecDeque::new(),
                         writable_interest: false,
                         dirty: false,
-                        last_active: now,
+                        last_read: now,
                     },
                 );
                 self.shared
@@ -640,11 +640,6 @@ impl EventLoop {
                     }
                 }
             }
-            Command::Cancel { opaque } => {
-                if self.response_table.remove(&opaque).is_some() {
-                    self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
             Command::Close { token, reason } => self.close(token, &reason),
             Command::Shutdown => unreachable!("handled by drain_commands"),
         }
@@ -665,7 +660,7 @@ impl EventLoop {
                 let Some(conn) = self.conns.get_mut(&token) else {
                     return; // unknown or already closed: ignore
                 };
-                conn.last_active = now;
+                conn.last_read = now;
                 read_some(conn, &mut self.scratch, &mut self.decoder, &mut self.frames)
             };
             let mut frames = std::mem::take(&mut self.frames);
@@ -821,14 +816,19 @@ impl EventLoop {
         if now >= self.last_housekeeping + HOUSEKEEPING_INTERVAL {
             self.last_housekeeping = now;
             let max_idle = self.shared.config.channel_max_idle;
-            let idle: Vec<Token> = self
+            let mut idle: Vec<Token> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| now.saturating_duration_since(c.last_active) >= max_idle)
+                .filter(|(_, c)| now.saturating_duration_since(c.last_read) >= max_idle)
                 .map(|(t, _)| *t)
                 .collect();
+            // A call waiting on a quiet connection ends by its answer or its timeout (a sync
+            // timeout closes the connection); closing under it would fail it for nothing.
+            if !idle.is_empty() {
+                idle.retain(|t| !self.response_table.values().any(|p| p.token == *t));
+            }
             for token in idle {
-                self.close(token, &format!("idle for {max_idle:?}"));
+                self.close(token, &format!("nothing received for {max_idle:?}"));
             }
         }
     }
@@ -915,7 +915,7 @@ fn read_some(
 fn flush(
     conn: &mut Connection,
     registry: &Registry,
-    now: Instant,
+    _now: Instant,
 ) -> std::result::Result<(), String> {
     while !conn.out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
@@ -926,7 +926,6 @@ fn flush(
         match conn.stream.write_vectored(&slices[..n]) {
             Ok(0) => return Err("write returned 0 bytes".to_string()),
             Ok(mut written) => {
-                conn.last_active = now;
                 while written > 0 {
                     let front = conn
                         .out

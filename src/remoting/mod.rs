@@ -11,13 +11,14 @@
 //!   and, for `invoke_sync`, waits on a one-slot channel with the call's deadline.
 //! * `rmq-io` owns the sockets and the response table. It reads until `WouldBlock`, decodes
 //!   frames, completes pending calls, coalesces queued frames into `writev`, sweeps expired
-//!   entries at their deadline and closes connections idle for `channel_max_idle`. It never runs
-//!   user code and never blocks.
+//!   entries at their deadline and closes connections that received nothing for
+//!   `channel_max_idle`. It never runs user code and never blocks.
 //! * `rmq-cb` runs callbacks and processors.
 //!
 //! A connection that fails (EOF, reset, malformed or oversized frame) is closed alone, and every
 //! call pending on it fails at once with [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
-//! naming the reason.
+//! naming the reason. A sync call that times out closes its connection too (Java's
+//! `closeSocketIfTimeout`), so a peer that stopped answering without closing is given up.
 
 mod client;
 mod config;

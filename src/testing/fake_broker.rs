@@ -158,6 +158,12 @@ impl FakeBroker {
         self.inner.conns.lock().len()
     }
 
+    /// Connections accepted since the start, closed ones included: a client that reconnects
+    /// raises it.
+    pub fn accepted_count(&self) -> usize {
+        self.inner.next_id.load(Ordering::Acquire) as usize
+    }
+
     /// The next request received (in arrival order), waiting at most `timeout`.
     pub fn recv_request(&self, timeout: Duration) -> Option<RemotingCommand> {
         self.inner.requests_rx.recv_timeout(timeout).ok()
