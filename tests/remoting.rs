@@ -939,3 +939,143 @@ fn writes_alone_do_not_keep_an_idle_connection_open() {
         broker.accepted_count()
     );
 }
+
+const STOP_READING: RequestCode = RequestCode(9007);
+
+/// A fake that stops reading a connection once it gets [`STOP_READING`], and echoes otherwise.
+fn wedging_broker() -> FakeBroker {
+    FakeBroker::start(|req| match RequestCode(req.code()) {
+        STOP_READING => FakeAction::StopReading,
+        _ => FakeAction::Respond(success_with_body(req)),
+    })
+    .unwrap()
+}
+
+/// A 256 KiB request.
+fn big_request() -> RemotingCommand {
+    static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = BODY.get_or_init(|| bytes::Bytes::from(vec![7u8; 256 * 1024]));
+    request(ECHO).with_body(body.clone())
+}
+
+/// A peer that stops reading: once the socket buffers and `max_queued_bytes` are full, calls
+/// are refused at once with `WriteQueueFull` rather than queued; the connection is closed after
+/// `write_stall_timeout` and its calls fail; the next call reconnects.
+#[test]
+fn a_peer_that_stops_reading_fills_the_queue_then_loses_the_connection() {
+    init();
+    let broker = wedging_broker();
+    let limit = 1024 * 1024;
+    let client = RemotingClient::start(RemotingClientConfig {
+        max_queued_bytes: limit,
+        write_stall_timeout: Duration::from_secs(2),
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    client
+        .invoke_oneway(&addr, request(STOP_READING), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+
+    // Keep sending until the connection is given up. 256 x 256 KiB = 64 MiB: far more than
+    // loopback socket buffers plus the 1 MiB bound.
+    let (tx, rx) = unbounded();
+    let (mut accepted, mut refused) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first_end = loop {
+        if let Ok(r) = rx.try_recv() {
+            break r;
+        }
+        assert!(
+            accepted < 256,
+            "all {accepted} requests of 256 KiB were queued for a peer that reads nothing"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the stuck connection was never closed"
+        );
+        let tx = tx.clone();
+        match client.invoke_async(&addr, big_request(), Duration::from_secs(30), move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(()) => accepted += 1,
+            Err(Error::WriteQueueFull { limit: l, .. }) => {
+                assert_eq!(l, limit);
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(5)); // pacing, not synchronisation
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    };
+    assert!(refused > 0, "no request was refused");
+    // The calls on the stuck connection fail with it, long before their 30 s; a call sent
+    // after the close went out on a new connection and succeeds.
+    assert_closed(&first_end.unwrap_err(), "not reading");
+    for i in 1..accepted {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => assert_closed(&e, "not reading"),
+            Err(_) => panic!("call {i} of {accepted} never ended"),
+        }
+    }
+    assert_eq!(client.pending_count(), 0);
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert!(broker.accepted_count() >= 2);
+}
+
+/// An async call that times out gives its permit back, but its frame may still be queued: the
+/// byte bound, not the permits, must stop a caller that keeps sending from growing the queue.
+#[test]
+fn timed_out_async_calls_cannot_grow_the_write_queue() {
+    init();
+    let broker = wedging_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        async_permits: 4,
+        max_queued_bytes: 1024 * 1024,
+        write_stall_timeout: Duration::from_secs(60),
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    client
+        .invoke_oneway(&addr, request(STOP_READING), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+    let (tx, rx) = unbounded();
+    let (mut accepted, mut refused_in_a_row) = (0, 0);
+    // Once the socket buffers are full, the queue never drains: every later call is refused.
+    while refused_in_a_row < 100 {
+        assert!(
+            accepted < 256,
+            "{accepted} requests of 256 KiB were queued for a peer that reads nothing"
+        );
+        let tx = tx.clone();
+        match client.invoke_async(&addr, big_request(), Duration::from_millis(20), move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(()) => {
+                accepted += 1;
+                refused_in_a_row = 0;
+            }
+            // All permits taken: wait for a call to time out.
+            Err(Error::TooManyRequests { .. }) => {
+                let r = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("a call ends");
+                assert!(r.unwrap_err().is_timeout());
+            }
+            Err(Error::WriteQueueFull { .. }) => {
+                refused_in_a_row += 1;
+                std::thread::sleep(Duration::from_millis(2)); // pacing, not synchronisation
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+}

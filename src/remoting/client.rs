@@ -99,6 +99,12 @@ impl RemotingClient {
         if config.max_frame_len < 8 {
             return Err(Error::config("max_frame_len must be at least 8"));
         }
+        if config.max_queued_bytes == 0 {
+            return Err(Error::config("max_queued_bytes must be at least 1"));
+        }
+        if config.write_stall_timeout.is_zero() {
+            return Err(Error::config("write_stall_timeout must not be zero"));
+        }
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -155,7 +161,8 @@ impl RemotingClient {
     ///
     /// Errors: [`Error::Connect`] if the connection cannot be made, [`Error::Timeout`] when the
     /// budget runs out, [`Error::ConnectionClosed`] when the connection dies while waiting (at
-    /// once, not at the timeout), [`Error::Codec`] if the request cannot be encoded.
+    /// once, not at the timeout), [`Error::Codec`] if the request cannot be encoded,
+    /// [`Error::WriteQueueFull`] if the connection already has `max_queued_bytes` waiting.
     ///
     /// A timeout waiting for the response also closes the connection, as Java does by default
     /// (`closeSocketIfTimeout`): a peer that stopped answering, or a connection a firewall
@@ -181,6 +188,7 @@ impl RemotingClient {
         self.check_open(addr)?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
         let frame = self.encode(&mut request)?;
+        self.inner.shared.reserve_write(&conn, &frame)?;
         let opaque = request.opaque();
         let (tx, rx) = bounded(1);
         let pending = Pending {
@@ -226,8 +234,10 @@ impl RemotingClient {
     ///
     /// Returned errors: [`Error::TooManyRequests`] when `async_permits` calls are already in
     /// flight (the caller should back off), [`Error::Connect`], [`Error::Timeout`] if connecting
-    /// used the whole budget, [`Error::Codec`], and [`Error::ConnectionClosed`] after shutdown.
-    /// A permit is held until the callback has returned.
+    /// used the whole budget, [`Error::Codec`], [`Error::WriteQueueFull`], and
+    /// [`Error::ConnectionClosed`] after shutdown. A permit is held until the callback has
+    /// returned; the frame's bytes count against `max_queued_bytes` until they are written,
+    /// even if the call has timed out by then.
     pub fn invoke_async<F>(
         &self,
         addr: &str,
@@ -255,6 +265,9 @@ impl RemotingClient {
                 timeout,
             });
         }
+        // The frame may outlive the call (a timeout gives the permit back while the frame is
+        // still queued): the byte bound covers it until it is written.
+        self.inner.shared.reserve_write(&conn, &frame)?;
         let pending = Pending {
             deadline,
             timeout,
@@ -289,7 +302,8 @@ impl RemotingClient {
     ///
     /// `timeout` bounds the connect. At most `oneway_permits` one-way frames may be waiting to
     /// be written ([`Error::TooManyRequests`] beyond); a permit is released once its frame is
-    /// written or its connection fails.
+    /// written or its connection fails. [`Error::WriteQueueFull`] if the connection already has
+    /// `max_queued_bytes` waiting.
     pub fn invoke_oneway(
         &self,
         addr: &str,
@@ -308,6 +322,7 @@ impl RemotingClient {
             })?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
         let frame = self.encode(&mut request)?;
+        self.inner.shared.reserve_write(&conn, &frame)?;
         let cmd = Command::Send {
             token: conn.token,
             frame,
@@ -855,5 +870,74 @@ mod tests {
             .store(bad_index, Ordering::SeqCst);
         call(Duration::from_secs(3)).unwrap();
         assert_eq!(client.chosen_namesrv_addr(), Some(good.addr()));
+    }
+
+    /// While a connection's write queue is full, every kind of write is refused rather than
+    /// queued: sync, async and one-way calls with `WriteQueueFull`, and the response to a
+    /// request from the peer is dropped.
+    #[test]
+    fn every_write_is_refused_while_the_write_queue_is_full() {
+        let broker = FakeBroker::echo().unwrap();
+        let addr = broker.addr();
+        let limit = 64 * 1024;
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            max_queued_bytes: limit,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        let req = || RemotingCommand::request(RequestCode(1));
+        let secs = Duration::from_secs(3);
+        client.invoke_sync(&addr, req(), secs).unwrap();
+        let conn = Arc::clone(client.inner.shared.conns.read().get(&addr).unwrap());
+        // As if the peer had stopped reading with the queue full.
+        assert!(conn.reserve(limit, limit));
+        let full = |e: Error| matches!(e, Error::WriteQueueFull { limit: l, .. } if l == limit);
+        assert!(full(client.invoke_sync(&addr, req(), secs).unwrap_err()));
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&called);
+        let err = client
+            .invoke_async(&addr, req(), secs, move |_| {
+                flag.store(true, Ordering::SeqCst)
+            })
+            .unwrap_err();
+        assert!(full(err));
+        assert!(full(client.invoke_oneway(&addr, req(), secs).unwrap_err()));
+        assert_eq!(client.pending_count(), 0);
+
+        // A request from the peer is processed, but its response is not queued.
+        let (ran_tx, ran_rx) = bounded(4);
+        client.register_processor(
+            RequestCode(7),
+            Arc::new(
+                move |_: &crate::remoting::RequestContext, r: RemotingCommand| {
+                    let _ = ran_tx.try_send(());
+                    Some(RemotingCommand::response_to(
+                        &r,
+                        crate::remoting::protocol::ResponseCode::SUCCESS,
+                        None,
+                    ))
+                },
+            ),
+        );
+        assert_eq!(
+            broker.push_request(&RemotingCommand::request(RequestCode(7))),
+            1
+        );
+        ran_rx.recv_timeout(secs).expect("the processor ran");
+        let pool = &client.inner.shared.pool;
+        let deadline = Instant::now() + secs;
+        while pool.active_count() + pool.queued_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the processor job never finished"
+            );
+            std::thread::yield_now();
+        }
+        // Room again: a call goes through, and nothing was queued ahead of it.
+        conn.written(limit);
+        client.invoke_sync(&addr, req(), secs).unwrap();
+        assert!(broker.received_responses().is_empty());
+        assert!(!called.load(Ordering::SeqCst));
     }
 }

@@ -41,6 +41,23 @@ pub struct RemotingClientConfig {
     pub serialize_type: SerializeType,
     /// How long `shutdown` waits for the io thread and for running callbacks (5 s).
     pub shutdown_timeout: Duration,
+    /// Bytes that may wait to be written on one connection (64 MiB): requests of every kind,
+    /// and responses to the peer's requests, counted from the moment they are queued until
+    /// they are in the kernel's socket buffer. A call that would go past it fails at once with
+    /// [`Error::WriteQueueFull`](crate::Error::WriteQueueFull) instead of queueing (a response
+    /// to the peer is dropped and logged), so a peer that stops reading costs at most this much
+    /// memory. A frame larger than this can never be sent.
+    ///
+    /// Java leaves this unbounded. 64 MiB holds sixteen messages of the largest size a broker
+    /// accepts by default (4 MiB) or four of the largest frames (16 MiB), far more than a
+    /// connection that keeps up ever holds, and it takes long enough to fill that calls time
+    /// out first when the peer is merely slow.
+    pub max_queued_bytes: usize,
+    /// A connection with bytes waiting to be written that could not write a single byte for
+    /// this long is closed and its calls fail (5 s): the peer stopped reading. Checked once a
+    /// second. Longer than the default 3 s call timeout, so a broker's short pause costs the
+    /// calls that timed out but not the connection.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for RemotingClientConfig {
@@ -54,6 +71,8 @@ impl Default for RemotingClientConfig {
             channel_max_idle: Duration::from_secs(120),
             serialize_type: SerializeType::Json,
             shutdown_timeout: Duration::from_secs(5),
+            max_queued_bytes: 64 * 1024 * 1024,
+            write_stall_timeout: Duration::from_secs(5),
         }
     }
 }

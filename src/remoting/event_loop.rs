@@ -9,7 +9,10 @@
 //!
 //! Callers connect on their own thread (`std::net::TcpStream::connect_timeout`), then hand the
 //! stream over with [`Command::Register`]. Frames are encoded on the caller's thread and queued as
-//! [`Bytes`]; the loop coalesces everything queued for a connection into `writev` calls.
+//! [`Bytes`]; the loop coalesces everything queued for a connection into `writev` calls. The bytes
+//! waiting on a connection are bounded (`max_queued_bytes`, counted in [`ConnHandle`] from the
+//! caller's reservation until the kernel takes them), and a connection whose queue does not move
+//! for `write_stall_timeout` is closed.
 //!
 //! User code (async callbacks, request processors) never runs here: it goes to the callback pool.
 //!
@@ -170,6 +173,9 @@ pub(crate) struct ConnHandle {
     pub(crate) token: Token,
     pub(crate) addr: Arc<str>,
     alive: AtomicBool,
+    /// Bytes of frames queued for this connection and not yet written: reserved by the thread
+    /// that queues a frame, given back by the loop as it writes.
+    queued: AtomicUsize,
 }
 
 impl ConnHandle {
@@ -178,7 +184,26 @@ impl ConnHandle {
             token,
             addr: Arc::from(addr),
             alive: AtomicBool::new(true),
+            queued: AtomicUsize::new(0),
         }
+    }
+
+    /// Reserves room for a frame of `len` bytes in the write queue (at most `limit` bytes).
+    pub(crate) fn reserve(&self, len: usize, limit: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                q.checked_add(len).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the room of `len` written bytes.
+    pub(crate) fn written(&self, len: usize) {
+        let before = self.queued.fetch_sub(len, Ordering::AcqRel);
+        debug_assert!(
+            before >= len,
+            "wrote {len} bytes but only {before} were reserved"
+        );
     }
 
     /// `false` once the loop closed the connection (or refused to register it).
@@ -198,8 +223,9 @@ pub(crate) enum Command {
         handle: Arc<ConnHandle>,
         stream: TcpStream,
     },
-    /// Queue an encoded frame. `pending` (request/response calls) enters the response table
-    /// under `opaque`; `permit` (one-way calls) is released once the frame is written.
+    /// Queue an encoded frame, whose bytes the sender reserved with [`Shared::reserve_write`].
+    /// `pending` (request/response calls) enters the response table under `opaque`; `permit`
+    /// (one-way calls) is released once the frame is written.
     Send {
         token: Token,
         frame: Bytes,
@@ -289,6 +315,22 @@ impl Shared {
         }
     }
 
+    /// Reserves room for `frame` in `conn`'s write queue, or fails with
+    /// [`Error::WriteQueueFull`]. Every frame queued for a connection goes through this, so the
+    /// bytes waiting on a connection (in the command channel or in the loop) stay within
+    /// `max_queued_bytes` whatever happens to the calls that sent them.
+    pub(crate) fn reserve_write(&self, conn: &ConnHandle, frame: &Bytes) -> Result<()> {
+        let limit = self.config.max_queued_bytes;
+        if conn.reserve(frame.len(), limit) {
+            Ok(())
+        } else {
+            Err(Error::WriteQueueFull {
+                addr: conn.addr.to_string(),
+                limit,
+            })
+        }
+    }
+
     /// Hands a pending call its result: sync callers through their channel, async callbacks on
     /// the callback pool.
     fn complete(&self, pending: Pending, result: Result<RemotingCommand>) {
@@ -322,7 +364,8 @@ impl Shared {
 
     /// Runs on the callback pool: dispatches a broker-initiated request to its processor and
     /// queues the response, if any.
-    fn process_request(&self, token: Token, peer: Arc<str>, request: RemotingCommand) {
+    fn process_request(&self, conn: Arc<ConnHandle>, request: RemotingCommand) {
+        let peer = &conn.addr;
         let code = request.code();
         let opaque = request.opaque();
         let serialize_type = request.serialize_type();
@@ -374,8 +417,12 @@ impl Shared {
                 return;
             }
         };
+        if let Err(e) = self.reserve_write(&conn, &frame) {
+            log::warn!("dropping the response to request code {code} from {peer}: {e}");
+            return;
+        }
         let cmd = Command::Send {
-            token,
+            token: conn.token,
             frame,
             opaque,
             pending: None,
@@ -416,6 +463,9 @@ struct Connection {
     /// When bytes last arrived. Writes do not count: a peer that stopped answering (a
     /// half-open connection) must not look alive because heartbeats are written into it.
     last_read: Instant,
+    /// When `out` last shrank, or became non-empty: a connection whose queue has not moved for
+    /// `write_stall_timeout` is closed.
+    write_progress: Instant,
 }
 
 /// What draining a readable socket ended with.
@@ -591,6 +641,7 @@ impl EventLoop {
                         writable_interest: false,
                         dirty: false,
                         last_read: now,
+                        write_progress: now,
                     },
                 );
                 self.shared
@@ -615,6 +666,9 @@ impl EventLoop {
                     }
                     return;
                 };
+                if conn.out.is_empty() {
+                    conn.write_progress = now;
+                }
                 conn.out.push_back(OutFrame {
                     bytes: frame,
                     _permit: permit,
@@ -696,13 +750,13 @@ impl EventLoop {
                 Entry::Vacant(_) => self.unmatched_response(token, &cmd, None),
             }
         } else {
-            let Some(peer) = self.conns.get(&token).map(|c| c.handle.addr.clone()) else {
+            let Some(conn) = self.conns.get(&token).map(|c| Arc::clone(&c.handle)) else {
                 return;
             };
             let shared = Arc::clone(&self.shared);
             self.shared
                 .pool
-                .execute(move || shared.process_request(token, peer, cmd));
+                .execute(move || shared.process_request(conn, cmd));
         }
     }
 
@@ -830,6 +884,21 @@ impl EventLoop {
             for token in idle {
                 self.close(token, &format!("nothing received for {max_idle:?}"));
             }
+            let stall = self.shared.config.write_stall_timeout;
+            let stalled: Vec<Token> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| {
+                    !c.out.is_empty() && now.saturating_duration_since(c.write_progress) >= stall
+                })
+                .map(|(t, _)| *t)
+                .collect();
+            for token in stalled {
+                self.close(
+                    token,
+                    &format!("the peer is not reading: nothing could be written for {stall:?}"),
+                );
+            }
         }
     }
 
@@ -915,7 +984,7 @@ fn read_some(
 fn flush(
     conn: &mut Connection,
     registry: &Registry,
-    _now: Instant,
+    now: Instant,
 ) -> std::result::Result<(), String> {
     while !conn.out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
@@ -926,6 +995,8 @@ fn flush(
         match conn.stream.write_vectored(&slices[..n]) {
             Ok(0) => return Err("write returned 0 bytes".to_string()),
             Ok(mut written) => {
+                conn.handle.written(written);
+                conn.write_progress = now;
                 while written > 0 {
                     let front = conn
                         .out
