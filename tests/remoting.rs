@@ -1079,3 +1079,125 @@ fn timed_out_async_calls_cannot_grow_the_write_queue() {
         }
     }
 }
+
+/// Requests from a peer wait for the callback pool in a bounded queue: beyond it they are
+/// answered `SYSTEM_BUSY` ("[OVERLOAD]...") at once, one-way ones are dropped, and none of them
+/// reaches the processor.
+#[test]
+fn broker_requests_beyond_the_bound_are_answered_system_busy() {
+    const BLOCKS: RequestCode = RequestCode(9102);
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        callback_threads: 1,
+        max_pending_broker_requests: 4,
+        ..config()
+    })
+    .unwrap();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    client.register_processor(
+        BLOCKS,
+        Arc::new(move |_: &RequestContext, req: RemotingCommand| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            Some(RemotingCommand::response_to(
+                &req,
+                ResponseCode::SUCCESS,
+                None,
+            ))
+        }),
+    );
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+
+    // One runs, three wait: the bound is reached; the next sixteen are refused at once.
+    let pushed: Vec<RemotingCommand> = (0..20).map(|_| request(BLOCKS)).collect();
+    for p in &pushed {
+        assert_eq!(broker.push_request(p), 1);
+    }
+    for p in &pushed[4..] {
+        let resp = broker
+            .recv_response(Duration::from_secs(3))
+            .expect("a request beyond the bound is answered at once");
+        assert_eq!(resp.opaque(), p.opaque());
+        assert_eq!(resp.response_code(), ResponseCode::SYSTEM_BUSY);
+        assert!(
+            resp.remark().unwrap_or("").starts_with("[OVERLOAD]"),
+            "{:?}",
+            resp.remark()
+        );
+    }
+    // One-way requests beyond the bound are dropped.
+    for _ in 0..5 {
+        let mut oneway = request(BLOCKS);
+        oneway.mark_oneway();
+        broker.push_request(&oneway);
+    }
+    assert!(eventually(Duration::from_secs(3), || client
+        .rejected_broker_requests()
+        == 21));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "only one runs at a time");
+
+    // Released, the four accepted ones are answered, and new requests are accepted again.
+    drop(release_tx);
+    let mut answered: Vec<i32> = (0..4)
+        .map(|_| {
+            let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
+            assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+            resp.opaque()
+        })
+        .collect();
+    answered.sort();
+    let mut expected: Vec<i32> = pushed[..4].iter().map(|p| p.opaque()).collect();
+    expected.sort();
+    assert_eq!(answered, expected);
+    let again = request(BLOCKS);
+    broker.push_request(&again);
+    let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
+    assert_eq!(resp.opaque(), again.opaque());
+    assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(client.rejected_broker_requests(), 21);
+}
+
+/// A peer that floods frames does not keep `rmq-io` to itself: a call to another peer is
+/// registered, sent and answered while the flood goes on.
+#[test]
+fn a_flooding_peer_does_not_starve_other_connections() {
+    init();
+    let flooder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let flood_addr = flooder.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let flood = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, _) = flooder.accept().unwrap();
+        // Answers to nothing, back to back: 1 MiB per write.
+        let one = response_frame(i32::MIN, b"flood");
+        let chunk: Vec<u8> = one.repeat((1 << 20) / one.len());
+        let mut written = 0usize;
+        while !stopping.load(Ordering::Relaxed) && s.write_all(&chunk).is_ok() {
+            written += chunk.len();
+        }
+        written
+    });
+    let broker = scripted_broker();
+    let client = client();
+    client
+        .invoke_oneway(&flood_addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || client
+        .unmatched_responses()
+        > 10_000));
+
+    let result = client.invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    client.shutdown();
+    let flooded = flood.join().unwrap();
+    result.unwrap_or_else(|e| {
+        panic!("the call to the other peer failed while {flooded} bytes flooded in: {e:?}")
+    });
+}

@@ -105,6 +105,11 @@ impl RemotingClient {
         if config.write_stall_timeout.is_zero() {
             return Err(Error::config("write_stall_timeout must not be zero"));
         }
+        if config.max_pending_broker_requests == 0 {
+            return Err(Error::config(
+                "max_pending_broker_requests must be at least 1",
+            ));
+        }
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -485,6 +490,12 @@ impl RemotingClient {
     /// Entries in the response table (calls waiting for a response).
     pub fn pending_count(&self) -> usize {
         self.inner.shared.pending_count()
+    }
+
+    /// Requests from peers refused because `max_pending_broker_requests` were already waiting
+    /// for the callback pool: answered `SYSTEM_BUSY`, or dropped if one-way.
+    pub fn rejected_broker_requests(&self) -> u64 {
+        self.inner.shared.rejected_broker_requests()
     }
 
     /// Open connections.

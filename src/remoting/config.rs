@@ -58,6 +58,13 @@ pub struct RemotingClientConfig {
     /// second. Longer than the default 3 s call timeout, so a broker's short pause costs the
     /// calls that timed out but not the connection.
     pub write_stall_timeout: Duration,
+    /// Requests from peers (`NOTIFY_CONSUMER_IDS_CHANGED`, `CHECK_TRANSACTION_STATE`, ...)
+    /// waiting for or running on the callback pool, at most (10 000). Beyond it a request is
+    /// answered at once with `SYSTEM_BUSY` and the remark `[OVERLOAD]system busy, ...`, as Java
+    /// does when a processor's executor rejects work; a one-way request is dropped with a
+    /// warning. Java's client queues these without bound; 10 000 is the capacity the broker
+    /// gives its own send queue, and a healthy broker sends a client a handful at a time.
+    pub max_pending_broker_requests: usize,
 }
 
 impl Default for RemotingClientConfig {
@@ -73,6 +80,7 @@ impl Default for RemotingClientConfig {
             shutdown_timeout: Duration::from_secs(5),
             max_queued_bytes: 64 * 1024 * 1024,
             write_stall_timeout: Duration::from_secs(5),
+            max_pending_broker_requests: 10_000,
         }
     }
 }

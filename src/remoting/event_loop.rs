@@ -43,8 +43,12 @@ pub(crate) const WAKER_TOKEN: Token = Token(0);
 
 /// How many commands one turn takes off the channel before serving sockets again.
 const MAX_COMMANDS_PER_TURN: usize = 4096;
-/// How many decoded frames are dispatched at once while a socket is being drained.
+/// How many decoded frames one connection may yield per loop turn.
 const MAX_FRAMES_PER_BATCH: usize = 256;
+/// How many bytes one connection may yield per loop turn. With the frame budget, this keeps a
+/// peer that sends faster than the loop decodes from keeping `rmq-io` to itself: a connection
+/// that used its budget is read again next turn, after the others.
+const MAX_READ_PER_TURN: usize = 4 * READ_CHUNK;
 /// `writev` slices per call.
 const MAX_IOV: usize = 64;
 /// Scratch read buffer size.
@@ -56,6 +60,9 @@ const WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// Two expiry scans of the response table are at least this far apart, so a table full of
 /// staggered deadlines cannot make the loop scan continuously.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The remark of a `SYSTEM_BUSY` answer to a request refused for overload (Java's wording).
+const OVERLOAD_REMARK: &str = "[OVERLOAD]system busy, start flow control for a while";
 
 /// The reason given to calls that are failed because the client shut down.
 pub(crate) const SHUTDOWN_REASON: &str = "remoting client shut down";
@@ -255,6 +262,9 @@ pub(crate) struct Shared {
     pending_count: AtomicUsize,
     connection_count: AtomicUsize,
     unmatched_responses: AtomicU64,
+    /// Requests from peers queued on or running in the callback pool.
+    broker_requests: AtomicUsize,
+    rejected_broker_requests: AtomicU64,
 }
 
 impl Shared {
@@ -277,6 +287,8 @@ impl Shared {
             pending_count: AtomicUsize::new(0),
             connection_count: AtomicUsize::new(0),
             unmatched_responses: AtomicU64::new(0),
+            broker_requests: AtomicUsize::new(0),
+            rejected_broker_requests: AtomicU64::new(0),
         }
     }
 
@@ -295,6 +307,10 @@ impl Shared {
 
     pub(crate) fn unmatched_responses(&self) -> u64 {
         self.unmatched_responses.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn rejected_broker_requests(&self) -> u64 {
+        self.rejected_broker_requests.load(Ordering::Relaxed)
     }
 
     /// Queues a command and wakes the loop. On failure (the loop is gone) the command comes back.
@@ -365,6 +381,14 @@ impl Shared {
     /// Runs on the callback pool: dispatches a broker-initiated request to its processor and
     /// queues the response, if any.
     fn process_request(&self, conn: Arc<ConnHandle>, request: RemotingCommand) {
+        /// Leaves the bounded count of broker requests on every path out.
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _done = Done(&self.broker_requests);
         let peer = &conn.addr;
         let code = request.code();
         let opaque = request.opaque();
@@ -466,11 +490,13 @@ struct Connection {
     /// When `out` last shrank, or became non-empty: a connection whose queue has not moved for
     /// `write_stall_timeout` is closed.
     write_progress: Instant,
+    /// The loop turn that last read this connection: one read budget per turn.
+    read_turn: u64,
 }
 
 /// What draining a readable socket ended with.
 enum ReadOutcome {
-    /// The frame batch is full; the socket may have more.
+    /// The turn's read budget is used up; the socket may have more.
     More,
     /// `WouldBlock`: everything available was read.
     Drained,
@@ -518,6 +544,14 @@ pub(crate) struct EventLoop {
     /// Commands were left in the channel last turn: poll without blocking.
     backlog: bool,
     unmatched_warn: WarnLimiter,
+    overload_warn: WarnLimiter,
+    /// Counts loop turns (from 1), for `Connection::read_turn`.
+    turn: u64,
+    /// Connections that used their read budget this turn, to read again next turn: mio is
+    /// edge-triggered and will not report data that is already waiting.
+    unread: Vec<Token>,
+    /// Last turn's `unread`, being served.
+    revisit: Vec<Token>,
 }
 
 impl EventLoop {
@@ -539,6 +573,10 @@ impl EventLoop {
             last_housekeeping: now,
             backlog: false,
             unmatched_warn: WarnLimiter::default(),
+            overload_warn: WarnLimiter::default(),
+            turn: 0,
+            unread: Vec::new(),
+            revisit: Vec::new(),
         })
     }
 
@@ -558,6 +596,8 @@ impl EventLoop {
                 self.shutdown(&format!("event loop failed: {e}"));
                 break;
             }
+            self.turn += 1;
+            std::mem::swap(&mut self.unread, &mut self.revisit);
             ready.clear();
             for ev in events.iter() {
                 if ev.token() == WAKER_TOKEN {
@@ -575,6 +615,11 @@ impl EventLoop {
                     self.mark_dirty(token);
                 }
             }
+            let mut revisit = std::mem::take(&mut self.revisit);
+            for token in revisit.drain(..) {
+                self.on_readable(token, now);
+            }
+            self.revisit = revisit;
             if !self.drain_commands(now) {
                 self.flush_dirty(now);
                 self.shutdown(SHUTDOWN_REASON);
@@ -587,7 +632,7 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if self.backlog {
+        if self.backlog || !self.unread.is_empty() {
             return Duration::ZERO;
         }
         let mut at = self.last_housekeeping + HOUSEKEEPING_INTERVAL;
@@ -642,6 +687,7 @@ impl EventLoop {
                         dirty: false,
                         last_read: now,
                         write_progress: now,
+                        read_turn: 0,
                     },
                 );
                 self.shared
@@ -708,28 +754,28 @@ impl EventLoop {
         }
     }
 
+    /// Reads one budget's worth from a connection, once per turn.
     fn on_readable(&mut self, token: Token, now: Instant) {
-        loop {
-            let outcome = {
-                let Some(conn) = self.conns.get_mut(&token) else {
-                    return; // unknown or already closed: ignore
-                };
-                conn.last_read = now;
-                read_some(conn, &mut self.scratch, &mut self.decoder, &mut self.frames)
+        let outcome = {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return; // unknown or already closed: ignore
             };
-            let mut frames = std::mem::take(&mut self.frames);
-            for frame in frames.drain(..) {
-                self.on_frame(token, frame);
+            if conn.read_turn == self.turn {
+                return; // both reported and left over from last turn: read once
             }
-            self.frames = frames;
-            match outcome {
-                ReadOutcome::More => continue,
-                ReadOutcome::Drained => return,
-                ReadOutcome::Closed(reason) => {
-                    self.close(token, &reason);
-                    return;
-                }
-            }
+            conn.read_turn = self.turn;
+            conn.last_read = now;
+            read_some(conn, &mut self.scratch, &mut self.decoder, &mut self.frames)
+        };
+        let mut frames = std::mem::take(&mut self.frames);
+        for frame in frames.drain(..) {
+            self.on_frame(token, frame);
+        }
+        self.frames = frames;
+        match outcome {
+            ReadOutcome::More => self.unread.push(token),
+            ReadOutcome::Drained => {}
+            ReadOutcome::Closed(reason) => self.close(token, &reason),
         }
     }
 
@@ -753,10 +799,65 @@ impl EventLoop {
             let Some(conn) = self.conns.get(&token).map(|c| Arc::clone(&c.handle)) else {
                 return;
             };
+            // Only this thread adds to the count, so checking first cannot overshoot.
+            if self.shared.broker_requests.load(Ordering::Acquire)
+                >= self.shared.config.max_pending_broker_requests
+            {
+                self.reject_overload(&conn, cmd);
+                return;
+            }
+            self.shared.broker_requests.fetch_add(1, Ordering::AcqRel);
             let shared = Arc::clone(&self.shared);
             self.shared
                 .pool
                 .execute(move || shared.process_request(conn, cmd));
+        }
+    }
+
+    /// Refuses a request from a peer when the callback pool already has
+    /// `max_pending_broker_requests`: answers `SYSTEM_BUSY` at once (Java's executor-rejected
+    /// answer), or drops a one-way request.
+    fn reject_overload(&mut self, conn: &Arc<ConnHandle>, request: RemotingCommand) {
+        self.shared
+            .rejected_broker_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let code = request.code();
+        if let Some(held_back) = self.overload_warn.allow(Instant::now()) {
+            log::warn!(
+                "rmq-io: {} requests from peers are waiting already; refusing request code \
+                 {code} from {} (and {held_back} more since the last warning)",
+                self.shared.config.max_pending_broker_requests,
+                conn.addr
+            );
+        }
+        if request.is_oneway() {
+            return;
+        }
+        let mut response =
+            RemotingCommand::response(ResponseCode::SYSTEM_BUSY, Some(OVERLOAD_REMARK.to_string()));
+        response.set_opaque(request.opaque());
+        response.set_serialize_type(request.serialize_type());
+        response.mark_response();
+        let frame = match response.encode_to_bytes() {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("cannot encode a SYSTEM_BUSY response: {e}");
+                return;
+            }
+        };
+        if self.shared.reserve_write(conn, &frame).is_err() {
+            return; // the peer reads nothing either: it will time out
+        }
+        let token = conn.token;
+        if let Some(c) = self.conns.get_mut(&token) {
+            if c.out.is_empty() {
+                c.write_progress = Instant::now();
+            }
+            c.out.push_back(OutFrame {
+                bytes: frame,
+                _permit: None,
+            });
+            self.mark_dirty(token);
         }
     }
 
@@ -950,17 +1051,19 @@ impl EventLoop {
     }
 }
 
-/// Reads until `WouldBlock` (or a full frame batch), decoding as it goes.
+/// Reads until `WouldBlock` or the turn's budget (frames or bytes), decoding as it goes.
 fn read_some(
     conn: &mut Connection,
     scratch: &mut [u8],
     decoder: &mut FrameDecoder,
     frames: &mut Vec<RemotingCommand>,
 ) -> ReadOutcome {
+    let mut read = 0;
     loop {
         match conn.stream.read(scratch) {
             Ok(0) => return ReadOutcome::Closed("connection closed by peer".to_string()),
             Ok(n) => {
+                read += n;
                 conn.in_buf.extend_from_slice(&scratch[..n]);
                 loop {
                     match decoder.decode(&mut conn.in_buf) {
@@ -969,7 +1072,7 @@ fn read_some(
                         Err(e) => return ReadOutcome::Closed(format!("codec error: {e}")),
                     }
                 }
-                if frames.len() >= MAX_FRAMES_PER_BATCH {
+                if frames.len() >= MAX_FRAMES_PER_BATCH || read >= MAX_READ_PER_TURN {
                     return ReadOutcome::More;
                 }
             }

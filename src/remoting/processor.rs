@@ -23,7 +23,8 @@ impl RequestContext {
 /// `CHECK_TRANSACTION_STATE` (Java `NettyRequestProcessor`).
 ///
 /// Processors run on the client's `rmq-cb` callback pool, never on the io thread, so they may
-/// block (briefly). The returned command is sent back as the response: the client sets the
+/// block (briefly). At most `max_pending_broker_requests` requests wait for or run on the pool;
+/// beyond that the peer is answered `SYSTEM_BUSY` without the processor being called. The returned command is sent back as the response: the client sets the
 /// request's opaque and serialize type and the response flag. `None` sends nothing, and nothing
 /// is sent for a one-way request. A panic becomes a `SYSTEM_ERROR` response.
 ///
