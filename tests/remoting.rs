@@ -1172,18 +1172,21 @@ fn a_flooding_peer_does_not_starve_other_connections() {
     let flood_addr = flooder.local_addr().unwrap().to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
-    let flood = std::thread::spawn(move || {
-        use std::io::Write;
-        let (mut s, _) = flooder.accept().unwrap();
-        // Answers to nothing, back to back: 1 MiB per write.
-        let one = response_frame(i32::MIN, b"flood");
-        let chunk: Vec<u8> = one.repeat((1 << 20) / one.len());
-        let mut written = 0usize;
-        while !stopping.load(Ordering::Relaxed) && s.write_all(&chunk).is_ok() {
-            written += chunk.len();
-        }
-        written
-    });
+    let flood = std::thread::Builder::new()
+        .name("flooder".into())
+        .spawn(move || {
+            use std::io::Write;
+            let (mut s, _) = flooder.accept().unwrap();
+            // Answers to nothing, back to back: 1 MiB per write.
+            let one = response_frame(i32::MIN, b"flood");
+            let chunk: Vec<u8> = one.repeat((1 << 20) / one.len());
+            let mut written = 0usize;
+            while !stopping.load(Ordering::Relaxed) && s.write_all(&chunk).is_ok() {
+                written += chunk.len();
+            }
+            written
+        })
+        .unwrap();
     let broker = scripted_broker();
     let client = client();
     client

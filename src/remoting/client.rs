@@ -806,15 +806,18 @@ mod tests {
         let other = client.clone();
         *client.inner.published_hook.lock() = Some(Arc::new(move |addr: &str| {
             let (other, addr) = (other.clone(), addr.to_string());
-            let result = std::thread::spawn(move || {
-                other.invoke_sync(
-                    &addr,
-                    RemotingCommand::request(RequestCode(1)),
-                    Duration::from_secs(3),
-                )
-            })
-            .join()
-            .unwrap();
+            let result = std::thread::Builder::new()
+                .name("second-caller".into())
+                .spawn(move || {
+                    other.invoke_sync(
+                        &addr,
+                        RemotingCommand::request(RequestCode(1)),
+                        Duration::from_secs(3),
+                    )
+                })
+                .unwrap()
+                .join()
+                .unwrap();
             let _ = tx.try_send(result);
         }));
         let first = client.invoke_sync(
