@@ -537,10 +537,6 @@ impl RemotingClient {
             }
         }
         conn.mark_dead();
-        log::warn!(
-            "no response from {} within {timeout:?}: closing the connection",
-            conn.addr
-        );
         let _ = shared.submit(Command::Close {
             token: conn.token,
             reason: format!("a call timed out after {timeout:?}; the peer is presumed gone"),
