@@ -73,6 +73,16 @@ pub enum Error {
         /// The configured bound that was hit.
         limit: usize,
     },
+    /// The connection to `addr` already has as many bytes waiting to be written as allowed
+    /// (`RemotingClientConfig::max_queued_bytes`): the peer reads more slowly than it is sent
+    /// to, or not at all. Nothing was sent. Back off, or use another peer; a connection that
+    /// stays stuck is closed after `write_stall_timeout`.
+    WriteQueueFull {
+        /// The peer address.
+        addr: String,
+        /// The configured bound, in bytes.
+        limit: usize,
+    },
     /// The broker or name server answered with a non-success code (Java `MQBrokerException`).
     Broker {
         /// The response code.
@@ -219,7 +229,8 @@ impl Error {
     }
 
     /// `true` for errors of the connection itself: connect failure, write failure, closed
-    /// connection or timeout. These are the errors after which a producer tries another broker.
+    /// connection, timeout, too many calls in flight or a full write queue. These are the errors
+    /// after which a producer tries another broker.
     pub fn is_remoting(&self) -> bool {
         matches!(
             self,
@@ -228,6 +239,7 @@ impl Error {
                 | Error::SendRequest { .. }
                 | Error::ConnectionClosed { .. }
                 | Error::TooManyRequests { .. }
+                | Error::WriteQueueFull { .. }
         )
     }
 
@@ -285,6 +297,7 @@ impl Error {
             | Error::Timeout { addr, .. }
             | Error::SendRequest { addr, .. }
             | Error::ConnectionClosed { addr, .. }
+            | Error::WriteQueueFull { addr, .. }
             | Error::Broker { addr, .. } => Some(addr),
             _ => None,
         }
@@ -332,6 +345,10 @@ impl fmt::Display for Error {
             Error::TooManyRequests { limit } => write!(
                 f,
                 "too many requests in flight (limit {limit}), invoke too fast"
+            ),
+            Error::WriteQueueFull { addr, limit } => write!(
+                f,
+                "write queue to {addr} is full ({limit} bytes waiting): the peer is not reading"
             ),
             Error::Broker { code, remark, addr } => {
                 write!(f, "broker {addr} answered {code}")?;

@@ -17,9 +17,10 @@ const LAYERS: &[&str] = &[
     "service_state",
     "executor",
     "error",
-    "remoting",
-    // The in-process fake broker speaks only the wire protocol; unit tests anywhere use it.
+    // The in-process fake broker speaks only the wire protocol; unit tests anywhere use it,
+    // those of the remoting client included.
     "testing",
+    "remoting",
     "common",
     "codec",
     "client",

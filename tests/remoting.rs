@@ -213,7 +213,7 @@ fn sync_call_times_out_when_no_response_comes() {
     assert!(eventually(Duration::from_secs(2), || client
         .pending_count()
         == 0));
-    // The connection survives a timeout.
+    // The timeout closed the connection; the next call opens a new one.
     client
         .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
         .unwrap();
@@ -720,4 +720,474 @@ fn broker_shutdown_is_seen_as_eof() {
         .unwrap_err();
     assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
     assert_eq!(client.pending_count(), 0);
+}
+
+/// Many threads calling at once on an address with no connection all get their responses: one
+/// connects, the others wait for it or find its connection. (The register race this guards
+/// against is a few instructions wide and this never caught it; the unit test
+/// `remoting::client::tests::a_call_that_finds_a_new_connection_succeeds` pins it down.)
+#[test]
+fn concurrent_first_calls_on_a_fresh_address_all_succeed() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    const THREADS: usize = 8;
+    for round in 0..200 {
+        // No call is in flight here, so closing fails nothing; the address is fresh again.
+        client.close_connection(&addr);
+        let barrier = std::sync::Barrier::new(THREADS);
+        let failures: Vec<Error> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        client.invoke_sync(&addr, request(ECHO), Duration::from_secs(5))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap().err())
+                .collect()
+        });
+        assert!(
+            failures.is_empty(),
+            "round {round}: concurrent first calls failed: {failures:?}"
+        );
+    }
+    assert_eq!(broker.accepted_count(), 200, "one connection per round");
+}
+
+/// A response frame with `opaque` and `body`, as raw bytes.
+fn response_frame(opaque: i32, body: &'static [u8]) -> Vec<u8> {
+    let mut resp = RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(body);
+    resp.set_opaque(opaque);
+    resp.mark_response();
+    resp.encode_to_bytes().unwrap().to_vec()
+}
+
+/// Opaques are sequential, so any peer can guess one that is pending on another connection. A
+/// response completes a call only when it comes from the connection the request left by.
+#[test]
+fn a_response_from_another_connection_does_not_complete_a_call() {
+    init();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let a = FakeBroker::start(move |_| {
+        let resp = RemotingCommand::response(ResponseCode::SUCCESS, None).with_body(&b"from A"[..]);
+        FakeAction::RespondWhen(release_rx.clone(), resp)
+    })
+    .unwrap();
+    // B answers every request with a forged response carrying A's opaque, then its own.
+    let target = Arc::new(std::sync::atomic::AtomicI32::new(-1));
+    let forged_opaque = Arc::clone(&target);
+    let b = FakeBroker::start(move |req| {
+        let mut raw = response_frame(forged_opaque.load(Ordering::SeqCst), b"forged by B");
+        raw.extend(response_frame(req.opaque(), b"from B"));
+        FakeAction::SendRaw(raw)
+    })
+    .unwrap();
+    let client = client();
+    let (tx, rx) = unbounded();
+    let to_a = request(ECHO);
+    target.store(to_a.opaque(), Ordering::SeqCst);
+    client
+        .invoke_async(&a.addr(), to_a, Duration::from_secs(10), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || a.request_count() == 1));
+
+    // B's own response follows the forged one on B's connection: once B's call has its answer,
+    // the loop has seen the forgery.
+    let from_b = client
+        .invoke_sync(&b.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(from_b.body().map(|b| &b[..]), Some(&b"from B"[..]));
+    assert_eq!(client.pending_count(), 1, "A's call must still be waiting");
+    assert_eq!(client.unmatched_responses(), 1);
+
+    drop(release_tx);
+    let from_a = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("A's call completes")
+        .unwrap();
+    assert_eq!(from_a.body().map(|b| &b[..]), Some(&b"from A"[..]));
+    assert_eq!(client.unmatched_responses(), 1);
+}
+
+/// A peer that stops answering without closing (a half-open connection, a wedged broker): one
+/// sync timeout closes the connection, as Java's `closeSocketIfTimeout` does, so its other calls
+/// fail at once and the next call opens a new connection.
+#[test]
+fn a_sync_timeout_closes_the_connection_and_the_next_call_reconnects() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    client
+        .invoke_async(&addr, request(SILENT), Duration::from_secs(30), move |r| {
+            tx.send(r).unwrap()
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+    let err = client
+        .invoke_sync(&addr, request(SILENT), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let other = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the other call on the timed-out connection fails with it")
+        .unwrap_err();
+    assert_closed(&other, "timed out");
+    assert_eq!(client.pending_count(), 0);
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(
+        broker.accepted_count(),
+        2,
+        "the call after the timeout reconnected"
+    );
+}
+
+/// A name server that stalls: the call to it times out and the next name-server call goes to
+/// the other one.
+#[test]
+fn a_stalled_namesrv_is_left_for_the_other_one() {
+    init();
+    let stalled = Arc::new(std::sync::Mutex::new(String::new()));
+    let namesrv = |stalled: Arc<std::sync::Mutex<String>>| {
+        let me = Arc::new(std::sync::Mutex::new(String::new()));
+        let my_addr = Arc::clone(&me);
+        let broker = FakeBroker::start(move |req| {
+            if *stalled.lock().unwrap() == *my_addr.lock().unwrap() {
+                FakeAction::NoResponse
+            } else {
+                FakeAction::Respond(success_with_body(req))
+            }
+        })
+        .unwrap();
+        *me.lock().unwrap() = broker.addr();
+        broker
+    };
+    let (ns1, ns2) = (namesrv(Arc::clone(&stalled)), namesrv(Arc::clone(&stalled)));
+    let client = client();
+    client.update_namesrv_addr_list(vec![ns1.addr(), ns2.addr()]);
+    client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    let first = client
+        .chosen_namesrv_addr()
+        .expect("a name server was chosen");
+    let (bad, good) = if first == ns1.addr() {
+        (&ns1, &ns2)
+    } else {
+        (&ns2, &ns1)
+    };
+    *stalled.lock().unwrap() = bad.addr();
+    let err = client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.broker_addr(), Some(&*bad.addr()));
+    let before = good.request_count();
+    client
+        .invoke_namesrv_sync(request(ECHO), Duration::from_secs(3))
+        .expect("the next call goes to the name server that answers");
+    assert_eq!(client.chosen_namesrv_addr(), Some(good.addr()));
+    assert_eq!(good.request_count(), before + 1);
+}
+
+/// Only reads count as activity for the idle close: writes into a peer that never answers
+/// (heartbeats into a half-open connection) do not keep a connection open.
+#[test]
+fn writes_alone_do_not_keep_an_idle_connection_open() {
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        channel_max_idle: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    // One-way requests get no answer: the connection is written to but never read from.
+    let reconnected = eventually(Duration::from_secs(5), || {
+        client
+            .invoke_oneway(&addr, request(ECHO), Duration::from_secs(3))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20)); // pacing, not synchronisation
+        broker.accepted_count() >= 2
+    });
+    assert!(
+        reconnected,
+        "the connection was never closed as idle: {} connection(s) accepted",
+        broker.accepted_count()
+    );
+}
+
+const STOP_READING: RequestCode = RequestCode(9007);
+
+/// A fake that stops reading a connection once it gets [`STOP_READING`], and echoes otherwise.
+fn wedging_broker() -> FakeBroker {
+    FakeBroker::start(|req| match RequestCode(req.code()) {
+        STOP_READING => FakeAction::StopReading,
+        _ => FakeAction::Respond(success_with_body(req)),
+    })
+    .unwrap()
+}
+
+/// A 256 KiB request.
+fn big_request() -> RemotingCommand {
+    static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = BODY.get_or_init(|| bytes::Bytes::from(vec![7u8; 256 * 1024]));
+    request(ECHO).with_body(body.clone())
+}
+
+/// A peer that stops reading: once the socket buffers and `max_queued_bytes` are full, calls
+/// are refused at once with `WriteQueueFull` rather than queued; the connection is closed after
+/// `write_stall_timeout` and its calls fail; the next call reconnects.
+#[test]
+fn a_peer_that_stops_reading_fills_the_queue_then_loses_the_connection() {
+    init();
+    let broker = wedging_broker();
+    let limit = 1024 * 1024;
+    let client = RemotingClient::start(RemotingClientConfig {
+        max_queued_bytes: limit,
+        write_stall_timeout: Duration::from_secs(2),
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    client
+        .invoke_oneway(&addr, request(STOP_READING), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+
+    // Keep sending until the connection is given up. 256 x 256 KiB = 64 MiB: far more than
+    // loopback socket buffers plus the 1 MiB bound.
+    let (tx, rx) = unbounded();
+    let (mut accepted, mut refused) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first_end = loop {
+        if let Ok(r) = rx.try_recv() {
+            break r;
+        }
+        assert!(
+            accepted < 256,
+            "all {accepted} requests of 256 KiB were queued for a peer that reads nothing"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the stuck connection was never closed"
+        );
+        let tx = tx.clone();
+        match client.invoke_async(&addr, big_request(), Duration::from_secs(30), move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(()) => accepted += 1,
+            Err(Error::WriteQueueFull { limit: l, .. }) => {
+                assert_eq!(l, limit);
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(5)); // pacing, not synchronisation
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    };
+    assert!(refused > 0, "no request was refused");
+    // The calls on the stuck connection fail with it, long before their 30 s; a call sent
+    // after the close went out on a new connection and succeeds.
+    assert_closed(&first_end.unwrap_err(), "not reading");
+    for i in 1..accepted {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => assert_closed(&e, "not reading"),
+            Err(_) => panic!("call {i} of {accepted} never ended"),
+        }
+    }
+    assert_eq!(client.pending_count(), 0);
+    client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert!(broker.accepted_count() >= 2);
+}
+
+/// An async call that times out gives its permit back, but its frame may still be queued: the
+/// byte bound, not the permits, must stop a caller that keeps sending from growing the queue.
+#[test]
+fn timed_out_async_calls_cannot_grow_the_write_queue() {
+    init();
+    let broker = wedging_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        async_permits: 4,
+        max_queued_bytes: 1024 * 1024,
+        write_stall_timeout: Duration::from_secs(60),
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    client
+        .invoke_oneway(&addr, request(STOP_READING), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(3), || broker
+        .request_count()
+        == 1));
+    let (tx, rx) = unbounded();
+    let (mut accepted, mut refused_in_a_row) = (0, 0);
+    // Once the socket buffers are full, the queue never drains: every later call is refused.
+    while refused_in_a_row < 100 {
+        assert!(
+            accepted < 256,
+            "{accepted} requests of 256 KiB were queued for a peer that reads nothing"
+        );
+        let tx = tx.clone();
+        match client.invoke_async(&addr, big_request(), Duration::from_millis(20), move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(()) => {
+                accepted += 1;
+                refused_in_a_row = 0;
+            }
+            // All permits taken: wait for a call to time out.
+            Err(Error::TooManyRequests { .. }) => {
+                let r = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("a call ends");
+                assert!(r.unwrap_err().is_timeout());
+            }
+            Err(Error::WriteQueueFull { .. }) => {
+                refused_in_a_row += 1;
+                std::thread::sleep(Duration::from_millis(2)); // pacing, not synchronisation
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+}
+
+/// Requests from a peer wait for the callback pool in a bounded queue: beyond it they are
+/// answered `SYSTEM_BUSY` ("[OVERLOAD]...") at once, one-way ones are dropped, and none of them
+/// reaches the processor.
+#[test]
+fn broker_requests_beyond_the_bound_are_answered_system_busy() {
+    const BLOCKS: RequestCode = RequestCode(9102);
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        callback_threads: 1,
+        max_pending_broker_requests: 4,
+        ..config()
+    })
+    .unwrap();
+    let (release_tx, release_rx) = unbounded::<()>();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    client.register_processor(
+        BLOCKS,
+        Arc::new(move |_: &RequestContext, req: RemotingCommand| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            Some(RemotingCommand::response_to(
+                &req,
+                ResponseCode::SUCCESS,
+                None,
+            ))
+        }),
+    );
+    client
+        .invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(3))
+        .unwrap();
+
+    // One runs, three wait: the bound is reached; the next sixteen are refused at once.
+    let pushed: Vec<RemotingCommand> = (0..20).map(|_| request(BLOCKS)).collect();
+    for p in &pushed {
+        assert_eq!(broker.push_request(p), 1);
+    }
+    for p in &pushed[4..] {
+        let resp = broker
+            .recv_response(Duration::from_secs(3))
+            .expect("a request beyond the bound is answered at once");
+        assert_eq!(resp.opaque(), p.opaque());
+        assert_eq!(resp.response_code(), ResponseCode::SYSTEM_BUSY);
+        assert!(
+            resp.remark().unwrap_or("").starts_with("[OVERLOAD]"),
+            "{:?}",
+            resp.remark()
+        );
+    }
+    // One-way requests beyond the bound are dropped.
+    for _ in 0..5 {
+        let mut oneway = request(BLOCKS);
+        oneway.mark_oneway();
+        broker.push_request(&oneway);
+    }
+    assert!(eventually(Duration::from_secs(3), || client
+        .rejected_broker_requests()
+        == 21));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "only one runs at a time");
+
+    // Released, the four accepted ones are answered, and new requests are accepted again.
+    drop(release_tx);
+    let mut answered: Vec<i32> = (0..4)
+        .map(|_| {
+            let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
+            assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+            resp.opaque()
+        })
+        .collect();
+    answered.sort();
+    let mut expected: Vec<i32> = pushed[..4].iter().map(|p| p.opaque()).collect();
+    expected.sort();
+    assert_eq!(answered, expected);
+    let again = request(BLOCKS);
+    broker.push_request(&again);
+    let resp = broker.recv_response(Duration::from_secs(3)).unwrap();
+    assert_eq!(resp.opaque(), again.opaque());
+    assert_eq!(resp.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(client.rejected_broker_requests(), 21);
+}
+
+/// A peer that floods frames does not keep `rmq-io` to itself: a call to another peer is
+/// registered, sent and answered while the flood goes on.
+#[test]
+fn a_flooding_peer_does_not_starve_other_connections() {
+    init();
+    let flooder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let flood_addr = flooder.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let flood = std::thread::Builder::new()
+        .name("flooder".into())
+        .spawn(move || {
+            use std::io::Write;
+            let (mut s, _) = flooder.accept().unwrap();
+            // Answers to nothing, back to back: 1 MiB per write.
+            let one = response_frame(i32::MIN, b"flood");
+            let chunk: Vec<u8> = one.repeat((1 << 20) / one.len());
+            let mut written = 0usize;
+            while !stopping.load(Ordering::Relaxed) && s.write_all(&chunk).is_ok() {
+                written += chunk.len();
+            }
+            written
+        })
+        .unwrap();
+    let broker = scripted_broker();
+    let client = client();
+    client
+        .invoke_oneway(&flood_addr, request(ECHO), Duration::from_secs(3))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || client
+        .unmatched_responses()
+        > 10_000));
+
+    let result = client.invoke_sync(&broker.addr(), request(ECHO), Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    client.shutdown();
+    let flooded = flood.join().unwrap();
+    result.unwrap_or_else(|e| {
+        panic!("the call to the other peer failed while {flooded} bytes flooded in: {e:?}")
+    });
 }

@@ -59,6 +59,9 @@ struct Inner {
     shutdown_started: AtomicBool,
     /// Told the address of every connection this client opens (see `set_connect_listener`).
     connect_listener: RwLock<Option<ConnectListener>>,
+    /// Runs on the connecting thread once a new connection is visible to other callers.
+    #[cfg(test)]
+    published_hook: Mutex<Option<ConnectListener>>,
 }
 
 type ConnectListener = Arc<dyn Fn(&str) + Send + Sync>;
@@ -73,6 +76,8 @@ struct IoThread {
 struct NamesrvState {
     addrs: Vec<String>,
     chosen: Option<String>,
+    /// The last name server a call timed out on: tried after every other one.
+    timed_out: Option<String>,
 }
 
 impl fmt::Debug for RemotingClient {
@@ -93,6 +98,17 @@ impl RemotingClient {
         }
         if config.max_frame_len < 8 {
             return Err(Error::config("max_frame_len must be at least 8"));
+        }
+        if config.max_queued_bytes == 0 {
+            return Err(Error::config("max_queued_bytes must be at least 1"));
+        }
+        if config.write_stall_timeout.is_zero() {
+            return Err(Error::config("write_stall_timeout must not be zero"));
+        }
+        if config.max_pending_broker_requests == 0 {
+            return Err(Error::config(
+                "max_pending_broker_requests must be at least 1",
+            ));
         }
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
@@ -124,6 +140,8 @@ impl RemotingClient {
                 oneway_permits,
                 shutdown_started: AtomicBool::new(false),
                 connect_listener: RwLock::new(None),
+                #[cfg(test)]
+                published_hook: Mutex::new(None),
             }),
         })
     }
@@ -148,7 +166,13 @@ impl RemotingClient {
     ///
     /// Errors: [`Error::Connect`] if the connection cannot be made, [`Error::Timeout`] when the
     /// budget runs out, [`Error::ConnectionClosed`] when the connection dies while waiting (at
-    /// once, not at the timeout), [`Error::Codec`] if the request cannot be encoded.
+    /// once, not at the timeout), [`Error::Codec`] if the request cannot be encoded,
+    /// [`Error::WriteQueueFull`] if the connection already has `max_queued_bytes` waiting.
+    ///
+    /// A timeout waiting for the response also closes the connection, as Java does by default
+    /// (`closeSocketIfTimeout`): a peer that stopped answering, or a connection a firewall
+    /// silently dropped, is given up rather than kept for every later call. Other calls pending
+    /// on it fail at once with [`Error::ConnectionClosed`], and the next call reconnects.
     pub fn invoke_sync(
         &self,
         addr: &str,
@@ -169,6 +193,7 @@ impl RemotingClient {
         self.check_open(addr)?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
         let frame = self.encode(&mut request)?;
+        self.inner.shared.reserve_write(&conn, &frame)?;
         let opaque = request.opaque();
         let (tx, rx) = bounded(1);
         let pending = Pending {
@@ -188,18 +213,20 @@ impl RemotingClient {
         if self.inner.shared.submit(cmd).is_err() {
             return Err(closed_error(addr));
         }
-        match rx.recv_deadline(deadline) {
+        let result = match rx.recv_deadline(deadline) {
+            // Either the sweep's timeout or ours, whichever came first.
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => {
-                // Free the table entry now rather than at the next sweep.
-                let _ = self.inner.shared.submit(Command::Cancel { opaque });
-                Err(Error::Timeout {
-                    addr: addr.to_string(),
-                    timeout,
-                })
-            }
+            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            }),
             Err(RecvTimeoutError::Disconnected) => Err(closed_error(addr)),
+        };
+        if let Err(Error::Timeout { .. }) = result {
+            // Closing also frees the table entry now rather than at the next sweep.
+            self.close_after_timeout(&conn, timeout);
         }
+        result
     }
 
     /// Sends `request` to `addr`; `callback` later runs on the `rmq-cb` pool with the response
@@ -212,8 +239,10 @@ impl RemotingClient {
     ///
     /// Returned errors: [`Error::TooManyRequests`] when `async_permits` calls are already in
     /// flight (the caller should back off), [`Error::Connect`], [`Error::Timeout`] if connecting
-    /// used the whole budget, [`Error::Codec`], and [`Error::ConnectionClosed`] after shutdown.
-    /// A permit is held until the callback has returned.
+    /// used the whole budget, [`Error::Codec`], [`Error::WriteQueueFull`], and
+    /// [`Error::ConnectionClosed`] after shutdown. A permit is held until the callback has
+    /// returned; the frame's bytes count against `max_queued_bytes` until they are written,
+    /// even if the call has timed out by then.
     pub fn invoke_async<F>(
         &self,
         addr: &str,
@@ -241,6 +270,9 @@ impl RemotingClient {
                 timeout,
             });
         }
+        // The frame may outlive the call (a timeout gives the permit back while the frame is
+        // still queued): the byte bound covers it until it is written.
+        self.inner.shared.reserve_write(&conn, &frame)?;
         let pending = Pending {
             deadline,
             timeout,
@@ -275,7 +307,8 @@ impl RemotingClient {
     ///
     /// `timeout` bounds the connect. At most `oneway_permits` one-way frames may be waiting to
     /// be written ([`Error::TooManyRequests`] beyond); a permit is released once its frame is
-    /// written or its connection fails.
+    /// written or its connection fails. [`Error::WriteQueueFull`] if the connection already has
+    /// `max_queued_bytes` waiting.
     pub fn invoke_oneway(
         &self,
         addr: &str,
@@ -294,6 +327,7 @@ impl RemotingClient {
             })?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
         let frame = self.encode(&mut request)?;
+        self.inner.shared.reserve_write(&conn, &frame)?;
         let cmd = Command::Send {
             token: conn.token,
             frame,
@@ -342,6 +376,11 @@ impl RemotingClient {
     /// The chosen name server is reused while its connection is alive. Otherwise every listed
     /// address is tried in turn, starting at a rotating index; the first that connects becomes
     /// the chosen one. If none connects: [`Error::Connect`] naming all of them (`;`-joined).
+    ///
+    /// A name server that a call timed out on is dropped as the chosen one (its connection is
+    /// closed, see `invoke_sync`) and tried after every other listed address, so the next call
+    /// goes elsewhere rather than back to a name server that accepts connections but does not
+    /// answer.
     pub fn invoke_namesrv_sync(
         &self,
         request: RemotingCommand,
@@ -349,18 +388,27 @@ impl RemotingClient {
     ) -> Result<RemotingCommand> {
         let deadline = Instant::now() + timeout;
         let addr = self.choose_namesrv(timeout, deadline)?;
-        self.invoke_sync_until(&addr, request, timeout, deadline)
+        let result = self.invoke_sync_until(&addr, request, timeout, deadline);
+        if let Err(Error::Timeout { .. }) = &result {
+            let mut state = self.inner.namesrv.lock();
+            if state.chosen.as_deref() == Some(&*addr) {
+                state.chosen = None;
+            }
+            log::warn!("name server {addr} did not answer within {timeout:?}; trying others first");
+            state.timed_out = Some(addr);
+        }
+        result
     }
 
     fn choose_namesrv(&self, timeout: Duration, deadline: Instant) -> Result<String> {
-        let addrs = {
+        let (addrs, timed_out) = {
             let state = self.inner.namesrv.lock();
             if let Some(chosen) = &state.chosen {
                 if self.is_connected(chosen) {
                     return Ok(chosen.clone());
                 }
             }
-            state.addrs.clone()
+            (state.addrs.clone(), state.timed_out.clone())
         };
         if addrs.is_empty() {
             return Err(Error::Connect {
@@ -372,9 +420,14 @@ impl RemotingClient {
             });
         }
         let start = self.inner.namesrv_index.fetch_add(1, Ordering::Relaxed);
+        let n = addrs.len();
+        let in_turn = (0..n).map(|i| &addrs[(start + i) % n]);
+        let order = in_turn
+            .clone()
+            .filter(|a| timed_out.as_ref() != Some(*a))
+            .chain(in_turn.filter(|a| timed_out.as_ref() == Some(*a)));
         let mut last_err = None;
-        for i in 0..addrs.len() {
-            let addr = &addrs[(start + i) % addrs.len()];
+        for addr in order {
             match self.get_or_connect(addr, timeout, deadline) {
                 Ok(_) => {
                     let mut state = self.inner.namesrv.lock();
@@ -439,9 +492,23 @@ impl RemotingClient {
         self.inner.shared.pending_count()
     }
 
+    /// Requests from peers refused because `max_pending_broker_requests` were already waiting
+    /// for the callback pool: answered `SYSTEM_BUSY`, or dropped if one-way.
+    pub fn rejected_broker_requests(&self) -> u64 {
+        self.inner.shared.rejected_broker_requests()
+    }
+
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         self.inner.shared.connection_count()
+    }
+
+    /// Responses dropped because they completed no call: late answers to calls that had timed
+    /// out, and answers from a peer to a call that was not sent to it (a response completes a
+    /// call only when it arrives on the connection the request left by). Each is logged at
+    /// `warn` (at most one line a second).
+    pub fn unmatched_responses(&self) -> u64 {
+        self.inner.shared.unmatched_responses()
     }
 
     /// `true` once [`shutdown`](Self::shutdown) has started.
@@ -456,6 +523,24 @@ impl RemotingClient {
     /// callback pool.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+
+    /// Gives up the connection a sync call timed out on (Java `closeSocketIfTimeout`). The
+    /// handle is dead and unlisted before this returns, so the caller's next call reconnects
+    /// instead of racing the loop's close.
+    fn close_after_timeout(&self, conn: &Arc<ConnHandle>, timeout: Duration) {
+        let shared = &self.inner.shared;
+        {
+            let mut map = shared.conns.write();
+            if map.get(&*conn.addr).is_some_and(|h| Arc::ptr_eq(h, conn)) {
+                map.remove(&*conn.addr);
+            }
+        }
+        conn.mark_dead();
+        let _ = shared.submit(Command::Close {
+            token: conn.token,
+            reason: format!("a call timed out after {timeout:?}; the peer is presumed gone"),
+        });
     }
 
     fn check_open(&self, addr: &str) -> Result<()> {
@@ -509,10 +594,6 @@ impl RemotingClient {
         }
         let stream = connect(addr, shared.config.connect_timeout.min(remaining))?;
         let handle = Arc::new(ConnHandle::new(shared.next_token(), addr));
-        shared
-            .conns
-            .write()
-            .insert(addr.to_string(), Arc::clone(&handle));
         let cmd = Command::Register {
             handle: Arc::clone(&handle),
             stream,
@@ -520,6 +601,17 @@ impl RemotingClient {
         if let Err(cmd) = shared.submit(cmd) {
             shared.fail_command(cmd, SHUTDOWN_REASON);
             return Err(closed_error(addr));
+        }
+        // Publish only once the register command is queued: a caller that finds the handle
+        // queues its request behind it, so the loop always knows the connection first. (If the
+        // loop has already closed it, the handle is dead and the next caller reconnects.)
+        shared
+            .conns
+            .write()
+            .insert(addr.to_string(), Arc::clone(&handle));
+        #[cfg(test)]
+        if let Some(hook) = self.inner.published_hook.lock().clone() {
+            hook(addr);
         }
         log::debug!("connected to {addr}");
         let listener = self.inner.connect_listener.read().clone();
@@ -637,6 +729,7 @@ fn shuffle<T>(v: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::FakeBroker;
 
     #[test]
     fn client_is_send_sync() {
@@ -692,5 +785,169 @@ mod tests {
         let mut l = client.namesrv_addr_list();
         l.sort();
         assert_eq!(l, vec!["b:2".to_string(), "c:3".to_string()]);
+    }
+
+    /// A caller that finds a connection the moment it is published (while the connecting thread
+    /// is still between publishing and its own request) must get its response, not a spurious
+    /// "connection closed".
+    #[test]
+    fn a_call_that_finds_a_new_connection_succeeds() {
+        let broker = FakeBroker::echo().unwrap();
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        let (tx, rx) = bounded(1);
+        let other = client.clone();
+        *client.inner.published_hook.lock() = Some(Arc::new(move |addr: &str| {
+            let (other, addr) = (other.clone(), addr.to_string());
+            let result = std::thread::Builder::new()
+                .name("second-caller".into())
+                .spawn(move || {
+                    other.invoke_sync(
+                        &addr,
+                        RemotingCommand::request(RequestCode(1)),
+                        Duration::from_secs(3),
+                    )
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let _ = tx.try_send(result);
+        }));
+        let first = client.invoke_sync(
+            &broker.addr(),
+            RemotingCommand::request(RequestCode(1)),
+            Duration::from_secs(3),
+        );
+        // The hook holds a clone of the client: drop it so the client can shut down.
+        client.inner.published_hook.lock().take();
+        first.unwrap();
+        let other = rx.recv_timeout(Duration::from_secs(3)).unwrap();
+        assert!(
+            other.is_ok(),
+            "the concurrent first call failed: {:?}",
+            other.unwrap_err()
+        );
+    }
+
+    /// Whatever the rotating start index says, the name server a call timed out on is tried
+    /// after the others.
+    #[test]
+    fn a_namesrv_that_timed_out_is_tried_last() {
+        use crate::testing::FakeAction;
+        use std::sync::atomic::AtomicBool;
+        let stall = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stall);
+        let bad = FakeBroker::start(move |_| {
+            if flag.load(Ordering::SeqCst) {
+                FakeAction::NoResponse
+            } else {
+                FakeAction::Respond(RemotingCommand::response(
+                    crate::remoting::protocol::ResponseCode::SUCCESS,
+                    None,
+                ))
+            }
+        })
+        .unwrap();
+        let good = FakeBroker::echo().unwrap();
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        client.update_namesrv_addr_list(vec![bad.addr(), good.addr()]);
+        let bad_index = client
+            .namesrv_addr_list()
+            .iter()
+            .position(|a| *a == bad.addr())
+            .unwrap();
+        let call =
+            |timeout| client.invoke_namesrv_sync(RemotingCommand::request(RequestCode(1)), timeout);
+        client
+            .inner
+            .namesrv_index
+            .store(bad_index, Ordering::SeqCst);
+        call(Duration::from_secs(3)).unwrap();
+        assert_eq!(client.chosen_namesrv_addr(), Some(bad.addr()));
+        stall.store(true, Ordering::SeqCst);
+        assert!(call(Duration::from_millis(200)).unwrap_err().is_timeout());
+        // The rotation would start at the stalled one again.
+        client
+            .inner
+            .namesrv_index
+            .store(bad_index, Ordering::SeqCst);
+        call(Duration::from_secs(3)).unwrap();
+        assert_eq!(client.chosen_namesrv_addr(), Some(good.addr()));
+    }
+
+    /// While a connection's write queue is full, every kind of write is refused rather than
+    /// queued: sync, async and one-way calls with `WriteQueueFull`, and the response to a
+    /// request from the peer is dropped.
+    #[test]
+    fn every_write_is_refused_while_the_write_queue_is_full() {
+        let broker = FakeBroker::echo().unwrap();
+        let addr = broker.addr();
+        let limit = 64 * 1024;
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            max_queued_bytes: limit,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        let req = || RemotingCommand::request(RequestCode(1));
+        let secs = Duration::from_secs(3);
+        client.invoke_sync(&addr, req(), secs).unwrap();
+        let conn = Arc::clone(client.inner.shared.conns.read().get(&addr).unwrap());
+        // As if the peer had stopped reading with the queue full.
+        assert!(conn.reserve(limit, limit));
+        let full = |e: Error| matches!(e, Error::WriteQueueFull { limit: l, .. } if l == limit);
+        assert!(full(client.invoke_sync(&addr, req(), secs).unwrap_err()));
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&called);
+        let err = client
+            .invoke_async(&addr, req(), secs, move |_| {
+                flag.store(true, Ordering::SeqCst)
+            })
+            .unwrap_err();
+        assert!(full(err));
+        assert!(full(client.invoke_oneway(&addr, req(), secs).unwrap_err()));
+        assert_eq!(client.pending_count(), 0);
+
+        // A request from the peer is processed, but its response is not queued.
+        let (ran_tx, ran_rx) = bounded(4);
+        client.register_processor(
+            RequestCode(7),
+            Arc::new(
+                move |_: &crate::remoting::RequestContext, r: RemotingCommand| {
+                    let _ = ran_tx.try_send(());
+                    Some(RemotingCommand::response_to(
+                        &r,
+                        crate::remoting::protocol::ResponseCode::SUCCESS,
+                        None,
+                    ))
+                },
+            ),
+        );
+        assert_eq!(
+            broker.push_request(&RemotingCommand::request(RequestCode(7))),
+            1
+        );
+        ran_rx.recv_timeout(secs).expect("the processor ran");
+        let pool = &client.inner.shared.pool;
+        let deadline = Instant::now() + secs;
+        while pool.active_count() + pool.queued_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the processor job never finished"
+            );
+            std::thread::yield_now();
+        }
+        // Room again: a call goes through, and nothing was queued ahead of it.
+        conn.written(limit);
+        client.invoke_sync(&addr, req(), secs).unwrap();
+        assert!(broker.received_responses().is_empty());
+        assert!(!called.load(Ordering::SeqCst));
     }
 }

@@ -9,16 +9,20 @@
 //!
 //! Callers connect on their own thread (`std::net::TcpStream::connect_timeout`), then hand the
 //! stream over with [`Command::Register`]. Frames are encoded on the caller's thread and queued as
-//! [`Bytes`]; the loop coalesces everything queued for a connection into `writev` calls.
+//! [`Bytes`]; the loop coalesces everything queued for a connection into `writev` calls. The bytes
+//! waiting on a connection are bounded (`max_queued_bytes`, counted in [`ConnHandle`] from the
+//! caller's reservation until the kernel takes them), and a connection whose queue does not move
+//! for `write_stall_timeout` is closed.
 //!
 //! User code (async callbacks, request processors) never runs here: it goes to the callback pool.
 //!
 //! [`RemotingClient`]: super::RemotingClient
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,24 +36,33 @@ use threadpool::ThreadPool;
 use super::config::RemotingClientConfig;
 use super::processor::{RequestContext, RequestProcessor};
 use crate::error::{Error, Result};
-use crate::remoting::protocol::{FrameDecoder, RemotingCommand, ResponseCode};
+use crate::remoting::protocol::{FrameDecoder, RemotingCommand, ResponseCode, SerializeType};
 
 /// The waker's token. Connection tokens start at 1 and are never reused.
 pub(crate) const WAKER_TOKEN: Token = Token(0);
 
 /// How many commands one turn takes off the channel before serving sockets again.
 const MAX_COMMANDS_PER_TURN: usize = 4096;
-/// How many decoded frames are dispatched at once while a socket is being drained.
+/// How many decoded frames one connection may yield per loop turn.
 const MAX_FRAMES_PER_BATCH: usize = 256;
+/// How many bytes one connection may yield per loop turn. With the frame budget, this keeps a
+/// peer that sends faster than the loop decodes from keeping `rmq-io` to itself: a connection
+/// that used its budget is read again next turn, after the others.
+const MAX_READ_PER_TURN: usize = 4 * READ_CHUNK;
 /// `writev` slices per call.
 const MAX_IOV: usize = 64;
 /// Scratch read buffer size.
 const READ_CHUNK: usize = 64 * 1024;
 /// Idle connections are checked this often; it is also the longest poll timeout.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Repeated warnings about a misbehaving peer are logged at most this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// Two expiry scans of the response table are at least this far apart, so a table full of
 /// staggered deadlines cannot make the loop scan continuously.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The remark of a `SYSTEM_BUSY` answer to a request refused for overload (Java's wording).
+const OVERLOAD_REMARK: &str = "[OVERLOAD]system busy, start flow control for a while";
 
 /// The reason given to calls that are failed because the client shut down.
 pub(crate) const SHUTDOWN_REASON: &str = "remoting client shut down";
@@ -167,6 +180,9 @@ pub(crate) struct ConnHandle {
     pub(crate) token: Token,
     pub(crate) addr: Arc<str>,
     alive: AtomicBool,
+    /// Bytes of frames queued for this connection and not yet written: reserved by the thread
+    /// that queues a frame, given back by the loop as it writes.
+    queued: AtomicUsize,
 }
 
 impl ConnHandle {
@@ -175,7 +191,26 @@ impl ConnHandle {
             token,
             addr: Arc::from(addr),
             alive: AtomicBool::new(true),
+            queued: AtomicUsize::new(0),
         }
+    }
+
+    /// Reserves room for a frame of `len` bytes in the write queue (at most `limit` bytes).
+    pub(crate) fn reserve(&self, len: usize, limit: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                q.checked_add(len).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the room of `len` written bytes.
+    pub(crate) fn written(&self, len: usize) {
+        let before = self.queued.fetch_sub(len, Ordering::AcqRel);
+        debug_assert!(
+            before >= len,
+            "wrote {len} bytes but only {before} were reserved"
+        );
     }
 
     /// `false` once the loop closed the connection (or refused to register it).
@@ -183,7 +218,7 @@ impl ConnHandle {
         self.alive.load(Ordering::Acquire)
     }
 
-    fn mark_dead(&self) {
+    pub(crate) fn mark_dead(&self) {
         self.alive.store(false, Ordering::Release);
     }
 }
@@ -195,8 +230,9 @@ pub(crate) enum Command {
         handle: Arc<ConnHandle>,
         stream: TcpStream,
     },
-    /// Queue an encoded frame. `pending` (request/response calls) enters the response table
-    /// under `opaque`; `permit` (one-way calls) is released once the frame is written.
+    /// Queue an encoded frame, whose bytes the sender reserved with [`Shared::reserve_write`].
+    /// `pending` (request/response calls) enters the response table under `opaque`; `permit`
+    /// (one-way calls) is released once the frame is written.
     Send {
         token: Token,
         frame: Bytes,
@@ -204,8 +240,6 @@ pub(crate) enum Command {
         pending: Option<Pending>,
         permit: Option<Permit>,
     },
-    /// A sync caller gave up: drop its entry now rather than at the sweep.
-    Cancel { opaque: i32 },
     /// Close one connection.
     Close { token: Token, reason: String },
     /// Close everything, fail every pending call and exit.
@@ -227,6 +261,10 @@ pub(crate) struct Shared {
     next_token: AtomicUsize,
     pending_count: AtomicUsize,
     connection_count: AtomicUsize,
+    unmatched_responses: AtomicU64,
+    /// Requests from peers queued on or running in the callback pool.
+    broker_requests: AtomicUsize,
+    rejected_broker_requests: AtomicU64,
 }
 
 impl Shared {
@@ -248,6 +286,9 @@ impl Shared {
             next_token: AtomicUsize::new(1),
             pending_count: AtomicUsize::new(0),
             connection_count: AtomicUsize::new(0),
+            unmatched_responses: AtomicU64::new(0),
+            broker_requests: AtomicUsize::new(0),
+            rejected_broker_requests: AtomicU64::new(0),
         }
     }
 
@@ -262,6 +303,14 @@ impl Shared {
 
     pub(crate) fn connection_count(&self) -> usize {
         self.connection_count.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn unmatched_responses(&self) -> u64 {
+        self.unmatched_responses.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn rejected_broker_requests(&self) -> u64 {
+        self.rejected_broker_requests.load(Ordering::Relaxed)
     }
 
     /// Queues a command and wakes the loop. On failure (the loop is gone) the command comes back.
@@ -279,6 +328,22 @@ impl Shared {
             if let Err(e) = self.waker.wake() {
                 log::error!("rmq-io: wake failed: {e}");
             }
+        }
+    }
+
+    /// Reserves room for `frame` in `conn`'s write queue, or fails with
+    /// [`Error::WriteQueueFull`]. Every frame queued for a connection goes through this, so the
+    /// bytes waiting on a connection (in the command channel or in the loop) stay within
+    /// `max_queued_bytes` whatever happens to the calls that sent them.
+    pub(crate) fn reserve_write(&self, conn: &ConnHandle, frame: &Bytes) -> Result<()> {
+        let limit = self.config.max_queued_bytes;
+        if conn.reserve(frame.len(), limit) {
+            Ok(())
+        } else {
+            Err(Error::WriteQueueFull {
+                addr: conn.addr.to_string(),
+                limit,
+            })
         }
     }
 
@@ -315,7 +380,16 @@ impl Shared {
 
     /// Runs on the callback pool: dispatches a broker-initiated request to its processor and
     /// queues the response, if any.
-    fn process_request(self: &Arc<Self>, token: Token, peer: Arc<str>, request: RemotingCommand) {
+    fn process_request(self: &Arc<Self>, conn: Arc<ConnHandle>, request: RemotingCommand) {
+        /// Leaves the bounded count of broker requests on every path out.
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _done = Done(&self.broker_requests);
+        let peer = &conn.addr;
         let code = request.code();
         let opaque = request.opaque();
         let serialize_type = request.serialize_type();
@@ -331,7 +405,7 @@ impl Shared {
                 ))
             }
             Some(p) => {
-                let ctx = RequestContext::new(peer.to_string(), self, token, &request);
+                let ctx = RequestContext::new(self, &conn, &request);
                 match catch_unwind(AssertUnwindSafe(|| p.process_request(&ctx, request))) {
                     Ok(None) => None,
                     Ok(Some(r)) if oneway => {
@@ -354,9 +428,24 @@ impl Shared {
                 }
             }
         };
-        let Some(mut response) = response else {
+        let Some(response) = response else {
             return;
         };
+        self.send_reply(&conn, code, opaque, serialize_type, response);
+    }
+
+    /// Queues `response` as the answer to the request `code`/`opaque` that arrived on `conn`,
+    /// within the connection's write-queue bound; dropped (and logged) past it, or after
+    /// shutdown.
+    pub(crate) fn send_reply(
+        &self,
+        conn: &ConnHandle,
+        code: i32,
+        opaque: i32,
+        serialize_type: SerializeType,
+        mut response: RemotingCommand,
+    ) {
+        let peer = &conn.addr;
         response.set_opaque(opaque);
         response.set_serialize_type(serialize_type);
         response.mark_response();
@@ -367,8 +456,12 @@ impl Shared {
                 return;
             }
         };
+        if let Err(e) = self.reserve_write(conn, &frame) {
+            log::warn!("dropping the response to request code {code} from {peer}: {e}");
+            return;
+        }
         let cmd = Command::Send {
-            token,
+            token: conn.token,
             frame,
             opaque,
             pending: None,
@@ -406,17 +499,45 @@ struct Connection {
     writable_interest: bool,
     /// Already listed in `EventLoop::dirty` for this turn.
     dirty: bool,
-    last_active: Instant,
+    /// When bytes last arrived. Writes do not count: a peer that stopped answering (a
+    /// half-open connection) must not look alive because heartbeats are written into it.
+    last_read: Instant,
+    /// When `out` last shrank, or became non-empty: a connection whose queue has not moved for
+    /// `write_stall_timeout` is closed.
+    write_progress: Instant,
+    /// The loop turn that last read this connection: one read budget per turn.
+    read_turn: u64,
 }
 
 /// What draining a readable socket ended with.
 enum ReadOutcome {
-    /// The frame batch is full; the socket may have more.
+    /// The turn's read budget is used up; the socket may have more.
     More,
     /// `WouldBlock`: everything available was read.
     Drained,
     /// EOF, an I/O error or a codec error: close with this reason.
     Closed(String),
+}
+
+/// Lets a warning through at most once per [`WARN_INTERVAL`] and counts the ones it holds back,
+/// so a peer that floods bad frames cannot flood the log as well.
+#[derive(Default)]
+struct WarnLimiter {
+    next: Option<Instant>,
+    held_back: u64,
+}
+
+impl WarnLimiter {
+    /// `Some(n)` if a warning may be logged now, `n` being how many were held back since the
+    /// last one.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|n| now < n) {
+            self.held_back += 1;
+            return None;
+        }
+        self.next = Some(now + WARN_INTERVAL);
+        Some(std::mem::take(&mut self.held_back))
+    }
 }
 
 /// The loop's state. Owned by `rmq-io`; see the module docs.
@@ -437,6 +558,15 @@ pub(crate) struct EventLoop {
     last_housekeeping: Instant,
     /// Commands were left in the channel last turn: poll without blocking.
     backlog: bool,
+    unmatched_warn: WarnLimiter,
+    overload_warn: WarnLimiter,
+    /// Counts loop turns (from 1), for `Connection::read_turn`.
+    turn: u64,
+    /// Connections that used their read budget this turn, to read again next turn: mio is
+    /// edge-triggered and will not report data that is already waiting.
+    unread: Vec<Token>,
+    /// Last turn's `unread`, being served.
+    revisit: Vec<Token>,
 }
 
 impl EventLoop {
@@ -457,6 +587,11 @@ impl EventLoop {
             last_scan: now,
             last_housekeeping: now,
             backlog: false,
+            unmatched_warn: WarnLimiter::default(),
+            overload_warn: WarnLimiter::default(),
+            turn: 0,
+            unread: Vec::new(),
+            revisit: Vec::new(),
         })
     }
 
@@ -476,6 +611,8 @@ impl EventLoop {
                 self.shutdown(&format!("event loop failed: {e}"));
                 break;
             }
+            self.turn += 1;
+            std::mem::swap(&mut self.unread, &mut self.revisit);
             ready.clear();
             for ev in events.iter() {
                 if ev.token() == WAKER_TOKEN {
@@ -493,6 +630,11 @@ impl EventLoop {
                     self.mark_dirty(token);
                 }
             }
+            let mut revisit = std::mem::take(&mut self.revisit);
+            for token in revisit.drain(..) {
+                self.on_readable(token, now);
+            }
+            self.revisit = revisit;
             if !self.drain_commands(now) {
                 self.flush_dirty(now);
                 self.shutdown(SHUTDOWN_REASON);
@@ -505,7 +647,7 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if self.backlog {
+        if self.backlog || !self.unread.is_empty() {
             return Duration::ZERO;
         }
         let mut at = self.last_housekeeping + HOUSEKEEPING_INTERVAL;
@@ -558,7 +700,9 @@ impl EventLoop {
                         out: VecDeque::new(),
                         writable_interest: false,
                         dirty: false,
-                        last_active: now,
+                        last_read: now,
+                        write_progress: now,
+                        read_turn: 0,
                     },
                 );
                 self.shared
@@ -583,6 +727,9 @@ impl EventLoop {
                     }
                     return;
                 };
+                if conn.out.is_empty() {
+                    conn.write_progress = now;
+                }
                 conn.out.push_back(OutFrame {
                     bytes: frame,
                     _permit: permit,
@@ -608,11 +755,6 @@ impl EventLoop {
                     }
                 }
             }
-            Command::Cancel { opaque } => {
-                if self.response_table.remove(&opaque).is_some() {
-                    self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
             Command::Close { token, reason } => self.close(token, &reason),
             Command::Shutdown => unreachable!("handled by drain_commands"),
         }
@@ -627,56 +769,139 @@ impl EventLoop {
         }
     }
 
+    /// Reads one budget's worth from a connection, once per turn.
     fn on_readable(&mut self, token: Token, now: Instant) {
-        loop {
-            let outcome = {
-                let Some(conn) = self.conns.get_mut(&token) else {
-                    return; // unknown or already closed: ignore
-                };
-                conn.last_active = now;
-                read_some(conn, &mut self.scratch, &mut self.decoder, &mut self.frames)
+        let outcome = {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return; // unknown or already closed: ignore
             };
-            let mut frames = std::mem::take(&mut self.frames);
-            for frame in frames.drain(..) {
-                self.on_frame(token, frame);
+            if conn.read_turn == self.turn {
+                return; // both reported and left over from last turn: read once
             }
-            self.frames = frames;
-            match outcome {
-                ReadOutcome::More => continue,
-                ReadOutcome::Drained => return,
-                ReadOutcome::Closed(reason) => {
-                    self.close(token, &reason);
-                    return;
-                }
-            }
+            conn.read_turn = self.turn;
+            conn.last_read = now;
+            read_some(conn, &mut self.scratch, &mut self.decoder, &mut self.frames)
+        };
+        let mut frames = std::mem::take(&mut self.frames);
+        for frame in frames.drain(..) {
+            self.on_frame(token, frame);
+        }
+        self.frames = frames;
+        match outcome {
+            ReadOutcome::More => self.unread.push(token),
+            ReadOutcome::Drained => {}
+            ReadOutcome::Closed(reason) => self.close(token, &reason),
         }
     }
 
     fn on_frame(&mut self, token: Token, cmd: RemotingCommand) {
         if cmd.is_response() {
-            match self.response_table.remove(&cmd.opaque()) {
-                Some(p) => {
+            // Opaques are sequential and so guessable: only the connection the request left by
+            // may answer it.
+            match self.response_table.entry(cmd.opaque()) {
+                Entry::Occupied(e) if e.get().token == token => {
+                    let p = e.remove();
                     self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
                     self.shared.complete(p, Ok(cmd));
                 }
-                None => {
-                    let addr = self.conns.get(&token).map(|c| c.handle.addr.clone());
-                    log::warn!(
-                        "rmq-io: response with unknown opaque {} from {} (code {}), the caller may have timed out",
-                        cmd.opaque(),
-                        addr.as_deref().unwrap_or("?"),
-                        cmd.code()
-                    );
+                Entry::Occupied(e) => {
+                    let owner = Arc::clone(&e.get().addr);
+                    self.unmatched_response(token, &cmd, Some(&owner));
                 }
+                Entry::Vacant(_) => self.unmatched_response(token, &cmd, None),
             }
         } else {
-            let Some(peer) = self.conns.get(&token).map(|c| c.handle.addr.clone()) else {
+            let Some(conn) = self.conns.get(&token).map(|c| Arc::clone(&c.handle)) else {
                 return;
             };
+            // Only this thread adds to the count, so checking first cannot overshoot.
+            if self.shared.broker_requests.load(Ordering::Acquire)
+                >= self.shared.config.max_pending_broker_requests
+            {
+                self.reject_overload(&conn, cmd);
+                return;
+            }
+            self.shared.broker_requests.fetch_add(1, Ordering::AcqRel);
             let shared = Arc::clone(&self.shared);
             self.shared
                 .pool
-                .execute(move || shared.process_request(token, peer, cmd));
+                .execute(move || shared.process_request(conn, cmd));
+        }
+    }
+
+    /// Refuses a request from a peer when the callback pool already has
+    /// `max_pending_broker_requests`: answers `SYSTEM_BUSY` at once (Java's executor-rejected
+    /// answer), or drops a one-way request.
+    fn reject_overload(&mut self, conn: &Arc<ConnHandle>, request: RemotingCommand) {
+        self.shared
+            .rejected_broker_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let code = request.code();
+        if let Some(held_back) = self.overload_warn.allow(Instant::now()) {
+            log::warn!(
+                "rmq-io: {} requests from peers are waiting already; refusing request code \
+                 {code} from {} (and {held_back} more since the last warning)",
+                self.shared.config.max_pending_broker_requests,
+                conn.addr
+            );
+        }
+        if request.is_oneway() {
+            return;
+        }
+        let mut response =
+            RemotingCommand::response(ResponseCode::SYSTEM_BUSY, Some(OVERLOAD_REMARK.to_string()));
+        response.set_opaque(request.opaque());
+        response.set_serialize_type(request.serialize_type());
+        response.mark_response();
+        let frame = match response.encode_to_bytes() {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("cannot encode a SYSTEM_BUSY response: {e}");
+                return;
+            }
+        };
+        if self.shared.reserve_write(conn, &frame).is_err() {
+            return; // the peer reads nothing either: it will time out
+        }
+        let token = conn.token;
+        if let Some(c) = self.conns.get_mut(&token) {
+            if c.out.is_empty() {
+                c.write_progress = Instant::now();
+            }
+            c.out.push_back(OutFrame {
+                bytes: frame,
+                _permit: None,
+            });
+            self.mark_dirty(token);
+        }
+    }
+
+    /// Counts and (rate-limited) logs a response that completes nothing: a late answer to a
+    /// call that timed out, or a peer answering a call that was not sent to it.
+    fn unmatched_response(&mut self, token: Token, cmd: &RemotingCommand, owner: Option<&str>) {
+        self.shared
+            .unmatched_responses
+            .fetch_add(1, Ordering::Relaxed);
+        let Some(held_back) = self.unmatched_warn.allow(Instant::now()) else {
+            return;
+        };
+        let from = self.conns.get(&token).map(|c| Arc::clone(&c.handle.addr));
+        let from = from.as_deref().unwrap_or("?");
+        let (opaque, code) = (cmd.opaque(), cmd.code());
+        let also = if held_back > 0 {
+            format!(" ({held_back} more since the last warning)")
+        } else {
+            String::new()
+        };
+        match owner {
+            Some(owner) => log::warn!(
+                "rmq-io: dropped a response from {from} (opaque {opaque}, code {code}) to a call \
+                 that was sent to {owner}{also}"
+            ),
+            None => log::warn!(
+                "rmq-io: dropped a response from {from} (opaque {opaque}, code {code}) that \
+                 matches no pending call, the caller may have timed out{also}"
+            ),
         }
     }
 
@@ -761,14 +986,34 @@ impl EventLoop {
         if now >= self.last_housekeeping + HOUSEKEEPING_INTERVAL {
             self.last_housekeeping = now;
             let max_idle = self.shared.config.channel_max_idle;
-            let idle: Vec<Token> = self
+            let mut idle: Vec<Token> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| now.saturating_duration_since(c.last_active) >= max_idle)
+                .filter(|(_, c)| now.saturating_duration_since(c.last_read) >= max_idle)
                 .map(|(t, _)| *t)
                 .collect();
+            // A call waiting on a quiet connection ends by its answer or its timeout (a sync
+            // timeout closes the connection); closing under it would fail it for nothing.
+            if !idle.is_empty() {
+                idle.retain(|t| !self.response_table.values().any(|p| p.token == *t));
+            }
             for token in idle {
-                self.close(token, &format!("idle for {max_idle:?}"));
+                self.close(token, &format!("nothing received for {max_idle:?}"));
+            }
+            let stall = self.shared.config.write_stall_timeout;
+            let stalled: Vec<Token> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| {
+                    !c.out.is_empty() && now.saturating_duration_since(c.write_progress) >= stall
+                })
+                .map(|(t, _)| *t)
+                .collect();
+            for token in stalled {
+                self.close(
+                    token,
+                    &format!("the peer is not reading: nothing could be written for {stall:?}"),
+                );
             }
         }
     }
@@ -821,17 +1066,19 @@ impl EventLoop {
     }
 }
 
-/// Reads until `WouldBlock` (or a full frame batch), decoding as it goes.
+/// Reads until `WouldBlock` or the turn's budget (frames or bytes), decoding as it goes.
 fn read_some(
     conn: &mut Connection,
     scratch: &mut [u8],
     decoder: &mut FrameDecoder,
     frames: &mut Vec<RemotingCommand>,
 ) -> ReadOutcome {
+    let mut read = 0;
     loop {
         match conn.stream.read(scratch) {
             Ok(0) => return ReadOutcome::Closed("connection closed by peer".to_string()),
             Ok(n) => {
+                read += n;
                 conn.in_buf.extend_from_slice(&scratch[..n]);
                 loop {
                     match decoder.decode(&mut conn.in_buf) {
@@ -840,7 +1087,7 @@ fn read_some(
                         Err(e) => return ReadOutcome::Closed(format!("codec error: {e}")),
                     }
                 }
-                if frames.len() >= MAX_FRAMES_PER_BATCH {
+                if frames.len() >= MAX_FRAMES_PER_BATCH || read >= MAX_READ_PER_TURN {
                     return ReadOutcome::More;
                 }
             }
@@ -866,7 +1113,8 @@ fn flush(
         match conn.stream.write_vectored(&slices[..n]) {
             Ok(0) => return Err("write returned 0 bytes".to_string()),
             Ok(mut written) => {
-                conn.last_active = now;
+                conn.handle.written(written);
+                conn.write_progress = now;
                 while written > 0 {
                     let front = conn
                         .out

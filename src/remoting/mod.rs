@@ -9,15 +9,23 @@
 //!
 //! * The calling thread connects (`connect_timeout`), encodes the request, queues it for the loop
 //!   and, for `invoke_sync`, waits on a one-slot channel with the call's deadline.
-//! * `rmq-io` owns the sockets and the response table. It reads until `WouldBlock`, decodes
-//!   frames, completes pending calls, coalesces queued frames into `writev`, sweeps expired
-//!   entries at their deadline and closes connections idle for `channel_max_idle`. It never runs
-//!   user code and never blocks.
-//! * `rmq-cb` runs callbacks and processors.
+//! * `rmq-io` owns the sockets and the response table. It reads each ready connection up to a
+//!   budget per turn (so one peer that floods cannot starve the others), decodes frames,
+//!   completes pending calls (only with a response from the connection the request left by),
+//!   coalesces queued frames into `writev`, sweeps expired entries at their deadline and closes
+//!   connections that received nothing for `channel_max_idle`. It never runs user code and
+//!   never blocks.
+//! * `rmq-cb` runs callbacks and processors. Requests from peers wait for it in a bounded
+//!   queue (`max_pending_broker_requests`); beyond it they are answered `SYSTEM_BUSY`.
+//!
+//! Memory is bounded per connection: at most `max_queued_bytes` wait to be written (beyond it a
+//! call fails with [`Error::WriteQueueFull`](crate::Error::WriteQueueFull)), and a connection
+//! whose queue does not move for `write_stall_timeout` is closed.
 //!
 //! A connection that fails (EOF, reset, malformed or oversized frame) is closed alone, and every
 //! call pending on it fails at once with [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
-//! naming the reason.
+//! naming the reason. A sync call that times out closes its connection too (Java's
+//! `closeSocketIfTimeout`), so a peer that stopped answering without closing is given up.
 
 mod client;
 mod config;

@@ -2,9 +2,7 @@
 
 use std::sync::{Arc, Weak};
 
-use mio::Token;
-
-use super::event_loop::{Command, Shared};
+use super::event_loop::{ConnHandle, Shared};
 use crate::remoting::protocol::{RemotingCommand, ResponseCode, SerializeType};
 
 /// Where a broker-initiated request came from.
@@ -19,7 +17,7 @@ pub struct RequestContext {
 #[derive(Debug, Clone)]
 struct ReplyTo {
     shared: Weak<Shared>,
-    token: Token,
+    conn: Arc<ConnHandle>,
     opaque: i32,
     serialize_type: SerializeType,
     oneway: bool,
@@ -27,18 +25,17 @@ struct ReplyTo {
 }
 
 impl RequestContext {
-    /// The context of `request`, which arrived on the connection `token` from `peer_addr`.
+    /// The context of `request`, which arrived on the connection `conn`.
     pub(crate) fn new(
-        peer_addr: String,
         shared: &Arc<Shared>,
-        token: Token,
+        conn: &Arc<ConnHandle>,
         request: &RemotingCommand,
     ) -> Self {
         RequestContext {
-            peer_addr,
+            peer_addr: conn.addr.to_string(),
             reply_to: ReplyTo {
                 shared: Arc::downgrade(shared),
-                token,
+                conn: Arc::clone(conn),
                 opaque: request.opaque(),
                 serialize_type: request.serialize_type(),
                 oneway: request.is_oneway(),
@@ -96,7 +93,7 @@ impl Drop for Responder {
 }
 
 impl ReplyTo {
-    fn send(self, mut response: RemotingCommand) {
+    fn send(self, response: RemotingCommand) {
         if self.oneway {
             return;
         }
@@ -107,32 +104,13 @@ impl ReplyTo {
             );
             return;
         };
-        response.set_opaque(self.opaque);
-        response.set_serialize_type(self.serialize_type);
-        response.mark_response();
-        let frame = match response.encode_to_bytes() {
-            Ok(f) => f,
-            Err(e) => {
-                log::error!(
-                    "cannot encode the response to request code {}: {e}",
-                    self.code
-                );
-                return;
-            }
-        };
-        let cmd = Command::Send {
-            token: self.token,
-            frame,
-            opaque: self.opaque,
-            pending: None,
-            permit: None,
-        };
-        if shared.submit(cmd).is_err() {
-            log::debug!(
-                "dropping the response to request code {}: client shut down",
-                self.code
-            );
-        }
+        shared.send_reply(
+            &self.conn,
+            self.code,
+            self.opaque,
+            self.serialize_type,
+            response,
+        );
     }
 }
 
@@ -140,7 +118,8 @@ impl ReplyTo {
 /// `CHECK_TRANSACTION_STATE` (Java `NettyRequestProcessor`).
 ///
 /// Processors run on the client's `rmq-cb` callback pool, never on the io thread, so they may
-/// block (briefly). The returned command is sent back as the response: the client sets the
+/// block (briefly). At most `max_pending_broker_requests` requests wait for or run on the pool;
+/// beyond that the peer is answered `SYSTEM_BUSY` without the processor being called. The returned command is sent back as the response: the client sets the
 /// request's opaque and serialize type and the response flag. `None` sends nothing, and nothing
 /// is sent for a one-way request. A panic becomes a `SYSTEM_ERROR` response.
 ///

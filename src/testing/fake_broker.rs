@@ -32,6 +32,9 @@ pub enum FakeAction {
     CloseConnection,
     /// Write these bytes as they are: garbage, a truncated frame, an oversized length prefix...
     SendRaw(Vec<u8>),
+    /// Stop reading this connection (without answering) until the fake shuts down, keeping it
+    /// open: what the client writes fills the socket buffers, as with a wedged broker.
+    StopReading,
 }
 
 type Handler = dyn Fn(&RemotingCommand) -> FakeAction + Send + Sync;
@@ -72,6 +75,9 @@ struct FakeInner {
     responses: Mutex<Vec<RemotingCommand>>,
     responses_tx: Sender<RemotingCommand>,
     responses_rx: Receiver<RemotingCommand>,
+    /// Dropped at shutdown: wakes connections that stopped reading.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
 }
 
 struct FakeConn {
@@ -108,6 +114,7 @@ impl FakeBroker {
         let addr = listener.local_addr()?;
         let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
         let (responses_tx, responses_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let inner = Arc::new(FakeInner {
             addr,
             handler: Box::new(handler),
@@ -120,6 +127,8 @@ impl FakeBroker {
             responses: Mutex::new(Vec::new()),
             responses_tx,
             responses_rx,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
         });
         let acceptor = Arc::clone(&inner);
         let accept = std::thread::Builder::new()
@@ -156,6 +165,12 @@ impl FakeBroker {
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         self.inner.conns.lock().len()
+    }
+
+    /// Connections accepted since the start, closed ones included: a client that reconnects
+    /// raises it.
+    pub fn accepted_count(&self) -> usize {
+        self.inner.next_id.load(Ordering::Acquire) as usize
     }
 
     /// The next request received (in arrival order), waiting at most `timeout`.
@@ -208,6 +223,7 @@ impl FakeBroker {
         for c in &conns {
             let _ = c.writer.lock().shutdown(Shutdown::Both);
         }
+        self.inner.stop_tx.lock().take();
         for mut c in conns {
             if let Some(t) = c.thread.take() {
                 let _ = t.join();
@@ -325,6 +341,10 @@ fn serve(inner: &FakeInner, mut stream: TcpStream, writer: &Arc<Mutex<TcpStream>
                 }
                 FakeAction::NoResponse => {}
                 FakeAction::CloseConnection => return,
+                FakeAction::StopReading => {
+                    let _ = inner.stop_rx.recv();
+                    return;
+                }
                 FakeAction::SendRaw(bytes) => {
                     if writer.lock().write_all(&bytes).is_err() {
                         return;
