@@ -8,6 +8,7 @@
 //! |---|---|
 //! | did the broker refuse for flow control (`SYSTEM_BUSY`)? back off and retry | [`Error::is_system_busy`] |
 //! | is the message itself invalid (Java `MESSAGE_ILLEGAL`)? retrying will not help | [`Error::is_message_illegal`] |
+//! | were the credentials or permissions refused (ACL, `NO_PERMISSION`)? | [`Error::is_no_permission`] |
 //! | is the topic unknown? | [`Error::is_topic_not_found`] |
 //! | did a call time out? are too many in flight? is it the connection? | [`Error::is_timeout`], [`Error::is_too_many_requests`], [`Error::is_remoting`] |
 //! | which broker code, which client code, which peer? | [`Error::response_code`], [`Error::client_error_code`], [`Error::broker_addr`] |
@@ -269,6 +270,37 @@ impl Error {
             || self.response_code() == Some(ResponseCode::MESSAGE_ILLEGAL)
     }
 
+    /// `true` when the broker or name server refused the request for lack of permission
+    /// (Java `NO_PERMISSION`): with ACL enabled, an unknown access key, a wrong secret key or
+    /// a missing signature (remark `Authentication credentials are invalid` from a 5.x or
+    /// rocketmq-rust broker), or an account without the right to the topic or group
+    /// (`Permission was denied`); also a broker or topic that does not allow writing or
+    /// reading. A Java 4.x broker reports an ACL refusal as `SYSTEM_ERROR` with the
+    /// `AclException` in the remark; that counts too. Retrying with the same credentials will
+    /// not help.
+    #[doc(alias = "NO_PERMISSION")]
+    pub fn is_no_permission(&self) -> bool {
+        match self.response_code() {
+            Some(ResponseCode::NO_PERMISSION) => true,
+            Some(ResponseCode::SYSTEM_ERROR) => self
+                .broker_remark()
+                .is_some_and(|r| r.contains("AclException")),
+            _ => false,
+        }
+    }
+
+    /// The remark of the broker error this is or wraps.
+    fn broker_remark(&self) -> Option<&str> {
+        match self {
+            Error::Broker { remark, .. } => Some(remark),
+            Error::Client {
+                source: Some(source),
+                ..
+            } => source.broker_remark(),
+            _ => None,
+        }
+    }
+
     /// `true` when the topic has no route: unknown to the name server, or no subscribe info
     /// yet (Java `TOPIC_NOT_EXIST` or `NOT_FOUND_TOPIC_EXCEPTION`).
     pub fn is_topic_not_found(&self) -> bool {
@@ -445,6 +477,35 @@ mod tests {
             ClientErrorCode::from(ResponseCode::MESSAGE_ILLEGAL),
             ClientErrorCode::MESSAGE_ILLEGAL
         );
+    }
+
+    #[test]
+    fn refused_credentials_are_told_apart() {
+        let denied = Error::Broker {
+            code: ResponseCode::NO_PERMISSION,
+            remark: "Authentication credentials are invalid".into(),
+            addr: "b:10911".into(),
+        };
+        assert!(denied.is_no_permission());
+        assert!(!denied.is_system_busy() && !denied.is_timeout() && !denied.is_remoting());
+        assert!(denied.to_string().contains("NO_PERMISSION"), "{denied}");
+        // Wrapped by a send that failed on every attempt.
+        let exhausted = Error::client_caused_by(16, "Send [3] times, still failed", denied);
+        assert!(exhausted.is_no_permission());
+        // A Java 4.x broker's ACL refusal.
+        let java4 = Error::Broker {
+            code: ResponseCode::SYSTEM_ERROR,
+            remark: "org.apache.rocketmq.acl.common.AclException: [10015:signature-failed]".into(),
+            addr: "b".into(),
+        };
+        assert!(java4.is_no_permission());
+        let other = Error::Broker {
+            code: ResponseCode::SYSTEM_ERROR,
+            remark: "store error".into(),
+            addr: "b".into(),
+        };
+        assert!(!other.is_no_permission());
+        assert!(!Error::client(ClientErrorCode::NO_CODE, "x").is_no_permission());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::client::api::expect_success;
 use crate::client::api::MQClientAPI;
-use crate::client::config::{parse_namesrv_list, ClientConfig};
+use crate::client::config::{parse_namesrv_list, ClientConfig, SharedRpcHook};
 use crate::client::publish_info::TopicPublishInfo;
 use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
 use crate::client::rebalance_service::RebalanceService;
@@ -142,6 +142,18 @@ impl MQClientManager {
         let client_id = config.client_id();
         if let Some(existing) = table.get(&client_id) {
             if *existing.state.lock() == ServiceState::Running {
+                // Java would sign this client's requests with the first client's hook; a
+                // client must never run with another's credentials.
+                if !SharedRpcHook::same(existing.config.rpc_hook.as_ref(), config.rpc_hook.as_ref())
+                {
+                    return Err(Error::config(format!(
+                        "the client instance {client_id} runs with {}, this client has {}: the \
+                         clients of one instance share its RPC hook; give this client its own \
+                         instance_name(), or the same Arc of the hook",
+                        describe_hook(existing.config.rpc_hook.as_ref()),
+                        describe_hook(config.rpc_hook.as_ref()),
+                    )));
+                }
                 return Ok(existing.clone());
             }
         }
@@ -168,6 +180,16 @@ impl MQClientManager {
                         .get(group)
                         .is_some_and(|c| c.strong_count() > 0)
                 }
+        })
+    }
+
+    /// Whether an instance runs under `config.client_id()` with another RPC hook than
+    /// `config`'s: used to pick a default instance name (see `client::config::join_instance`).
+    pub(crate) fn has_other_rpc_hook(config: &ClientConfig) -> bool {
+        let table = manager().lock();
+        table.get(&config.client_id()).is_some_and(|i| {
+            *i.state.lock() == ServiceState::Running
+                && !SharedRpcHook::same(i.config.rpc_hook.as_ref(), config.rpc_hook.as_ref())
         })
     }
 
@@ -199,6 +221,10 @@ impl MQClientManager {
     }
 }
 
+fn describe_hook(hook: Option<&SharedRpcHook>) -> String {
+    hook.map_or_else(|| "no RPC hook".to_owned(), |h| format!("the {h:?}"))
+}
+
 /// Removes `instance` from the manager's table (`table` is the locked table) if it is the one
 /// registered for its client id.
 fn remove_from_table(
@@ -220,6 +246,9 @@ impl MQClientInstance {
             serialize_type: config.serialize_type,
             ..RemotingClientConfig::default()
         })?;
+        if let Some(hook) = &config.rpc_hook {
+            remoting.register_rpc_hook(Arc::clone(&hook.0));
+        }
         let api = MQClientAPI::new(remoting, config.serialize_type);
         let instance = Arc::new_cyclic(|me| MQClientInstance {
             me: me.clone(),
