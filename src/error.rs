@@ -155,6 +155,9 @@ client_error_codes! {
     /// The message is invalid: empty or too large body, reserved or malformed property, a batch
     /// that mixes topics (Java uses `ResponseCode.MESSAGE_ILLEGAL` here).
     MESSAGE_ILLEGAL = 13,
+    /// The name server or broker refused the request for lack of permission, for example a
+    /// route query with refused ACL credentials (Java uses `ResponseCode.NO_PERMISSION` here).
+    NO_PERMISSION = 16,
     /// The name server has no route for the topic (Java uses `ResponseCode.TOPIC_NOT_EXIST`).
     TOPIC_NOT_EXIST = 17,
     /// Connecting to the broker failed.
@@ -280,24 +283,19 @@ impl Error {
     /// not help.
     #[doc(alias = "NO_PERMISSION")]
     pub fn is_no_permission(&self) -> bool {
-        match self.response_code() {
-            Some(ResponseCode::NO_PERMISSION) => true,
-            Some(ResponseCode::SYSTEM_ERROR) => self
-                .broker_remark()
-                .is_some_and(|r| r.contains("AclException")),
-            _ => false,
-        }
-    }
-
-    /// The remark of the broker error this is or wraps.
-    fn broker_remark(&self) -> Option<&str> {
+        // Java carries the answer as a broker code, or in a client exception (route queries).
+        let refused = |code: i32, text: &str| {
+            code == ResponseCode::NO_PERMISSION.0
+                || (code == ResponseCode::SYSTEM_ERROR.0 && text.contains("AclException"))
+        };
         match self {
-            Error::Broker { remark, .. } => Some(remark),
+            Error::Broker { code, remark, .. } => refused(code.0, remark),
             Error::Client {
-                source: Some(source),
-                ..
-            } => source.broker_remark(),
-            _ => None,
+                code,
+                message,
+                source,
+            } => refused(code.0, message) || source.as_ref().is_some_and(|e| e.is_no_permission()),
+            _ => false,
         }
     }
 
@@ -506,6 +504,19 @@ mod tests {
         };
         assert!(!other.is_no_permission());
         assert!(!Error::client(ClientErrorCode::NO_CODE, "x").is_no_permission());
+        // A route query the name server refused, behind the sender's "no route".
+        let route = Error::client(16, "Authentication credentials are invalid");
+        assert_eq!(
+            route.client_error_code(),
+            Some(ClientErrorCode::NO_PERMISSION)
+        );
+        assert!(route.to_string().contains("NO_PERMISSION(16)"), "{route}");
+        let no_route = Error::client_caused_by(
+            ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+            "No route info of this topic: T",
+            route,
+        );
+        assert!(no_route.is_no_permission() && no_route.is_topic_not_found());
     }
 
     #[test]

@@ -364,3 +364,31 @@ fn clients_with_other_hooks_never_share_an_instance() {
         p.shutdown(TIMEOUT).unwrap();
     }
 }
+
+#[test]
+fn a_route_query_refused_by_the_name_server_is_the_senders_error() {
+    // The name server checks signatures too (5.x, rocketmq-rust with authentication).
+    let (fake, _served, refused) = checking_fake("ak", "the-secret", 0, true);
+    let producer = DefaultMQProducer::builder("acl_fake_ns_pg")
+        .namesrv_addr(fake.addr())
+        .instance_name("acl-fake-ns")
+        .rpc_hook(Arc::new(AclClientRPCHook::new(SessionCredentials::new(
+            "ak", "not-it",
+        ))))
+        .build()
+        .unwrap();
+    producer.start().unwrap();
+    let err = producer.send(&Message::new(TOPIC, "x")).unwrap_err();
+    assert!(refused
+        .lock()
+        .contains(&RequestCode::GET_ROUTEINFO_BY_TOPIC.0));
+    // Not just "no route": the refusal, with its code and remark.
+    assert!(err.is_no_permission(), "{err:?}");
+    assert!(err.is_topic_not_found(), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("NO_PERMISSION") && text.contains("Authentication credentials are invalid"),
+        "{text}"
+    );
+    producer.shutdown(TIMEOUT).unwrap();
+}
