@@ -156,6 +156,9 @@ fn a_panicking_after_hook_does_not_lose_an_async_callback() {
     client.shutdown();
 }
 
+/// Request codes a fake saw.
+type Codes = Arc<Mutex<Vec<i32>>>;
+
 /// A fake name server and broker that checks the signature of every request (but route
 /// queries, unless `check_namesrv`) like an ACL broker: requests signed by `ak` with `sk` are
 /// served, others get NO_PERMISSION. The codes of the requests it checked and served, and of
@@ -165,10 +168,10 @@ fn checking_fake(
     sk: &'static str,
     stored: usize,
     check_namesrv: bool,
-) -> (FakeBroker, Arc<Mutex<Vec<i32>>>, Arc<Mutex<Vec<i32>>>) {
+) -> (FakeBroker, Codes, Codes) {
     let verifier = AclClientRPCHook::new(SessionCredentials::new(ak, sk));
-    let served: Arc<Mutex<Vec<i32>>> = Arc::default();
-    let refused: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let served: Codes = Arc::default();
+    let refused: Codes = Arc::default();
     let (s, r) = (served.clone(), refused.clone());
     let offsets: Arc<Mutex<Option<i64>>> = Arc::default();
     let fake = start_fake(move |req| {
