@@ -96,7 +96,7 @@ impl fmt::Debug for SessionCredentials {
 /// broker with ACL enabled requires.
 ///
 /// Give it to the producer or consumer builder (`rpc_hook`), or to a
-/// [`ClientConfig`](crate::ClientConfig). The hook signs exactly what goes on the wire, so it
+/// `ClientConfig`. The hook signs exactly what goes on the wire, so it
 /// must be the last hook that changes a request. A broker that refuses the credentials answers
 /// `NO_PERMISSION`: see [`Error::is_no_permission`](crate::Error::is_no_permission).
 ///

@@ -18,6 +18,8 @@ const LAYERS: &[&str] = &[
     "executor",
     "error",
     "remoting",
+    // ACL signing: an RPCHook over remoting commands.
+    "acl",
     // The in-process fake broker speaks only the wire protocol; unit tests anywhere use it.
     "testing",
     "common",

@@ -8,7 +8,7 @@ use crate::remoting::protocol::RemotingCommand;
 /// * [`do_before_request`](Self::do_before_request) runs on the calling thread before every
 ///   request is encoded and sent: sync, async and one-way calls, to brokers and name servers
 ///   alike, after the connection is made. What it changes goes on the wire; this is where
-///   [`AclClientRPCHook`](crate::AclClientRPCHook) signs requests.
+///   `AclClientRPCHook` signs requests.
 /// * [`do_after_response`](Self::do_after_response) runs when a response arrives: on the
 ///   calling thread for a sync call, on the callback pool before the callback for an async
 ///   call. It does not run for one-way calls, timeouts or failed connections.
@@ -33,7 +33,7 @@ use crate::remoting::protocol::RemotingCommand;
 /// ```
 ///
 /// Hooks are given to a producer or consumer with `rpc_hook(..)` on its builder, or to a
-/// [`ClientConfig`](crate::ClientConfig); a `RemotingClient` used directly takes them with
+/// `ClientConfig`; a `RemotingClient` used directly takes them with
 /// [`register_rpc_hook`](super::RemotingClient::register_rpc_hook).
 pub trait RPCHook: Send + Sync {
     /// Called before `request` is sent to `addr` (`host:port`).
