@@ -16,8 +16,8 @@
 #       missing; takes 15-25 minutes the first time). Safe to run concurrently (flock).
 #       Prints NAMESRV_BIN=... and BROKER_BIN=... on stdout.
 #
-#   scripts/broker.sh start [--brokers N] [--no-auto-create] [--dir DIR] [--owner-pid PID]
-#                           [--timeout SECS]
+#   scripts/broker.sh start [--brokers N] [--no-auto-create] [--acl FILE] [--dir DIR]
+#                           [--owner-pid PID] [--timeout SECS]
 #       Start one name server and N brokers (broker-a, broker-b, ...; cluster
 #       DefaultCluster) on 127.0.0.1 with free ports, in DIR (default: a fresh
 #       mktemp dir). Waits (default 60 s) until the name server answers a real
@@ -27,6 +27,18 @@
 #       ...). Progress and errors go to stderr; on failure the tail of every log is printed
 #       and everything started is stopped.
 #       --no-auto-create  brokers run with autoCreateTopicEnable = false
+#       --acl FILE        the name server and the brokers require signed requests
+#                         (authenticationEnabled and authorizationEnabled of rocketmq-auth):
+#                         the accounts and permissions of FILE, a Java-style plain_acl.yml
+#                         (accounts: accessKey, secretKey, admin, defaultTopicPerm,
+#                         defaultGroupPerm, topicPerms, groupPerms; literal names only),
+#                         copied to DIR/namesrv/plain_acl.yml and DIR/<broker>/conf/. A super
+#                         user with a random secret is added: the brokers sign their
+#                         registrations with it, and so do the script's own probes and tests
+#                         that need admin requests (ACL_ADMIN_ACCESS_KEY and
+#                         ACL_ADMIN_SECRET_KEY in cluster.env, a test secret kept in plain
+#                         text there). Unsigned or wrongly signed requests are answered with
+#                         NO_PERMISSION (16).
 #       --owner-pid PID   also start a watchdog that stops the cluster (and deletes its
 #                         stores) once PID has exited, even if it was SIGKILLed.
 #
@@ -154,11 +166,22 @@ def ports(blocks):
         out.append(pick(4))
     print(" ".join(map(str, out)))
 
-def rpc(addr, code, timeout=3.0):
+def signed(ext, access_key, secret_key):
+    # RocketMQ ACL signing: HMAC-SHA1 over the values of the sorted extFields, base64.
+    import base64, hashlib, hmac
+    ext = dict(ext, AccessKey=access_key)
+    content = "".join(ext[k] for k in sorted(ext)).encode()
+    ext["Signature"] = base64.b64encode(
+        hmac.new(secret_key.encode(), content, hashlib.sha1).digest()).decode()
+    return ext
+
+def rpc(addr, code, timeout=3.0, ext=None):
     host, port = addr.rsplit(":", 1)
-    header = json.dumps({"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
-                         "serializeTypeCurrentRPC": "JSON", "version": 409},
-                        separators=(",", ":")).encode()
+    head = {"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
+            "serializeTypeCurrentRPC": "JSON", "version": 409}
+    if ext:
+        head["extFields"] = ext
+    header = json.dumps(head, separators=(",", ":")).encode()
     frame = struct.pack(">II", 4 + len(header), len(header)) + header
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
         s.settimeout(timeout)
@@ -186,8 +209,9 @@ def lenient_json(body):
         # fastjson writes non-string map keys bare ({0:"addr"}); quote them.
         return json.loads(re.sub(r"([{,])\s*(-?\d+)\s*:", r"\1\"\2\":", text))
 
-def registered(nsaddr, expected):
-    head, body = rpc(nsaddr, 106)
+def registered(nsaddr, expected, access_key=None, secret_key=None):
+    ext = signed({}, access_key, secret_key) if access_key else None
+    head, body = rpc(nsaddr, 106, ext=ext)
     if head.get("code") != 0:
         sys.exit("GET_BROKER_CLUSTER_INFO answered code %s remark %r" % (head.get("code"), head.get("remark")))
     table = lenient_json(body).get("brokerAddrTable") or {}
@@ -201,8 +225,9 @@ def registered(nsaddr, expected):
         sys.exit("name server %s does not list %s yet; it lists %s"
                  % (nsaddr, ", ".join(missing), sorted(table)))
 
-def ping(addr, code):
-    head, _ = rpc(addr, code)
+def ping(addr, code, access_key=None, secret_key=None):
+    ext = signed({}, access_key, secret_key) if access_key else None
+    head, _ = rpc(addr, code, ext=ext)
     if head.get("code") != 0:
         sys.exit("%s answered request %d with code %s remark %r"
                  % (addr, code, head.get("code"), head.get("remark")))
@@ -219,9 +244,16 @@ try:
     if cmd == "ports":
         ports(int(args[0]))
     elif cmd == "registered":
-        registered(args[0], args[1:])
+        # registered NSADDR [--signer AK SK] NAME=ADDR...
+        if args[1:2] == ["--signer"]:
+            registered(args[0], args[4:], args[2], args[3])
+        else:
+            registered(args[0], args[1:])
     elif cmd == "ping":
-        ping(args[0], int(args[1]))
+        ping(args[0], int(args[1]), *args[2:4])
+    elif cmd == "secret":
+        import secrets
+        print(secrets.token_hex(16))
     elif cmd == "port-open":
         port_open(args[0])
     else:
@@ -281,7 +313,7 @@ state_write() {
 # start
 
 write_broker_toml() {
-    local file=$1 name=$2 nsaddr=$3 port=$4 ha_port=$5 store=$6 auto_create=$7
+    local file=$1 name=$2 nsaddr=$3 port=$4 ha_port=$5 store=$6 auto_create=$7 auth=${8:-}
     cat >"$file" <<EOF
 # Generated by scripts/broker.sh for rocketmq-sync tests.
 [broker]
@@ -290,6 +322,7 @@ brokerIp1 = "127.0.0.1"
 listenPort = $port
 storePathRootDir = "$store"
 autoCreateTopicEnable = $auto_create
+$auth
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"
@@ -308,6 +341,20 @@ haListenPort = $ha_port
 EOF
 }
 
+# auth_toml HOME ACL_FILE ADMIN_AK ADMIN_SK — the keys (of the name server's TOML, and of a
+# broker's [broker] table) that turn on authentication and authorization (rocketmq-auth): users
+# and permissions from ACL_FILE, plus the super user ADMIN_AK.
+auth_toml() {
+    local home=$1 acl_file=$2 ak=$3 sk=$4
+    cat <<EOF
+authenticationEnabled = true
+authorizationEnabled = true
+authConfigPath = "$home/auth"
+aclFile = "$acl_file"
+initAuthenticationUser = "$ak:$sk"
+EOF
+}
+
 # Common environment of the servers: a private HOME (the name server writes
 # $HOME/rocketmq-namesrv/... otherwise), backtraces on panics.
 server_env() {
@@ -318,9 +365,12 @@ server_env() {
 
 spawn_namesrv() {
     local dir=$1 port=$2
-    local home="$dir/namesrv" envs
+    local home="$dir/namesrv" envs conf=()
     mapfile -t envs < <(server_env "$home")
-    env "${envs[@]}" "$NAMESRV_BIN" --bindAddress 127.0.0.1 --listenPort "$port" \
+    if [[ -f $home/namesrv.toml ]]; then
+        conf=(-c "$home/namesrv.toml")
+    fi
+    env "${envs[@]}" "$NAMESRV_BIN" "${conf[@]}" --bindAddress 127.0.0.1 --listenPort "$port" \
         --rocketmqHome "$home" --kvConfigPath "$home/kvConfig.json" \
         --log-filter "${ROCKETMQ_SYNC_LOG_FILTER:-info}" \
         </dev/null >>"$dir/namesrv.log" 2>&1 &
@@ -353,8 +403,12 @@ print_log_tails() {
 wait_ready() {
     local dir=$1 deadline=$2
     shift 2
-    local nsaddr name key addr reason expected=() pending
+    local nsaddr name key addr reason expected=() pending signer=() registered_args=()
     nsaddr=$(state_get NAMESRV_ADDR)
+    if [[ -n $(state_get ACL_ADMIN_ACCESS_KEY) ]]; then
+        signer=("$(state_get ACL_ADMIN_ACCESS_KEY)" "$(state_get ACL_ADMIN_SECRET_KEY)")
+        registered_args=(--signer "${signer[@]}")
+    fi
     for name in "$@"; do
         expected+=("$name=$(state_get "$(broker_key "$name")_ADDR")")
     done
@@ -377,14 +431,16 @@ wait_ready() {
             pending=""
             for name in "$@"; do
                 addr=$(state_get "$(broker_key "$name")_ADDR")
-                # GET_BROKER_RUNTIME_INFO (28): the broker itself answers a real request.
-                if ! pending=$(py ping "$addr" 28 2>&1); then
+                # GET_BROKER_RUNTIME_INFO (28): the broker itself answers a real request
+                # (signed by the super user when the brokers require signatures).
+                if ! pending=$(py ping "$addr" 28 "${signer[@]}" 2>&1); then
                     pending="$name: $pending"
                     break
                 fi
                 pending=""
             done
-            if [[ -z $pending ]] && ! pending=$(py registered "$nsaddr" "${expected[@]}" 2>&1); then
+            if [[ -z $pending ]] &&
+                ! pending=$(py registered "$nsaddr" "${registered_args[@]}" "${expected[@]}" 2>&1); then
                 :
             elif [[ -z $pending ]]; then
                 return 0
@@ -412,11 +468,12 @@ start_watchdog() {
 }
 
 cmd_start() {
-    local brokers=1 auto_create=true dir="" owner="" timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
+    local brokers=1 auto_create=true acl_file="" dir="" owner="" timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
     while [[ $# -gt 0 ]]; do
         case $1 in
             --brokers) brokers=${2:?--brokers needs a number}; shift 2 ;;
             --no-auto-create) auto_create=false; shift ;;
+            --acl) acl_file=${2:?--acl needs a plain_acl.yml file}; shift 2 ;;
             --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
             --owner-pid) owner=${2:?--owner-pid needs a pid}; shift 2 ;;
             --timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
@@ -426,6 +483,10 @@ cmd_start() {
     [[ $brokers =~ ^[1-9][0-9]*$ && $brokers -le 26 ]] || die "--brokers must be 1..26"
     [[ -z $owner || $owner =~ ^[0-9]+$ ]] || die "--owner-pid must be a number"
     [[ -z $owner ]] || alive "$owner" || die "owner pid $owner is not running"
+    if [[ -n $acl_file ]]; then
+        [[ -f $acl_file && -r $acl_file ]] || die "--acl: cannot read $acl_file"
+        acl_file=$(cd "$(dirname "$acl_file")" && pwd)/$(basename "$acl_file")
+    fi
     command -v python3 >/dev/null || die "python3 is needed to pick ports and probe the cluster"
     ensure_installed
 
@@ -451,7 +512,7 @@ cmd_start() {
 
     local attempt started=$SECONDS
     for attempt in 1 2 3; do
-        if start_once "$dir" "$auto_create" "$timeout" "${names[@]}"; then
+        if start_once "$dir" "$auto_create" "$acl_file" "$timeout" "${names[@]}"; then
             if [[ -n $owner ]]; then
                 start_watchdog "$dir" "$owner"
                 state_set OWNER_PID "$owner"
@@ -475,11 +536,11 @@ cmd_start() {
     done
 }
 
-# start_once DIR AUTO_CREATE TIMEOUT NAME... — one attempt with freshly picked ports.
+# start_once DIR AUTO_CREATE ACL_FILE TIMEOUT NAME... — one attempt with freshly picked ports.
 start_once() {
-    local dir=$1 auto_create=$2 timeout=$3
-    shift 3
-    local names=("$@") ports nsport nsaddr name key i base
+    local dir=$1 auto_create=$2 acl_file=$3 timeout=$4
+    shift 4
+    local names=("$@") ports nsport nsaddr name key i base auth="" admin_sk
     read -r -a ports <<<"$(py ports "${#names[@]}")" || return 1
     [[ ${#ports[@]} -eq $((1 + ${#names[@]})) ]] || { log "error: could not pick ports"; return 1; }
     nsport=${ports[0]}
@@ -495,13 +556,30 @@ start_once() {
     state_set NAMESRV_ADDR "$nsaddr"
     state_set NAMESRV_PORT "$nsport"
     state_set NAMESRV_LOG "$dir/namesrv.log"
+    if [[ -n $acl_file ]]; then
+        admin_sk=$(py secret) || return 1
+        state_set ACL_FILE "$acl_file"
+        state_set ACL_ADMIN_ACCESS_KEY rocketmq-sync-admin
+        state_set ACL_ADMIN_SECRET_KEY "$admin_sk"
+        mkdir -p "$dir/namesrv"
+        cp -f "$acl_file" "$dir/namesrv/plain_acl.yml"
+        auth_toml "$dir/namesrv" "$dir/namesrv/plain_acl.yml" rocketmq-sync-admin "$admin_sk" \
+            >"$dir/namesrv/namesrv.toml"
+    fi
     for i in "${!names[@]}"; do
         name=${names[$i]}
         key=$(broker_key "$name")
         base=${ports[$((i + 1))]}
         mkdir -p "$dir/$name/conf" "$dir/$name/store"
+        if [[ -n $acl_file ]]; then
+            cp -f "$acl_file" "$dir/$name/conf/plain_acl.yml"
+            auth=$(auth_toml "$dir/$name" "$dir/$name/conf/plain_acl.yml" \
+                rocketmq-sync-admin "$admin_sk")
+            # The broker signs its registrations with the name server as the super user.
+            auth+=$'\n'"innerClientAuthenticationCredentials = '{\"accessKey\":\"rocketmq-sync-admin\",\"secretKey\":\"$admin_sk\"}'"
+        fi
         write_broker_toml "$dir/$name/conf/broker.toml" "$name" "$nsaddr" "$((base + 2))" "$((base + 3))" \
-            "$dir/$name/store" "$auto_create"
+            "$dir/$name/store" "$auto_create" "$auth"
         state_set "${key}_ADDR" "127.0.0.1:$((base + 2))"
         state_set "${key}_PORT" "$((base + 2))"
         state_set "${key}_FAST_PORT" "$base"
@@ -510,13 +588,13 @@ start_once() {
         state_set "${key}_CONF" "$dir/$name/conf/broker.toml"
     done
 
-    log "starting name server on $nsaddr"
+    log "starting name server on $nsaddr${acl_file:+ (ACL from $acl_file)}"
     spawn_namesrv "$dir" "$nsport"
     state_set NAMESRV_PID "$SPAWNED_PID"
     state_write "$dir"
     for name in "${names[@]}"; do
         key=$(broker_key "$name")
-        log "starting $name on $(state_get "${key}_ADDR") (auto-create topics: $auto_create)"
+        log "starting $name on $(state_get "${key}_ADDR") (auto-create topics: $auto_create${acl_file:+, ACL from $acl_file})"
         spawn_broker "$dir" "$name" "$nsaddr"
         state_set "${key}_PID" "$SPAWNED_PID"
         state_write "$dir"

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | did the broker refuse for flow control (`SYSTEM_BUSY`)? back off and retry | [`Error::is_system_busy`] |
 //! | is the message itself invalid (Java `MESSAGE_ILLEGAL`)? retrying will not help | [`Error::is_message_illegal`] |
+//! | were the credentials or permissions refused (ACL, `NO_PERMISSION`)? | [`Error::is_no_permission`] |
 //! | is the topic unknown? | [`Error::is_topic_not_found`] |
 //! | did a call time out? are too many in flight? is it the connection? | [`Error::is_timeout`], [`Error::is_too_many_requests`], [`Error::is_remoting`] |
 //! | which broker code, which client code, which peer? | [`Error::response_code`], [`Error::client_error_code`], [`Error::broker_addr`] |
@@ -164,6 +165,9 @@ client_error_codes! {
     /// The message is invalid: empty or too large body, reserved or malformed property, a batch
     /// that mixes topics (Java uses `ResponseCode.MESSAGE_ILLEGAL` here).
     MESSAGE_ILLEGAL = 13,
+    /// The name server or broker refused the request for lack of permission, for example a
+    /// route query with refused ACL credentials (Java uses `ResponseCode.NO_PERMISSION` here).
+    NO_PERMISSION = 16,
     /// The name server has no route for the topic (Java uses `ResponseCode.TOPIC_NOT_EXIST`).
     TOPIC_NOT_EXIST = 17,
     /// Connecting to the broker failed.
@@ -279,6 +283,32 @@ impl Error {
     pub fn is_message_illegal(&self) -> bool {
         self.client_error_code() == Some(ClientErrorCode::MESSAGE_ILLEGAL)
             || self.response_code() == Some(ResponseCode::MESSAGE_ILLEGAL)
+    }
+
+    /// `true` when the broker or name server refused the request for lack of permission
+    /// (Java `NO_PERMISSION`): with ACL enabled, an unknown access key, a wrong secret key or
+    /// a missing signature (remark `Authentication credentials are invalid` from a 5.x or
+    /// rocketmq-rust broker), or an account without the right to the topic or group
+    /// (`Permission was denied`); also a broker or topic that does not allow writing or
+    /// reading. A Java 4.x broker reports an ACL refusal as `SYSTEM_ERROR` with the
+    /// `AclException` in the remark; that counts too. Retrying with the same credentials will
+    /// not help.
+    #[doc(alias = "NO_PERMISSION")]
+    pub fn is_no_permission(&self) -> bool {
+        // Java carries the answer as a broker code, or in a client exception (route queries).
+        let refused = |code: i32, text: &str| {
+            code == ResponseCode::NO_PERMISSION.0
+                || (code == ResponseCode::SYSTEM_ERROR.0 && text.contains("AclException"))
+        };
+        match self {
+            Error::Broker { code, remark, .. } => refused(code.0, remark),
+            Error::Client {
+                code,
+                message,
+                source,
+            } => refused(code.0, message) || source.as_ref().is_some_and(|e| e.is_no_permission()),
+            _ => false,
+        }
     }
 
     /// `true` when the topic has no route: unknown to the name server, or no subscribe info
@@ -462,6 +492,48 @@ mod tests {
             ClientErrorCode::from(ResponseCode::MESSAGE_ILLEGAL),
             ClientErrorCode::MESSAGE_ILLEGAL
         );
+    }
+
+    #[test]
+    fn refused_credentials_are_told_apart() {
+        let denied = Error::Broker {
+            code: ResponseCode::NO_PERMISSION,
+            remark: "Authentication credentials are invalid".into(),
+            addr: "b:10911".into(),
+        };
+        assert!(denied.is_no_permission());
+        assert!(!denied.is_system_busy() && !denied.is_timeout() && !denied.is_remoting());
+        assert!(denied.to_string().contains("NO_PERMISSION"), "{denied}");
+        // Wrapped by a send that failed on every attempt.
+        let exhausted = Error::client_caused_by(16, "Send [3] times, still failed", denied);
+        assert!(exhausted.is_no_permission());
+        // A Java 4.x broker's ACL refusal.
+        let java4 = Error::Broker {
+            code: ResponseCode::SYSTEM_ERROR,
+            remark: "org.apache.rocketmq.acl.common.AclException: [10015:signature-failed]".into(),
+            addr: "b".into(),
+        };
+        assert!(java4.is_no_permission());
+        let other = Error::Broker {
+            code: ResponseCode::SYSTEM_ERROR,
+            remark: "store error".into(),
+            addr: "b".into(),
+        };
+        assert!(!other.is_no_permission());
+        assert!(!Error::client(ClientErrorCode::NO_CODE, "x").is_no_permission());
+        // A route query the name server refused, behind the sender's "no route".
+        let route = Error::client(16, "Authentication credentials are invalid");
+        assert_eq!(
+            route.client_error_code(),
+            Some(ClientErrorCode::NO_PERMISSION)
+        );
+        assert!(route.to_string().contains("NO_PERMISSION(16)"), "{route}");
+        let no_route = Error::client_caused_by(
+            ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+            "No route info of this topic: T",
+            route,
+        );
+        assert!(no_route.is_no_permission() && no_route.is_topic_not_found());
     }
 
     #[test]

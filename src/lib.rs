@@ -51,6 +51,8 @@
 //! | `AllocateMessageQueueStrategy` | [`AllocateMessageQueueStrategy`] |
 //! | `AllocateMessageQueueAveragely`, `...AveragelyByCircle`, `...ConsistentHash`, `...ByConfig`, `...ByMachineRoom`, `AllocateMachineRoomNearby` | [`AllocateMessageQueueAveragely`], [`AllocateMessageQueueAveragelyByCircle`], [`AllocateMessageQueueConsistentHash`], [`AllocateMessageQueueByConfig`], [`AllocateMessageQueueByMachineRoom`], [`AllocateMachineRoomNearby`] ([`MachineRoomResolver`]) |
 //! | `ConsumeMessageHook`, `ConsumeMessageContext` | [`ConsumeMessageHook`], [`ConsumeMessageContext`] |
+//! | `RPCHook` | [`RPCHook`] (or a closure) |
+//! | `AclClientRPCHook`, `SessionCredentials` | [`AclClientRPCHook`], [`SessionCredentials`] |
 //! | `ConsumeStatus` (`ConsumerStatsManager`), `ProcessQueueInfo` | [`ConsumeStatus`], [`QueueStat`] |
 //! | `ServiceState` | [`ServiceState`] |
 //! | `MQClientException`, `MQBrokerException`, `Remoting*Exception` | variants of [`Error`] |
@@ -73,6 +75,7 @@
     unreachable_pub
 )]
 
+mod acl;
 mod client;
 pub mod codec;
 mod common;
@@ -85,6 +88,7 @@ mod service_state;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
+pub use acl::{AclClientRPCHook, SessionCredentials};
 pub use client::{ClientConfig, ClientConfigBuilder};
 pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties};
 pub use consumer::{
@@ -104,6 +108,7 @@ pub use producer::{
     SendStatus,
 };
 pub use remoting::protocol::ResponseCode;
+pub use remoting::RPCHook;
 pub use service_state::ServiceState;
 
 /// The README's examples, compiled by `cargo test --doc` so they keep up with the API.
@@ -124,6 +129,7 @@ const _: () = {
     send_sync::<MessageExt>();
     send_sync::<SendResult>();
     send_sync::<ClientConfig>();
+    send_sync::<AclClientRPCHook>();
     send::<DefaultMQProducerBuilder>();
     send::<DefaultMQPushConsumerBuilder>();
 };

@@ -352,3 +352,63 @@ fn decoded_body_is_kept_and_reencoded() {
         .write_to(&mut f);
     assert_eq!(&f, cmd.ext_fields());
 }
+
+/// A Java `Map.toString()` (`{k=v, k=v}`) as sorted pairs.
+fn java_map(text: &str) -> Vec<(String, String)> {
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .expect("a Java map");
+    let mut pairs: Vec<(String, String)> = inner
+        .split(", ")
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn sorted_fields(cmd: &RemotingCommand) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = cmd
+        .ext_fields()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn acl_hook_signs_exactly_as_java() {
+    use rocketmq_sync::{AclClientRPCHook, RPCHook, SessionCredentials};
+
+    // GET_CONSUMER_LIST_BY_GROUP, consumerGroup=cg, no body, no token.
+    let hook = AclClientRPCHook::new(SessionCredentials::new("RocketMQ", "12345678"));
+    let mut cmd = RemotingCommand::request(RequestCode::GET_CONSUMER_LIST_BY_GROUP);
+    cmd.ext_fields_mut().insert("consumerGroup", "cg");
+    hook.do_before_request("127.0.0.1:10911", &mut cmd);
+    assert_eq!(
+        sorted_fields(&cmd),
+        java_map(&golden::section(
+            "ACL extFields (AK=RocketMQ SK=12345678, header consumerGroup=cg, no body)"
+        ))
+    );
+
+    // The SEND_MESSAGE_V2 golden header (13 fields with \u{1}/\u{2} separators), body "hello",
+    // and a security token.
+    let hook = AclClientRPCHook::new(
+        SessionCredentials::new("RocketMQ", "12345678").with_security_token("tok"),
+    );
+    let (_, mut cmd) = decode_json_header_text(SEND_V2);
+    cmd.set_body(&b"hello"[..]);
+    hook.do_before_request("127.0.0.1:10911", &mut cmd);
+    assert_eq!(
+        sorted_fields(&cmd),
+        java_map(&golden::section(
+            "ACL extFields for SEND_MESSAGE_V2 above + body 'hello' + SecurityToken=tok"
+        ))
+    );
+}

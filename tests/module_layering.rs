@@ -21,6 +21,8 @@ const LAYERS: &[&str] = &[
     // those of the remoting client included.
     "testing",
     "remoting",
+    // ACL signing: an RPCHook over remoting commands.
+    "acl",
     "common",
     "codec",
     "client",

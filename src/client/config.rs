@@ -1,5 +1,6 @@
 //! `ClientConfig`: what every producer and consumer shares with its `MQClientInstance`.
 
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -9,13 +10,15 @@ use std::sync::Arc;
 use crate::client::instance::{MQClientInstance, MQClientManager};
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{LanguageCode, SerializeType};
+use crate::remoting::RPCHook;
 
 /// Settings shared by producers and consumers (Java `ClientConfig`), built with
 /// [`ClientConfig::builder`] and handed to a producer or consumer builder with its
 /// `client_config()` method, for the settings those builders have no dedicated setter for.
 ///
 /// Producers and consumers with the same client id (`clientIP@instanceName[@unitName]`) share
-/// one client instance: one io thread, one scheduler, one callback pool.
+/// one client instance: one io thread, one scheduler, one callback pool, and one
+/// [`RPCHook`] (see [`ClientConfigBuilder::rpc_hook`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -50,6 +53,30 @@ pub struct ClientConfig {
     pub(crate) serialize_type: SerializeType,
     pub(crate) namesrv_domain: String,
     pub(crate) namesrv_domain_subgroup: String,
+    pub(crate) rpc_hook: Option<SharedRpcHook>,
+}
+
+/// An [`RPCHook`] as a client configuration holds it: compared by identity (the same `Arc`),
+/// printed without its contents.
+#[derive(Clone)]
+pub(crate) struct SharedRpcHook(pub(crate) Arc<dyn RPCHook>);
+
+impl SharedRpcHook {
+    /// Whether two configurations have the same hook (the same `Arc`, or none).
+    pub(crate) fn same(a: Option<&SharedRpcHook>, b: Option<&SharedRpcHook>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.0, &b.0),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for SharedRpcHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hook may hold credentials: only say which one it is.
+        write!(f, "RPCHook@{:p}", Arc::as_ptr(&self.0).cast::<()>())
+    }
 }
 
 impl Default for ClientConfig {
@@ -75,6 +102,7 @@ impl Default for ClientConfig {
                 .unwrap_or_else(|_| "jmenv.tbsite.net".to_owned()),
             namesrv_domain_subgroup: std::env::var("ROCKETMQ_NAMESRV_DOMAIN_SUBGROUP")
                 .unwrap_or_else(|_| "nsaddr".to_owned()),
+            rpc_hook: None,
         }
     }
 }
@@ -135,6 +163,11 @@ impl ClientConfig {
     /// Timeout of route queries, heartbeats and other admin calls.
     pub fn mq_client_api_timeout(&self) -> Duration {
         self.mq_client_api_timeout
+    }
+
+    /// The hook run around every request, if any.
+    pub fn rpc_hook(&self) -> Option<&Arc<dyn RPCHook>> {
+        self.rpc_hook.as_ref().map(|h| &h.0)
     }
 
     /// `clientIP@instanceName[@unitName]`, the id brokers know this client by, with the
@@ -301,6 +334,23 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// The hook run around every request of the client instance (Java: the `rpcHook` given to
+    /// a producer or consumer constructor), for example an
+    /// [`AclClientRPCHook`](crate::AclClientRPCHook) that signs requests. Default: none.
+    ///
+    /// The hook belongs to the client instance, which producers and consumers with the same
+    /// client id share. Java keeps the first client's hook for all of them; here a client
+    /// whose hook is not the same `Arc` as that of the instance it would share never uses the
+    /// other's: without an instance name it gets an instance of its own, and with an instance
+    /// name in use by an instance with another hook its `start()` fails with
+    /// [`Error::Config`](crate::Error::Config). Pass clones of one `Arc` to clients that
+    /// should share an instance.
+    #[doc(alias = "RPCHook")]
+    pub fn rpc_hook(mut self, hook: Arc<dyn RPCHook>) -> Self {
+        self.config.rpc_hook = Some(SharedRpcHook(hook));
+        self
+    }
+
     /// The configuration.
     pub fn build(self) -> ClientConfig {
         self.config
@@ -315,6 +365,7 @@ pub(crate) struct ClientOverrides {
     pub(crate) instance_name: Option<String>,
     pub(crate) unit_name: Option<String>,
     pub(crate) client_ip: Option<String>,
+    pub(crate) rpc_hook: Option<SharedRpcHook>,
 }
 
 impl ClientOverrides {
@@ -330,6 +381,9 @@ impl ClientOverrides {
         }
         if let Some(v) = self.client_ip {
             config.client_ip = v;
+        }
+        if let Some(v) = self.rpc_hook {
+            config.rpc_hook = Some(v);
         }
         config
     }
@@ -371,9 +425,21 @@ macro_rules! client_config_setters {
             self
         }
 
+        /// The hook run around every request, for example an
+        /// [`AclClientRPCHook`]($crate::AclClientRPCHook) that signs requests for a broker
+        /// with ACL enabled (Java: the `rpcHook` constructor argument). Default: none. Clients
+        /// sharing a client instance share its hook; see
+        /// [`ClientConfigBuilder::rpc_hook`]($crate::ClientConfigBuilder::rpc_hook).
+        #[doc(alias = "RPCHook")]
+        pub fn rpc_hook(mut self, hook: std::sync::Arc<dyn $crate::RPCHook>) -> Self {
+            self.client_overrides.rpc_hook = Some($crate::client::config::SharedRpcHook(hook));
+            self
+        }
+
         /// The whole client configuration, for settings without a dedicated setter. The
-        /// dedicated setters above (`namesrv_addr`, `instance_name`, `unit_name`, `client_ip`)
-        /// win over it whatever the order of the calls; a second call replaces the first.
+        /// dedicated setters above (`namesrv_addr`, `instance_name`, `unit_name`, `client_ip`,
+        /// `rpc_hook`) win over it whatever the order of the calls; a second call replaces the
+        /// first.
         pub fn client_config(mut self, client: $crate::ClientConfig) -> Self {
             self.client = client;
             self
@@ -386,10 +452,10 @@ pub(crate) use client_config_setters;
 /// with the instance of the configuration it is given (creating the instance if needed).
 ///
 /// With an instance name set, that name is used as is. Without one, `default_name` is used,
-/// unless a live producer (`producer`) or consumer of `group` is already registered under it:
-/// then a name of its own ([`unique_instance_name`]) is used instead, or, when
-/// `shared_default` says the default must stay (a broadcasting consumer), the start is refused
-/// with an error that names the fix.
+/// unless a live producer (`producer`) or consumer of `group` is already registered under it,
+/// or the instance running under it has another RPC hook: then a name of its own
+/// ([`unique_instance_name`]) is used instead, or, when `shared_default` says the default must
+/// stay (a broadcasting consumer), the start is refused with an error that names the fix.
 pub(crate) fn join_instance(
     config: &ClientConfig,
     default_name: &str,
@@ -408,14 +474,17 @@ pub(crate) fn join_instance(
     };
     let default = config.with_instance_name(default_name);
     let taken = || MQClientManager::has_group(&default, producer, group);
-    let own_name = || {
+    let other_hook = || MQClientManager::has_other_rpc_hook(&default);
+    let own_name = |why: &str| {
         let name = unique_instance_name();
         log::info!(
-            "a {what} of group {group} already uses the instance {default_name} in this \
-             process; this one uses the instance name {name}"
+            "{why} the instance {default_name} in this process; this {what} of group {group} \
+             uses the instance name {name}"
         );
         register(&config.with_instance_name(name))
     };
+    const SAME_GROUP: &str = "a client of the same group already uses";
+    const OTHER_HOOK: &str = "another RPC hook is used by";
     if taken() {
         if shared_default {
             return Err(Error::config(format!(
@@ -424,11 +493,22 @@ pub(crate) fn join_instance(
                  file: give each its own instance_name()"
             )));
         }
-        return own_name();
+        return own_name(SAME_GROUP);
+    }
+    if other_hook() {
+        if shared_default {
+            return Err(Error::config(format!(
+                "the client instance {default_name}, the default of a {what}, runs with \
+                 another RPC hook than this {what} of group {group}: give it its own \
+                 instance_name(), or the same Arc of the hook"
+            )));
+        }
+        return own_name(OTHER_HOOK);
     }
     match register(&default) {
-        // Another one of the group registered in between: the refusal was the collision.
-        Err(_) if !shared_default && taken() => own_name(),
+        // Another one registered in between: the refusal was the collision.
+        Err(_) if !shared_default && taken() => own_name(SAME_GROUP),
+        Err(_) if !shared_default && other_hook() => own_name(OTHER_HOOK),
         other => other,
     }
 }

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::client::api::expect_success;
 use crate::client::api::MQClientAPI;
-use crate::client::config::{parse_namesrv_list, ClientConfig};
+use crate::client::config::{parse_namesrv_list, ClientConfig, SharedRpcHook};
 use crate::client::publish_info::TopicPublishInfo;
 use crate::client::pull_service::{PullCommand, PullMessageService, PullTask};
 use crate::client::rebalance_service::RebalanceService;
@@ -164,6 +164,18 @@ impl MQClientManager {
         let client_id = config.client_id();
         if let Some(existing) = table.get(&client_id) {
             if *existing.state.lock() == ServiceState::Running {
+                // Java would sign this client's requests with the first client's hook; a
+                // client must never run with another's credentials.
+                if !SharedRpcHook::same(existing.config.rpc_hook.as_ref(), config.rpc_hook.as_ref())
+                {
+                    return Err(Error::config(format!(
+                        "the client instance {client_id} runs with {}, this client has {}: the \
+                         clients of one instance share its RPC hook; give this client its own \
+                         instance_name(), or the same Arc of the hook",
+                        describe_hook(existing.config.rpc_hook.as_ref()),
+                        describe_hook(config.rpc_hook.as_ref()),
+                    )));
+                }
                 return Ok(existing.clone());
             }
         }
@@ -190,6 +202,16 @@ impl MQClientManager {
                         .get(group)
                         .is_some_and(|c| c.strong_count() > 0)
                 }
+        })
+    }
+
+    /// Whether an instance runs under `config.client_id()` with another RPC hook than
+    /// `config`'s: used to pick a default instance name (see `client::config::join_instance`).
+    pub(crate) fn has_other_rpc_hook(config: &ClientConfig) -> bool {
+        let table = manager().lock();
+        table.get(&config.client_id()).is_some_and(|i| {
+            *i.state.lock() == ServiceState::Running
+                && !SharedRpcHook::same(i.config.rpc_hook.as_ref(), config.rpc_hook.as_ref())
         })
     }
 
@@ -221,6 +243,10 @@ impl MQClientManager {
     }
 }
 
+fn describe_hook(hook: Option<&SharedRpcHook>) -> String {
+    hook.map_or_else(|| "no RPC hook".to_owned(), |h| format!("the {h:?}"))
+}
+
 /// Removes `instance` from the manager's table (`table` is the locked table) if it is the one
 /// registered for its client id.
 fn remove_from_table(
@@ -242,6 +268,9 @@ impl MQClientInstance {
             serialize_type: config.serialize_type,
             ..RemotingClientConfig::default()
         })?;
+        if let Some(hook) = &config.rpc_hook {
+            remoting.register_rpc_hook(Arc::clone(&hook.0));
+        }
         let api = MQClientAPI::new(remoting, config.serialize_type);
         let instance = Arc::new_cyclic(|me| MQClientInstance {
             me: me.clone(),
@@ -839,31 +868,31 @@ impl MQClientInstance {
     /// Fetches `topic`'s route and installs it if it changed. Returns `true` when a route is
     /// known afterwards.
     pub(crate) fn update_topic_route_info_from_name_server(&self, topic: &str) -> bool {
-        matches!(self.update_route(topic, None), Ok(true))
+        self.update_route(topic, None).unwrap_or(false)
     }
 
-    /// [`update_topic_route_info_from_name_server`](Self::update_topic_route_info_from_name_server),
-    /// but a route the name server sent and the client refused (it does not decode, or its
-    /// queue counts are nonsense) is that error rather than `false`, for a caller that can
-    /// report it. The previous route is kept either way.
+    /// [`update_topic_route_info_from_name_server`](Self::update_topic_route_info_from_name_server)
+    /// that also returns the route query's error (already logged), for a caller that reports
+    /// why there is no route: a name server that refuses the client's credentials, or a route
+    /// the client refused because it does not decode or its queue counts are nonsense
+    /// ([`Error::Codec`]). The installed route is kept on every error.
     pub(crate) fn try_update_topic_route_info_from_name_server(&self, topic: &str) -> Result<bool> {
         self.update_route(topic, None)
     }
 
-    /// Like [`update_topic_route_info_from_name_server`](Self::update_topic_route_info_from_name_server),
+    /// Like [`try_update_topic_route_info_from_name_server`](Self::try_update_topic_route_info_from_name_server),
     /// but borrows the route of the auto-create topic (`TBW102`) with at most
     /// `default_queue_nums` queues per broker, so a first send can auto-create `topic`.
-    pub(crate) fn update_topic_route_info_from_default(
+    pub(crate) fn try_update_topic_route_info_from_default(
         &self,
         topic: &str,
         default_queue_nums: i32,
-    ) -> bool {
-        matches!(self.update_route(topic, Some(default_queue_nums)), Ok(true))
+    ) -> Result<bool> {
+        self.update_route(topic, Some(default_queue_nums))
     }
 
-    /// Fetches and installs a route. `Ok(false)` when no route could be had (lock timeout, name
-    /// server unreachable, topic unknown); `Err` when the name server's answer was refused
-    /// ([`Error::Codec`]). Neither touches the installed route.
+    /// `Ok(true)` when the route was fetched, `Ok(false)` when another update held the lock too
+    /// long, the query's error otherwise.
     fn update_route(&self, topic: &str, default_queue_nums: Option<i32>) -> Result<bool> {
         let Some(_guard) = self.route_lock.try_lock_for(Duration::from_secs(3)) else {
             log::warn!("updateTopicRouteInfoFromNameServer tryLock timeout 3000ms");
@@ -904,7 +933,7 @@ impl MQClientInstance {
                 } else {
                     log::warn!("updateTopicRouteInfoFromNameServer for {topic} failed: {e}");
                 }
-                return Ok(false);
+                return Err(e);
             }
         };
         route

@@ -776,25 +776,46 @@ impl ProducerInner {
         topic: &str,
     ) -> Result<Arc<TopicPublishInfo>> {
         let usable = |p: &Option<Arc<TopicPublishInfo>>| p.as_ref().is_some_and(|i| i.ok());
+        // Why a route query failed, unless it was the topic's expected absence: the name server
+        // may refuse the client (ACL), and the caller must learn that rather than "no route".
+        let mut failure: Option<Error> = None;
+        let mut note = |result: Result<bool>| {
+            if let Err(e) = result {
+                if failure.is_none() && e.response_code() != Some(ResponseCode::TOPIC_NOT_EXIST) {
+                    failure = Some(e);
+                }
+            }
+        };
         let mut info = self.publish_info.read().get(topic).cloned();
         if !usable(&info) {
             self.publish_info
                 .write()
                 .entry(topic.to_owned())
                 .or_insert_with(|| Arc::new(TopicPublishInfo::default()));
+            let refreshed = instance.try_update_topic_route_info_from_name_server(topic);
             // A route the client refused is reported as it is, and not replaced by the
             // auto-create topic's route: the topic exists, its route is what is wrong.
-            instance.try_update_topic_route_info_from_name_server(topic)?;
+            if let Err(e @ Error::Codec(_)) = refreshed {
+                return Err(e);
+            }
+            note(refreshed);
             info = self.publish_info.read().get(topic).cloned();
         }
         let has_route = info.as_ref().is_some_and(|i| i.have_topic_router_info);
         if !has_route || !usable(&info) {
-            instance
-                .update_topic_route_info_from_default(topic, self.config.default_topic_queue_nums);
+            note(instance.try_update_topic_route_info_from_default(
+                topic,
+                self.config.default_topic_queue_nums,
+            ));
             info = self.publish_info.read().get(topic).cloned();
         }
-        match info {
-            Some(i) if i.ok() => Ok(i),
+        match (info, failure) {
+            (Some(i), _) if i.ok() => Ok(i),
+            (_, Some(e)) => Err(Error::client_caused_by(
+                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+                format!("No route info of this topic: {topic}: the route query failed: {e}"),
+                e,
+            )),
             _ => Err(Error::client(
                 ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
                 format!(

@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{TcpStream as StdTcpStream, ToSocketAddrs};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,10 +18,11 @@ use parking_lot::{Mutex, RwLock};
 
 use super::config::RemotingClientConfig;
 use super::event_loop::{
-    Command, Completion, ConnHandle, EventLoop, Pending, PendingKind, Semaphore, Shared,
+    Callback, Command, Completion, ConnHandle, EventLoop, Pending, PendingKind, Semaphore, Shared,
     SHUTDOWN_REASON, WAKER_TOKEN,
 };
 use super::processor::RequestProcessor;
+use super::rpc_hook::RPCHook;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 
@@ -62,9 +64,14 @@ struct Inner {
     /// Runs on the connecting thread once a new connection is visible to other callers.
     #[cfg(test)]
     published_hook: Mutex<Option<ConnectListener>>,
+    /// Run around every call (see `register_rpc_hook`). `has_rpc_hooks` lets a call skip the
+    /// lock when there are none, the usual case.
+    rpc_hooks: RwLock<RpcHooks>,
+    has_rpc_hooks: AtomicBool,
 }
 
 type ConnectListener = Arc<dyn Fn(&str) + Send + Sync>;
+type RpcHooks = Arc<[Arc<dyn RPCHook>]>;
 
 struct IoThread {
     handle: JoinHandle<Receiver<Command>>,
@@ -142,6 +149,8 @@ impl RemotingClient {
                 connect_listener: RwLock::new(None),
                 #[cfg(test)]
                 published_hook: Mutex::new(None),
+                rpc_hooks: RwLock::new(Arc::new([])),
+                has_rpc_hooks: AtomicBool::new(false),
             }),
         })
     }
@@ -154,6 +163,35 @@ impl RemotingClient {
     /// for the same address on the connecting thread. Replaces any earlier listener.
     pub fn set_connect_listener(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
         *self.inner.connect_listener.write() = Some(Arc::new(listener));
+    }
+
+    /// Adds `hook` to the hooks run around every call of this client (Java
+    /// `registerRPCHook`); see [`RPCHook`] for when they run. Hooks run in the order they were
+    /// registered; registering the same `Arc` twice has no effect. Calls already under way are
+    /// not affected.
+    #[doc(alias = "registerRPCHook")]
+    pub fn register_rpc_hook(&self, hook: Arc<dyn RPCHook>) {
+        let mut hooks = self.inner.rpc_hooks.write();
+        if hooks.iter().any(|h| Arc::ptr_eq(h, &hook)) {
+            return;
+        }
+        let mut list = hooks.to_vec();
+        list.push(hook);
+        *hooks = list.into();
+        self.inner.has_rpc_hooks.store(true, Ordering::Release);
+    }
+
+    /// Runs the registered hooks' `do_before_request`; returns them for `after_response`, so
+    /// that one call sees one set of hooks.
+    fn before_request(&self, addr: &str, request: &mut RemotingCommand) -> Option<RpcHooks> {
+        if !self.inner.has_rpc_hooks.load(Ordering::Acquire) {
+            return None;
+        }
+        let hooks = self.inner.rpc_hooks.read().clone();
+        for hook in hooks.iter() {
+            hook.do_before_request(addr, request);
+        }
+        Some(hooks)
     }
 
     /// The configuration the client was started with.
@@ -192,6 +230,7 @@ impl RemotingClient {
     ) -> Result<RemotingCommand> {
         self.check_open(addr)?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
+        let hooks = self.before_request(addr, &mut request);
         let frame = self.encode(&mut request)?;
         self.inner.shared.reserve_write(&conn, &frame)?;
         let opaque = request.opaque();
@@ -215,7 +254,13 @@ impl RemotingClient {
         }
         let result = match rx.recv_deadline(deadline) {
             // Either the sweep's timeout or ours, whichever came first.
-            Ok(result) => result,
+            Ok(Ok(mut response)) => {
+                for hook in hooks.iter().flat_map(|h| h.iter()) {
+                    hook.do_after_response(addr, &request, &mut response);
+                }
+                Ok(response)
+            }
+            Ok(Err(e)) => Err(e),
             Err(RecvTimeoutError::Timeout) => Err(Error::Timeout {
                 addr: addr.to_string(),
                 timeout,
@@ -263,6 +308,7 @@ impl RemotingClient {
                 limit: self.inner.async_permits.limit(),
             })?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
+        let hooks = self.before_request(addr, &mut request);
         let frame = self.encode(&mut request)?;
         if Instant::now() >= deadline {
             return Err(Error::Timeout {
@@ -273,17 +319,38 @@ impl RemotingClient {
         // The frame may outlive the call (a timeout gives the permit back while the frame is
         // still queued): the byte bound covers it until it is written.
         self.inner.shared.reserve_write(&conn, &frame)?;
+        let opaque = request.opaque();
+        let callback: Callback = match hooks {
+            None => Box::new(callback),
+            Some(hooks) => {
+                let addr = addr.to_owned();
+                Box::new(move |result: Result<RemotingCommand>| {
+                    callback(result.map(|mut response| {
+                        for hook in hooks.iter() {
+                            // The callback must still run once: a panicking hook is skipped.
+                            let run = AssertUnwindSafe(|| {
+                                hook.do_after_response(&addr, &request, &mut response)
+                            });
+                            if catch_unwind(run).is_err() {
+                                log::error!("an RPC hook panicked after a response from {addr}");
+                            }
+                        }
+                        response
+                    }))
+                })
+            }
+        };
         let pending = Pending {
             deadline,
             timeout,
             token: conn.token,
             addr: Arc::clone(&conn.addr),
-            kind: PendingKind::Async(Completion::new(Box::new(callback), permit)),
+            kind: PendingKind::Async(Completion::new(callback, permit)),
         };
         let cmd = Command::Send {
             token: conn.token,
             frame,
-            opaque: request.opaque(),
+            opaque,
             pending: Some(pending),
             permit: None,
         };
@@ -326,6 +393,7 @@ impl RemotingClient {
                 limit: self.inner.oneway_permits.limit(),
             })?;
         let conn = self.get_or_connect(addr, timeout, deadline)?;
+        self.before_request(addr, &mut request);
         let frame = self.encode(&mut request)?;
         self.inner.shared.reserve_write(&conn, &frame)?;
         let cmd = Command::Send {

@@ -32,7 +32,9 @@ mod config;
 mod event_loop;
 mod processor;
 pub mod protocol;
+mod rpc_hook;
 
 pub use client::RemotingClient;
 pub use config::RemotingClientConfig;
 pub use processor::{RequestContext, RequestProcessor};
+pub use rpc_hook::RPCHook;

@@ -9,6 +9,9 @@
 //! * [`Cluster::shared`] is one single-broker, auto-create cluster per test binary, started on
 //!   first use and stopped by the watchdog when the process exits. When the environment variable
 //!   `NAMESRV_ADDR` is set, it points at that external cluster instead and starts nothing.
+//! * [`Cluster::start_with_acl`] starts a private cluster whose name server and brokers require
+//!   signed requests, with the accounts of a Java-style `plain_acl.yml`; its super user is
+//!   [`Cluster::acl_admin`].
 //!
 //! Start failures panic with the script's output (including the tail of every server log);
 //! tests never skip silently. The binaries must be installed (`scripts/broker.sh install`, done
@@ -22,6 +25,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rocketmq_sync::SessionCredentials;
 
 /// `GET_BROKER_CLUSTER_INFO` request code (name server).
 pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
@@ -88,6 +93,8 @@ pub struct Cluster {
     pub brokers: Vec<BrokerInfo>,
     /// The cluster directory (confs, stores, logs, `cluster.env`); `None` for an external cluster.
     pub dir: Option<PathBuf>,
+    /// With ACL ([`Cluster::start_with_acl`]): the super user's credentials, for admin requests.
+    pub acl_admin: Option<SessionCredentials>,
     /// Whether dropping this value stops the processes.
     owned: bool,
 }
@@ -195,6 +202,17 @@ fn env_key(broker: &str) -> String {
 impl Cluster {
     /// Start a private cluster; panics (with the script's output and server logs) on failure.
     pub fn start(opts: ClusterOptions) -> Cluster {
+        Cluster::start_inner(opts, None)
+    }
+
+    /// Start a private cluster whose name server and brokers require signed requests
+    /// (`broker.sh start --acl`): the accounts and permissions of `plain_acl_yml`, the text of a
+    /// Java-style `plain_acl.yml`, plus a super user in [`Cluster::acl_admin`].
+    pub fn start_with_acl(opts: ClusterOptions, plain_acl_yml: &str) -> Cluster {
+        Cluster::start_inner(opts, Some(plain_acl_yml))
+    }
+
+    fn start_inner(opts: ClusterOptions, plain_acl_yml: Option<&str>) -> Cluster {
         assert!(
             (1..=26).contains(&opts.brokers),
             "1..=26 brokers, not {}",
@@ -216,6 +234,12 @@ impl Cluster {
         if !opts.auto_create_topic {
             args.push("--no-auto-create");
         }
+        let acl_file = dir.join("plain_acl.yml").to_string_lossy().into_owned();
+        if let Some(yml) = plain_acl_yml {
+            std::fs::write(&acl_file, yml)
+                .unwrap_or_else(|e| panic!("cannot write {acl_file}: {e}"));
+            args.extend(["--acl", &acl_file]);
+        }
         let started = Instant::now();
         run_script(&args);
         let cluster = Cluster::from_dir(dir);
@@ -226,6 +250,13 @@ impl Cluster {
             started.elapsed()
         );
         cluster
+    }
+
+    /// Leaves stopping the cluster to the script's watchdog, when this process exits: for a
+    /// cluster kept in a `static`, never dropped.
+    pub fn for_the_whole_process(mut self) -> Cluster {
+        self.owned = false;
+        self
     }
 
     /// One single-broker, auto-create cluster per test binary (or the external cluster named by
@@ -274,6 +305,7 @@ impl Cluster {
             namesrv_pid: None,
             brokers,
             dir: None,
+            acl_admin: None,
             owned: false,
         }
     }
@@ -302,11 +334,14 @@ impl Cluster {
                 }
             })
             .collect();
+        let acl_admin = get("ACL_ADMIN_ACCESS_KEY")
+            .map(|ak| SessionCredentials::new(ak, need("ACL_ADMIN_SECRET_KEY")));
         Cluster {
             namesrv_addr: need("NAMESRV_ADDR"),
             namesrv_pid: pid("NAMESRV_PID"),
             brokers,
             dir: Some(dir),
+            acl_admin,
             owned: true,
         }
     }

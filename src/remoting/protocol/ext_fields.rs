@@ -1,6 +1,6 @@
 //! `ExtFields`: the custom-header map, kept in wire order.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::str::FromStr;
 
 use super::CodecError;
@@ -9,7 +9,10 @@ use super::CodecError;
 /// or decoded, so a decoded frame re-encodes byte for byte.
 ///
 /// Headers hold a dozen entries at most, so lookups scan a vector instead of hashing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` prints the values of the ACL fields `Signature` and `SecurityToken` as
+/// `<redacted>`, so logging a command never leaks them.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ExtFields {
     entries: Vec<(String, String)>,
 }
@@ -109,6 +112,27 @@ impl ExtFields {
     }
 }
 
+/// Keys whose values `Debug` hides: a signature may be replayed, a token is a credential.
+const REDACTED_KEYS: [&str; 2] = ["Signature", "SecurityToken"];
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries: Vec<(&str, &str)> = self
+            .iter()
+            .map(|(k, v)| {
+                if REDACTED_KEYS.contains(&k) {
+                    (k, "<redacted>")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        f.debug_struct("ExtFields")
+            .field("entries", &entries)
+            .finish()
+    }
+}
+
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut m = ExtFields::new();
@@ -116,5 +140,29 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
             m.insert(k, v);
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_signature_and_the_token() {
+        let fields: ExtFields = [
+            ("AccessKey", "ak"),
+            ("Signature", "c2lnbmF0dXJl"),
+            ("SecurityToken", "tok-123"),
+            ("topic", "T"),
+        ]
+        .into_iter()
+        .collect();
+        let text = format!("{fields:?}");
+        assert!(
+            !text.contains("c2lnbmF0dXJl") && !text.contains("tok-123"),
+            "{text}"
+        );
+        assert!(text.contains("\"ak\"") && text.contains("\"T\""), "{text}");
+        assert_eq!(text.matches("<redacted>").count(), 2, "{text}");
     }
 }
