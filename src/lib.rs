@@ -104,6 +104,7 @@ pub use producer::{
     SendStatus,
 };
 pub use remoting::protocol::ResponseCode;
+pub use remoting::TlsConfig;
 pub use service_state::ServiceState;
 
 /// The README's examples, compiled by `cargo test --doc` so they keep up with the API.

@@ -21,6 +21,8 @@ use super::event_loop::{
     SHUTDOWN_REASON, WAKER_TOKEN,
 };
 use super::processor::RequestProcessor;
+use super::tls::TlsConnector;
+use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 
@@ -59,6 +61,8 @@ struct Inner {
     shutdown_started: AtomicBool,
     /// Told the address of every connection this client opens (see `set_connect_listener`).
     connect_listener: RwLock<Option<ConnectListener>>,
+    /// Built from `config.tls` at start: every connection is TLS when set.
+    tls: Option<TlsConnector>,
 }
 
 type ConnectListener = Arc<dyn Fn(&str) + Send + Sync>;
@@ -94,6 +98,7 @@ impl RemotingClient {
         if config.max_frame_len < 8 {
             return Err(Error::config("max_frame_len must be at least 8"));
         }
+        let tls = config.tls.as_ref().map(|t| t.connector()).transpose()?;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -124,6 +129,7 @@ impl RemotingClient {
                 oneway_permits,
                 shutdown_started: AtomicBool::new(false),
                 connect_listener: RwLock::new(None),
+                tls,
             }),
         })
     }
@@ -507,7 +513,11 @@ impl RemotingClient {
         if remaining.is_zero() {
             return Err(timeout_err());
         }
-        let stream = connect(addr, shared.config.connect_timeout.min(remaining))?;
+        let stream = connect(
+            addr,
+            shared.config.connect_timeout.min(remaining),
+            self.inner.tls.as_ref(),
+        )?;
         let handle = Arc::new(ConnHandle::new(shared.next_token(), addr));
         shared
             .conns
@@ -583,8 +593,10 @@ fn closed_error(addr: &str) -> Error {
     }
 }
 
-/// Connects on the caller's thread, then prepares the stream for the loop.
-fn connect(addr: &str, timeout: Duration) -> Result<mio::net::TcpStream> {
+/// Connects on the caller's thread, then prepares the stream for the loop (with `tls`: the
+/// TLS handshake, within the same `timeout`).
+fn connect(addr: &str, timeout: Duration, tls: Option<&TlsConnector>) -> Result<Transport> {
+    let deadline = Instant::now() + timeout;
     let connect_err = |source: io::Error| Error::Connect {
         addr: addr.to_string(),
         source,
@@ -592,11 +604,7 @@ fn connect(addr: &str, timeout: Duration) -> Result<mio::net::TcpStream> {
     let mut last = None;
     for sa in addr.to_socket_addrs().map_err(connect_err)? {
         match StdTcpStream::connect_timeout(&sa, timeout) {
-            Ok(s) => {
-                s.set_nodelay(true).map_err(connect_err)?;
-                s.set_nonblocking(true).map_err(connect_err)?;
-                return Ok(mio::net::TcpStream::from_std(s));
-            }
+            Ok(s) => return Transport::establish(s, addr, deadline, tls),
             Err(e) => last = Some(e),
         }
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::tls::TlsConfig;
 use crate::remoting::protocol::{SerializeType, DEFAULT_MAX_FRAME_LEN};
 
 /// Settings of a [`RemotingClient`](super::RemotingClient). `Default` gives Java's values.
@@ -39,6 +40,9 @@ pub struct RemotingClientConfig {
     pub serialize_type: SerializeType,
     /// How long `shutdown` waits for the io thread and for running callbacks (5 s).
     pub shutdown_timeout: Duration,
+    /// `Some`: every connection is TLS with these settings (Java `useTLS`); `None` (the
+    /// default): plaintext. The TLS handshake counts against `connect_timeout`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for RemotingClientConfig {
@@ -52,6 +56,7 @@ impl Default for RemotingClientConfig {
             channel_max_idle: Duration::from_secs(120),
             serialize_type: SerializeType::Json,
             shutdown_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }

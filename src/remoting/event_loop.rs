@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::RwLock;
 use threadpool::ThreadPool;
 
 use super::config::RemotingClientConfig;
 use super::processor::{RequestContext, RequestProcessor};
+use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{FrameDecoder, RemotingCommand, ResponseCode};
 
@@ -193,7 +193,7 @@ pub(crate) enum Command {
     /// Take over a freshly connected stream.
     Register {
         handle: Arc<ConnHandle>,
-        stream: TcpStream,
+        stream: Transport,
     },
     /// Queue an encoded frame. `pending` (request/response calls) enters the response table
     /// under `opaque`; `permit` (one-way calls) is released once the frame is written.
@@ -398,7 +398,7 @@ struct OutFrame {
 
 /// A connection as the loop sees it.
 struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     handle: Arc<ConnHandle>,
     in_buf: BytesMut,
     out: VecDeque<OutFrame>,
@@ -643,7 +643,17 @@ impl EventLoop {
             self.frames = frames;
             match outcome {
                 ReadOutcome::More => continue,
-                ReadOutcome::Drained => return,
+                ReadOutcome::Drained => {
+                    // Reading TLS records can queue records to send (a key update answer).
+                    if self
+                        .conns
+                        .get(&token)
+                        .is_some_and(|c| c.stream.wants_write())
+                    {
+                        self.mark_dirty(token);
+                    }
+                    return;
+                }
                 ReadOutcome::Closed(reason) => {
                     self.close(token, &reason);
                     return;
@@ -887,7 +897,13 @@ fn flush(
             Err(e) => return Err(format!("write failed: {e}")),
         }
     }
-    let want_writable = !conn.out.is_empty();
+    // TLS records still buffered after the frames were taken (or from a read).
+    match conn.stream.flush() {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(format!("write failed: {e}")),
+    }
+    let want_writable = !conn.out.is_empty() || conn.stream.wants_write();
     if want_writable != conn.writable_interest {
         let interest = if want_writable {
             Interest::READABLE | Interest::WRITABLE

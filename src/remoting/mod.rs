@@ -15,6 +15,9 @@
 //!   user code and never blocks.
 //! * `rmq-cb` runs callbacks and processors.
 //!
+//! With [`RemotingClientConfig::tls`] set, every connection is TLS (rustls): the handshake is done
+//! by the connecting thread within `connect_timeout`, then the loop encrypts and decrypts.
+//!
 //! A connection that fails (EOF, reset, malformed or oversized frame) is closed alone, and every
 //! call pending on it fails at once with [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
 //! naming the reason.
@@ -24,7 +27,10 @@ mod config;
 mod event_loop;
 mod processor;
 pub mod protocol;
+pub(crate) mod tls;
+mod transport;
 
 pub use client::RemotingClient;
 pub use config::RemotingClientConfig;
 pub use processor::{RequestContext, RequestProcessor};
+pub use tls::TlsConfig;
