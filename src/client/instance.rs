@@ -218,6 +218,7 @@ impl MQClientInstance {
         let remoting = RemotingClient::start(RemotingClientConfig {
             callback_threads: config.client_callback_executor_threads.max(1),
             serialize_type: config.serialize_type,
+            tls: config.remoting_tls()?,
             ..RemotingClientConfig::default()
         })?;
         let api = MQClientAPI::new(remoting, config.serialize_type);
