@@ -219,14 +219,19 @@ impl ClientConfig {
             .unwrap_or_default()
     }
 
-    /// The URL of the HTTP name-server lookup (Java `MixAll.getWSAddr`).
+    /// The URL of the HTTP name-server lookup (Java `MixAll.getWSAddr`). A domain given with its
+    /// scheme (`https://host[:port]`) is used as it is, so the lookup can be https.
     pub(crate) fn namesrv_lookup_url(&self) -> String {
-        let host = if self.namesrv_domain.contains(':') {
-            self.namesrv_domain.clone()
+        let domain = self.namesrv_domain.trim();
+        let lower = domain.to_ascii_lowercase();
+        let base = if lower.starts_with("https://") || lower.starts_with("http://") {
+            domain.trim_end_matches('/').to_owned()
+        } else if domain.contains(':') {
+            format!("http://{domain}")
         } else {
-            format!("{}:8080", self.namesrv_domain)
+            format!("http://{domain}:8080")
         };
-        let mut url = format!("http://{}/rocketmq/{}", host, self.namesrv_domain_subgroup);
+        let mut url = format!("{base}/rocketmq/{}", self.namesrv_domain_subgroup);
         if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.is_empty()) {
             url.push('-');
             url.push_str(unit);
@@ -338,7 +343,9 @@ impl ClientConfigBuilder {
 
     /// Host (`host` or `host:port`) serving the name-server list over HTTP when no address is
     /// configured. Default: the `ROCKETMQ_NAMESRV_DOMAIN` environment variable, else
-    /// `jmenv.tbsite.net` (Java `rocketmq.namesrv.domain`).
+    /// `jmenv.tbsite.net` (Java `rocketmq.namesrv.domain`). Port 8080 unless one is given. With
+    /// a scheme (`https://host[:port]` or `http://...`) the lookup uses that scheme and URL base;
+    /// https certificates are verified against Mozilla's roots.
     pub fn namesrv_domain(mut self, host: impl Into<String>) -> Self {
         self.config.namesrv_domain = host.into();
         self
@@ -593,6 +600,10 @@ mod tests {
         c.unit_name = None;
         c.namesrv_domain = "h:81".into();
         assert_eq!(c.namesrv_lookup_url(), "http://h:81/rocketmq/nsaddr");
+        c.namesrv_domain = "https://h.example/".into();
+        assert_eq!(c.namesrv_lookup_url(), "https://h.example/rocketmq/nsaddr");
+        c.namesrv_domain = "HTTP://h:9".into();
+        assert_eq!(c.namesrv_lookup_url(), "HTTP://h:9/rocketmq/nsaddr");
     }
 
     /// Java's `tls.*` properties as environment variables, the `tls.config.file` over them, and

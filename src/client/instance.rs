@@ -1110,6 +1110,12 @@ pub(crate) fn fetch_name_server_addr(url: &str) -> Result<Vec<String>> {
     Ok(list)
 }
 
+/// The throwaway PKI of the TLS tests (tests/support/pki.rs).
+#[cfg(test)]
+#[allow(unreachable_pub)]
+#[path = "../../tests/support/pki.rs"]
+mod test_pki;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1390,6 +1396,53 @@ mod tests {
             fetch_name_server_addr(&url).unwrap(),
             vec!["127.0.0.1:9876".to_owned(), "127.0.0.2:9876".to_owned()]
         );
+    }
+
+    /// An https lookup speaks TLS and verifies the server: a certificate from an unknown CA is
+    /// refused (Mozilla's roots are the trust anchors), with the reason in the error.
+    #[test]
+    fn https_lookup_speaks_tls_and_verifies_the_certificate() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let dir = std::env::temp_dir().join(format!("rmq-https-lookup-{}", std::process::id()));
+        let pki = test_pki::TestPki::generate(&dir, "lookup");
+        let certs = CertificateDer::pem_file_iter(&pki.server_cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            sock.set_read_timeout(Some(WAIT)).unwrap();
+            let mut conn = rustls::ServerConnection::new(config).unwrap();
+            let mut first = [0u8; 1];
+            sock.peek(&mut first).unwrap();
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut sock).is_err() {
+                    break;
+                }
+            }
+            first[0]
+        });
+        let url = format!("https://localhost:{port}/rocketmq/nsaddr");
+        let err = fetch_name_server_addr(&url).unwrap_err().to_string();
+        assert_eq!(server.join().unwrap(), 0x16, "a TLS ClientHello");
+        assert!(err.contains(&url), "{err}");
+        assert!(err.contains("UnknownIssuer"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
