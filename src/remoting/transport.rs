@@ -28,9 +28,22 @@ use crate::error::{Error, Result};
 
 /// A connected stream: plain TCP, or TLS over TCP once its handshake is done.
 pub(crate) enum Transport {
-    Plain(TcpStream),
+    Plain(PlainStream),
     Tls(Box<TlsStream>),
 }
+
+/// A plaintext connection, which remembers whether the peer ever sent a byte.
+pub(crate) struct PlainStream {
+    sock: TcpStream,
+    answered: bool,
+}
+
+/// Why a plaintext connection ended before its peer said anything. A server that requires TLS
+/// (a rocketmq-rust broker with `tls.server.mode` enforcing, a Java broker in enforcing mode)
+/// closes a plaintext connection this way, so the reason hints at it.
+const CLOSED_UNANSWERED: &str = "connection closed by peer before any answer (a server that \
+                                 requires TLS closes plaintext connections like this: does it \
+                                 need use_tls?)";
 
 /// A TLS client connection over a non-blocking socket.
 pub(crate) struct TlsStream {
@@ -41,7 +54,7 @@ pub(crate) struct TlsStream {
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Transport::Plain(s) => f.debug_tuple("Plain").field(s).finish(),
+            Transport::Plain(s) => f.debug_tuple("Plain").field(&s.sock).finish(),
             Transport::Tls(t) => f.debug_tuple("Tls").field(&t.sock).finish(),
         }
     }
@@ -67,7 +80,10 @@ impl Transport {
         sock.set_nodelay(true).map_err(connect_err)?;
         let Some(tls) = tls else {
             sock.set_nonblocking(true).map_err(connect_err)?;
-            return Ok(Transport::Plain(TcpStream::from_std(sock)));
+            return Ok(Transport::Plain(PlainStream {
+                sock: TcpStream::from_std(sock),
+                answered: false,
+            }));
         };
         let name = tls.server_name_for(addr).map_err(connect_err)?;
         let conn = ClientConnection::new(std::sync::Arc::clone(&tls.config), name)
@@ -238,10 +254,53 @@ impl Drop for TlsStream {
     }
 }
 
+impl PlainStream {
+    /// A reset before the first byte from the peer, as an error that says what it may mean.
+    fn unanswered(&self, result: io::Result<usize>) -> io::Result<usize> {
+        match result {
+            Err(e)
+                if !self.answered
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) =>
+            {
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}: {CLOSED_UNANSWERED}"),
+                ))
+            }
+            other => other,
+        }
+    }
+}
+
 impl Read for Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Transport::Plain(s) => s.read(buf),
+            Transport::Plain(s) => {
+                let result = s.sock.read(buf);
+                match result {
+                    // EOF before the first byte: an error that says what it may mean.
+                    Ok(0) if !s.answered => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        CLOSED_UNANSWERED,
+                    )),
+                    // A TLS record (alert 0x15 or handshake 0x16, version 3.x) where a frame
+                    // length should be: as a length it would be over 350 MB, a codec error.
+                    Ok(n) if !s.answered && n >= 2 && matches!(buf[..2], [0x15 | 0x16, 0x03]) => {
+                        Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the peer answered with a TLS record: it requires TLS (use_tls)",
+                        ))
+                    }
+                    Ok(n) => {
+                        s.answered |= n > 0;
+                        Ok(n)
+                    }
+                    Err(e) => s.unanswered(Err(e)),
+                }
+            }
             Transport::Tls(t) => t.read(buf),
         }
     }
@@ -250,14 +309,20 @@ impl Read for Transport {
 impl Write for Transport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Transport::Plain(s) => s.write(buf),
+            Transport::Plain(s) => {
+                let result = s.sock.write(buf);
+                s.unanswered(result)
+            }
             Transport::Tls(t) => t.write(buf),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Transport::Plain(s) => s.write_vectored(bufs),
+            Transport::Plain(s) => {
+                let result = s.sock.write_vectored(bufs);
+                s.unanswered(result)
+            }
             Transport::Tls(t) => t.write_vectored(bufs),
         }
     }
@@ -298,7 +363,7 @@ impl Source for Transport {
 impl Transport {
     fn socket(&mut self) -> &mut TcpStream {
         match self {
-            Transport::Plain(s) => s,
+            Transport::Plain(s) => &mut s.sock,
             Transport::Tls(t) => &mut t.sock,
         }
     }

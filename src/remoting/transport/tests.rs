@@ -528,6 +528,35 @@ fn a_plaintext_server_is_a_clear_handshake_error() {
 }
 
 #[test]
+fn a_plaintext_client_is_told_the_server_may_require_tls() {
+    let pki = pki("plain");
+    // A rustls server answers the plaintext frame with a TLS alert.
+    let server = EchoServer::start(server_config(&pki, None));
+    // A server that just drops plaintext connections, as rocketmq-rust brokers in enforcing
+    // mode do after peeking at the first byte.
+    let (listener, addr) = listener();
+    let dropper = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut first = [0u8; 1];
+        s.peek(&mut first).unwrap();
+        drop(s);
+        first[0]
+    });
+    let client = RemotingClient::start(RemotingClientConfig::default()).unwrap();
+    for (addr, needle) in [
+        (server.addr.clone(), "the peer answered with a TLS record"),
+        (addr.to_string(), "does it need use_tls"),
+    ] {
+        let started = Instant::now();
+        let err = echo(&client, &addr, Bytes::from_static(b"x")).unwrap_err();
+        assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(started.elapsed() < WAIT / 2, "took {:?}", started.elapsed());
+    }
+    assert_ne!(dropper.join().unwrap(), 0x16, "the client spoke plaintext");
+}
+
+#[test]
 fn a_silent_server_fails_the_handshake_at_the_connect_timeout() {
     let (listener, addr) = listener();
     let (release, held) = crossbeam_channel::bounded::<()>(0);
