@@ -66,6 +66,17 @@ impl ClusterOptions {
     }
 }
 
+/// TLS for [`Cluster::start_tls`] (PEM files, e.g. from `support::pki::TestPki`).
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The brokers' (and the name server's) certificate chain and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `Some((ca, cert, key))`: brokers require client certificates signed by `ca`; the
+    /// script's readiness probes present `cert` and `key`.
+    pub client_auth: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
 /// One broker of a [`Cluster`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
@@ -195,6 +206,26 @@ fn env_key(broker: &str) -> String {
 impl Cluster {
     /// Start a private cluster; panics (with the script's output and server logs) on failure.
     pub fn start(opts: ClusterOptions) -> Cluster {
+        Self::start_with(opts, &[])
+    }
+
+    /// Start a private cluster whose brokers accept only TLS (`broker.sh start --tls`): the
+    /// name server accepts TLS and plaintext, since brokers register with it in plaintext.
+    pub fn start_tls(opts: ClusterOptions, tls: &ClusterTls) -> Cluster {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut extra = vec!["--tls".to_owned(), path(&tls.cert), path(&tls.key)];
+        if let Some((ca, cert, key)) = &tls.client_auth {
+            extra.extend([
+                "--tls-client-auth".to_owned(),
+                path(ca),
+                path(cert),
+                path(key),
+            ]);
+        }
+        Self::start_with(opts, &extra)
+    }
+
+    fn start_with(opts: ClusterOptions, extra: &[String]) -> Cluster {
         assert!(
             (1..=26).contains(&opts.brokers),
             "1..=26 brokers, not {}",
@@ -216,6 +247,7 @@ impl Cluster {
         if !opts.auto_create_topic {
             args.push("--no-auto-create");
         }
+        args.extend(extra.iter().map(String::as_str));
         let started = Instant::now();
         run_script(&args);
         let cluster = Cluster::from_dir(dir);

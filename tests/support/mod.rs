@@ -6,3 +6,4 @@ pub mod client;
 pub mod consume;
 pub mod fake;
 pub mod golden;
+pub mod pki;
