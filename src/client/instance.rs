@@ -818,24 +818,25 @@ impl MQClientInstance {
     /// Fetches `topic`'s route and installs it if it changed. Returns `true` when a route is
     /// known afterwards.
     pub(crate) fn update_topic_route_info_from_name_server(&self, topic: &str) -> bool {
-        self.update_route(topic, None)
+        self.update_route(topic, None).unwrap_or(false)
     }
 
     /// Like [`update_topic_route_info_from_name_server`](Self::update_topic_route_info_from_name_server),
     /// but borrows the route of the auto-create topic (`TBW102`) with at most
     /// `default_queue_nums` queues per broker, so a first send can auto-create `topic`.
+    /// `Err` is the failed name-server query (logged too), for the caller's error to name.
     pub(crate) fn update_topic_route_info_from_default(
         &self,
         topic: &str,
         default_queue_nums: i32,
-    ) -> bool {
+    ) -> Result<bool> {
         self.update_route(topic, Some(default_queue_nums))
     }
 
-    fn update_route(&self, topic: &str, default_queue_nums: Option<i32>) -> bool {
+    fn update_route(&self, topic: &str, default_queue_nums: Option<i32>) -> Result<bool> {
         let Some(_guard) = self.route_lock.try_lock_for(Duration::from_secs(3)) else {
             log::warn!("updateTopicRouteInfoFromNameServer tryLock timeout 3000ms");
-            return false;
+            return Ok(false);
         };
         let timeout = self.config.mq_client_api_timeout;
         let fetched = match default_queue_nums {
@@ -866,7 +867,7 @@ impl MQClientInstance {
                 } else {
                     log::warn!("updateTopicRouteInfoFromNameServer for {topic} failed: {e}");
                 }
-                return false;
+                return Err(e);
             }
         };
         route
@@ -910,7 +911,7 @@ impl MQClientInstance {
                 .write()
                 .insert(topic.to_owned(), route);
         }
-        true
+        Ok(true)
     }
 
     /// The master address of `broker_name` (Java `findBrokerAddressInPublish`).

@@ -786,20 +786,29 @@ impl ProducerInner {
             info = self.publish_info.read().get(topic).cloned();
         }
         let has_route = info.as_ref().is_some_and(|i| i.have_topic_router_info);
+        let mut query_failed = None;
         if !has_route || !usable(&info) {
-            instance
-                .update_topic_route_info_from_default(topic, self.config.default_topic_queue_nums);
+            // Kept only when the name server could not be asked (unreachable, TLS refused,
+            // timed out): an answer such as TOPIC_NOT_EXIST adds nothing to the error below.
+            query_failed = instance
+                .update_topic_route_info_from_default(topic, self.config.default_topic_queue_nums)
+                .err()
+                .filter(Error::is_remoting);
             info = self.publish_info.read().get(topic).cloned();
         }
         match info {
             Some(i) if i.ok() => Ok(i),
-            _ => Err(Error::client(
-                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
-                format!(
+            _ => {
+                let message = format!(
                     "No route info of this topic: {topic}. The topic does not exist and could not be auto-created (is autoCreateTopicEnable off on the broker, or are the name servers {:?} unreachable?)",
                     instance.remoting().namesrv_addr_list()
-                ),
-            )),
+                );
+                let code = ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION;
+                Err(match query_failed {
+                    Some(e) => Error::client_caused_by(code, message, e),
+                    None => Error::client(code, message),
+                })
+            }
         }
     }
 
