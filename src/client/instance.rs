@@ -1111,12 +1111,6 @@ pub(crate) fn fetch_name_server_addr(url: &str) -> Result<Vec<String>> {
     Ok(list)
 }
 
-/// The throwaway PKI of the TLS tests (tests/support/pki.rs).
-#[cfg(test)]
-#[allow(unreachable_pub)]
-#[path = "../../tests/support/pki.rs"]
-mod test_pki;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1407,7 +1401,7 @@ mod tests {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
         let dir = std::env::temp_dir().join(format!("rmq-https-lookup-{}", std::process::id()));
-        let pki = test_pki::TestPki::generate(&dir, "lookup");
+        let pki = crate::remoting::test_pki::TestPki::generate(&dir, "lookup");
         let certs = CertificateDer::pem_file_iter(&pki.server_cert)
             .unwrap()
             .map(|c| c.unwrap())
@@ -1425,19 +1419,22 @@ mod tests {
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            let (mut sock, _) = listener.accept().unwrap();
-            sock.set_read_timeout(Some(WAIT)).unwrap();
-            let mut conn = rustls::ServerConnection::new(config).unwrap();
-            let mut first = [0u8; 1];
-            sock.peek(&mut first).unwrap();
-            while conn.is_handshaking() {
-                if conn.complete_io(&mut sock).is_err() {
-                    break;
+        let server = std::thread::Builder::new()
+            .name("https-fake".into())
+            .spawn(move || {
+                let (mut sock, _) = listener.accept().unwrap();
+                sock.set_read_timeout(Some(WAIT)).unwrap();
+                let mut conn = rustls::ServerConnection::new(config).unwrap();
+                let mut first = [0u8; 1];
+                sock.peek(&mut first).unwrap();
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut sock).is_err() {
+                        break;
+                    }
                 }
-            }
-            first[0]
-        });
+                first[0]
+            })
+            .unwrap();
         let url = format!("https://localhost:{port}/rocketmq/nsaddr");
         let err = fetch_name_server_addr(&url).unwrap_err().to_string();
         assert_eq!(server.join().unwrap(), 0x16, "a TLS ClientHello");

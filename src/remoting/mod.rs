@@ -30,6 +30,12 @@ pub mod protocol;
 pub(crate) mod tls;
 mod transport;
 
+/// The throwaway PKI of the TLS tests (tests/support/pki.rs), for unit tests anywhere.
+#[cfg(test)]
+#[allow(unreachable_pub)]
+#[path = "../../tests/support/pki.rs"]
+pub(crate) mod test_pki;
+
 pub use client::RemotingClient;
 pub use config::RemotingClientConfig;
 pub use processor::{RequestContext, RequestProcessor};

@@ -20,12 +20,16 @@ use crate::error::Error;
 use crate::remoting::protocol::{FrameDecoder, RemotingCommand, RequestCode, ResponseCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig, TlsConfig};
 
-#[allow(unreachable_pub)]
-#[path = "../../../tests/support/pki.rs"]
-mod pki;
-use pki::TestPki;
+use crate::remoting::test_pki::TestPki;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    std::thread::Builder::new()
+        .name("tls-test-peer".into())
+        .spawn(f)
+        .unwrap()
+}
 
 fn temp_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -100,7 +104,7 @@ fn listener() -> (TcpListener, SocketAddr) {
 fn transport_pair(pki: &TestPki) -> (Transport, ServerConnection, StdTcpStream) {
     let (listener, addr) = listener();
     let config = server_config(pki, None);
-    let server = std::thread::spawn(move || accept_tls(&listener, config).unwrap());
+    let server = spawn(move || accept_tls(&listener, config).unwrap());
     let connector = TlsConfig::new()
         .trust_cert_path(&pki.ca)
         .connector()
@@ -165,7 +169,7 @@ fn partial_records_yield_nothing_until_complete_and_edges_are_not_lost() {
 
     // The rest in small pieces from another thread; the reader waits only for edges.
     let rest = records[10..].to_vec();
-    let writer = std::thread::spawn(move || {
+    let writer = spawn(move || {
         ssock.set_nodelay(true).unwrap();
         for piece in rest.chunks(777) {
             ssock.write_all(piece).unwrap();
@@ -216,7 +220,7 @@ fn large_writes_under_backpressure_arrive_whole() {
     let total = 8 * 1024 * 1024;
     let data = pattern(total);
     // The server reads in small bites, so the client's socket buffer fills up.
-    let reader = std::thread::spawn(move || {
+    let reader = spawn(move || {
         let mut stream = StreamOwned::new(server, ssock);
         let mut got = Vec::with_capacity(total);
         let mut buf = [0u8; 1500];
@@ -296,12 +300,12 @@ impl EchoServer {
         let (listener, addr) = listener();
         let failed = Arc::new(AtomicUsize::new(0));
         let failed2 = Arc::clone(&failed);
-        let thread = std::thread::spawn(move || {
+        let thread = spawn(move || {
             for sock in listener.incoming() {
                 let Ok(sock) = sock else { return };
                 let config = Arc::clone(&config);
                 let failed = Arc::clone(&failed2);
-                std::thread::spawn(move || {
+                spawn(move || {
                     let mut conn = ServerConnection::new(config).unwrap();
                     let mut sock = sock;
                     while conn.is_handshaking() {
@@ -506,7 +510,7 @@ fn a_plaintext_server_is_a_clear_handshake_error() {
     // huge length) and closes, or answers in plaintext; both must fail the handshake at once.
     for answer in [None, Some(b"\x00\x00\x00\x10plaintext-answer".to_vec())] {
         let (listener, addr) = listener();
-        let peer = std::thread::spawn(move || {
+        let peer = spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut hello = [0u8; 5];
             s.read_exact(&mut hello).unwrap();
@@ -535,7 +539,7 @@ fn a_plaintext_client_is_told_the_server_may_require_tls() {
     // A server that just drops plaintext connections, as rocketmq-rust brokers in enforcing
     // mode do after peeking at the first byte.
     let (listener, addr) = listener();
-    let dropper = std::thread::spawn(move || {
+    let dropper = spawn(move || {
         let (s, _) = listener.accept().unwrap();
         let mut first = [0u8; 1];
         s.peek(&mut first).unwrap();
@@ -560,7 +564,7 @@ fn a_plaintext_client_is_told_the_server_may_require_tls() {
 fn a_silent_server_fails_the_handshake_at_the_connect_timeout() {
     let (listener, addr) = listener();
     let (release, held) = crossbeam_channel::bounded::<()>(0);
-    let peer = std::thread::spawn(move || {
+    let peer = spawn(move || {
         let (s, _) = listener.accept().unwrap();
         let _ = held.recv();
         drop(s);
