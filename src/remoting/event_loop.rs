@@ -51,6 +51,9 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// staggered deadlines cannot make the loop scan continuously.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How many closed connections' reasons are remembered for requests that arrive after.
+const RECENT_CLOSES: usize = 64;
+
 /// The reason given to calls that are failed because the client shut down.
 pub(crate) const SHUTDOWN_REASON: &str = "remoting client shut down";
 
@@ -437,6 +440,9 @@ pub(crate) struct EventLoop {
     last_housekeeping: Instant,
     /// Commands were left in the channel last turn: poll without blocking.
     backlog: bool,
+    /// Why the last `RECENT_CLOSES` connections closed: a request queued for one of them just
+    /// before it closed is failed with that reason (a TLS alert, say), not a bare "closed".
+    recent_closes: VecDeque<(Token, String)>,
 }
 
 impl EventLoop {
@@ -457,6 +463,7 @@ impl EventLoop {
             last_scan: now,
             last_housekeeping: now,
             backlog: false,
+            recent_closes: VecDeque::with_capacity(RECENT_CLOSES),
         })
     }
 
@@ -575,9 +582,16 @@ impl EventLoop {
                 let Some(conn) = self.conns.get_mut(&token) else {
                     // Closed between the caller's lookup and now: fail at once.
                     if let Some(p) = pending {
+                        let mut reason =
+                            "connection closed before the request was sent".to_string();
+                        if let Some((_, why)) = self.recent_closes.iter().find(|(t, _)| *t == token)
+                        {
+                            reason.push_str(": ");
+                            reason.push_str(why);
+                        }
                         let err = Error::ConnectionClosed {
                             addr: p.addr.to_string(),
-                            reason: "connection closed before the request was sent".to_string(),
+                            reason,
                         };
                         self.shared.complete(p, Err(err));
                     }
@@ -712,6 +726,10 @@ impl EventLoop {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
+        if self.recent_closes.len() == RECENT_CLOSES {
+            self.recent_closes.pop_front();
+        }
+        self.recent_closes.push_back((token, reason.to_string()));
         if let Err(e) = self.registry.deregister(&mut conn.stream) {
             log::debug!("rmq-io: deregister failed: {e}");
         }
