@@ -22,6 +22,8 @@ use support::client::{create_topic_on_all_brokers, send_all_async, unique};
 use support::consume::{collect, consumer_builder, deliveries};
 use support::pki::TestPki;
 
+/// The PKI files of this run, next to the clusters' directories. The brokers read them at
+/// start and watch them afterwards, so they stay until the temp dir is cleaned.
 fn pki_dir() -> PathBuf {
     std::env::temp_dir().join(format!("rocketmq-sync-tls-{}", std::process::id()))
 }

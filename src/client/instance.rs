@@ -1436,11 +1436,11 @@ mod tests {
             })
             .unwrap();
         let url = format!("https://localhost:{port}/rocketmq/nsaddr");
+        let _ = std::fs::remove_dir_all(&dir);
         let err = fetch_name_server_addr(&url).unwrap_err().to_string();
         assert_eq!(server.join().unwrap(), 0x16, "a TLS ClientHello");
         assert!(err.contains(&url), "{err}");
         assert!(err.contains("UnknownIssuer"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

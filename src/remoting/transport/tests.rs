@@ -31,19 +31,37 @@ fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHandl
         .unwrap()
 }
 
-fn temp_dir() -> PathBuf {
+/// A generated PKI whose files are deleted with it.
+struct TempPki {
+    pki: TestPki,
+    dir: PathBuf,
+}
+
+impl std::ops::Deref for TempPki {
+    type Target = TestPki;
+
+    fn deref(&self) -> &TestPki {
+        &self.pki
+    }
+}
+
+impl Drop for TempPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pki(name: &str) -> TempPki {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "rocketmq-sync-tls-unit-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn pki(name: &str) -> TestPki {
-    TestPki::generate(&temp_dir(), name)
+    TempPki {
+        pki: TestPki::generate(&dir, name),
+        dir,
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
