@@ -7,17 +7,22 @@
 #
 #   cache dir     ${ROCKETMQ_SYNC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rocketmq-sync}
 #   install root  $CACHE/rocketmq-1.0.0        (binaries in $CACHE/rocketmq-1.0.0/bin)
+#   TLS broker    $CACHE/rocketmq-1.0.0-tls    (the broker again, built with its `tls`
+#                                               feature, which its default build lacks;
+#                                               the name server has TLS by default)
 #   cargo target  $CACHE/target                (shared, so the broker build reuses the
 #                                               name server's dependency builds)
 #
 # Usage:
 #   scripts/broker.sh install
-#       Make sure both pinned binaries exist (cargo install --locked --version 1.0.0 when
-#       missing; takes 15-25 minutes the first time). Safe to run concurrently (flock).
-#       Prints NAMESRV_BIN=... and BROKER_BIN=... on stdout.
+#       Make sure the pinned binaries exist (cargo install --locked --version 1.0.0 when
+#       missing; takes 15-25 minutes the first time, the TLS broker 10-20 more). Safe to run
+#       concurrently (flock). Prints NAMESRV_BIN=..., BROKER_BIN=... and BROKER_TLS_BIN=...
+#       on stdout.
 #
 #   scripts/broker.sh start [--brokers N] [--no-auto-create] [--acl FILE] [--dir DIR]
 #                           [--owner-pid PID] [--timeout SECS]
+#                           [--tls CERT KEY [--tls-client-auth CA CERT KEY]]
 #       Start one name server and N brokers (broker-a, broker-b, ...; cluster
 #       DefaultCluster) on 127.0.0.1 with free ports, in DIR (default: a fresh
 #       mktemp dir). Waits (default 60 s) until the name server answers a real
@@ -41,6 +46,15 @@
 #                         NO_PERMISSION (16).
 #       --owner-pid PID   also start a watchdog that stops the cluster (and deletes its
 #                         stores) once PID has exited, even if it was SIGKILLed.
+#       --tls CERT KEY    brokers accept only TLS (tls.server.mode enforcing), with this PEM
+#                         certificate chain and key; they run the TLS broker build. The name
+#                         server accepts TLS with the same certificate, and plaintext too
+#                         (permissive): the brokers register with it in plaintext (their
+#                         client side has no TLS setting), so it cannot require TLS. A client
+#                         with TLS on uses it for both. Writes TLS_* keys to cluster.env.
+#       --tls-client-auth CA CERT KEY
+#                         brokers also require a client certificate signed by CA (mutual
+#                         TLS); the script's own probes present CERT and KEY.
 #
 #   scripts/broker.sh stop DIR [--rm-store | --rm]
 #       Stop every process listed in DIR/cluster.env (SIGTERM, up to 5 s, then SIGKILL).
@@ -63,6 +77,8 @@ readonly CACHE
 readonly INSTALL_ROOT="$CACHE/rocketmq-$ROCKETMQ_VERSION"
 readonly NAMESRV_BIN="$INSTALL_ROOT/bin/rocketmq-namesrv-rust"
 readonly BROKER_BIN="$INSTALL_ROOT/bin/rocketmq-broker-rust"
+readonly INSTALL_ROOT_TLS="$CACHE/rocketmq-$ROCKETMQ_VERSION-tls"
+readonly BROKER_TLS_BIN="$INSTALL_ROOT_TLS/bin/rocketmq-broker-rust"
 readonly CLUSTER_NAME=DefaultCluster
 
 log() { printf '[broker.sh] %s\n' "$*" >&2; }
@@ -92,7 +108,7 @@ binary_version() {
 cmd_install() {
     [[ $# -eq 0 ]] || die "install takes no arguments"
     mkdir -p "$CACHE"
-    if [[ ! -x $NAMESRV_BIN || ! -x $BROKER_BIN ]]; then
+    if [[ ! -x $NAMESRV_BIN || ! -x $BROKER_BIN || ! -x $BROKER_TLS_BIN ]]; then
         command -v cargo >/dev/null || die "cargo is needed to install the RocketMQ binaries"
         exec 9>"$CACHE/install.lock"
         log "waiting for the install lock $CACHE/install.lock"
@@ -110,21 +126,33 @@ cmd_install() {
                 die "cargo install of $crate $ROCKETMQ_VERSION failed (see above)"
             [[ -x $bin ]] || die "cargo install of $crate did not produce $bin"
         done
+        if [[ ! -x $BROKER_TLS_BIN ]]; then
+            log "installing rocketmq-broker $ROCKETMQ_VERSION with its tls feature into $INSTALL_ROOT_TLS"
+            log "+ CARGO_TARGET_DIR=$CACHE/target cargo install --locked --version $ROCKETMQ_VERSION --features tls --root $INSTALL_ROOT_TLS rocketmq-broker"
+            CARGO_TARGET_DIR="$CACHE/target" cargo install --locked --version "$ROCKETMQ_VERSION" \
+                --features tls --root "$INSTALL_ROOT_TLS" rocketmq-broker >&2 ||
+                die "cargo install of rocketmq-broker $ROCKETMQ_VERSION --features tls failed (see above)"
+            [[ -x $BROKER_TLS_BIN ]] || die "cargo install of the TLS broker did not produce $BROKER_TLS_BIN"
+        fi
         flock -u 9
         exec 9>&-
     fi
     local bin version
-    for bin in "$NAMESRV_BIN" "$BROKER_BIN"; do
+    for bin in "$NAMESRV_BIN" "$BROKER_BIN" "$BROKER_TLS_BIN"; do
         version=$(binary_version "$bin")
         [[ $version == "$ROCKETMQ_VERSION" ]] ||
-            die "$bin reports version '${version}', expected $ROCKETMQ_VERSION (delete $INSTALL_ROOT to reinstall)"
+            die "$bin reports version '${version}', expected $ROCKETMQ_VERSION (delete $(dirname "$(dirname "$bin")") to reinstall)"
         log "using $bin (version $version)"
     done
-    printf 'NAMESRV_BIN=%s\nBROKER_BIN=%s\nROCKETMQ_VERSION=%s\n' "$NAMESRV_BIN" "$BROKER_BIN" "$ROCKETMQ_VERSION"
+    printf 'NAMESRV_BIN=%s\nBROKER_BIN=%s\nBROKER_TLS_BIN=%s\nROCKETMQ_VERSION=%s\n' \
+        "$NAMESRV_BIN" "$BROKER_BIN" "$BROKER_TLS_BIN" "$ROCKETMQ_VERSION"
 }
 
+# ensure_installed [BROKER_BINARY] — the name server and that broker binary (default: the
+# plain one) exist; installs what is missing otherwise.
 ensure_installed() {
-    if [[ ! -x $NAMESRV_BIN || ! -x $BROKER_BIN ]]; then
+    local broker=${1:-$BROKER_BIN}
+    if [[ ! -x $NAMESRV_BIN || ! -x $broker ]]; then
         cmd_install >/dev/null # stdout only repeats the paths; progress goes to stderr
     fi
 }
@@ -133,7 +161,7 @@ ensure_installed() {
 # small python3 helpers: free ports and real remoting requests
 
 readonly PY_HELPER='
-import json, random, re, socket, struct, sys
+import json, os, random, re, socket, ssl, struct, sys
 
 def bindable(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -175,7 +203,20 @@ def signed(ext, access_key, secret_key):
         hmac.new(secret_key.encode(), content, hashlib.sha1).digest()).decode()
     return ext
 
-def rpc(addr, code, timeout=3.0, ext=None):
+def connect(host, port, timeout, tls):
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    if not tls:
+        return s
+    # A liveness probe: it does not verify the server (the tests do that), but it presents
+    # the client certificate that a broker requiring one needs.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if os.environ.get("PROBE_TLS_CERT"):
+        ctx.load_cert_chain(os.environ["PROBE_TLS_CERT"], os.environ["PROBE_TLS_KEY"])
+    return ctx.wrap_socket(s, server_hostname=host)
+
+def rpc(addr, code, timeout=3.0, ext=None, tls=False):
     host, port = addr.rsplit(":", 1)
     head = {"code": code, "flag": 0, "language": "JAVA", "opaque": 1,
             "serializeTypeCurrentRPC": "JSON", "version": 409}
@@ -183,7 +224,7 @@ def rpc(addr, code, timeout=3.0, ext=None):
         head["extFields"] = ext
     header = json.dumps(head, separators=(",", ":")).encode()
     frame = struct.pack(">II", 4 + len(header), len(header)) + header
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+    with connect(host, port, timeout, tls) as s:
         s.settimeout(timeout)
         s.sendall(frame)
         def read(n):
@@ -227,7 +268,7 @@ def registered(nsaddr, expected, access_key=None, secret_key=None):
 
 def ping(addr, code, access_key=None, secret_key=None):
     ext = signed({}, access_key, secret_key) if access_key else None
-    head, _ = rpc(addr, code, ext=ext)
+    head, _ = rpc(addr, code, ext=ext, tls=os.environ.get("PROBE_TLS") == "1")
     if head.get("code") != 0:
         sys.exit("%s answered request %d with code %s remark %r"
                  % (addr, code, head.get("code"), head.get("remark")))
@@ -339,6 +380,37 @@ storePathRootDir = "$store"
 haListenAddress = "127.0.0.1"
 haListenPort = $ha_port
 EOF
+    if [[ -n $(state_get TLS_CERT) ]]; then
+        cat >>"$file" <<EOF
+
+[broker.brokerServerConfig.tlsConfig]
+enable = true
+
+[broker.brokerServerConfig.tlsConfig.server]
+mode = "enforcing"
+certPath = "$(state_get TLS_CERT)"
+keyPath = "$(state_get TLS_KEY)"
+EOF
+        if [[ -n $(state_get TLS_CLIENT_CA) ]]; then
+            cat >>"$file" <<EOF
+needClientAuth = "require"
+authClient = true
+trustCertPath = "$(state_get TLS_CLIENT_CA)"
+EOF
+        fi
+    fi
+}
+
+# The name server's config with TLS: permissive (TLS and plaintext) with the cluster's
+# certificate. Dotted keys: the name server also reads the file's lines as Java properties.
+write_namesrv_toml() {
+    local file=$1
+    cat >"$file" <<EOF
+# Generated by scripts/broker.sh for rocketmq-sync tests.
+tls.server.mode = "permissive"
+tls.server.certPath = "$(state_get TLS_CERT)"
+tls.server.keyPath = "$(state_get TLS_KEY)"
+EOF
 }
 
 # auth_toml HOME ACL_FILE ADMIN_AK ADMIN_SK — the keys (of the name server's TOML, and of a
@@ -367,7 +439,10 @@ spawn_namesrv() {
     local dir=$1 port=$2
     local home="$dir/namesrv" envs conf=()
     mapfile -t envs < <(server_env "$home")
-    if [[ -f $home/namesrv.toml ]]; then
+    if [[ -n $(state_get TLS_CERT) ]]; then
+        write_namesrv_toml "$home/namesrv.toml"
+        conf=(-c "$home/namesrv.toml")
+    elif [[ -f $home/namesrv.toml ]]; then
         conf=(-c "$home/namesrv.toml")
     fi
     env "${envs[@]}" "$NAMESRV_BIN" "${conf[@]}" --bindAddress 127.0.0.1 --listenPort "$port" \
@@ -379,10 +454,11 @@ spawn_namesrv() {
 
 spawn_broker() {
     local dir=$1 name=$2 nsaddr=$3
-    local home="$dir/$name" envs
+    local home="$dir/$name" envs bin
+    bin=$(state_get BROKER_BIN)
     mapfile -t envs < <(server_env "$home")
     env "${envs[@]}" ROCKETMQ_HOME="$home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
-        "$BROKER_BIN" -c "$home/conf/broker.toml" -n "$nsaddr" \
+        "${bin:-$BROKER_BIN}" -c "$home/conf/broker.toml" -n "$nsaddr" \
         --log-filter "${ROCKETMQ_SYNC_LOG_FILTER:-info}" \
         </dev/null >>"$dir/$name.log" 2>&1 &
     SPAWNED_PID=$!
@@ -433,7 +509,7 @@ wait_ready() {
                 addr=$(state_get "$(broker_key "$name")_ADDR")
                 # GET_BROKER_RUNTIME_INFO (28): the broker itself answers a real request
                 # (signed by the super user when the brokers require signatures).
-                if ! pending=$(py ping "$addr" 28 "${signer[@]}" 2>&1); then
+                if ! pending=$(probe_env py ping "$addr" 28 "${signer[@]}" 2>&1); then
                     pending="$name: $pending"
                     break
                 fi
@@ -454,6 +530,15 @@ wait_ready() {
     done
 }
 
+# probe_env CMD... — run CMD with the cluster's TLS probe settings in its environment.
+probe_env() {
+    if [[ -n $(state_get TLS_CERT) ]]; then
+        PROBE_TLS=1 PROBE_TLS_CERT=$(state_get TLS_PROBE_CERT) PROBE_TLS_KEY=$(state_get TLS_PROBE_KEY) "$@"
+    else
+        "$@"
+    fi
+}
+
 start_watchdog() {
     local dir=$1 owner=$2
     # Polls the owner once a second; when it is gone, becomes `broker.sh stop DIR --rm-store`.
@@ -469,8 +554,19 @@ start_watchdog() {
 
 cmd_start() {
     local brokers=1 auto_create=true acl_file="" dir="" owner="" timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
+    local tls=() client_auth=() f
     while [[ $# -gt 0 ]]; do
         case $1 in
+            --tls)
+                [[ $# -ge 3 ]] || die "--tls needs CERT KEY"
+                tls=("$2" "$3")
+                shift 3
+                ;;
+            --tls-client-auth)
+                [[ $# -ge 4 ]] || die "--tls-client-auth needs CA CERT KEY"
+                client_auth=("$2" "$3" "$4")
+                shift 4
+                ;;
             --brokers) brokers=${2:?--brokers needs a number}; shift 2 ;;
             --no-auto-create) auto_create=false; shift ;;
             --acl) acl_file=${2:?--acl needs a plain_acl.yml file}; shift 2 ;;
@@ -487,8 +583,20 @@ cmd_start() {
         [[ -f $acl_file && -r $acl_file ]] || die "--acl: cannot read $acl_file"
         acl_file=$(cd "$(dirname "$acl_file")" && pwd)/$(basename "$acl_file")
     fi
+    [[ ${#client_auth[@]} -eq 0 || ${#tls[@]} -gt 0 ]] || die "--tls-client-auth needs --tls"
+    for f in "${tls[@]}" "${client_auth[@]}"; do
+        [[ -r $f ]] || die "TLS file '$f' is not readable"
+    done
+    [[ -z $acl_file || ${#tls[@]} -eq 0 ]] || die "--acl and --tls cannot be combined"
     command -v python3 >/dev/null || die "python3 is needed to pick ports and probe the cluster"
-    ensure_installed
+    START_BROKER_BIN=$BROKER_BIN
+    [[ ${#tls[@]} -eq 0 ]] || START_BROKER_BIN=$BROKER_TLS_BIN
+    ensure_installed "$START_BROKER_BIN"
+    # Absolute paths: the servers run in directories of their own.
+    START_TLS=()
+    for f in "${tls[@]}" "${client_auth[@]}"; do
+        START_TLS+=("$(cd "$(dirname "$f")" && pwd)/$(basename "$f")")
+    done
 
     if [[ -z $dir ]]; then
         dir=$(mktemp -d "${TMPDIR:-/tmp}/rocketmq-sync-cluster.XXXXXX")
@@ -552,6 +660,16 @@ start_once() {
     state_set CLUSTER_NAME "$CLUSTER_NAME"
     state_set ROCKETMQ_VERSION "$ROCKETMQ_VERSION"
     state_set AUTO_CREATE_TOPIC "$auto_create"
+    state_set BROKER_BIN "$START_BROKER_BIN"
+    if [[ ${#START_TLS[@]} -gt 0 ]]; then
+        state_set TLS_CERT "${START_TLS[0]}"
+        state_set TLS_KEY "${START_TLS[1]}"
+        if [[ ${#START_TLS[@]} -gt 2 ]]; then
+            state_set TLS_CLIENT_CA "${START_TLS[2]}"
+            state_set TLS_PROBE_CERT "${START_TLS[3]}"
+            state_set TLS_PROBE_KEY "${START_TLS[4]}"
+        fi
+    fi
     state_set BROKER_NAMES "$(IFS=,; printf '%s' "${names[*]}")"
     state_set NAMESRV_ADDR "$nsaddr"
     state_set NAMESRV_PORT "$nsport"
@@ -697,7 +815,7 @@ cmd_restart_broker() {
         log "$name (pid $pid) is running; stopping it first"
         stop_pids "$pid"
     fi
-    ensure_installed
+    ensure_installed "$(state_get BROKER_BIN)"
     log "restarting $name on $(state_get "${key}_ADDR")"
     printf '\n===== restart at %s =====\n' "$(date -u +%FT%TZ)" >>"$dir/$name.log"
     spawn_broker "$dir" "$name" "$(state_get NAMESRV_ADDR)"

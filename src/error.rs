@@ -40,11 +40,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A TCP connection to `addr` could not be established (Java `RemotingConnectException`).
+    /// A connection to `addr` could not be established (Java `RemotingConnectException`): the
+    /// TCP connect failed, or, with TLS on, the TLS handshake did (an untrusted certificate, a
+    /// peer that does not speak TLS, no answer in time).
     Connect {
         /// The address (or `;`-joined address list) that was tried.
         addr: String,
-        /// The OS error.
+        /// The OS error, or what the TLS handshake reported.
         source: io::Error,
     },
     /// No response arrived in time (Java `RemotingTimeoutException`).

@@ -109,6 +109,7 @@ pub use producer::{
 };
 pub use remoting::protocol::ResponseCode;
 pub use remoting::RPCHook;
+pub use remoting::TlsConfig;
 pub use service_state::ServiceState;
 
 /// The README's examples, compiled by `cargo test --doc` so they keep up with the API.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::client::instance::{MQClientInstance, MQClientManager};
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{LanguageCode, SerializeType};
+use crate::remoting::tls::{self, TlsConfig};
 use crate::remoting::RPCHook;
 
 /// Settings shared by producers and consumers (Java `ClientConfig`), built with
@@ -53,6 +54,10 @@ pub struct ClientConfig {
     pub(crate) serialize_type: SerializeType,
     pub(crate) namesrv_domain: String,
     pub(crate) namesrv_domain_subgroup: String,
+    /// `None`: the `TLS_ENABLE` environment variable decides, when the client starts.
+    pub(crate) use_tls: Option<bool>,
+    /// `None`: `TlsConfig::from_env()`, when the client starts with TLS on.
+    pub(crate) tls: Option<TlsConfig>,
     pub(crate) rpc_hook: Option<SharedRpcHook>,
 }
 
@@ -103,6 +108,8 @@ impl Default for ClientConfig {
             namesrv_domain_subgroup: std::env::var("ROCKETMQ_NAMESRV_DOMAIN_SUBGROUP")
                 .unwrap_or_else(|_| "nsaddr".to_owned()),
             rpc_hook: None,
+            use_tls: None,
+            tls: None,
         }
     }
 }
@@ -170,6 +177,49 @@ impl ClientConfig {
         self.rpc_hook.as_ref().map(|h| &h.0)
     }
 
+    /// Whether the client's connections use TLS: the [`use_tls`](ClientConfigBuilder::use_tls)
+    /// setting, else the `TLS_ENABLE` environment variable (`true` in any case; anything else is
+    /// `false` here, and an error when the client starts).
+    pub fn use_tls(&self) -> bool {
+        self.use_tls.unwrap_or_else(|| {
+            std::env::var(tls::env::ENABLE).is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        })
+    }
+
+    /// The TLS settings given to [`tls_config`](ClientConfigBuilder::tls_config), if any
+    /// (otherwise they come from the environment, see [`TlsConfig::from_env`]).
+    pub fn tls_config(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The TLS settings of the client's connections, `None` for plaintext, resolved as Java
+    /// does when its client starts: explicit settings first, then the environment.
+    pub(crate) fn remoting_tls(&self) -> Result<Option<TlsConfig>> {
+        let on = match self.use_tls {
+            Some(on) => on,
+            None => match std::env::var(tls::env::ENABLE) {
+                Ok(v) => tls::parse_bool(
+                    &v,
+                    &format!("the environment variable {}", tls::env::ENABLE),
+                )?,
+                Err(std::env::VarError::NotPresent) => false,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(Error::config(format!(
+                        "the environment variable {} is not valid UTF-8",
+                        tls::env::ENABLE
+                    )))
+                }
+            },
+        };
+        if !on {
+            return Ok(None);
+        }
+        match &self.tls {
+            Some(t) => Ok(Some(t.clone())),
+            None => TlsConfig::from_env().map(Some),
+        }
+    }
+
     /// `clientIP@instanceName[@unitName]`, the id brokers know this client by, with the
     /// process-wide default instance name when none is set.
     pub(crate) fn client_id(&self) -> String {
@@ -202,14 +252,19 @@ impl ClientConfig {
             .unwrap_or_default()
     }
 
-    /// The URL of the HTTP name-server lookup (Java `MixAll.getWSAddr`).
+    /// The URL of the HTTP name-server lookup (Java `MixAll.getWSAddr`). A domain given with its
+    /// scheme (`https://host[:port]`) is used as it is, so the lookup can be https.
     pub(crate) fn namesrv_lookup_url(&self) -> String {
-        let host = if self.namesrv_domain.contains(':') {
-            self.namesrv_domain.clone()
+        let domain = self.namesrv_domain.trim();
+        let lower = domain.to_ascii_lowercase();
+        let base = if lower.starts_with("https://") || lower.starts_with("http://") {
+            domain.trim_end_matches('/').to_owned()
+        } else if domain.contains(':') {
+            format!("http://{domain}")
         } else {
-            format!("{}:8080", self.namesrv_domain)
+            format!("http://{domain}:8080")
         };
-        let mut url = format!("http://{}/rocketmq/{}", host, self.namesrv_domain_subgroup);
+        let mut url = format!("{base}/rocketmq/{}", self.namesrv_domain_subgroup);
         if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.is_empty()) {
             url.push('-');
             url.push_str(unit);
@@ -321,7 +376,9 @@ impl ClientConfigBuilder {
 
     /// Host (`host` or `host:port`) serving the name-server list over HTTP when no address is
     /// configured. Default: the `ROCKETMQ_NAMESRV_DOMAIN` environment variable, else
-    /// `jmenv.tbsite.net` (Java `rocketmq.namesrv.domain`).
+    /// `jmenv.tbsite.net` (Java `rocketmq.namesrv.domain`). Port 8080 unless one is given. With
+    /// a scheme (`https://host[:port]` or `http://...`) the lookup uses that scheme and URL base;
+    /// https certificates are verified against Mozilla's roots.
     pub fn namesrv_domain(mut self, host: impl Into<String>) -> Self {
         self.config.namesrv_domain = host.into();
         self
@@ -348,6 +405,27 @@ impl ClientConfigBuilder {
     #[doc(alias = "RPCHook")]
     pub fn rpc_hook(mut self, hook: Arc<dyn RPCHook>) -> Self {
         self.config.rpc_hook = Some(SharedRpcHook(hook));
+        self
+    }
+
+    /// Whether every connection (name servers and brokers) uses TLS. Java `useTLS`. Default:
+    /// the `TLS_ENABLE` environment variable (Java `tls.enable`), else `false`.
+    ///
+    /// The name server and the brokers must all accept TLS. The TLS settings are those of
+    /// [`tls_config`](Self::tls_config), else those of [`TlsConfig::from_env`] (Java's
+    /// `tls.client.*` properties and `tls.config.file`). A bad setting or file fails the start of
+    /// the producer or consumer with [`Error::Config`].
+    #[doc(alias = "setUseTLS")]
+    pub fn use_tls(mut self, on: bool) -> Self {
+        self.config.use_tls = Some(on);
+        self
+    }
+
+    /// The TLS settings used when TLS is on, instead of the environment's: certificate
+    /// verification, CA bundle, client certificate, server name. Default: [`TlsConfig::from_env`]
+    /// when the client starts. Does not turn TLS on by itself (see [`use_tls`](Self::use_tls)).
+    pub fn tls_config(mut self, tls: TlsConfig) -> Self {
+        self.config.tls = Some(tls);
         self
     }
 
@@ -602,6 +680,119 @@ mod tests {
         c.unit_name = None;
         c.namesrv_domain = "h:81".into();
         assert_eq!(c.namesrv_lookup_url(), "http://h:81/rocketmq/nsaddr");
+        c.namesrv_domain = "https://h.example/".into();
+        assert_eq!(c.namesrv_lookup_url(), "https://h.example/rocketmq/nsaddr");
+        c.namesrv_domain = "HTTP://h:9".into();
+        assert_eq!(c.namesrv_lookup_url(), "HTTP://h:9/rocketmq/nsaddr");
+    }
+
+    /// Java's `tls.*` properties as environment variables, the `tls.config.file` over them, and
+    /// explicit settings over both. Run in child processes, since the environment is global.
+    #[test]
+    fn tls_settings_come_from_the_environment_as_in_java() {
+        const CHILD: &str = "RMQ_TEST_TLS_ENV_CHILD";
+        if let Some(case) = std::env::var_os(CHILD) {
+            let report = |c: &ClientConfig| match c.remoting_tls() {
+                Ok(None) => "PLAINTEXT".to_owned(),
+                Ok(Some(t)) => format!(
+                    "TLS ca={:?} cert={:?} key={:?} verify={}",
+                    t.trust_cert_file(),
+                    t.client_cert_file(),
+                    t.client_key_file(),
+                    t.verifies_server()
+                ),
+                Err(e) => format!("ERROR {e}"),
+            };
+            let default = ClientConfig::builder().build();
+            let explicit = ClientConfig::builder()
+                .use_tls(case != "off")
+                .tls_config(TlsConfig::new().trust_cert_path("/explicit/ca.pem"))
+                .build();
+            println!("CHILD default: {}", report(&default));
+            println!("CHILD explicit: {}", report(&explicit));
+            println!("CHILD use_tls: {}", default.use_tls());
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("rmq-tls-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tls.properties");
+        std::fs::write(
+            &file,
+            "# Java's format\ntls.client.certPath=/file/c.pem\ntls.client.keyPath : /file/k.pem\n\
+             tls.client.authServer=false\ntls.server.mode=enforcing\n",
+        )
+        .unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let run = |case: &str, vars: &[(&str, &str)]| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "client::config::tests::tls_settings_come_from_the_environment_as_in_java",
+                "--nocapture",
+            ])
+            .env(CHILD, case);
+            for var in [
+                "TLS_ENABLE",
+                "TLS_CONFIG_FILE",
+                "TLS_TEST_MODE_ENABLE",
+                "TLS_CLIENT_AUTHSERVER",
+                "TLS_CLIENT_TRUSTCERTPATH",
+                "TLS_CLIENT_CERTPATH",
+                "TLS_CLIENT_KEYPATH",
+                "TLS_CLIENT_KEYPASSWORD",
+            ] {
+                cmd.env_remove(var);
+            }
+            cmd.envs(vars.iter().copied());
+            let out = cmd.output().unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.strip_prefix("CHILD "))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+
+        let nothing = run("on", &[("TLS_CONFIG_FILE", "")]);
+        assert_eq!(nothing[0], "default: PLAINTEXT");
+        assert!(nothing[1].starts_with("explicit: TLS ca=Some(\"/explicit/ca.pem\")"));
+
+        let java = run(
+            "off",
+            &[
+                ("TLS_ENABLE", "True"),
+                ("TLS_CLIENT_TRUSTCERTPATH", "/env/ca.pem"),
+                ("TLS_CLIENT_CERTPATH", "/env/c.pem"),
+                ("TLS_CONFIG_FILE", &file),
+            ],
+        );
+        assert_eq!(
+            java[0],
+            "default: TLS ca=Some(\"/env/ca.pem\") cert=Some(\"/file/c.pem\") \
+             key=Some(\"/file/k.pem\") verify=false"
+        );
+        assert_eq!(java[1], "explicit: PLAINTEXT", "use_tls(false) wins");
+        assert_eq!(java[2], "use_tls: true");
+
+        let bad = run("on", &[("TLS_ENABLE", "yes"), ("TLS_CONFIG_FILE", "")]);
+        assert!(
+            bad[0].starts_with("default: ERROR") && bad[0].contains("TLS_ENABLE"),
+            "{bad:?}"
+        );
+        assert!(bad[1].starts_with("explicit: TLS"), "{bad:?}");
+        assert_eq!(bad[2], "use_tls: false");
+
+        let missing = run(
+            "on",
+            &[
+                ("TLS_ENABLE", "true"),
+                ("TLS_CONFIG_FILE", "/nonexistent/tls.properties"),
+            ],
+        );
+        assert!(
+            missing[0].contains("ERROR") && missing[0].contains("/nonexistent/tls.properties"),
+            "{missing:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -266,6 +266,7 @@ impl MQClientInstance {
         let remoting = RemotingClient::start(RemotingClientConfig {
             callback_threads: config.client_callback_executor_threads.max(1),
             serialize_type: config.serialize_type,
+            tls: config.remoting_tls()?,
             ..RemotingClientConfig::default()
         })?;
         if let Some(hook) = &config.rpc_hook {
@@ -883,6 +884,7 @@ impl MQClientInstance {
     /// Like [`try_update_topic_route_info_from_name_server`](Self::try_update_topic_route_info_from_name_server),
     /// but borrows the route of the auto-create topic (`TBW102`) with at most
     /// `default_queue_nums` queues per broker, so a first send can auto-create `topic`.
+    /// `Err` is the failed name-server query (logged too), for the caller's error to name.
     pub(crate) fn try_update_topic_route_info_from_default(
         &self,
         topic: &str,
@@ -1461,6 +1463,56 @@ mod tests {
             fetch_name_server_addr(&url).unwrap(),
             vec!["127.0.0.1:9876".to_owned(), "127.0.0.2:9876".to_owned()]
         );
+    }
+
+    /// An https lookup speaks TLS and verifies the server: a certificate from an unknown CA is
+    /// refused (Mozilla's roots are the trust anchors), with the reason in the error.
+    #[test]
+    fn https_lookup_speaks_tls_and_verifies_the_certificate() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let dir = std::env::temp_dir().join(format!("rmq-https-lookup-{}", std::process::id()));
+        let pki = crate::remoting::test_pki::TestPki::generate(&dir, "lookup");
+        let certs = CertificateDer::pem_file_iter(&pki.server_cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::Builder::new()
+            .name("https-fake".into())
+            .spawn(move || {
+                let (mut sock, _) = listener.accept().unwrap();
+                sock.set_read_timeout(Some(WAIT)).unwrap();
+                let mut conn = rustls::ServerConnection::new(config).unwrap();
+                let mut first = [0u8; 1];
+                sock.peek(&mut first).unwrap();
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut sock).is_err() {
+                        break;
+                    }
+                }
+                first[0]
+            })
+            .unwrap();
+        let url = format!("https://localhost:{port}/rocketmq/nsaddr");
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = fetch_name_server_addr(&url).unwrap_err().to_string();
+        assert_eq!(server.join().unwrap(), 0x16, "a TLS ClientHello");
+        assert!(err.contains(&url), "{err}");
+        assert!(err.contains("UnknownIssuer"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,8 @@ use super::event_loop::{
 };
 use super::processor::RequestProcessor;
 use super::rpc_hook::RPCHook;
+use super::tls::TlsConnector;
+use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{RemotingCommand, RequestCode};
 
@@ -68,6 +70,8 @@ struct Inner {
     /// lock when there are none, the usual case.
     rpc_hooks: RwLock<RpcHooks>,
     has_rpc_hooks: AtomicBool,
+    /// Built from `config.tls` at start: every connection is TLS when set.
+    tls: Option<TlsConnector>,
 }
 
 type ConnectListener = Arc<dyn Fn(&str) + Send + Sync>;
@@ -117,6 +121,7 @@ impl RemotingClient {
                 "max_pending_broker_requests must be at least 1",
             ));
         }
+        let tls = config.tls.as_ref().map(|t| t.connector()).transpose()?;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -151,6 +156,7 @@ impl RemotingClient {
                 published_hook: Mutex::new(None),
                 rpc_hooks: RwLock::new(Arc::new([])),
                 has_rpc_hooks: AtomicBool::new(false),
+                tls,
             }),
         })
     }
@@ -660,7 +666,11 @@ impl RemotingClient {
         if remaining.is_zero() {
             return Err(timeout_err());
         }
-        let stream = connect(addr, shared.config.connect_timeout.min(remaining))?;
+        let stream = connect(
+            addr,
+            shared.config.connect_timeout.min(remaining),
+            self.inner.tls.as_ref(),
+        )?;
         let handle = Arc::new(ConnHandle::new(shared.next_token(), addr));
         let cmd = Command::Register {
             handle: Arc::clone(&handle),
@@ -743,8 +753,10 @@ fn closed_error(addr: &str) -> Error {
     }
 }
 
-/// Connects on the caller's thread, then prepares the stream for the loop.
-fn connect(addr: &str, timeout: Duration) -> Result<mio::net::TcpStream> {
+/// Connects on the caller's thread, then prepares the stream for the loop (with `tls`: the
+/// TLS handshake, within the same `timeout`).
+fn connect(addr: &str, timeout: Duration, tls: Option<&TlsConnector>) -> Result<Transport> {
+    let deadline = Instant::now() + timeout;
     let connect_err = |source: io::Error| Error::Connect {
         addr: addr.to_string(),
         source,
@@ -752,11 +764,7 @@ fn connect(addr: &str, timeout: Duration) -> Result<mio::net::TcpStream> {
     let mut last = None;
     for sa in addr.to_socket_addrs().map_err(connect_err)? {
         match StdTcpStream::connect_timeout(&sa, timeout) {
-            Ok(s) => {
-                s.set_nodelay(true).map_err(connect_err)?;
-                s.set_nonblocking(true).map_err(connect_err)?;
-                return Ok(mio::net::TcpStream::from_std(s));
-            }
+            Ok(s) => return Transport::establish(s, addr, deadline, tls),
             Err(e) => last = Some(e),
         }
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::tls::TlsConfig;
 use crate::remoting::protocol::{SerializeType, DEFAULT_MAX_FRAME_LEN};
 
 /// Settings of a [`RemotingClient`](super::RemotingClient). `Default` gives Java's values.
@@ -65,6 +66,9 @@ pub struct RemotingClientConfig {
     /// warning. Java's client queues these without bound; 10 000 is the capacity the broker
     /// gives its own send queue, and a healthy broker sends a client a handful at a time.
     pub max_pending_broker_requests: usize,
+    /// `Some`: every connection is TLS with these settings (Java `useTLS`); `None` (the
+    /// default): plaintext. The TLS handshake counts against `connect_timeout`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for RemotingClientConfig {
@@ -81,6 +85,7 @@ impl Default for RemotingClientConfig {
             max_queued_bytes: 64 * 1024 * 1024,
             write_stall_timeout: Duration::from_secs(5),
             max_pending_broker_requests: 10_000,
+            tls: None,
         }
     }
 }

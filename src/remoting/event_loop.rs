@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::RwLock;
 use threadpool::ThreadPool;
 
 use super::config::RemotingClientConfig;
 use super::processor::{RequestContext, RequestProcessor};
+use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{FrameDecoder, RemotingCommand, ResponseCode, SerializeType};
 
@@ -63,6 +63,8 @@ const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The remark of a `SYSTEM_BUSY` answer to a request refused for overload (Java's wording).
 const OVERLOAD_REMARK: &str = "[OVERLOAD]system busy, start flow control for a while";
+/// How many closed connections' reasons are remembered for requests that arrive after.
+const RECENT_CLOSES: usize = 64;
 
 /// The reason given to calls that are failed because the client shut down.
 pub(crate) const SHUTDOWN_REASON: &str = "remoting client shut down";
@@ -228,7 +230,7 @@ pub(crate) enum Command {
     /// Take over a freshly connected stream.
     Register {
         handle: Arc<ConnHandle>,
-        stream: TcpStream,
+        stream: Transport,
     },
     /// Queue an encoded frame, whose bytes the sender reserved with [`Shared::reserve_write`].
     /// `pending` (request/response calls) enters the response table under `opaque`; `permit`
@@ -491,7 +493,7 @@ struct OutFrame {
 
 /// A connection as the loop sees it.
 struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     handle: Arc<ConnHandle>,
     in_buf: BytesMut,
     out: VecDeque<OutFrame>,
@@ -567,6 +569,9 @@ pub(crate) struct EventLoop {
     unread: Vec<Token>,
     /// Last turn's `unread`, being served.
     revisit: Vec<Token>,
+    /// Why the last `RECENT_CLOSES` connections closed: a request queued for one of them just
+    /// before it closed is failed with that reason (a TLS alert, say), not a bare "closed".
+    recent_closes: VecDeque<(Token, String)>,
 }
 
 impl EventLoop {
@@ -592,6 +597,7 @@ impl EventLoop {
             turn: 0,
             unread: Vec::new(),
             revisit: Vec::new(),
+            recent_closes: VecDeque::with_capacity(RECENT_CLOSES),
         })
     }
 
@@ -719,9 +725,16 @@ impl EventLoop {
                 let Some(conn) = self.conns.get_mut(&token) else {
                     // Closed between the caller's lookup and now: fail at once.
                     if let Some(p) = pending {
+                        let mut reason =
+                            "connection closed before the request was sent".to_string();
+                        if let Some((_, why)) = self.recent_closes.iter().find(|(t, _)| *t == token)
+                        {
+                            reason.push_str(": ");
+                            reason.push_str(why);
+                        }
                         let err = Error::ConnectionClosed {
                             addr: p.addr.to_string(),
-                            reason: "connection closed before the request was sent".to_string(),
+                            reason,
                         };
                         self.shared.complete(p, Err(err));
                     }
@@ -789,7 +802,16 @@ impl EventLoop {
         self.frames = frames;
         match outcome {
             ReadOutcome::More => self.unread.push(token),
-            ReadOutcome::Drained => {}
+            ReadOutcome::Drained => {
+                // Reading TLS records can queue records to send (a key update answer).
+                if self
+                    .conns
+                    .get(&token)
+                    .is_some_and(|c| c.stream.wants_write())
+                {
+                    self.mark_dirty(token);
+                }
+            }
             ReadOutcome::Closed(reason) => self.close(token, &reason),
         }
     }
@@ -927,6 +949,10 @@ impl EventLoop {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
+        if self.recent_closes.len() == RECENT_CLOSES {
+            self.recent_closes.pop_front();
+        }
+        self.recent_closes.push_back((token, reason.to_string()));
         if let Err(e) = self.registry.deregister(&mut conn.stream) {
             log::debug!("rmq-io: deregister failed: {e}");
         }
@@ -1135,7 +1161,13 @@ fn flush(
             Err(e) => return Err(format!("write failed: {e}")),
         }
     }
-    let want_writable = !conn.out.is_empty();
+    // TLS records still buffered after the frames were taken (or from a read).
+    match conn.stream.flush() {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(format!("write failed: {e}")),
+    }
+    let want_writable = !conn.out.is_empty() || conn.stream.wants_write();
     if want_writable != conn.writable_interest {
         let interest = if want_writable {
             Interest::READABLE | Interest::WRITABLE

@@ -22,6 +22,9 @@
 //! call fails with [`Error::WriteQueueFull`](crate::Error::WriteQueueFull)), and a connection
 //! whose queue does not move for `write_stall_timeout` is closed.
 //!
+//! With [`RemotingClientConfig::tls`] set, every connection is TLS (rustls): the handshake is done
+//! by the connecting thread within `connect_timeout`, then the loop encrypts and decrypts.
+//!
 //! A connection that fails (EOF, reset, malformed or oversized frame) is closed alone, and every
 //! call pending on it fails at once with [`Error::ConnectionClosed`](crate::Error::ConnectionClosed)
 //! naming the reason. A sync call that times out closes its connection too (Java's
@@ -33,8 +36,17 @@ mod event_loop;
 mod processor;
 pub mod protocol;
 mod rpc_hook;
+pub(crate) mod tls;
+mod transport;
+
+/// The throwaway PKI of the TLS tests (tests/support/pki.rs), for unit tests anywhere.
+#[cfg(test)]
+#[allow(unreachable_pub)]
+#[path = "../../tests/support/pki.rs"]
+pub(crate) mod test_pki;
 
 pub use client::RemotingClient;
 pub use config::RemotingClientConfig;
 pub use processor::{RequestContext, RequestProcessor};
 pub use rpc_hook::RPCHook;
+pub use tls::TlsConfig;

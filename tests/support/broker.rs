@@ -71,6 +71,17 @@ impl ClusterOptions {
     }
 }
 
+/// TLS for [`Cluster::start_tls`] (PEM files, e.g. from `support::pki::TestPki`).
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The brokers' (and the name server's) certificate chain and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `Some((ca, cert, key))`: brokers require client certificates signed by `ca`; the
+    /// script's readiness probes present `cert` and `key`.
+    pub client_auth: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
 /// One broker of a [`Cluster`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
@@ -202,17 +213,33 @@ fn env_key(broker: &str) -> String {
 impl Cluster {
     /// Start a private cluster; panics (with the script's output and server logs) on failure.
     pub fn start(opts: ClusterOptions) -> Cluster {
-        Cluster::start_inner(opts, None)
+        Cluster::start_inner(opts, None, &[])
     }
 
     /// Start a private cluster whose name server and brokers require signed requests
     /// (`broker.sh start --acl`): the accounts and permissions of `plain_acl_yml`, the text of a
     /// Java-style `plain_acl.yml`, plus a super user in [`Cluster::acl_admin`].
     pub fn start_with_acl(opts: ClusterOptions, plain_acl_yml: &str) -> Cluster {
-        Cluster::start_inner(opts, Some(plain_acl_yml))
+        Cluster::start_inner(opts, Some(plain_acl_yml), &[])
     }
 
-    fn start_inner(opts: ClusterOptions, plain_acl_yml: Option<&str>) -> Cluster {
+    /// Start a private cluster whose brokers accept only TLS (`broker.sh start --tls`): the
+    /// name server accepts TLS and plaintext, since brokers register with it in plaintext.
+    pub fn start_tls(opts: ClusterOptions, tls: &ClusterTls) -> Cluster {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let mut extra = vec!["--tls".to_owned(), path(&tls.cert), path(&tls.key)];
+        if let Some((ca, cert, key)) = &tls.client_auth {
+            extra.extend([
+                "--tls-client-auth".to_owned(),
+                path(ca),
+                path(cert),
+                path(key),
+            ]);
+        }
+        Self::start_inner(opts, None, &extra)
+    }
+
+    fn start_inner(opts: ClusterOptions, plain_acl_yml: Option<&str>, extra: &[String]) -> Cluster {
         assert!(
             (1..=26).contains(&opts.brokers),
             "1..=26 brokers, not {}",
@@ -240,6 +267,7 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("cannot write {acl_file}: {e}"));
             args.extend(["--acl", &acl_file]);
         }
+        args.extend(extra.iter().map(String::as_str));
         let started = Instant::now();
         run_script(&args);
         let cluster = Cluster::from_dir(dir);
