@@ -7,3 +7,4 @@ pub mod consume;
 pub mod fake;
 pub mod golden;
 pub mod ledger;
+pub mod proxy;
