@@ -27,7 +27,7 @@ use rocketmq_sync::{ConsumeFromWhere, DefaultMQProducer, DefaultMQPushConsumer};
 use support::broker::{init_logger, wait_until, Cluster};
 use support::client::{producer, unique};
 use support::consume::topic_with_queues;
-use support::ledger::{produce_numbered, recording, Ledger};
+use support::ledger::{outcome_unknown, produce_numbered, recording, Ledger};
 use support::proxy::Proxy;
 
 /// Serialises the tests of this binary: they measure gaps and recovery times, which a
@@ -416,6 +416,122 @@ fn slow_connections_deliver_everything_once() {
     c.shutdown(Duration::from_secs(10)).unwrap();
     p.shutdown(Duration::from_secs(5)).unwrap();
     let report = ledger.report("4c connections slowed by 200 ms per frame for 20 s");
+    report.check(0);
+    assert!(all, "not everything produced was consumed");
+}
+
+/// Sends `n` numbered messages from `first` one at a time, recording each outcome; every failure
+/// must be a `SYSTEM_BUSY` refusal (the message was not stored). Returns the failures.
+fn send_expecting_busy(
+    p: &DefaultMQProducer,
+    topic: &str,
+    first: u64,
+    n: u64,
+    ledger: &Ledger,
+) -> u64 {
+    let mut failed = 0;
+    for i in first..first + n {
+        match p.send(&Ledger::message(topic, i, BODY)) {
+            Ok(_) => ledger.sent(i),
+            Err(e) => {
+                assert!(
+                    e.is_system_busy(),
+                    "send of seq-{i} failed, but not busy: {e}"
+                );
+                assert!(
+                    !outcome_unknown(&e),
+                    "a busy refusal has a known outcome: {e}"
+                );
+                ledger.send_failed(i, false);
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+/// The broker (the proxy in front of it) answers sends `SYSTEM_BUSY`: first every second send
+/// request, then every send for 10 s. A `SYSTEM_BUSY` answer means the broker refused the message
+/// before storing it, so the producer may send it again without risking a duplicate.
+///
+/// * Every second send refused: each send succeeds on its retry; none fails.
+/// * Every send refused for 10 s: each send fails with `SYSTEM_BUSY` after its attempts (none
+///   is acknowledged), the producer waiting between attempts rather than hammering the broker;
+///   once the broker takes sends again, the next send succeeds.
+///
+/// In-flight window: **0**. Nothing times out and no connection breaks, and a refused attempt
+/// stored nothing: no message is stored twice.
+#[test]
+fn system_busy_broker_producer_backs_off_and_recovers() {
+    let _serial = serial();
+    init_logger();
+    let cluster = Cluster::shared();
+    let net = ProxiedCluster::new(cluster);
+    let topic = topic_with_queues(cluster, 4);
+    let ledger = Ledger::new();
+    let p = producer(&net.namesrv_addr(), &unique("pg"));
+    let c = consumer(&net, &topic, &ledger);
+    let busy_answers = || -> u64 {
+        net.brokers
+            .iter()
+            .map(|b| b.stats().sends_answered_busy)
+            .sum()
+    };
+
+    // Every second send request refused.
+    net.each(|b| b.system_busy_every(2));
+    let failed = send_expecting_busy(&p, &topic, 0, 100, &ledger);
+    let refused = busy_answers();
+    eprintln!("every 2nd send refused: {refused} refusals, {failed} of 100 sends failed");
+    assert!(
+        refused >= 50,
+        "only {refused} sends were refused: the fault did not happen"
+    );
+    assert_eq!(
+        failed, 0,
+        "sends failed although a retry would have been accepted"
+    );
+
+    // Every send refused for 10 s.
+    net.each(|b| b.inject_system_busy(true));
+    ledger.fault_started();
+    let busy_from = Instant::now();
+    let mut next = 1_000_000;
+    let (mut busy_sends, mut busy_failed) = (0, 0);
+    while busy_from.elapsed() < Duration::from_secs(10) {
+        busy_failed += send_expecting_busy(&p, &topic, next, 1, &ledger);
+        busy_sends += 1;
+        next += 1;
+    }
+    let refused_busy = busy_answers() - refused;
+    net.each(|b| b.inject_system_busy(false));
+    ledger.fault_ended();
+    let busy_ended = Instant::now();
+    assert_eq!(
+        busy_failed, busy_sends,
+        "a send was acknowledged while every send was refused"
+    );
+    // Recovery: the first send after the broker takes sends again succeeds.
+    let recovered = p.send(&Ledger::message(&topic, next, BODY));
+    let send_recovery = busy_ended.elapsed();
+    match recovered {
+        Ok(_) => ledger.sent(next),
+        Err(e) => panic!("the first send after the busy period failed: {e}"),
+    }
+    eprintln!(
+        "busy for 10 s: {busy_sends} sends failed after {refused_busy} refused attempts \
+         ({:.1} attempts and {:?} per send); first send after it acknowledged in {send_recovery:?}",
+        refused_busy as f64 / busy_sends as f64,
+        Duration::from_secs(10) / busy_sends.max(1) as u32
+    );
+    let failed_after = send_expecting_busy(&p, &topic, next + 1, 200, &ledger);
+    assert_eq!(failed_after, 0, "sends failed after the busy period");
+
+    let all = ledger.wait_all_consumed(Duration::from_secs(60));
+    c.shutdown(Duration::from_secs(10)).unwrap();
+    p.shutdown(Duration::from_secs(5)).unwrap();
+    let report =
+        ledger.report("9 broker answering SYSTEM_BUSY (every 2nd send, then all for 10 s)");
     report.check(0);
     assert!(all, "not everything produced was consumed");
 }
