@@ -535,3 +535,39 @@ fn system_busy_broker_producer_backs_off_and_recovers() {
     report.check(0);
     assert!(all, "not everything produced was consumed");
 }
+
+/// A broker address that accepts connections and closes them at once (a load balancer without a
+/// backend, a broker refusing clients) costs a failed send a few connections, not a storm: the
+/// heartbeat a new connection sets off must not set off another one when its own connection
+/// is closed at once.
+#[test]
+fn connections_closed_at_once_cause_no_reconnect_storm() {
+    let _serial = serial();
+    init_logger();
+    let cluster = Cluster::shared();
+    let net = ProxiedCluster::new(cluster);
+    let topic = topic_with_queues(cluster, 4);
+    let p = producer(&net.namesrv_addr(), &unique("pg"));
+    p.send(&Ledger::message(&topic, 0, BODY))
+        .expect("a send before the fault");
+
+    net.each(|b| b.refuse(true));
+    net.sever();
+    let before = net.accepted();
+    let err = p
+        .send(&Ledger::message(&topic, 1, BODY))
+        .expect_err("no connection to the broker lasts");
+    eprintln!("the send failed: {err}");
+    // Whatever the failed send set off has run after this long; a loop would still be running.
+    hold(Duration::from_secs(2));
+    let made = net.accepted() - before;
+    eprintln!("{made} connections made for one failed send (3 attempts)");
+    assert!(
+        made <= 20,
+        "{made} connections made for one failed send of 3 attempts: a reconnect loop"
+    );
+    net.each(|b| b.refuse(false));
+    p.send(&Ledger::message(&topic, 2, BODY))
+        .expect("sends work again once connections are accepted");
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}
