@@ -548,7 +548,7 @@ fn busy_answer(shared: &Shared, frame: &Bytes) -> Verdict {
     }
     let every = shared.busy_every.load(Ordering::Acquire);
     let seen = shared.sends_seen.fetch_add(1, Ordering::AcqRel) + 1;
-    if every == 0 || seen % u64::from(every) != 0 {
+    if every == 0 || !seen.is_multiple_of(u64::from(every)) {
         shared.sends_forwarded.fetch_add(1, Ordering::AcqRel);
         return Verdict::Forward;
     }
