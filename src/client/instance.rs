@@ -10,6 +10,7 @@
 //! that has decided to shut down is out of the manager's table before anyone can attach to it,
 //! and a new registration gets a fresh instance. Threads are joined outside every lock.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock, Weak};
@@ -1013,8 +1014,14 @@ impl MQClientInstance {
     }
 
     /// A new connection to `addr` is open (on the connecting thread): if `addr` is a known
-    /// broker, send it a heartbeat soon, from the scheduler.
+    /// broker, send it a heartbeat soon, from the scheduler. Not when the connecting call is a
+    /// heartbeat itself: it is about to tell the broker everything, and a heartbeat set off by
+    /// its own connection would loop without end against a peer that closes every connection
+    /// at once (thousands of connections a second).
     fn on_connected(&self, addr: &str) {
+        if SENDING_HEARTBEAT.with(Cell::get) {
+            return;
+        }
         let broker = self.broker_addr_table.read().iter().find_map(|(name, m)| {
             m.iter()
                 .find(|(_, a)| a.as_str() == addr)
@@ -1071,10 +1078,12 @@ impl MQClientInstance {
     }
 
     fn heartbeat_one(&self, data: &HeartbeatData, name: String, id: i64, addr: String) {
-        match self
-            .api
-            .send_heartbeat(&addr, data, self.config.mq_client_api_timeout)
-        {
+        let sent = {
+            let _heartbeat = HeartbeatOnThisThread::enter();
+            self.api
+                .send_heartbeat(&addr, data, self.config.mq_client_api_timeout)
+        };
+        match sent {
             Ok(version) => {
                 self.broker_version_table
                     .write()
@@ -1122,6 +1131,30 @@ impl MQClientInstance {
             }
             self.heartbeat_one(&data, name, id, addr);
         }
+    }
+}
+
+thread_local! {
+    /// Set while this thread sends a heartbeat (see `MQClientInstance::on_connected`).
+    static SENDING_HEARTBEAT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as sending a heartbeat until dropped (also on unwind).
+struct HeartbeatOnThisThread {
+    was: bool,
+}
+
+impl HeartbeatOnThisThread {
+    fn enter() -> Self {
+        HeartbeatOnThisThread {
+            was: SENDING_HEARTBEAT.with(|f| f.replace(true)),
+        }
+    }
+}
+
+impl Drop for HeartbeatOnThisThread {
+    fn drop(&mut self) {
+        SENDING_HEARTBEAT.with(|f| f.set(self.was));
     }
 }
 

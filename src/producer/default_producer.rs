@@ -30,8 +30,9 @@ const COMPRESSED_FLAG: i32 = 0x1;
 /// Message sys-flag compression type bits for zlib.
 const COMPRESSION_ZLIB: i32 = 0x300;
 
-/// Broker codes after which a sync send is retried on another broker (Java
-/// `retryResponseCodes`).
+/// Broker codes after which a send is retried on another broker (Java 4.9.8
+/// `retryResponseCodes`). A sync send also retries [`ResponseCode::SYSTEM_BUSY`], after a pause
+/// (see [`busy_backoff`]).
 const RETRY_RESPONSE_CODES: [ResponseCode; 6] = [
     ResponseCode::TOPIC_NOT_EXIST,
     ResponseCode::SERVICE_NOT_AVAILABLE,
@@ -40,6 +41,23 @@ const RETRY_RESPONSE_CODES: [ResponseCode; 6] = [
     ResponseCode::NO_BUYER_ID,
     ResponseCode::NOT_IN_CURRENT_UNIT,
 ];
+
+/// The first pause before a sync send goes again to a broker that answered `SYSTEM_BUSY`; it
+/// doubles with every further busy answer to the same send, up to [`MAX_BUSY_BACKOFF`].
+const BUSY_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause before one retry of a busy broker.
+const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The pause before the next attempt of a sync send whose last `busy_answers` attempts in a row
+/// were answered `SYSTEM_BUSY` by the broker the next attempt goes to.
+fn busy_backoff(busy_answers: u32) -> Duration {
+    match busy_answers {
+        0 => Duration::ZERO,
+        n => BUSY_BACKOFF
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(MAX_BUSY_BACKOFF),
+    }
+}
 
 /// Producer settings. Built by [`DefaultMQProducerBuilder`].
 #[derive(Debug, Clone)]
@@ -91,6 +109,11 @@ impl DefaultMQProducerBuilder {
 
     /// Retries of a failed sync send, each on another broker when there is one. Java
     /// default: 2 (so up to 3 attempts).
+    ///
+    /// A send the broker refused with `SYSTEM_BUSY` (its flow control: the message was not
+    /// stored) is retried too, as Java 5 does and 4.9.8 does not. When the retry can only go to
+    /// the broker that refused, it waits first: 100 ms, then twice as long after every further
+    /// refusal (at most 1 s a pause), so a busy broker gets time to drain instead of more load.
     #[doc(alias = "setRetryTimesWhenSendFailed")]
     pub fn retry_times_when_send_failed(mut self, times: u32) -> Self {
         self.config.retry_times_when_send_failed = times;
@@ -379,6 +402,11 @@ impl DefaultMQProducer {
 
     /// Sends `msg` and waits for the broker's answer (Java `send(Message)`), retrying on
     /// another broker up to `retry_times_when_send_failed` times.
+    ///
+    /// A broker answering `SYSTEM_BUSY` is retried after a pause (see
+    /// [`retry_times_when_send_failed`](DefaultMQProducerBuilder::retry_times_when_send_failed)).
+    /// If every attempt is refused, the error answers [`Error::is_system_busy`]: the message
+    /// was not stored.
     pub fn send(&self, msg: &Message) -> Result<SendResult> {
         let instance = self.inner.running()?;
         self.inner
@@ -470,7 +498,10 @@ impl DefaultMQProducer {
 
     /// Sends `msg` asynchronously; `callback` runs once on a callback thread with the result
     /// (Java `send(Message, SendCallback)`). Failed attempts are retried on another broker up
-    /// to `retry_times_when_send_async_failed` times.
+    /// to `retry_times_when_send_async_failed` times. A broker's `SYSTEM_BUSY` answer is not
+    /// retried (as in Java): an immediate re-send would add load to a broker that is shedding it,
+    /// so the callback gets the error ([`Error::is_system_busy`]) and the application chooses
+    /// when to send again.
     ///
     /// An `Err` return means the message was not sent and the callback will **not** run: the
     /// producer is not running, the message is invalid, no route is known, or too many
@@ -892,6 +923,8 @@ impl ProducerInner {
         let mut last_broker: Option<String> = None;
         let mut brokers_sent = Vec::new();
         let mut last_error: Option<Error> = None;
+        // The broker that refused the last attempts with SYSTEM_BUSY, and how many in a row.
+        let mut busy: Option<(String, u32)> = None;
         for _ in 0..times {
             let Some(mq) = self
                 .fault
@@ -899,6 +932,14 @@ impl ProducerInner {
             else {
                 break;
             };
+            match &busy {
+                // Only on the failure path, and only to the broker that just refused: the caller
+                // of a sync send is waiting in any case, and the broker needs time to drain.
+                Some((broker, n)) if *broker == mq.broker_name => {
+                    std::thread::sleep(busy_backoff(*n));
+                }
+                _ => busy = None,
+            }
             last_broker = Some(mq.broker_name.clone());
             brokers_sent.push(mq.broker_name.clone());
             let begin = Instant::now();
@@ -925,8 +966,15 @@ impl ProducerInner {
                 }
                 Err(e) => {
                     self.fault.update_fault_item(&mq.broker_name, elapsed, true);
+                    // `busy` names this attempt's broker if it is set (reset above otherwise).
+                    busy = e
+                        .is_system_busy()
+                        .then(|| (mq.broker_name.clone(), busy.map_or(0, |(_, n)| n) + 1));
                     let retry = match &e {
-                        Error::Broker { code, .. } => RETRY_RESPONSE_CODES.contains(code),
+                        Error::Broker { code, .. } => {
+                            RETRY_RESPONSE_CODES.contains(code)
+                                || (mode == Mode::Sync && *code == ResponseCode::SYSTEM_BUSY)
+                        }
                         Error::Codec(_) | Error::Config(_) | Error::ServiceState { .. } => false,
                         _ => true,
                     };
@@ -1051,5 +1099,20 @@ impl Drop for ProducerInner {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_backoff_doubles_up_to_its_bound() {
+        let ms = |n| busy_backoff(n).as_millis();
+        assert_eq!(
+            [ms(0), ms(1), ms(2), ms(3), ms(4), ms(5)],
+            [0, 100, 200, 400, 800, 1000]
+        );
+        assert_eq!(busy_backoff(u32::MAX), MAX_BUSY_BACKOFF);
     }
 }

@@ -8,3 +8,4 @@ pub mod fake;
 pub mod golden;
 pub mod ledger;
 pub mod pki;
+pub mod proxy;
