@@ -117,6 +117,11 @@ impl ConsumerStats {
         self.flow_control.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Pulls delayed by client-side flow control so far.
+    pub(crate) fn flow_control_times(&self) -> u64 {
+        self.flow_control.load(Ordering::Relaxed)
+    }
+
     /// Rates since the previous snapshot (at least over one second).
     pub(crate) fn snapshot(&self) -> HashMap<String, ConsumeStatus> {
         let topics: Vec<(String, Arc<Counters>)> = self
