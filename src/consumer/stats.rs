@@ -189,5 +189,9 @@ mod tests {
         assert_eq!(again["T"].pull_tps, 0.0);
         assert_eq!(again["T"].consume_failed_msgs, 2);
         assert_eq!(again["T"].undecodable_msgs, 1, "a total, not a rate");
+        assert_eq!(s.flow_control_times(), 0);
+        s.flow_controlled();
+        s.flow_controlled();
+        assert_eq!(s.flow_control_times(), 2, "a total since start");
     }
 }
