@@ -181,6 +181,16 @@ impl DefaultMQPushConsumer {
         self.inner.stats.snapshot()
     }
 
+    /// How many times, since start, a pull was put off by client-side flow control: its queue
+    /// cached more than `pull_threshold_for_queue` messages or `pull_threshold_size_for_queue`
+    /// MiB (or their per-topic shares), or, for concurrent consumption, spanned more than
+    /// `consume_concurrently_max_span` offsets. Each time the queue is looked at again 50 ms
+    /// later. Java counts the same events in `queueFlowControlTimes` and
+    /// `queueMaxSpanFlowControlTimes`, and only logs them.
+    pub fn flow_control_times(&self) -> u64 {
+        self.inner.stats.flow_control_times()
+    }
+
     /// Threads of the consume pool right now.
     pub fn consume_pool_size(&self) -> usize {
         self.inner

@@ -117,6 +117,11 @@ impl ConsumerStats {
         self.flow_control.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Pulls delayed by client-side flow control so far.
+    pub(crate) fn flow_control_times(&self) -> u64 {
+        self.flow_control.load(Ordering::Relaxed)
+    }
+
     /// Rates since the previous snapshot (at least over one second).
     pub(crate) fn snapshot(&self) -> HashMap<String, ConsumeStatus> {
         let topics: Vec<(String, Arc<Counters>)> = self
@@ -184,5 +189,9 @@ mod tests {
         assert_eq!(again["T"].pull_tps, 0.0);
         assert_eq!(again["T"].consume_failed_msgs, 2);
         assert_eq!(again["T"].undecodable_msgs, 1, "a total, not a rate");
+        assert_eq!(s.flow_control_times(), 0);
+        s.flow_controlled();
+        s.flow_controlled();
+        assert_eq!(s.flow_control_times(), 2, "a total since start");
     }
 }

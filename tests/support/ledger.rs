@@ -64,6 +64,8 @@ struct State {
     delivery_times: Vec<Instant>,
     fault_started: Option<Instant>,
     fault_ended: Option<Instant>,
+    /// Set by [`Ledger::recovered`].
+    recovered: Option<Instant>,
 }
 
 impl Default for Ledger {
@@ -128,8 +130,17 @@ impl Ledger {
     /// A listener was given `msg`. Call it for every message of every delivery, before
     /// answering success.
     pub fn consumed(&self, msg: &MessageExt) {
+        self.delivered(Self::number_of(msg));
+    }
+
+    /// A listener elsewhere (another process, which reports the number it was given) was given
+    /// message `n`.
+    pub fn consumed_number(&self, n: u64) {
+        self.delivered(Some(n));
+    }
+
+    fn delivered(&self, n: Option<u64>) {
         let now = Instant::now();
-        let n = Self::number_of(msg);
         let mut s = self.inner.state.lock();
         match n {
             Some(n) => *s.consumed.entry(n).or_default() += 1,
@@ -150,6 +161,16 @@ impl Ledger {
         self.inner.state.lock().fault_ended = Some(Instant::now());
     }
 
+    /// Delivery flows again now, by the scenario's own measure (for example, the first delivery
+    /// from a queue the fault had stopped, while other queues never stopped). The first call
+    /// counts. Without it, recovery ends at the first delivery after the fault.
+    pub fn recovered(&self) {
+        let mut s = self.inner.state.lock();
+        if s.recovered.is_none() {
+            s.recovered = Some(Instant::now());
+        }
+    }
+
     /// How many messages were produced (acknowledged) so far.
     pub fn produced_count(&self) -> usize {
         self.inner.state.lock().produced.len()
@@ -158,6 +179,22 @@ impl Ledger {
     /// How many distinct numbered messages were consumed so far.
     pub fn consumed_count(&self) -> usize {
         self.inner.state.lock().consumed.len()
+    }
+
+    /// How many times message `n` was delivered so far.
+    pub fn times_consumed(&self, n: u64) -> u32 {
+        self.inner
+            .state
+            .lock()
+            .consumed
+            .get(&n)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many deliveries there were so far, duplicates included.
+    pub fn deliveries(&self) -> u64 {
+        self.inner.state.lock().delivery_times.len() as u64
     }
 
     /// Waits until every produced message was consumed at least once, or `within` passes.
@@ -214,6 +251,9 @@ impl Ledger {
             .map(|w| w[1] - w[0])
             .fold(tail, Duration::max);
         let recovery = s.fault_ended.map(|ended| {
+            if let Some(at) = s.recovered {
+                return at.saturating_duration_since(ended);
+            }
             times
                 .iter()
                 .find(|&&t| t >= ended)
