@@ -14,5 +14,5 @@ pub use crate::common::message::{
 };
 pub use crate::common::route::{
     topic_publish_queues, topic_subscribe_queues, BrokerData, QueueData, TopicRouteData, MASTER_ID,
-    PERM_READ, PERM_WRITE,
+    MAX_ROUTE_QUEUES, PERM_READ, PERM_WRITE,
 };

@@ -2,6 +2,7 @@
 //! each reduced to what shows the defect, replayed through the public API.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rocketmq_sync::codec::{topic_publish_queues, topic_subscribe_queues, TopicRouteData};
 use rocketmq_sync::remoting::protocol::body::FjValue;
 use rocketmq_sync::remoting::protocol::{LanguageCode, RemotingCommand, SerializeType};
 
@@ -53,4 +54,37 @@ fn fastjson_numbers_survive_print_and_parse() {
         let pretty = v.to_pretty_string();
         assert_eq!(FjValue::parse(&pretty).expect("pretty form parses"), v);
     }
+}
+
+/// Decodes `body` as a route and builds the producer's and the consumer's queue lists from it.
+/// `Err` when the route is refused, at decoding or at building.
+fn build_route_queues(body: &[u8]) -> Result<(), rocketmq_sync::CodecError> {
+    let route = TopicRouteData::decode(body)?;
+    topic_publish_queues("T", &route)?;
+    // Whether this returns the list or a `Result`, it must return.
+    let _ = topic_subscribe_queues("T", &route);
+    Ok(())
+}
+
+/// fuzz target `json_bodies`: `[":488888888"]` decodes as a route (serde reads a struct from an
+/// array) whose orderTopicConf asks for 488888888 queues of broker "": building them tried to
+/// allocate 27 GB and aborted the process. Queue counts from the name server are bounded.
+#[test]
+fn route_with_a_huge_order_topic_conf_is_refused() {
+    assert!(build_route_queues(br#"[":488888888"]"#).is_err());
+    assert!(build_route_queues(br#"{"orderTopicConf":"broker-a:2147483647"}"#).is_err());
+}
+
+/// The same defect through `queueDatas`: 2^31 - 1 read or write queues of one broker.
+#[test]
+fn route_with_huge_queue_counts_is_refused() {
+    let route = |read: i32, write: i32| {
+        format!(
+            r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"127.0.0.1:10911"}},"brokerName":"broker-a","cluster":"c"}}],"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":{read},"writeQueueNums":{write}}}]}}"#
+        )
+    };
+    assert!(build_route_queues(route(i32::MAX, 4).as_bytes()).is_err());
+    assert!(build_route_queues(route(4, i32::MAX).as_bytes()).is_err());
+    // A real route still builds.
+    assert!(build_route_queues(route(8, 8).as_bytes()).is_ok());
 }

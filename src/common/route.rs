@@ -14,6 +14,11 @@ pub const PERM_READ: i32 = 4;
 pub const PERM_WRITE: i32 = 2;
 /// Broker id of a master.
 pub const MASTER_ID: i64 = 0;
+/// The most queues a topic route may give a client, over all its brokers, counting read and
+/// write queues separately. The counts are `i32`s from the name server: without a bound, a
+/// route asking for `i32::MAX` queues makes the client build 2^31 queue values. Java has no
+/// bound; real topics have a few to a few hundred queues per broker.
+pub const MAX_ROUTE_QUEUES: usize = 65_536;
 
 /// A topic's route: which brokers hold it and how many queues each has (Java `TopicRouteData`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,10 +84,46 @@ impl TopicRouteData {
     /// Decodes a `GET_ROUTEINFO_BY_TOPIC` body. Accepts standard JSON and fastjson's default
     /// form, which writes integer map keys unquoted (`"brokerAddrs":{0:"127.0.0.1:10911"}`), as
     /// older name servers send.
+    ///
+    /// A route whose queue counts are negative or add up to more than [`MAX_ROUTE_QUEUES`] (per
+    /// kind: read, write, `orderTopicConf`) is refused here, before any queue is built from it.
     pub fn decode(body: &[u8]) -> Result<TopicRouteData, CodecError> {
         let json = quote_numeric_keys(body);
-        serde_json::from_slice(&json).map_err(|e| CodecError::Json(format!("TopicRouteData: {e}")))
+        let route: TopicRouteData = serde_json::from_slice(&json)
+            .map_err(|e| CodecError::Json(format!("TopicRouteData: {e}")))?;
+        let order = route.order_topic_conf.as_deref().unwrap_or("");
+        // Malformed entries are left to `topic_publish_queues`, which refuses them.
+        let order = order
+            .split(';')
+            .filter_map(|e| e.split_once(':')?.1.trim().parse::<i32>().ok());
+        check_queue_count(
+            "readQueueNums",
+            route.queue_datas.iter().map(|q| q.read_queue_nums),
+        )?;
+        check_queue_count(
+            "writeQueueNums",
+            route.queue_datas.iter().map(|q| q.write_queue_nums),
+        )?;
+        check_queue_count("orderTopicConf", order)?;
+        Ok(route)
     }
+}
+
+fn check_queue_count(
+    field: &'static str,
+    counts: impl Iterator<Item = i32>,
+) -> Result<(), CodecError> {
+    let mut total = 0usize;
+    for n in counts {
+        total = usize::try_from(n).map_or(usize::MAX, |n| total.saturating_add(n));
+        if total > MAX_ROUTE_QUEUES {
+            return Err(CodecError::InvalidField {
+                field,
+                value: format!("{n} (negative, or past {MAX_ROUTE_QUEUES} queues in the route)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Quotes bare integer object keys outside strings (`{0:"a",-1:"b"}` → `{"0":"a","-1":"b"}`), so
