@@ -585,13 +585,14 @@ impl RemotingCommand {
 }
 
 fn language_from_json<'de, D: Deserializer<'de>>(d: D) -> Result<LanguageCode, D::Error> {
-    // fastjson writes the enum name; be lenient and accept the ordinal too.
+    // fastjson writes the enum name; be lenient and accept the ordinal too. An unknown ordinal
+    // is OTHER, like an unknown name: JSON has no name to re-encode it with.
     let v = serde_json::Value::deserialize(d)?;
     Ok(match v {
         serde_json::Value::String(s) => LanguageCode::from_name(&s),
         serde_json::Value::Number(n) => n
             .as_u64()
-            .filter(|n| *n <= u8::MAX as u64)
+            .filter(|n| *n < LanguageCode::NAMES.len() as u64)
             .map(|n| LanguageCode(n as u8))
             .unwrap_or(LanguageCode::OTHER),
         _ => LanguageCode::OTHER,
