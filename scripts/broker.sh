@@ -21,16 +21,18 @@
 #       on stdout.
 #
 #   scripts/broker.sh start [--brokers N] [--no-auto-create] [--acl FILE] [--dir DIR]
-#                           [--owner-pid PID] [--timeout SECS]
+#                           [--store-dir SDIR] [--owner-pid PID] [--timeout SECS]
 #                           [--tls CERT KEY [--tls-client-auth CA CERT KEY]]
 #       Start one name server and N brokers (broker-a, broker-b, ...; cluster
 #       DefaultCluster) on 127.0.0.1 with free ports, in DIR (default: a fresh
-#       mktemp dir). Waits (default 60 s) until the name server answers a real
-#       GET_BROKER_CLUSTER_INFO request listing every broker and every broker answers a
-#       real request. Writes DIR/cluster.env and prints it on stdout (KEY=VALUE lines:
-#       CLUSTER_DIR, NAMESRV_ADDR, NAMESRV_PID, BROKER_NAMES, BROKER_A_ADDR, BROKER_A_PID,
-#       ...). Progress and errors go to stderr; on failure the tail of every log is printed
-#       and everything started is stopped.
+#       mktemp dir); the message stores go in DIR/<broker>/store unless its file system is
+#       too full (see "Disk space" below). Waits (default 60 s) until the name server
+#       answers a real GET_BROKER_CLUSTER_INFO request listing every broker and every
+#       broker answers a real request. Writes DIR/cluster.env and prints it on stdout
+#       (KEY=VALUE lines: CLUSTER_DIR, NAMESRV_ADDR, NAMESRV_PID, BROKER_NAMES,
+#       BROKER_A_ADDR, BROKER_A_PID, BROKER_A_STORE, ...). Progress and errors go to
+#       stderr; on failure the tail of every log is printed and everything started is
+#       stopped.
 #       --no-auto-create  brokers run with autoCreateTopicEnable = false
 #       --acl FILE        the name server and the brokers require signed requests
 #                         (authenticationEnabled and authorizationEnabled of rocketmq-auth):
@@ -44,6 +46,9 @@
 #                         ACL_ADMIN_SECRET_KEY in cluster.env, a test secret kept in plain
 #                         text there). Unsigned or wrongly signed requests are answered with
 #                         NO_PERMISSION (16).
+#       --store-dir SDIR  put the message stores in a fresh directory under SDIR (default:
+#                         $ROCKETMQ_SYNC_STORE_DIR), wherever the disk stands; recorded in
+#                         cluster.env as STORE_ROOT and deleted by stop --rm-store and --rm.
 #       --owner-pid PID   also start a watchdog that stops the cluster (and deletes its
 #                         stores) once PID has exited, even if it was SIGKILLed.
 #       --tls CERT KEY    brokers accept only TLS (tls.server.mode enforcing), with this PEM
@@ -59,14 +64,30 @@
 #   scripts/broker.sh stop DIR [--rm-store | --rm]
 #       Stop every process listed in DIR/cluster.env (SIGTERM, up to 5 s, then SIGKILL).
 #       Idempotent. --rm-store then deletes the message stores (logs are kept), --rm the
-#       whole DIR.
+#       whole DIR (and the stores, wherever they are).
 #
 #   scripts/broker.sh kill-broker DIR broker-a      SIGKILL one broker (fault tests).
 #   scripts/broker.sh restart-broker DIR broker-a   start it again: same config, ports, store.
 #   scripts/broker.sh status DIR                    print cluster.env and what is alive.
 #
+# Disk space: a rocketmq-rust 1.0.0 broker counts its disk as used = 1 - f_bavail / f_blocks
+# (statvfs of the store; blocks reserved for root count as used, so this is often well above
+# what df shows). Above diskSpaceWarningLevelRatio, which it caps at 90 %, it marks the store
+# full: it refuses every write (a send is answered SYSTEM_BUSY, "store_not_writeable") and,
+# when that holds at startup, refuses to start ("Service lifecycle operation failed",
+# rollback). A fresh store also needs one commit log file's size free. The generated
+# broker.toml sets the ratios to the highest the broker accepts (it requires
+# diskMaxUsedSpaceRatio < diskSpaceCleanForciblyRatio < diskSpaceWarningLevelRatio and refuses
+# to start otherwise), turns off the forced deletion of unexpired files, and makes the store's
+# files small (the broker preallocates each at full size: 1 GiB of commit log and 420 MB of
+# index per broker by default). When DIR's file system would be over STORE_DISK_LIMIT (85 %)
+# with the brokers' stores, and neither --store-dir nor ROCKETMQ_SYNC_STORE_DIR is given,
+# start puts the stores on tmpfs under /dev/shm if that has room, and says so on stderr
+# (tests' stores are small and temporary).
+#
 # Environment: ROCKETMQ_SYNC_CACHE (see above), ROCKETMQ_SYNC_START_TIMEOUT (seconds),
-# ROCKETMQ_SYNC_LOG_FILTER (log filter for the servers, default "info").
+# ROCKETMQ_SYNC_LOG_FILTER (log filter for the servers, default "info"),
+# ROCKETMQ_SYNC_STORE_DIR (default of --store-dir).
 set -euo pipefail
 
 readonly ROCKETMQ_VERSION=1.0.0
@@ -80,6 +101,19 @@ readonly BROKER_BIN="$INSTALL_ROOT/bin/rocketmq-broker-rust"
 readonly INSTALL_ROOT_TLS="$CACHE/rocketmq-$ROCKETMQ_VERSION-tls"
 readonly BROKER_TLS_BIN="$INSTALL_ROOT_TLS/bin/rocketmq-broker-rust"
 readonly CLUSTER_NAME=DefaultCluster
+
+# Message store: the broker's own fence (percent; it caps diskSpaceWarningLevelRatio at 90),
+# the fullness above which start looks for another place for the stores (a margin for the
+# stores themselves and for other users of a shared disk during a run), and what one broker's
+# store takes with the file sizes below: a commit log file, the index, consume queues.
+readonly BROKER_DISK_WARNING_RATIO=90
+readonly STORE_DISK_LIMIT=85
+readonly STORE_BYTES_PER_BROKER=$((256 * 1024 * 1024))
+# Preallocated file sizes: tests store a few MB, and larger volumes roll over to new files.
+readonly STORE_COMMIT_LOG_FILE_SIZE=$((128 * 1024 * 1024))
+readonly STORE_CONSUME_QUEUE_FILE_SIZE=$((30000 * 20)) # 30000 entries of 20 bytes
+readonly STORE_INDEX_SLOTS=50000
+readonly STORE_INDEX_ENTRIES=200000
 
 log() { printf '[broker.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -379,6 +413,17 @@ brokerRole = "ASYNC_MASTER"
 storePathRootDir = "$store"
 haListenAddress = "127.0.0.1"
 haListenPort = $ha_port
+# See "Disk space" in scripts/broker.sh: the highest ratios the broker accepts (it reads
+# 88/89/90 as 88/85/90 %, capping the forced-clean ratio at 85), no forced deletion of
+# unexpired files, small preallocated files.
+diskMaxUsedSpaceRatio = $((BROKER_DISK_WARNING_RATIO - 2))
+diskSpaceCleanForciblyRatio = $((BROKER_DISK_WARNING_RATIO - 1))
+diskSpaceWarningLevelRatio = $BROKER_DISK_WARNING_RATIO
+cleanFileForciblyEnable = false
+mappedFileSizeCommitLog = $STORE_COMMIT_LOG_FILE_SIZE
+mappedFileSizeConsumeQueue = $STORE_CONSUME_QUEUE_FILE_SIZE
+maxHashSlotNum = $STORE_INDEX_SLOTS
+maxIndexNum = $STORE_INDEX_ENTRIES
 EOF
     if [[ -n $(state_get TLS_CERT) ]]; then
         cat >>"$file" <<EOF
@@ -552,9 +597,78 @@ start_watchdog() {
     WATCHDOG_SPAWNED=$!
 }
 
+# store_room PATH NEED — whether the file system of PATH stays at most STORE_DISK_LIMIT percent
+# full, counted as the broker does (f_bavail of f_blocks), once NEED more bytes are used there.
+# Sets ROOM to a description of its state for the log.
+store_room() {
+    local path=$1 need=$2 blocks avail size total free
+    ROOM="unknown (cannot stat $path)"
+    read -r blocks avail size < <(stat -f -c '%b %a %S' "$path" 2>/dev/null) || return 1
+    [[ $blocks =~ ^[0-9]+$ && $avail =~ ^[0-9]+$ && $size =~ ^[0-9]+$ && $blocks -gt 0 ]] || return 1
+    total=$((blocks * size))
+    free=$((avail * size))
+    ROOM="$(((blocks - avail) * 100 / blocks)) % used by the broker's count, $((free >> 20)) MiB available of $((total >> 20)) MiB"
+    ((free >= need && (total - free + need) * 100 <= total * STORE_DISK_LIMIT))
+}
+
+# choose_store_root DIR BROKERS — sets START_STORE_ROOT to the directory that holds the
+# brokers' stores (START_STORE_ROOT/<broker>), or to "" for DIR/<broker>/store.
+choose_store_root() {
+    local dir=$1 need=$(($2 * STORE_BYTES_PER_BROKER)) asked=$START_STORE_DIR why
+    START_STORE_ROOT=""
+    if [[ -n $asked ]]; then
+        mkdir -p "$asked" || die "cannot create the store directory $asked"
+        START_STORE_ROOT=$(mktemp -d "$asked/rocketmq-sync-store.XXXXXX") ||
+            die "cannot create a store directory under $asked"
+        if ! store_room "$START_STORE_ROOT" "$need"; then
+            log "warning: the file system of $asked is $ROOM; brokers refuse to start and to store messages above $BROKER_DISK_WARNING_RATIO % (using it as asked)"
+        fi
+        log "message stores in $START_STORE_ROOT"
+        return 0
+    fi
+    store_room "$dir" "$need" && return 0
+    why="the file system of $dir is $ROOM, too full for $2 broker store(s) of up to $((STORE_BYTES_PER_BROKER >> 20)) MiB (brokers refuse to start and to store messages above $BROKER_DISK_WARNING_RATIO %)"
+    if [[ -d /dev/shm && -w /dev/shm && $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
+        if store_room /dev/shm "$need"; then
+            START_STORE_ROOT=$(mktemp -d /dev/shm/rocketmq-sync-store.XXXXXX) ||
+                die "cannot create a store directory under /dev/shm"
+            log "$why; putting the message stores on tmpfs in $START_STORE_ROOT (/dev/shm: $ROOM)"
+            return 0
+        fi
+        why+="; /dev/shm has no room either ($ROOM)"
+    else
+        why+="; there is no writable tmpfs /dev/shm"
+    fi
+    log "warning: $why; starting with the stores in $dir anyway (--store-dir or ROCKETMQ_SYNC_STORE_DIR choose another place)"
+}
+
+# disk_hint — after a failed start: the broker's log says only "Service lifecycle operation
+# failed" when its store's disk is too full, so name the disk if it may be the cause.
+disk_hint() {
+    local key store
+    for key in "${STATE_KEYS[@]}"; do
+        [[ $key == BROKER_*_STORE ]] || continue
+        store=${STATE[$key]}
+        store_room "$store" "$STORE_COMMIT_LOG_FILE_SIZE" ||
+            log "note: the file system of $store is $ROOM; a broker does not start when its store is fuller than $BROKER_DISK_WARNING_RATIO % or has less than one commit log file ($((STORE_COMMIT_LOG_FILE_SIZE >> 20)) MiB) free"
+    done
+}
+
+# remove_store_root ROOT — delete a store directory made by choose_store_root.
+remove_store_root() {
+    local root=$1
+    [[ -n $root && -d $root ]] || return 0
+    [[ $(basename "$root") == rocketmq-sync-store.* ]] || {
+        log "warning: not deleting $root: not a store directory made by broker.sh"
+        return 0
+    }
+    rm -rf "$root"
+}
+
 cmd_start() {
     local brokers=1 auto_create=true acl_file="" dir="" owner="" timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
     local tls=() client_auth=() f
+    START_STORE_DIR=${ROCKETMQ_SYNC_STORE_DIR:-}
     while [[ $# -gt 0 ]]; do
         case $1 in
             --tls)
@@ -571,6 +685,7 @@ cmd_start() {
             --no-auto-create) auto_create=false; shift ;;
             --acl) acl_file=${2:?--acl needs a plain_acl.yml file}; shift 2 ;;
             --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
+            --store-dir) START_STORE_DIR=${2:?--store-dir needs a directory}; shift 2 ;;
             --owner-pid) owner=${2:?--owner-pid needs a pid}; shift 2 ;;
             --timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
             *) die "start: unknown argument '$1'" ;;
@@ -617,6 +732,7 @@ cmd_start() {
     for ((i = 0; i < brokers; i++)); do
         names+=("broker-${letters:i:1}")
     done
+    choose_store_root "$dir" "${#names[@]}"
 
     local attempt started=$SECONDS
     for attempt in 1 2 3; do
@@ -627,7 +743,7 @@ cmd_start() {
                 state_set WATCHDOG_PID "$WATCHDOG_SPAWNED"
                 state_write "$dir"
             fi
-            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]} (dir $dir)"
+            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]} (dir $dir${START_STORE_ROOT:+, stores in $START_STORE_ROOT})"
             cat "$dir/cluster.env"
             return 0
         fi
@@ -639,7 +755,10 @@ cmd_start() {
             continue
         fi
         print_log_tails "$dir"
+        disk_hint
         cmd_stop "$dir" || true
+        # Stores outside DIR may be on tmpfs, in memory: they hold nothing to diagnose.
+        remove_store_root "$START_STORE_ROOT"
         die "could not start the cluster (files kept in $dir)"
     done
 }
@@ -648,7 +767,7 @@ cmd_start() {
 start_once() {
     local dir=$1 auto_create=$2 acl_file=$3 timeout=$4
     shift 4
-    local names=("$@") ports nsport nsaddr name key i base auth="" admin_sk
+    local names=("$@") ports nsport nsaddr name key i base auth="" admin_sk store
     read -r -a ports <<<"$(py ports "${#names[@]}")" || return 1
     [[ ${#ports[@]} -eq $((1 + ${#names[@]})) ]] || { log "error: could not pick ports"; return 1; }
     nsport=${ports[0]}
@@ -661,6 +780,7 @@ start_once() {
     state_set ROCKETMQ_VERSION "$ROCKETMQ_VERSION"
     state_set AUTO_CREATE_TOPIC "$auto_create"
     state_set BROKER_BIN "$START_BROKER_BIN"
+    [[ -z $START_STORE_ROOT ]] || state_set STORE_ROOT "$START_STORE_ROOT"
     if [[ ${#START_TLS[@]} -gt 0 ]]; then
         state_set TLS_CERT "${START_TLS[0]}"
         state_set TLS_KEY "${START_TLS[1]}"
@@ -688,7 +808,9 @@ start_once() {
         name=${names[$i]}
         key=$(broker_key "$name")
         base=${ports[$((i + 1))]}
-        mkdir -p "$dir/$name/conf" "$dir/$name/store"
+        store=$dir/$name/store
+        [[ -z $START_STORE_ROOT ]] || store=$START_STORE_ROOT/$name
+        mkdir -p "$dir/$name/conf" "$store"
         if [[ -n $acl_file ]]; then
             cp -f "$acl_file" "$dir/$name/conf/plain_acl.yml"
             auth=$(auth_toml "$dir/$name" "$dir/$name/conf/plain_acl.yml" \
@@ -697,7 +819,8 @@ start_once() {
             auth+=$'\n'"innerClientAuthenticationCredentials = '{\"accessKey\":\"rocketmq-sync-admin\",\"secretKey\":\"$admin_sk\"}'"
         fi
         write_broker_toml "$dir/$name/conf/broker.toml" "$name" "$nsaddr" "$((base + 2))" "$((base + 3))" \
-            "$dir/$name/store" "$auto_create" "$auth"
+            "$store" "$auto_create" "$auth"
+        state_set "${key}_STORE" "$store"
         state_set "${key}_ADDR" "127.0.0.1:$((base + 2))"
         state_set "${key}_PORT" "$((base + 2))"
         state_set "${key}_FAST_PORT" "$base"
@@ -776,8 +899,12 @@ cmd_stop() {
             for d in "$dir"/*/store; do
                 [[ -d $d ]] && rm -rf "$d"
             done
+            remove_store_root "$(state_get STORE_ROOT)"
             ;;
-        --rm) rm -rf "$dir" ;;
+        --rm)
+            remove_store_root "$(state_get STORE_ROOT)"
+            rm -rf "$dir"
+            ;;
     esac
 }
 

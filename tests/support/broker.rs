@@ -6,6 +6,9 @@
 //! * [`Cluster::start`] starts a private cluster (1 or 2 brokers, topic auto-creation on or off)
 //!   in a fresh directory under `std::env::temp_dir()` and stops it on drop. A watchdog started
 //!   by the script stops it too if this test process dies without unwinding (abort, SIGKILL).
+//!   The message stores are in that directory too, unless its disk is too full for a broker:
+//!   then the script puts them on tmpfs (`/dev/shm`) and removes them with the cluster (see
+//!   "Disk space" in `scripts/broker.sh`; `ROCKETMQ_SYNC_STORE_DIR` chooses another place).
 //! * [`Cluster::shared`] is one single-broker, auto-create cluster per test binary, started on
 //!   first use and stopped by the watchdog when the process exits. When the environment variable
 //!   `NAMESRV_ADDR` is set, it points at that external cluster instead and starts nothing.
