@@ -16,7 +16,7 @@
 #       missing; takes 15-25 minutes the first time). Safe to run concurrently (flock).
 #       Prints NAMESRV_BIN=... and BROKER_BIN=... on stdout.
 #
-#   scripts/broker.sh start [--brokers N] [--no-auto-create] [--acl FILE] [--dir DIR]
+#   scripts/broker.sh start [--brokers N] [--slaves] [--no-auto-create] [--acl FILE] [--dir DIR]
 #                           [--owner-pid PID] [--timeout SECS]
 #       Start one name server and N brokers (broker-a, broker-b, ...; cluster
 #       DefaultCluster) on 127.0.0.1 with free ports, in DIR (default: a fresh
@@ -27,6 +27,12 @@
 #       ...). Progress and errors go to stderr; on failure the tail of every log is printed
 #       and everything started is stopped.
 #       --no-auto-create  brokers run with autoCreateTopicEnable = false
+#       --slaves          every master broker-x gets a slave broker-x-slave (brokerId 1,
+#                         brokerRole SLAVE, slaveReadEnable) replicating from the master's HA
+#                         port; cluster.env lists them in SLAVE_NAMES, with BROKER_X_SLAVE_OF.
+#                         rocketmq-rust 1.0.0 replicates the commit log to a slave but does not
+#                         index what it receives while running: a slave serves the messages it
+#                         had when it started (see tests/fault_brokers.rs, scenario 11).
 #       --acl FILE        the name server and the brokers require signed requests
 #                         (authenticationEnabled and authorizationEnabled of rocketmq-auth):
 #                         the accounts and permissions of FILE, a Java-style plain_acl.yml
@@ -47,8 +53,13 @@
 #       Idempotent. --rm-store then deletes the message stores (logs are kept), --rm the
 #       whole DIR.
 #
-#   scripts/broker.sh kill-broker DIR broker-a      SIGKILL one broker (fault tests).
+#   scripts/broker.sh kill-broker DIR broker-a      SIGKILL one broker (fault tests); a slave
+#                                                   is named broker-a-slave.
 #   scripts/broker.sh restart-broker DIR broker-a   start it again: same config, ports, store.
+#   scripts/broker.sh kill-namesrv DIR              SIGKILL the name server.
+#   scripts/broker.sh restart-namesrv DIR           start it again on its port; it answers at
+#                                                   once, and lists the brokers once they have
+#                                                   registered again (within their 30 s period).
 #   scripts/broker.sh status DIR                    print cluster.env and what is alive.
 #
 # Environment: ROCKETMQ_SYNC_CACHE (see above), ROCKETMQ_SYNC_START_TIMEOUT (seconds),
@@ -133,7 +144,7 @@ ensure_installed() {
 # small python3 helpers: free ports and real remoting requests
 
 readonly PY_HELPER='
-import json, random, re, socket, struct, sys
+import json, os, random, re, socket, struct, sys
 
 def bindable(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -232,6 +243,19 @@ def ping(addr, code, access_key=None, secret_key=None):
         sys.exit("%s answered request %d with code %s remark %r"
                  % (addr, code, head.get("code"), head.get("remark")))
 
+def disk(path, limit):
+    # The broker refuses every write (and its startup fails) once the disk of the store is
+    # fuller than diskSpaceWarningLevelRatio, which it caps at 90 %; it counts the space
+    # available to unprivileged users (statvfs f_bavail), not the free space.
+    st = os.statvfs(path)
+    used = 1.0 - st.f_bavail / st.f_blocks if st.f_blocks else 0.0
+    if used > limit:
+        sys.exit("the disk of %s is %.1f %% used (%.1f GB available of %.1f GB); the broker "
+                 "refuses to store messages above %.0f %%: free some space, or point TMPDIR "
+                 "(or --dir) at another file system, e.g. TMPDIR=/dev/shm"
+                 % (path, used * 100, st.f_bavail * st.f_frsize / 1e9,
+                    st.f_blocks * st.f_frsize / 1e9, limit * 100))
+
 def port_open(addr):
     host, port = addr.rsplit(":", 1)
     try:
@@ -256,6 +280,8 @@ try:
         print(secrets.token_hex(16))
     elif cmd == "port-open":
         port_open(args[0])
+    elif cmd == "disk":
+        disk(args[0], float(args[1]))
     else:
         sys.exit("unknown helper command " + cmd)
 except (OSError, ValueError, KeyError, AttributeError) as e:
@@ -312,16 +338,30 @@ state_write() {
 # ---------------------------------------------------------------------------------------------
 # start
 
+# write_broker_toml FILE NAME NSADDR PORT HA_PORT STORE AUTO_CREATE AUTH [MASTER_HA_ADDR]
+# A master (brokerId 0, ASYNC_MASTER), or with MASTER_HA_ADDR a slave of NAME's master
+# (brokerId 1, SLAVE) that replicates from that HA address and serves reads (slaveReadEnable).
 write_broker_toml() {
-    local file=$1 name=$2 nsaddr=$3 port=$4 ha_port=$5 store=$6 auto_create=$7 auth=${8:-}
+    local file=$1 name=$2 nsaddr=$3 port=$4 ha_port=$5 store=$6 auto_create=$7 auth=${8:-} master_ha=${9:-}
+    local broker_id=0 role=ASYNC_MASTER broker_extra="" store_extra=""
+    if [[ -n $master_ha ]]; then
+        broker_id=1
+        role=SLAVE
+        # The broker table has its own brokerRole: the slave's replication starts only when
+        # both say SLAVE.
+        broker_extra=$'brokerRole = "SLAVE"\nslaveReadEnable = true'
+        store_extra="haMasterAddress = \"$master_ha\""
+    fi
     cat >"$file" <<EOF
 # Generated by scripts/broker.sh for rocketmq-sync tests.
 [broker]
 namesrvAddr = "$nsaddr"
 brokerIp1 = "127.0.0.1"
+brokerIp2 = "127.0.0.1"
 listenPort = $port
 storePathRootDir = "$store"
 autoCreateTopicEnable = $auto_create
+$broker_extra
 $auth
 
 [broker.brokerServerConfig]
@@ -330,14 +370,20 @@ bindAddress = "127.0.0.1"
 [broker.brokerIdentity]
 brokerName = "$name"
 brokerClusterName = "$CLUSTER_NAME"
-brokerId = 0
+brokerId = $broker_id
 
 [store]
 storeType = "LocalFile"
-brokerRole = "ASYNC_MASTER"
+brokerRole = "$role"
 storePathRootDir = "$store"
 haListenAddress = "127.0.0.1"
 haListenPort = $ha_port
+# Test-sized files: the defaults (a 1 GiB commit log file and a 400 MiB index file, both
+# allocated in full) take 1.5 GB of disk per broker, and a disk over 90 % full stops brokers.
+mappedFileSizeCommitLog = 67108864
+maxHashSlotNum = 50000
+maxIndexNum = 200000
+$store_extra
 EOF
 }
 
@@ -403,14 +449,17 @@ print_log_tails() {
 wait_ready() {
     local dir=$1 deadline=$2
     shift 2
-    local nsaddr name key addr reason expected=() pending signer=() registered_args=()
+    local nsaddr name key master addr reason expected=() pending signer=() registered_args=()
     nsaddr=$(state_get NAMESRV_ADDR)
     if [[ -n $(state_get ACL_ADMIN_ACCESS_KEY) ]]; then
         signer=("$(state_get ACL_ADMIN_ACCESS_KEY)" "$(state_get ACL_ADMIN_SECRET_KEY)")
         registered_args=(--signer "${signer[@]}")
     fi
     for name in "$@"; do
-        expected+=("$name=$(state_get "$(broker_key "$name")_ADDR")")
+        key=$(broker_key "$name")
+        # A slave registers under its master's broker name.
+        master=$(state_get "${key}_OF")
+        expected+=("${master:-$name}=$(state_get "${key}_ADDR")")
     done
     while :; do
         reason=""
@@ -468,11 +517,13 @@ start_watchdog() {
 }
 
 cmd_start() {
-    local brokers=1 auto_create=true acl_file="" dir="" owner="" timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
+    local brokers=1 auto_create=true acl_file="" dir="" owner="" slaves=false
+    local timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
     while [[ $# -gt 0 ]]; do
         case $1 in
             --brokers) brokers=${2:?--brokers needs a number}; shift 2 ;;
             --no-auto-create) auto_create=false; shift ;;
+            --slaves) slaves=true; shift ;;
             --acl) acl_file=${2:?--acl needs a plain_acl.yml file}; shift 2 ;;
             --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
             --owner-pid) owner=${2:?--owner-pid needs a pid}; shift 2 ;;
@@ -505,6 +556,8 @@ cmd_start() {
         fi
     fi
 
+    py disk "$dir" 0.90 || die "cannot start a broker in $dir (see above)"
+
     local names=() i letters=abcdefghijklmnopqrstuvwxyz
     for ((i = 0; i < brokers; i++)); do
         names+=("broker-${letters:i:1}")
@@ -512,14 +565,14 @@ cmd_start() {
 
     local attempt started=$SECONDS
     for attempt in 1 2 3; do
-        if start_once "$dir" "$auto_create" "$acl_file" "$timeout" "${names[@]}"; then
+        if start_once "$dir" "$auto_create" "$acl_file" "$timeout" "$slaves" "${names[@]}"; then
             if [[ -n $owner ]]; then
                 start_watchdog "$dir" "$owner"
                 state_set OWNER_PID "$owner"
                 state_set WATCHDOG_PID "$WATCHDOG_SPAWNED"
                 state_write "$dir"
             fi
-            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]} (dir $dir)"
+            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]}${slaves/#false/}${slaves/#true/ with slaves} (dir $dir)"
             cat "$dir/cluster.env"
             return 0
         fi
@@ -538,11 +591,18 @@ cmd_start() {
 
 # start_once DIR AUTO_CREATE ACL_FILE TIMEOUT NAME... — one attempt with freshly picked ports.
 start_once() {
-    local dir=$1 auto_create=$2 acl_file=$3 timeout=$4
-    shift 4
-    local names=("$@") ports nsport nsaddr name key i base auth="" admin_sk
-    read -r -a ports <<<"$(py ports "${#names[@]}")" || return 1
-    [[ ${#ports[@]} -eq $((1 + ${#names[@]})) ]] || { log "error: could not pick ports"; return 1; }
+    local dir=$1 auto_create=$2 acl_file=$3 timeout=$4 slaves=$5
+    shift 5
+    local names=("$@") procs=("$@") slave_names=() ports nsport nsaddr name key i base auth="" admin_sk
+    local master master_ha
+    if [[ $slaves == true ]]; then
+        for name in "${names[@]}"; do
+            slave_names+=("$name-slave")
+        done
+        procs+=("${slave_names[@]}")
+    fi
+    read -r -a ports <<<"$(py ports "${#procs[@]}")" || return 1
+    [[ ${#ports[@]} -eq $((1 + ${#procs[@]})) ]] || { log "error: could not pick ports"; return 1; }
     nsport=${ports[0]}
     nsaddr="127.0.0.1:$nsport"
 
@@ -553,6 +613,7 @@ start_once() {
     state_set ROCKETMQ_VERSION "$ROCKETMQ_VERSION"
     state_set AUTO_CREATE_TOPIC "$auto_create"
     state_set BROKER_NAMES "$(IFS=,; printf '%s' "${names[*]}")"
+    state_set SLAVE_NAMES "$(IFS=,; printf '%s' "${slave_names[*]}")"
     state_set NAMESRV_ADDR "$nsaddr"
     state_set NAMESRV_PORT "$nsport"
     state_set NAMESRV_LOG "$dir/namesrv.log"
@@ -566,10 +627,16 @@ start_once() {
         auth_toml "$dir/namesrv" "$dir/namesrv/plain_acl.yml" rocketmq-sync-admin "$admin_sk" \
             >"$dir/namesrv/namesrv.toml"
     fi
-    for i in "${!names[@]}"; do
-        name=${names[$i]}
+    for i in "${!procs[@]}"; do
+        name=${procs[$i]}
         key=$(broker_key "$name")
         base=${ports[$((i + 1))]}
+        master="" master_ha=""
+        if [[ $name == *-slave ]]; then
+            master=${name%-slave}
+            master_ha="127.0.0.1:$(state_get "$(broker_key "$master")_HA_PORT")"
+            state_set "${key}_OF" "$master"
+        fi
         mkdir -p "$dir/$name/conf" "$dir/$name/store"
         if [[ -n $acl_file ]]; then
             cp -f "$acl_file" "$dir/$name/conf/plain_acl.yml"
@@ -578,8 +645,8 @@ start_once() {
             # The broker signs its registrations with the name server as the super user.
             auth+=$'\n'"innerClientAuthenticationCredentials = '{\"accessKey\":\"rocketmq-sync-admin\",\"secretKey\":\"$admin_sk\"}'"
         fi
-        write_broker_toml "$dir/$name/conf/broker.toml" "$name" "$nsaddr" "$((base + 2))" "$((base + 3))" \
-            "$dir/$name/store" "$auto_create" "$auth"
+        write_broker_toml "$dir/$name/conf/broker.toml" "${master:-$name}" "$nsaddr" "$((base + 2))" \
+            "$((base + 3))" "$dir/$name/store" "$auto_create" "$auth" "$master_ha"
         state_set "${key}_ADDR" "127.0.0.1:$((base + 2))"
         state_set "${key}_PORT" "$((base + 2))"
         state_set "${key}_FAST_PORT" "$base"
@@ -592,14 +659,14 @@ start_once() {
     spawn_namesrv "$dir" "$nsport"
     state_set NAMESRV_PID "$SPAWNED_PID"
     state_write "$dir"
-    for name in "${names[@]}"; do
+    for name in "${procs[@]}"; do
         key=$(broker_key "$name")
         log "starting $name on $(state_get "${key}_ADDR") (auto-create topics: $auto_create${acl_file:+, ACL from $acl_file})"
         spawn_broker "$dir" "$name" "$nsaddr"
         state_set "${key}_PID" "$SPAWNED_PID"
         state_write "$dir"
     done
-    wait_ready "$dir" $((SECONDS + timeout)) "${names[@]}"
+    wait_ready "$dir" $((SECONDS + timeout)) "${procs[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -669,21 +736,63 @@ broker_name_check() {
     [[ -n $(state_get "$(broker_key "$name")_ADDR") ]] || die "no broker named '$name' in $dir"
 }
 
-cmd_kill_broker() {
-    local dir=${1:?usage: broker.sh kill-broker DIR NAME} name=${2:?usage: broker.sh kill-broker DIR NAME}
-    broker_name_check "$dir" "$name"
-    local key pid deadline
-    key=$(broker_key "$name")
-    pid=$(state_get "${key}_PID")
+# sigkill WHAT PID — SIGKILL PID and wait (up to 5 s) until it is gone.
+sigkill() {
+    local what=$1 pid=$2 deadline
     if alive "$pid"; then
         kill -KILL "$pid"
         deadline=$((SECONDS + 5))
         while alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
-        alive "$pid" && die "$name (pid $pid) still alive after SIGKILL"
-        log "killed $name (pid $pid) with SIGKILL"
+        alive "$pid" && die "$what (pid $pid) still alive after SIGKILL"
+        log "killed $what (pid $pid) with SIGKILL"
     else
-        log "$name (pid $pid) is not running"
+        log "$what (pid $pid) is not running"
     fi
+}
+
+cmd_kill_broker() {
+    local dir=${1:?usage: broker.sh kill-broker DIR NAME} name=${2:?usage: broker.sh kill-broker DIR NAME}
+    broker_name_check "$dir" "$name"
+    sigkill "$name" "$(state_get "$(broker_key "$name")_PID")"
+}
+
+cmd_kill_namesrv() {
+    local dir=${1:?usage: broker.sh kill-namesrv DIR}
+    state_load "$dir" || die "no cluster.env in $dir"
+    sigkill "the name server" "$(state_get NAMESRV_PID)"
+}
+
+# The name server starts again on its port with its kvConfig, and knows no broker until they
+# register again (every 30 s); this returns once it answers GET_BROKER_CLUSTER_INFO.
+cmd_restart_namesrv() {
+    local dir=${1:?usage: broker.sh restart-namesrv DIR}
+    state_load "$dir" || die "no cluster.env in $dir"
+    dir=$(cd "$dir" && pwd)
+    local pid nsaddr pending="" signer=() deadline=$((SECONDS + ${ROCKETMQ_SYNC_START_TIMEOUT:-60}))
+    pid=$(state_get NAMESRV_PID)
+    nsaddr=$(state_get NAMESRV_ADDR)
+    if alive "$pid"; then
+        log "the name server (pid $pid) is running; stopping it first"
+        stop_pids "$pid"
+    fi
+    if [[ -n $(state_get ACL_ADMIN_ACCESS_KEY) ]]; then
+        signer=(--signer "$(state_get ACL_ADMIN_ACCESS_KEY)" "$(state_get ACL_ADMIN_SECRET_KEY)")
+    fi
+    ensure_installed
+    log "restarting the name server on $nsaddr"
+    printf '\n===== restart at %s =====\n' "$(date -u +%FT%TZ)" >>"$dir/namesrv.log"
+    spawn_namesrv "$dir" "$(state_get NAMESRV_PORT)"
+    state_set NAMESRV_PID "$SPAWNED_PID"
+    state_write "$dir"
+    until pending=$(py registered "$nsaddr" "${signer[@]}" 2>&1); do
+        if ! alive "$SPAWNED_PID" || ((SECONDS >= deadline)); then
+            print_log_tails "$dir"
+            die "could not restart the name server (last check: $pending; files kept in $dir)"
+        fi
+        sleep 0.25
+    done
+    log "the name server is back (pid $SPAWNED_PID)"
+    cat "$dir/cluster.env"
 }
 
 cmd_restart_broker() {
@@ -735,9 +844,11 @@ main() {
         stop) cmd_stop "$@" ;;
         kill-broker) cmd_kill_broker "$@" ;;
         restart-broker) cmd_restart_broker "$@" ;;
+        kill-namesrv) cmd_kill_namesrv "$@" ;;
+        restart-namesrv) cmd_restart_namesrv "$@" ;;
         status) cmd_status "$@" ;;
         -h | --help | help) sed -n '2,/^set -euo/p' "$SCRIPT" | sed '$d' | sed 's/^# \{0,1\}//' ;;
-        *) die "usage: broker.sh install|start|stop|kill-broker|restart-broker|status (see --help)" ;;
+        *) die "usage: broker.sh install|start|stop|kill-broker|restart-broker|kill-namesrv|restart-namesrv|status (see --help)" ;;
     esac
 }
 
