@@ -26,6 +26,11 @@
 //!   quickly with an error, which earns no penalty), Java's next pick is often the same broker
 //!   again. Here the first pass skips it when another available broker has a queue; if none
 //!   has, selection proceeds exactly as in Java.
+//! * **A broker without a master is never the least bad one.** When every broker is penalised,
+//!   Java picks the least bad broker of the table if the route has writable queues for it, even
+//!   when its master is gone and only a slave is listed; every such attempt fails with "The
+//!   broker[..] not exist". Here such a broker is dropped from the table like one without
+//!   queues.
 //! * **The clock is injectable**, so tests move time instead of sleeping.
 
 use std::collections::HashMap;
@@ -261,8 +266,9 @@ impl MQFaultStrategy {
     ///    available; on a retry, first looking only at brokers other than `last_broker_name`
     ///    (this crate's addition, see the module docs).
     /// 2. Otherwise the least bad broker of the fault table: if the topic has writable queues
-    ///    on it, queue `next index % write_queue_nums` of that broker; if not, that broker is
-    ///    dropped from the table (Java does the same).
+    ///    on it and it has a master, queue `next index % write_queue_nums` of that broker; if
+    ///    not, that broker is dropped from the table (Java does the same, but would also pick a
+    ///    broker whose master is gone).
     /// 3. Otherwise the plain round-robin queue.
     pub(crate) fn select_one_message_queue(
         &self,
@@ -321,7 +327,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use super::*;
-    use crate::client::publish_info::tests::route;
+    use crate::client::publish_info::tests::{broker_data, route};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -464,6 +470,28 @@ mod tests {
         assert!(
             s.latency_fault_tolerance().is_available("broker-z"),
             "removed"
+        );
+    }
+
+    #[test]
+    fn least_bad_broker_without_a_master_is_not_chosen() {
+        // broker-a's master is down: the route lists its queues and only its slave, so the
+        // publish list holds broker-b's queues alone. Both brokers are penalised, broker-a the
+        // least: picking it would fail with "The broker[broker-a] not exist" on every attempt.
+        let (_now, clock) = manual_clock();
+        let s = MQFaultStrategy::with_clock(true, clock);
+        let mut r = route(&[("broker-a", 4), ("broker-b", 4)]);
+        r.broker_datas[0] = broker_data("broker-a", &[1]);
+        let info = TopicPublishInfo::from_route("TopicTest", &r).unwrap();
+        s.update_fault_item("broker-a", 800, false);
+        s.update_fault_item("broker-b", 5000, false);
+        for _ in 0..8 {
+            let mq = s.select_one_message_queue(&info, None).unwrap();
+            assert_eq!(mq.broker_name, "broker-b", "{mq}");
+        }
+        assert!(
+            s.latency_fault_tolerance().is_available("broker-a"),
+            "the master-less broker left the table"
         );
     }
 
