@@ -31,9 +31,15 @@
 //!   when its master is gone and only a slave is listed; every such attempt fails with "The
 //!   broker[..] not exist". Here such a broker is dropped from the table like one without
 //!   queues.
+//! * **A broker back in the route is chosen again at once.** A failed send isolates its broker
+//!   for ten minutes; when the broker comes back (its master registers again after the route
+//!   had dropped it), Java keeps avoiding it until the window ends, and the other brokers take
+//!   every send meanwhile. Here the route update that lists it again forgets its penalty
+//!   ([`MQFaultStrategy::forget_brokers_back_in_route`]). A broker that is down for less than
+//!   a route refresh (30 s) is never seen to leave, and keeps its window.
 //! * **The clock is injectable**, so tests move time instead of sleeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -252,6 +258,35 @@ impl MQFaultStrategy {
         let duration = self.compute_not_available_duration(latency_for_penalty);
         self.latency_fault_tolerance
             .update_fault_item(broker, current_latency_ms, duration);
+    }
+
+    /// A topic's route changed from `old` to `new`: every broker `new` can send to and `old`
+    /// could not (its master registered again after it was gone from the route) is forgotten,
+    /// so it is chosen again at once rather than at the end of a penalty it earned while it was
+    /// down (ten minutes for a failed send). Nothing when `old` was no route at all.
+    pub(crate) fn forget_brokers_back_in_route(
+        &self,
+        old: &TopicPublishInfo,
+        new: &TopicPublishInfo,
+    ) {
+        if !old.have_topic_router_info {
+            return;
+        }
+        let before: HashSet<&str> = old
+            .message_queue_list
+            .iter()
+            .map(|mq| mq.broker_name.as_str())
+            .collect();
+        let mut back: Vec<&str> = new
+            .message_queue_list
+            .iter()
+            .map(|mq| mq.broker_name.as_str())
+            .filter(|b| !before.contains(b))
+            .collect();
+        back.dedup();
+        for broker in back {
+            self.latency_fault_tolerance.remove(broker);
+        }
     }
 
     /// The queue for the next send attempt. `last_broker_name` is the broker the previous
@@ -493,6 +528,32 @@ mod tests {
             s.latency_fault_tolerance().is_available("broker-a"),
             "the master-less broker left the table"
         );
+    }
+
+    #[test]
+    fn broker_back_in_the_route_is_chosen_again_at_once() {
+        let (_now, clock) = manual_clock();
+        let s = MQFaultStrategy::with_clock(true, clock);
+        let both = publish_info(&[("broker-a", 4), ("broker-b", 4)], 0);
+        let mut r = route(&[("broker-a", 4), ("broker-b", 4)]);
+        r.broker_datas[0] = broker_data("broker-a", &[1]);
+        let without_a = TopicPublishInfo::from_route("TopicTest", &r).unwrap();
+        // broker-a died: a send failed, then the route lost its master.
+        s.update_fault_item("broker-a", 3, true);
+        s.update_fault_item("broker-b", 5000, false); // slow: penalised too
+        s.forget_brokers_back_in_route(&both, &without_a);
+        assert!(!s.latency_fault_tolerance().is_available("broker-a"));
+        // Its master registered again.
+        s.forget_brokers_back_in_route(&without_a, &both);
+        assert!(s.latency_fault_tolerance().is_available("broker-a"));
+        assert!(
+            !s.latency_fault_tolerance().is_available("broker-b"),
+            "a broker that never left keeps its penalty"
+        );
+        // The first route of a topic says nothing about brokers coming back.
+        s.update_fault_item("broker-a", 3, true);
+        s.forget_brokers_back_in_route(&TopicPublishInfo::default(), &both);
+        assert!(!s.latency_fault_tolerance().is_available("broker-a"));
     }
 
     #[test]
