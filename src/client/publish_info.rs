@@ -131,7 +131,18 @@ impl TopicPublishInfo {
     /// The number of writable queues of `broker` for this topic, if the route has a writable
     /// queue data for it (Java `getQueueIdByBroker`, which despite its name returns the write
     /// queue count, or -1).
+    ///
+    /// Unlike Java, `None` also when the route lists no master for `broker` (its master is down
+    /// and only a slave is left): nothing can be sent to it, and a send picked there would only
+    /// fail with "The broker[..] not exist".
     pub(crate) fn queue_id_by_broker(&self, broker: &str) -> Option<i32> {
+        if !self
+            .message_queue_list
+            .iter()
+            .any(|mq| mq.broker_name == broker)
+        {
+            return None;
+        }
         self.topic_route_data
             .as_ref()?
             .queue_datas
@@ -233,9 +244,10 @@ pub(crate) mod tests {
         assert_eq!(info.queue_id_by_broker("broker-b"), None, "not writable");
         assert_eq!(
             info.queue_id_by_broker("broker-c"),
-            Some(2),
-            "route has it, writable"
+            None,
+            "writable queues, but no master to send to (Java would say 2)"
         );
+        assert_eq!(info.queue_id_by_broker("broker-d"), None, "no broker data");
         assert_eq!(info.queue_id_by_broker("broker-x"), None);
     }
 

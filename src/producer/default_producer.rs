@@ -1073,7 +1073,8 @@ impl MQProducerInner for ProducerInner {
 
     fn update_topic_publish_info(&self, topic: &str, info: TopicPublishInfo) {
         let mut table = self.publish_info.write();
-        if table.contains_key(topic) {
+        if let Some(old) = table.get(topic) {
+            self.fault.forget_brokers_back_in_route(old, &info);
             table.insert(topic.to_owned(), Arc::new(info));
         }
     }

@@ -26,9 +26,20 @@
 //!   quickly with an error, which earns no penalty), Java's next pick is often the same broker
 //!   again. Here the first pass skips it when another available broker has a queue; if none
 //!   has, selection proceeds exactly as in Java.
+//! * **A broker without a master is never the least bad one.** When every broker is penalised,
+//!   Java picks the least bad broker of the table if the route has writable queues for it, even
+//!   when its master is gone and only a slave is listed; every such attempt fails with "The
+//!   broker[..] not exist". Here such a broker is dropped from the table like one without
+//!   queues.
+//! * **A broker back in the route is chosen again at once.** A failed send isolates its broker
+//!   for ten minutes; when the broker comes back (its master registers again after the route
+//!   had dropped it), Java keeps avoiding it until the window ends, and the other brokers take
+//!   every send meanwhile. Here the route update that lists it again forgets its penalty
+//!   ([`MQFaultStrategy::forget_brokers_back_in_route`]). A broker that is down for less than
+//!   a route refresh (30 s) is never seen to leave, and keeps its window.
 //! * **The clock is injectable**, so tests move time instead of sleeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -249,6 +260,35 @@ impl MQFaultStrategy {
             .update_fault_item(broker, current_latency_ms, duration);
     }
 
+    /// A topic's route changed from `old` to `new`: every broker `new` can send to and `old`
+    /// could not (its master registered again after it was gone from the route) is forgotten,
+    /// so it is chosen again at once rather than at the end of a penalty it earned while it was
+    /// down (ten minutes for a failed send). Nothing when `old` was no route at all.
+    pub(crate) fn forget_brokers_back_in_route(
+        &self,
+        old: &TopicPublishInfo,
+        new: &TopicPublishInfo,
+    ) {
+        if !old.have_topic_router_info {
+            return;
+        }
+        let before: HashSet<&str> = old
+            .message_queue_list
+            .iter()
+            .map(|mq| mq.broker_name.as_str())
+            .collect();
+        let mut back: Vec<&str> = new
+            .message_queue_list
+            .iter()
+            .map(|mq| mq.broker_name.as_str())
+            .filter(|b| !before.contains(b))
+            .collect();
+        back.dedup();
+        for broker in back {
+            self.latency_fault_tolerance.remove(broker);
+        }
+    }
+
     /// The queue for the next send attempt. `last_broker_name` is the broker the previous
     /// attempt of the same send went to (`None` on the first attempt). `None` only when the
     /// topic has no queue.
@@ -261,8 +301,9 @@ impl MQFaultStrategy {
     ///    available; on a retry, first looking only at brokers other than `last_broker_name`
     ///    (this crate's addition, see the module docs).
     /// 2. Otherwise the least bad broker of the fault table: if the topic has writable queues
-    ///    on it, queue `next index % write_queue_nums` of that broker; if not, that broker is
-    ///    dropped from the table (Java does the same).
+    ///    on it and it has a master, queue `next index % write_queue_nums` of that broker; if
+    ///    not, that broker is dropped from the table (Java does the same, but would also pick a
+    ///    broker whose master is gone).
     /// 3. Otherwise the plain round-robin queue.
     pub(crate) fn select_one_message_queue(
         &self,
@@ -321,7 +362,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use super::*;
-    use crate::client::publish_info::tests::route;
+    use crate::client::publish_info::tests::{broker_data, route};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -465,6 +506,54 @@ mod tests {
             s.latency_fault_tolerance().is_available("broker-z"),
             "removed"
         );
+    }
+
+    #[test]
+    fn least_bad_broker_without_a_master_is_not_chosen() {
+        // broker-a's master is down: the route lists its queues and only its slave, so the
+        // publish list holds broker-b's queues alone. Both brokers are penalised, broker-a the
+        // least: picking it would fail with "The broker[broker-a] not exist" on every attempt.
+        let (_now, clock) = manual_clock();
+        let s = MQFaultStrategy::with_clock(true, clock);
+        let mut r = route(&[("broker-a", 4), ("broker-b", 4)]);
+        r.broker_datas[0] = broker_data("broker-a", &[1]);
+        let info = TopicPublishInfo::from_route("TopicTest", &r).unwrap();
+        s.update_fault_item("broker-a", 800, false);
+        s.update_fault_item("broker-b", 5000, false);
+        for _ in 0..8 {
+            let mq = s.select_one_message_queue(&info, None).unwrap();
+            assert_eq!(mq.broker_name, "broker-b", "{mq}");
+        }
+        assert!(
+            s.latency_fault_tolerance().is_available("broker-a"),
+            "the master-less broker left the table"
+        );
+    }
+
+    #[test]
+    fn broker_back_in_the_route_is_chosen_again_at_once() {
+        let (_now, clock) = manual_clock();
+        let s = MQFaultStrategy::with_clock(true, clock);
+        let both = publish_info(&[("broker-a", 4), ("broker-b", 4)], 0);
+        let mut r = route(&[("broker-a", 4), ("broker-b", 4)]);
+        r.broker_datas[0] = broker_data("broker-a", &[1]);
+        let without_a = TopicPublishInfo::from_route("TopicTest", &r).unwrap();
+        // broker-a died: a send failed, then the route lost its master.
+        s.update_fault_item("broker-a", 3, true);
+        s.update_fault_item("broker-b", 5000, false); // slow: penalised too
+        s.forget_brokers_back_in_route(&both, &without_a);
+        assert!(!s.latency_fault_tolerance().is_available("broker-a"));
+        // Its master registered again.
+        s.forget_brokers_back_in_route(&without_a, &both);
+        assert!(s.latency_fault_tolerance().is_available("broker-a"));
+        assert!(
+            !s.latency_fault_tolerance().is_available("broker-b"),
+            "a broker that never left keeps its penalty"
+        );
+        // The first route of a topic says nothing about brokers coming back.
+        s.update_fault_item("broker-a", 3, true);
+        s.forget_brokers_back_in_route(&TopicPublishInfo::default(), &both);
+        assert!(!s.latency_fault_tolerance().is_available("broker-a"));
     }
 
     #[test]

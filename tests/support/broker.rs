@@ -15,6 +15,10 @@
 //! * [`Cluster::start_with_acl`] starts a private cluster whose name server and brokers require
 //!   signed requests, with the accounts of a Java-style `plain_acl.yml`; its super user is
 //!   [`Cluster::acl_admin`].
+//! * [`Cluster::start_with_slaves`] starts a private cluster in which every master has a slave
+//!   ([`Cluster::slaves`]).
+//! * Fault tests kill and restart brokers ([`Cluster::kill_broker`], [`Cluster::restart_broker`])
+//!   and the name server ([`Cluster::kill_namesrv`], [`Cluster::restart_namesrv`]).
 //!
 //! Start failures panic with the script's output (including the tail of every server log);
 //! tests never skip silently. The binaries must be installed (`scripts/broker.sh install`, done
@@ -88,7 +92,7 @@ pub struct ClusterTls {
 /// One broker of a [`Cluster`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
-    /// `broker-a`, `broker-b`, ...
+    /// `broker-a`, `broker-b`, ...; a slave is `broker-a-slave` (and registers as `broker-a`).
     pub name: String,
     /// `127.0.0.1:port` (the main remoting port).
     pub addr: String,
@@ -103,8 +107,10 @@ pub struct Cluster {
     pub namesrv_addr: String,
     /// Name server process id; `None` for an external cluster.
     pub namesrv_pid: Option<u32>,
-    /// The brokers, in name order.
+    /// The brokers (the masters), in name order.
     pub brokers: Vec<BrokerInfo>,
+    /// The slaves ([`Cluster::start_with_slaves`]): `broker-a-slave` of `broker-a`, ...
+    pub slaves: Vec<BrokerInfo>,
     /// The cluster directory (confs, stores, logs, `cluster.env`); `None` for an external cluster.
     pub dir: Option<PathBuf>,
     /// With ACL ([`Cluster::start_with_acl`]): the super user's credentials, for admin requests.
@@ -200,6 +206,15 @@ fn read_env(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The last value of `key` in `dir/cluster.env`, as a pid.
+fn env_pid(dir: &Path, key: &str) -> Option<u32> {
+    read_env(dir)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse::<u32>().ok())
+}
+
 fn env_key(broker: &str) -> String {
     broker
         .chars()
@@ -216,14 +231,20 @@ fn env_key(broker: &str) -> String {
 impl Cluster {
     /// Start a private cluster; panics (with the script's output and server logs) on failure.
     pub fn start(opts: ClusterOptions) -> Cluster {
-        Cluster::start_inner(opts, None, &[])
+        Cluster::start_inner(opts, None, false, &[])
+    }
+
+    /// Start a private cluster in which every master `broker-x` has a slave `broker-x-slave`
+    /// (brokerId 1, `SLAVE`, `slaveReadEnable`) replicating from it (`broker.sh start --slaves`).
+    pub fn start_with_slaves(opts: ClusterOptions) -> Cluster {
+        Cluster::start_inner(opts, None, true, &[])
     }
 
     /// Start a private cluster whose name server and brokers require signed requests
     /// (`broker.sh start --acl`): the accounts and permissions of `plain_acl_yml`, the text of a
     /// Java-style `plain_acl.yml`, plus a super user in [`Cluster::acl_admin`].
     pub fn start_with_acl(opts: ClusterOptions, plain_acl_yml: &str) -> Cluster {
-        Cluster::start_inner(opts, Some(plain_acl_yml), &[])
+        Cluster::start_inner(opts, Some(plain_acl_yml), false, &[])
     }
 
     /// Start a private cluster whose brokers accept only TLS (`broker.sh start --tls`): the
@@ -239,10 +260,15 @@ impl Cluster {
                 path(key),
             ]);
         }
-        Self::start_inner(opts, None, &extra)
+        Self::start_inner(opts, None, false, &extra)
     }
 
-    fn start_inner(opts: ClusterOptions, plain_acl_yml: Option<&str>, extra: &[String]) -> Cluster {
+    fn start_inner(
+        opts: ClusterOptions,
+        plain_acl_yml: Option<&str>,
+        slaves: bool,
+        extra: &[String],
+    ) -> Cluster {
         assert!(
             (1..=26).contains(&opts.brokers),
             "1..=26 brokers, not {}",
@@ -264,6 +290,9 @@ impl Cluster {
         if !opts.auto_create_topic {
             args.push("--no-auto-create");
         }
+        if slaves {
+            args.push("--slaves");
+        }
         let acl_file = dir.join("plain_acl.yml").to_string_lossy().into_owned();
         if let Some(yml) = plain_acl_yml {
             std::fs::write(&acl_file, yml)
@@ -275,9 +304,10 @@ impl Cluster {
         run_script(&args);
         let cluster = Cluster::from_dir(dir);
         eprintln!(
-            "started cluster {} ({} broker(s)) in {:?}",
+            "started cluster {} ({} broker(s), {} slave(s)) in {:?}",
             cluster.namesrv_addr,
             cluster.brokers.len(),
+            cluster.slaves.len(),
             started.elapsed()
         );
         cluster
@@ -335,6 +365,7 @@ impl Cluster {
             namesrv_addr: namesrv_addr.to_owned(),
             namesrv_pid: None,
             brokers,
+            slaves: Vec::new(),
             dir: None,
             acl_admin: None,
             owned: false,
@@ -353,24 +384,29 @@ impl Cluster {
             get(key).unwrap_or_else(|| panic!("{key} missing in {}/cluster.env", dir.display()))
         };
         let pid = |key: &str| need(key).parse::<u32>().ok();
-        let brokers = need("BROKER_NAMES")
-            .split(',')
-            .filter(|n| !n.is_empty())
-            .map(|name| {
-                let key = env_key(name);
-                BrokerInfo {
-                    name: name.to_owned(),
-                    addr: need(&format!("{key}_ADDR")),
-                    pid: pid(&format!("{key}_PID")),
-                }
-            })
-            .collect();
+        let brokers_of = |names: &str| -> Vec<BrokerInfo> {
+            names
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(|name| {
+                    let key = env_key(name);
+                    BrokerInfo {
+                        name: name.to_owned(),
+                        addr: need(&format!("{key}_ADDR")),
+                        pid: pid(&format!("{key}_PID")),
+                    }
+                })
+                .collect()
+        };
+        let brokers = brokers_of(&need("BROKER_NAMES"));
+        let slaves = brokers_of(&get("SLAVE_NAMES").unwrap_or_default());
         let acl_admin = get("ACL_ADMIN_ACCESS_KEY")
             .map(|ak| SessionCredentials::new(ak, need("ACL_ADMIN_SECRET_KEY")));
         Cluster {
             namesrv_addr: need("NAMESRV_ADDR"),
             namesrv_pid: pid("NAMESRV_PID"),
             brokers,
+            slaves,
             dir: Some(dir),
             acl_admin,
             owned: true,
@@ -382,12 +418,13 @@ impl Cluster {
         self.dir.is_none()
     }
 
-    /// The broker called `name`; panics when there is none.
+    /// The broker (master or slave) called `name`; panics when there is none.
     pub fn broker(&self, name: &str) -> &BrokerInfo {
         self.brokers
             .iter()
+            .chain(&self.slaves)
             .find(|b| b.name == name)
-            .unwrap_or_else(|| panic!("no broker {name} in {:?}", self.brokers))
+            .unwrap_or_else(|| panic!("no broker {name} in {:?} {:?}", self.brokers, self.slaves))
     }
 
     /// The address of broker `name`.
@@ -401,7 +438,7 @@ impl Cluster {
             .unwrap_or_else(|| panic!("cannot {what} in an external cluster"))
     }
 
-    /// SIGKILL broker `name` (returns once the process is gone).
+    /// SIGKILL broker `name`, a master or a slave (returns once the process is gone).
     pub fn kill_broker(&self, name: &str) {
         let dir = self.own_dir("kill a broker").to_string_lossy().into_owned();
         run_script(&["kill-broker", &dir, name]);
@@ -412,15 +449,29 @@ impl Cluster {
     pub fn restart_broker(&mut self, name: &str) {
         let dir = self.own_dir("restart a broker").to_path_buf();
         run_script(&["restart-broker", &dir.to_string_lossy(), name]);
-        let key = format!("{}_PID", env_key(name));
-        let pid = read_env(&dir)
-            .into_iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.parse::<u32>().ok());
-        if let Some(b) = self.brokers.iter_mut().find(|b| b.name == name) {
+        let pid = env_pid(&dir, &format!("{}_PID", env_key(name)));
+        if let Some(b) = self
+            .brokers
+            .iter_mut()
+            .chain(&mut self.slaves)
+            .find(|b| b.name == name)
+        {
             b.pid = pid;
         }
+    }
+
+    /// SIGKILL the name server (returns once the process is gone).
+    pub fn kill_namesrv(&self) {
+        let dir = self.own_dir("kill the name server");
+        run_script(&["kill-namesrv", &dir.to_string_lossy()]);
+    }
+
+    /// Start the name server again on its port. It answers once this returns, but lists the
+    /// brokers only after they have registered again (they do every 30 s).
+    pub fn restart_namesrv(&mut self) {
+        let dir = self.own_dir("restart the name server").to_path_buf();
+        run_script(&["restart-namesrv", &dir.to_string_lossy()]);
+        self.namesrv_pid = env_pid(&dir, "NAMESRV_PID");
     }
 
     /// Paths of the server logs (empty for an external cluster).
