@@ -977,17 +977,23 @@ impl EventLoop {
                 .map(|(op, _)| *op),
         );
         let mut failed = std::mem::take(&mut self.expired);
-        for op in failed.drain(..) {
-            if let Some(p) = self.response_table.remove(&op) {
-                self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
-                let err = Error::ConnectionClosed {
-                    addr: addr.to_string(),
-                    reason: reason.to_string(),
-                };
-                self.shared.complete(p, Err(err));
-            }
-        }
+        // Out of the table and the count before any caller hears of it: a caller woken by the
+        // first failure must not still see the others pending.
+        let removed: Vec<Pending> = failed
+            .drain(..)
+            .filter_map(|op| self.response_table.remove(&op))
+            .collect();
         self.expired = failed;
+        self.shared
+            .pending_count
+            .fetch_sub(removed.len(), Ordering::AcqRel);
+        for p in removed {
+            let err = Error::ConnectionClosed {
+                addr: addr.to_string(),
+                reason: reason.to_string(),
+            };
+            self.shared.complete(p, Err(err));
+        }
     }
 
     /// Removes `handle` from the shared address map unless a newer connection replaced it.
