@@ -20,8 +20,12 @@
 //!   `in_doubt`: sends that timed out or lost their connection (maybe stored, maybe not:
 //!   counted nowhere else);
 //! - `consumed`: distinct numbered messages delivered; `duplicates`: deliveries beyond the
-//!   first;
-//! - `lag`: `produced - consumed`, what the application is behind;
+//!   first (the summary splits them into copies the producer stored twice, a send retried
+//!   after a timeout, and redeliveries by the consumer);
+//! - `heap_kib`: the live heap, counted by a wrapper around the system allocator: it tells a
+//!   leak (the heap grows) from pages the allocator keeps (RSS grows alone);
+//! - `lag`: `produced - consumed`, what the application is behind (a message or two below 0
+//!   at times: a message can be consumed before the callback of its send has run);
 //! - `committed_lag`: over every queue, the highest acknowledged queue offset + 1 minus the
 //!   consumer's locally committed offset (the offset it persists to the broker every 5 s):
 //!   the lag a console shows, give or take that interval.
@@ -39,6 +43,7 @@
 //! The exit code is 0 when every target is met, 1 when one is not, 2 for bad flags.
 //! `--plot CSV` only redraws the PNG beside a CSV written earlier.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -57,6 +62,52 @@ use rocketmq_sync::{
 };
 
 const KEY_PREFIX: &[u8] = b"seq-";
+
+/// The system allocator, counting the bytes allocated and not yet freed: the live heap, which
+/// tells a leak (the heap grows) from the allocator keeping freed pages (RSS grows alone).
+struct CountingAlloc;
+
+static LIVE_HEAP: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: every call goes to the system allocator with the caller's arguments unchanged; the
+// counter is only arithmetic on the sizes.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is (see above).
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_HEAP.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 const USAGE: &str = "usage: soak --namesrv ADDR --out DIR [--minutes M | --duration-secs S] [--rate R] [--size B] [--topic T] [--group G] [--queues N] [--window W] [--sample-secs S] [--warmup-secs S] [--tail-secs S] [--max-lag N] [--broker-pid PID]\n       soak --plot CSV [--warmup-secs S] [--rate R] [--size B]";
 
 #[derive(Clone)]
@@ -215,10 +266,6 @@ impl Bits {
         let mask = 1 << (i % 64);
         self.words[(i / 64) as usize].fetch_or(mask, Ordering::AcqRel) & mask != 0
     }
-
-    fn get(&self, i: u64) -> bool {
-        self.words[(i / 64) as usize].load(Ordering::Acquire) & (1 << (i % 64)) != 0
-    }
 }
 
 struct Account {
@@ -333,31 +380,43 @@ impl Account {
         }
     }
 
-    /// Acknowledged sends among the first `sent` numbers that were never consumed.
-    fn lost(&self, sent: u64) -> (u64, Vec<u64>) {
+    /// Acknowledged sends never consumed: how many, and the first few numbers.
+    fn lost(&self) -> (u64, Vec<u64>) {
         let mut count = 0;
         let mut first = Vec::new();
-        for n in 0..sent {
-            if self.acked.get(n) && !self.consumed.get(n) {
-                count += 1;
-                if first.len() < 10 {
-                    first.push(n);
-                }
+        for (i, (a, c)) in self
+            .acked
+            .words
+            .iter()
+            .zip(&*self.consumed.words)
+            .enumerate()
+        {
+            let mut missing = a.load(Ordering::Acquire) & !c.load(Ordering::Acquire);
+            count += u64::from(missing.count_ones());
+            while missing != 0 && first.len() < 10 {
+                first.push(i as u64 * 64 + u64::from(missing.trailing_zeros()));
+                missing &= missing - 1;
             }
         }
         (count, first)
     }
 
     /// Sends in doubt that were consumed after all (the broker had stored them).
-    fn in_doubt_consumed(&self, sent: u64) -> u64 {
-        (0..sent)
-            .filter(|&n| self.in_doubt.get(n) && self.consumed.get(n))
-            .count() as u64
+    fn in_doubt_consumed(&self) -> u64 {
+        self.in_doubt
+            .words
+            .iter()
+            .zip(&*self.consumed.words)
+            .map(|(d, c)| {
+                u64::from((d.load(Ordering::Acquire) & c.load(Ordering::Acquire)).count_ones())
+            })
+            .sum()
     }
 
-    /// Everything acknowledged has been consumed.
+    /// Everything acknowledged has been consumed. (Counting distinct deliveries would not do:
+    /// a send in doubt that was stored after all is consumed without being acknowledged.)
     fn caught_up(&self) -> bool {
-        self.consumed_distinct.load(Ordering::Acquire) >= self.produced.load(Ordering::Acquire)
+        self.lost().0 == 0
     }
 }
 
@@ -471,6 +530,32 @@ fn produce(
         in_calls,
         calls: n - first,
     }
+}
+
+/// Messages the broker stored that the consumer has consumed: on a fresh topic, whose queues
+/// start at offset 0, the sum of the committed offsets (the next offset to consume). Once
+/// everything is consumed that is every copy the broker stored, so it tells the two kinds of
+/// duplicate apart: `stored - distinct` copies stored twice by the producer (a send retried
+/// after a timeout although its first attempt had been stored), `deliveries - stored`
+/// deliveries of one stored copy more than once by the consumer.
+fn stored_and_consumed(consumer: &DefaultMQPushConsumer, account: &Account) -> u64 {
+    let sum = || -> u64 {
+        consumer
+            .queue_stats()
+            .iter()
+            .map(|q| q.commit_offset.max(0) as u64)
+            .sum()
+    };
+    // The offset of the last message is committed just after its listener returns: wait a
+    // moment for it (without redeliveries, the sum reaches the deliveries).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let deliveries = account.deliveries.load(Ordering::Acquire);
+    let mut stored = sum();
+    while stored < deliveries && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        stored = sum();
+    }
+    stored
 }
 
 /// Messages due `elapsed` into the run at `rate` per second.
@@ -612,8 +697,9 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     csv.flush()?;
     samples.push(last);
 
-    let (lost, first_lost) = account.lost(sent);
-    let in_doubt_consumed = account.in_doubt_consumed(sent);
+    let (lost, first_lost) = account.lost();
+    let in_doubt_consumed = account.in_doubt_consumed();
+    let stored = stored_and_consumed(&consumer, &account);
     consumer.shutdown(Duration::from_secs(10))?;
     producer.shutdown(Duration::from_secs(10))?;
 
@@ -632,6 +718,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             in_doubt_consumed,
             caught_up_after,
             produced,
+            stored,
         },
     );
     fs::write(args.out.join("summary.txt"), &summary.text)?;
@@ -651,6 +738,8 @@ struct Sample {
     /// `run` while producing, `tail` while waiting for the last messages, `end` for the last.
     phase: String,
     rss_kib: u64,
+    /// Live heap bytes / 1024 (absent in CSVs of earlier versions).
+    heap_kib: Option<u64>,
     threads: u64,
     fds: u64,
     cpu_s: f64,
@@ -671,7 +760,7 @@ struct Sample {
 }
 
 impl Sample {
-    const HEADER: &'static str = "time_s,phase,rss_kib,threads,fds,cpu_s,produced,consumed,deliveries,duplicates,send_failed,in_doubt,lag,committed_lag,cached,held_queues,schedule_dropped,broker_rss_kib,broker_cpu_s,load1";
+    const HEADER: &'static str = "time_s,phase,rss_kib,heap_kib,threads,fds,cpu_s,produced,consumed,deliveries,duplicates,send_failed,in_doubt,lag,committed_lag,cached,held_queues,schedule_dropped,broker_rss_kib,broker_cpu_s,load1";
 
     #[allow(clippy::too_many_arguments)]
     fn take(
@@ -708,6 +797,7 @@ impl Sample {
             time_s,
             phase: phase.to_owned(),
             rss_kib: me.rss_kib,
+            heap_kib: Some(LIVE_HEAP.load(Ordering::Relaxed).max(0) as u64 / 1024),
             threads: me.threads,
             fds: count_fds("self"),
             cpu_s: me.cpu_s,
@@ -734,10 +824,11 @@ impl Sample {
     fn csv_row(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_default();
         format!(
-            "{:.1},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2}",
+            "{:.1},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2}",
             self.time_s,
             self.phase,
             self.rss_kib,
+            opt(self.heap_kib.map(|v| v.to_string())),
             self.threads,
             self.fds,
             self.cpu_s,
@@ -781,6 +872,7 @@ impl Sample {
             time_s: get(&col, "time_s")?,
             phase: get(&col, "phase")?,
             rss_kib: get(&col, "rss_kib")?,
+            heap_kib: opt(&col, "heap_kib"),
             threads: get(&col, "threads")?,
             fds: get(&col, "fds")?,
             cpu_s: get(&col, "cpu_s")?,
@@ -803,9 +895,10 @@ impl Sample {
 
     fn progress(&self) {
         eprintln!(
-            "[{:>6.0} s] rss {} KiB, {} threads, {} fds, produced {}, consumed {}, lag {} (committed {}), dup {}, failed {}, in doubt {}, load {:.2}",
+            "[{:>6.0} s] rss {} KiB, heap {} KiB, {} threads, {} fds, produced {}, consumed {}, lag {} (committed {}), dup {}, failed {}, in doubt {}, load {:.2}",
             self.time_s,
             self.rss_kib,
+            self.heap_kib.unwrap_or(0),
             self.threads,
             self.fds,
             self.produced,
@@ -875,6 +968,8 @@ struct Totals {
     in_doubt_consumed: u64,
     caught_up_after: Duration,
     produced: Produced,
+    /// Messages the broker stored and the consumer consumed, copies included.
+    stored: u64,
 }
 
 struct Summary {
@@ -912,7 +1007,7 @@ fn summarize(args: &Args, samples: &[Sample], account: &Account, t: Totals) -> S
     };
     let _ = writeln!(
         out,
-        "producer: {:.0} us a send_async call on average; {:.1} s waiting for the window of {} sends in flight (the broker slower than the rate)",
+        "producer: {:.0} us a send on average (building the message and send_async); {:.1} s waiting for the window of {} sends in flight (the broker slower than the rate)",
         t.produced.in_calls.as_secs_f64() * 1e6 / t.produced.calls.max(1) as f64,
         t.produced.waited.as_secs_f64(),
         args.window,
@@ -958,6 +1053,13 @@ fn summarize(args: &Args, samples: &[Sample], account: &Account, t: Totals) -> S
                     if dev(max).abs() >= dev(min).abs() { dev(max) } else { dev(min) },
                 ),
             );
+            if let (Some(b), Some(e)) = (base.heap_kib, end.heap_kib) {
+                let max = steady.iter().filter_map(|s| s.heap_kib).max().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "  [info] live heap (not a target; tells a leak from pages the allocator keeps): after warm-up {b} KiB, end {e} KiB, max after warm-up {max} KiB"
+                );
+            }
             for (name, get) in [
                 ("threads", (|s: &Sample| s.threads) as fn(&Sample) -> u64),
                 ("file descriptors", |s: &Sample| s.fds),
@@ -1024,6 +1126,17 @@ fn summarize(args: &Args, samples: &[Sample], account: &Account, t: Totals) -> S
         account.foreign.load(Ordering::Acquire),
         account.worst_gap_ns.load(Ordering::Acquire) as f64 / 1e6,
         last.schedule_dropped,
+    );
+    let distinct = last.consumed;
+    let _ = writeln!(
+        out,
+        "duplicates: {} = {} copies stored twice by the producer (stored {} - distinct {}: a send retried after a timeout whose first attempt had been stored) + {} redelivered by the consumer (deliveries {} - stored)",
+        last.duplicates,
+        t.stored.saturating_sub(distinct),
+        t.stored,
+        distinct,
+        last.deliveries.saturating_sub(t.stored),
+        last.deliveries,
     );
     let _ = writeln!(
         out,
@@ -1100,18 +1213,26 @@ fn plot(
             samples.iter().map(|s| (minutes(s), f(s))).collect()
         };
         let rss = line(|s| s.rss_kib as f64 / 1024.0);
+        let heap: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|s| Some((minutes(s), s.heap_kib? as f64 / 1024.0)))
+            .collect();
         let base = samples
             .iter()
             .find(|s| s.phase == "run" && s.time_s >= warmup.as_secs_f64())
             .map(|s| s.rss_kib as f64 / 1024.0);
         panel(
             &panels[0],
-            "resident memory of the soak process (band: +-10% of the value after warm-up)",
-            "RSS (MiB)",
+            "memory of the soak process (band: RSS +-10% of its value after warm-up)",
+            "MiB",
             xmax,
             warm,
             base.map(|b| (b * 0.9, b * 1.1)),
-            &[("RSS", RED, rss)],
+            &if heap.is_empty() {
+                vec![("RSS", RED, rss)]
+            } else {
+                vec![("RSS", RED, rss), ("live heap", BLUE, heap)]
+            },
         )?;
         panel(
             &panels[1],
