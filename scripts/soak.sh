@@ -40,8 +40,10 @@ cargo build --release --example soak
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/rocketmq-sync-soak.XXXXXX")
 soaked=false
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local status=$?
+    [[ -z ${monitor:-} ]] || kill "$monitor" 2>/dev/null || true
     if [[ ! -f $dir/cluster.env ]]; then
         rm -rf "$dir" # the cluster never started: nothing to see
     elif [[ $soaked != true ]]; then
@@ -80,12 +82,24 @@ broker_pid=$(sed -n 's/^BROKER_A_PID=//p' "$dir/cluster.env")
 [[ -n $namesrv && -n $broker_pid ]] || { echo "soak.sh: no NAMESRV_ADDR or BROKER_A_PID in $dir/cluster.env" >&2; exit 3; }
 
 mkdir -p "$out"
+# How full the store's filesystem is, as the broker counts it (root's reserve as used), every
+# 10 s: other processes can fill a shared disk during a long run, and the broker stops storing
+# at 90% (see above). Sampled here, outside the process the soak measures.
+(
+    echo "unix_time,store_disk_used_pct"
+    while true; do
+        df -P -B1 "$dir" | awk -v t="$(date +%s)" 'NR == 2 { printf "%s,%.1f\n", t, ($2 - $4) * 100 / $2 }'
+        sleep 10
+    done
+) >"$out/store_disk.csv" &
+monitor=$!
 status=0
 # shellcheck disable=SC2086 # SOAK_ARGS is a list of flags
 target/release/examples/soak --namesrv "$namesrv" --out "$out" --duration-secs "$secs" \
     --rate "$rate" --size "$size" --warmup-secs "$warmup" --broker-pid "$broker_pid" \
     ${SOAK_ARGS:-} || status=$?
+kill "$monitor" 2>/dev/null || true
 # 0: every target met; 1: a target missed (the figures say which). Anything else is a crash.
 [[ $status -gt 1 ]] || soaked=true
-echo "soak.sh: results in $out (soak.csv, soak.png, summary.txt)" >&2
+echo "soak.sh: results in $out (soak.csv, soak.png, summary.txt, store_disk.csv)" >&2
 exit "$status"
