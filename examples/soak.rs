@@ -1114,7 +1114,7 @@ fn summarize(args: &Args, samples: &[Sample], account: &Account, t: Totals) -> S
     );
     let _ = writeln!(
         out,
-        "accounting: {} sends, {} acknowledged, {} failed, {} in doubt ({} of them consumed after all); {} consumed, {} deliveries, {} duplicates, {} foreign; worst delivery gap {:.0} ms; {} messages dropped from the schedule after stalls",
+        "accounting: {} sends, {} acknowledged, {} failed, {} in doubt ({} of them consumed after all); {} consumed, {} deliveries, {} duplicates, {} foreign; worst pause between two deliveries {:.0} ms; {} messages dropped from the schedule after stalls",
         t.sent,
         last.produced,
         last.send_failed,
@@ -1176,7 +1176,7 @@ fn plot_title(size: usize, samples: &[Sample]) -> String {
     let run: Vec<&Sample> = samples.iter().filter(|s| s.phase == "run").collect();
     let (secs, produced) = run.last().map_or((0.0, 0), |s| (s.time_s, s.produced));
     format!(
-        "rocketmq-sync soak: produce + consume {:.0} msg/s of {size} B for {:.0} min, one process",
+        "rocketmq-sync soak: produce + consume {:.0} msg/s of {size} B (acknowledged) for {:.0} min, one process",
         produced as f64 / secs.max(1e-9),
         secs / 60.0
     )
@@ -1286,6 +1286,7 @@ fn plot(
             &[
                 ("produced", RED, rate(|s| s.produced)),
                 ("consumed", BLUE, rate(|s| s.consumed)),
+                ("send failed", BLACK, rate(|s| s.send_failed)),
             ],
         )?;
         root.present()?;
