@@ -1095,7 +1095,12 @@ fn summarize(args: &Args, samples: &[Sample], account: &Account, t: Totals) -> S
         &mut out,
         max_lag <= bound,
         format!(
-            "lag bounded by {bound} messages: max {max_lag} (after warm-up {steady_lag}); committed lag max {max_committed}; all consumed {:.1} s after the last send",
+            "lag bounded by {bound} messages: max {max_lag} (after warm-up {steady_lag}); committed lag max {max_committed}; {} {:.1} s after the last send",
+            if t.lost == 0 {
+                "all consumed"
+            } else {
+                "the wait for the rest ended"
+            },
             t.caught_up_after.as_secs_f64()
         ),
     );
@@ -1224,9 +1229,8 @@ fn plot(
         panel(
             &panels[0],
             "memory of the soak process (band: RSS +-10% of its value after warm-up)",
-            "MiB",
-            xmax,
-            warm,
+            ("MiB", 0.0),
+            (xmax, warm),
             base.map(|b| (b * 0.9, b * 1.1)),
             &if heap.is_empty() {
                 vec![("RSS", RED, rss)]
@@ -1237,9 +1241,8 @@ fn plot(
         panel(
             &panels[1],
             "threads and open file descriptors",
-            "count",
-            xmax,
-            warm,
+            ("count", 0.0),
+            (xmax, warm),
             None,
             &[
                 ("threads", BLUE, line(|s| s.threads as f64)),
@@ -1249,9 +1252,9 @@ fn plot(
         panel(
             &panels[2],
             "consumer lag",
-            "messages",
-            xmax,
-            warm,
+            // A lag of a message or two is noise: it need not fill the panel.
+            ("messages", 20.0),
+            (xmax, warm),
             None,
             &[
                 ("produced - consumed", RED, line(|s| s.lag as f64)),
@@ -1279,9 +1282,8 @@ fn plot(
         panel(
             &panels[3],
             "throughput per sample interval",
-            "messages/s",
-            xmax,
-            warm,
+            ("messages/s", 0.0),
+            (xmax, warm),
             None,
             &[
                 ("produced", RED, rate(|s| s.produced)),
@@ -1304,17 +1306,16 @@ fn plot(
 /// A named line of a chart: its colour and its points (minutes, value).
 type Series<'a> = (&'a str, plotters::style::RGBColor, Vec<(f64, f64)>);
 
-/// One chart: lines over minutes, a grey line at the end of the warm-up, an optional green
-/// band of acceptable values.
+/// One chart: lines over minutes (up to `xmax`), a grey line at the end of the warm-up, an
+/// optional green band of acceptable values; the y axis reaches at least `y_floor`.
 fn panel(
     area: &plotters::drawing::DrawingArea<
         plotters::backend::BitMapBackend<'_>,
         plotters::coord::Shift,
     >,
     caption: &str,
-    y_desc: &str,
-    xmax: f64,
-    warmup_min: f64,
+    (y_desc, y_floor): (&str, f64),
+    (xmax, warmup_min): (f64, f64),
     band: Option<(f64, f64)>,
     series: &[Series<'_>],
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -1325,7 +1326,7 @@ fn panel(
         .flat_map(|(_, _, pts)| pts.iter().map(|p| p.1))
         .chain(band.map(|b| b.1))
         .fold(0.0, f64::max);
-    let ymax = if top > 0.0 { top * 1.2 } else { 1.0 };
+    let ymax = (top * 1.2).max(y_floor).max(1.0);
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 20))
         .margin(14)
@@ -1368,9 +1369,19 @@ fn panel(
             .label(*name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
+    // The legend goes in the right-hand corner the lines leave free.
+    let right: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, _, pts)| pts.iter().filter(|p| p.0 >= xmax * 0.6).map(|p| p.1))
+        .collect();
+    let high = right.iter().sum::<f64>() / right.len().max(1) as f64 > ymax / 2.0;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(if high {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        })
         .label_font(("sans-serif", 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
