@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use rocketmq_sync::codec::MessageDecoder;
-use rocketmq_sync::remoting::protocol::header::PullMessageRequestHeader;
-use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use rocketmq_sync::remoting::protocol::ResponseCode;
 use rocketmq_sync::remoting::RemotingClient;
 use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
@@ -45,7 +44,7 @@ use support::broker::{
     init_logger, lenient_json, raw_request, registered_master, wait_until, Cluster, ClusterOptions,
     GET_BROKER_CLUSTER_INFO, GET_BROKER_CONFIG, GET_BROKER_RUNTIME_INFO,
 };
-use support::client::{producer, raw_client, route, unique, TIMEOUT};
+use support::client::{producer, pull_request, raw_client, route, unique, TIMEOUT};
 use support::consume::{consumer_builder, topic_with_queues};
 use support::ledger::{outcome_unknown, Ledger};
 
@@ -345,22 +344,7 @@ fn raw_pull(
     mq: &MessageQueue,
     offset: i64,
 ) -> (ResponseCode, Vec<MessageExt>) {
-    let header = PullMessageRequestHeader {
-        consumer_group: "fault_brokers_probe".to_owned(),
-        topic: mq.topic.clone(),
-        queue_id: mq.queue_id,
-        queue_offset: offset,
-        max_msg_nums: 32,
-        // SUBSCRIPTION: the broker takes the subscription from this request.
-        sys_flag: 0x4,
-        commit_offset: 0,
-        suspend_timeout_millis: 0,
-        subscription: Some("*".to_owned()),
-        sub_version: 0,
-        expression_type: Some("TAG".to_owned()),
-        bname: Some(mq.broker_name.clone()),
-    };
-    let req = RemotingCommand::request_with_header(RequestCode::PULL_MESSAGE, &header);
+    let req = pull_request(mq, offset);
     let mut resp = client
         .invoke_sync(addr, req, TIMEOUT)
         .expect("pull answered");

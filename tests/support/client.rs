@@ -60,27 +60,33 @@ pub fn route(
     TopicRouteData::decode(resp.body().expect("route body")).map_err(|e| e.to_string())
 }
 
+/// A raw PULL_MESSAGE of up to 32 messages of `mq` from `offset`, with the subscription `*` in
+/// the request and no suspension (the broker answers at once).
+pub fn pull_request(mq: &MessageQueue, offset: i64) -> RemotingCommand {
+    let header = PullMessageRequestHeader {
+        consumer_group: "raw_pull_reader".to_owned(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        // SUBSCRIPTION flag: the broker takes the subscription from this request.
+        sys_flag: 0x4,
+        commit_offset: 0,
+        suspend_timeout_millis: 0,
+        subscription: Some("*".to_owned()),
+        sub_version: 0,
+        expression_type: Some("TAG".to_owned()),
+        bname: Some(mq.broker_name.clone()),
+    };
+    RemotingCommand::request_with_header(RequestCode::PULL_MESSAGE, &header)
+}
+
 /// Reads every message of `mq` from offset 0 with raw PULL_MESSAGE requests.
 pub fn pull_all(client: &RemotingClient, broker_addr: &str, mq: &MessageQueue) -> Vec<MessageExt> {
     let mut out = Vec::new();
     let mut offset = 0i64;
     loop {
-        let header = PullMessageRequestHeader {
-            consumer_group: "raw_pull_reader".to_owned(),
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            queue_offset: offset,
-            max_msg_nums: 32,
-            // SUBSCRIPTION flag: the broker takes the subscription from this request.
-            sys_flag: 0x4,
-            commit_offset: 0,
-            suspend_timeout_millis: 0,
-            subscription: Some("*".to_owned()),
-            sub_version: 0,
-            expression_type: Some("TAG".to_owned()),
-            bname: Some(mq.broker_name.clone()),
-        };
-        let req = RemotingCommand::request_with_header(RequestCode::PULL_MESSAGE, &header);
+        let req = pull_request(mq, offset);
         let resp = client
             .invoke_sync(broker_addr, req, TIMEOUT)
             .expect("pull answered");
