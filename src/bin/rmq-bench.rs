@@ -1,0 +1,894 @@
+//! `rmq-bench`: the RocketMQ benchmark tool, in the Java distribution's wording.
+//!
+//! ```text
+//! rmq-bench producer -n 127.0.0.1:9876 -t T [-w 1] [-s 128] [--mode sync|async|oneway] [--window 128] [--count N] [--duration SECS]
+//! rmq-bench consumer -n 127.0.0.1:9876 -t T [-g G] [--orderly] [--from-last] [--count N] [--duration SECS]
+//! rmq-bench rawpull  -n 127.0.0.1:9876 -t T [-g G] [--batch 32] [--count N] [--duration SECS]
+//! ```
+//!
+//! Every second a status line as Java's `benchmark/producer.sh` and `consumer.sh` print it
+//! (`Send TPS: ...` or `Consume TPS: ...`), and at the end one line for scripts:
+//!
+//! ```text
+//! SUMMARY mode=producer tps=... p50_ms=... p99_ms=... max_ms=... cpu_s=... rss_kib=... threads=... count=... failed=...
+//! ```
+//!
+//! `tps` is `count` over `elapsed_s`, timed from the producer's first send, or from just before
+//! the consumer starts (its start-up and first rebalance included). The status lines' TPS are per
+//! second over their interval; the last line covers the interval's remainder. The percentiles
+//! are of the send round trip (producer) or of born-to-consume (consumer, rawpull). A one-way
+//! send's round trip is the call alone and its count is what the client accepted: the broker
+//! answers nothing and may drop what it cannot take. `cpu_s` is the process's user plus system time, `rss_kib` and `threads` its
+//! resident set and thread count at the end, all from `/proc/self`. A run ends after `--count`
+//! messages, after `--duration` seconds, or (rawpull) once every queue is drained; without
+//! either bound, producer and consumer run until killed. The exit code is non-zero when a send
+//! failed or fewer than `--count` messages were consumed.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use rocketmq_sync::codec::{MessageDecoder, TopicRouteData};
+use rocketmq_sync::remoting::protocol::header::{
+    GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+};
+use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode};
+use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
+use rocketmq_sync::{
+    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, ConsumeOrderlyContext,
+    ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, Error, Message, MessageExt,
+    MessageQueue, ResponseCode,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "rmq-bench",
+    about = "RocketMQ benchmarks with Java's benchmark output"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+/// What every mode shares.
+#[derive(clap::Args)]
+struct Common {
+    /// Name server address(es), `host:port[;host:port]`; `NAMESRV_ADDR` when not given.
+    #[arg(short = 'n', long = "namesrv")]
+    namesrv: Option<String>,
+    /// Topic.
+    #[arg(short = 't', long = "topic", default_value = "BenchmarkTest")]
+    topic: String,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Sends messages (Java `benchmark/producer.sh`).
+    Producer {
+        #[command(flatten)]
+        common: Common,
+        /// Sending threads.
+        #[arg(short = 'w', long = "threads", default_value_t = 1)]
+        threads: usize,
+        /// Body size in bytes.
+        #[arg(short = 's', long = "size", default_value_t = 128)]
+        size: usize,
+        /// Producer group.
+        #[arg(short = 'g', long = "group", default_value = "benchmark_producer")]
+        group: String,
+        /// How a message is sent.
+        #[arg(long, value_enum, default_value_t = SendMode::Async)]
+        mode: SendMode,
+        /// Async sends in flight at most, over all threads.
+        #[arg(long, default_value_t = 128)]
+        window: usize,
+    },
+    /// Consumes with a push consumer and a listener that does nothing (Java `consumer.sh`).
+    Consumer {
+        #[command(flatten)]
+        common: Common,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group", default_value = "benchmark_consumer")]
+        group: String,
+        /// An orderly listener instead of a concurrent one.
+        #[arg(long)]
+        orderly: bool,
+        /// A new group starts at the end of each queue (Java's default) instead of its start.
+        #[arg(long)]
+        from_last: bool,
+    },
+    /// Pulls every queue from its first offset with bare PULL_MESSAGE requests: the
+    /// broker-bound limit a push consumer is judged against.
+    Rawpull {
+        #[command(flatten)]
+        common: Common,
+        /// The consumer group named in the requests (no offsets are committed).
+        #[arg(short = 'g', long = "group", default_value = "benchmark_rawpull")]
+        group: String,
+        /// Messages asked for per pull.
+        #[arg(long, default_value_t = 32)]
+        batch: i32,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SendMode {
+    Sync,
+    Async,
+    Oneway,
+}
+
+impl Common {
+    /// `-n`, else `NAMESRV_ADDR` (read here rather than by clap's `env` feature, which the
+    /// build leaves out).
+    fn namesrv(&self) -> Result<String, String> {
+        self.namesrv
+            .clone()
+            .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "-n NAMESRV (or NAMESRV_ADDR) is required".to_owned())
+    }
+
+    fn deadline(&self, started: Instant) -> Option<Instant> {
+        self.duration.map(|s| started + Duration::from_secs(s))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match &cli.mode {
+        Mode::Producer {
+            common,
+            threads,
+            size,
+            group,
+            mode,
+            window,
+        } => producer(common, *threads, *size, group, *mode, *window),
+        Mode::Consumer {
+            common,
+            group,
+            orderly,
+            from_last,
+        } => consumer(common, group, *orderly, *from_last),
+        Mode::Rawpull {
+            common,
+            group,
+            batch,
+        } => rawpull(common, group, *batch),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("rmq-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/// A lock-free latency histogram in microseconds: exact below 64 µs, then 32 buckets per power
+/// of two (at most about 3% off).
+struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    /// The exact largest value.
+    max: AtomicU64,
+}
+
+const SUB_BITS: u32 = 5;
+const LINEAR: u64 = 2 << SUB_BITS;
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: (0..Self::index(u64::MAX) + 1)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    fn index(us: u64) -> usize {
+        if us < LINEAR {
+            return us as usize;
+        }
+        let exp = 63 - us.leading_zeros();
+        let sub = (us >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
+        (LINEAR + u64::from(exp - SUB_BITS - 1) * (1 << SUB_BITS) + sub) as usize
+    }
+
+    /// The smallest value of bucket `i`.
+    fn lower_bound(i: usize) -> u64 {
+        let i = i as u64;
+        if i < LINEAR {
+            return i;
+        }
+        let exp = (i - LINEAR) / (1 << SUB_BITS) + u64::from(SUB_BITS) + 1;
+        let sub = (i - LINEAR) % (1 << SUB_BITS);
+        ((1 << SUB_BITS) + sub) << (exp - u64::from(SUB_BITS))
+    }
+
+    fn record(&self, us: u64) {
+        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+        self.max.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The value at quantile `q` (0..=1) in microseconds, 0 when nothing was recorded.
+    fn quantile(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::lower_bound(i);
+            }
+        }
+        Self::lower_bound(counts.len() - 1)
+    }
+}
+
+/// The process's CPU seconds (user + system), resident set in KiB and thread count.
+struct ProcSample {
+    cpu_s: f64,
+    rss_kib: u64,
+    threads: u64,
+}
+
+/// Linux reports `/proc/<pid>/stat` times in USER_HZ ticks, fixed at 100 per second on every
+/// architecture's user ABI (whatever the kernel's own HZ).
+const USER_HZ: f64 = 100.0;
+
+fn proc_sample() -> ProcSample {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start with field 3 (state), so utime (14) and stime (15) are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    ProcSample {
+        cpu_s: (ticks(11) + ticks(12)) as f64 / USER_HZ,
+        rss_kib: field("VmRSS:"),
+        threads: field("Threads:"),
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn print_summary(mode: &str, count: u64, failed: u64, elapsed: Duration, hist: &Histogram) {
+    let p = proc_sample();
+    let secs = elapsed.as_secs_f64();
+    let tps = if secs > 0.0 { count as f64 / secs } else { 0.0 };
+    println!(
+        "SUMMARY mode={mode} tps={tps:.0} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} cpu_s={:.2} rss_kib={} threads={} count={count} failed={failed} elapsed_s={secs:.3}",
+        ms(hist.quantile(0.5)),
+        ms(hist.quantile(0.99)),
+        ms(hist.max.load(Ordering::Relaxed)),
+        p.cpu_s,
+        p.rss_kib,
+        p.threads,
+    );
+}
+
+/// Calls `tick` with the seconds since its previous call (or since the start) once a second,
+/// until `done` yields or disconnects or the deadline passes. Returns when the last tick was;
+/// the caller prints the partial interval after it once the run has settled.
+fn every_second(
+    done: &Receiver<()>,
+    deadline: Option<Instant>,
+    tick: &mut impl FnMut(f64),
+) -> Instant {
+    let mut last = Instant::now();
+    let mut next = last + Duration::from_secs(1);
+    loop {
+        let wake = deadline.map_or(next, |d| d.min(next));
+        match done.recv_deadline(wake) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return last,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return last;
+        }
+        tick(now.duration_since(last).as_secs_f64());
+        last = now;
+        next += Duration::from_secs(1);
+    }
+}
+
+/// Messages per second over an interval, as a whole number.
+fn rate(n: u64, secs: f64) -> u64 {
+    if secs > 0.0 {
+        (n as f64 / secs).round() as u64
+    } else {
+        n
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// producer
+
+#[derive(Default)]
+struct SendStats {
+    ok: AtomicU64,
+    send_failed: AtomicU64,
+    response_failed: AtomicU64,
+    rt_total_us: AtomicU64,
+    rt_max_us: AtomicU64,
+}
+
+impl SendStats {
+    fn ok(&self, hist: &Histogram, rt: Duration) {
+        let us = rt.as_micros() as u64;
+        hist.record(us);
+        self.rt_total_us.fetch_add(us, Ordering::Relaxed);
+        self.rt_max_us.fetch_max(us, Ordering::Relaxed);
+        self.ok.fetch_add(1, Ordering::Release);
+    }
+
+    /// Java counts a broker's error answer (`MQBrokerException`) as a response failure and
+    /// anything else as a send failure.
+    fn failed(&self, e: &Error) {
+        if matches!(e, Error::Broker { .. }) {
+            self.response_failed.fetch_add(1, Ordering::Release);
+        } else {
+            self.send_failed.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn settled(&self) -> u64 {
+        self.ok.load(Ordering::Acquire)
+            + self.send_failed.load(Ordering::Acquire)
+            + self.response_failed.load(Ordering::Acquire)
+    }
+}
+
+/// What the sending threads share.
+struct SendRun {
+    producer: DefaultMQProducer,
+    topic: String,
+    body: Bytes,
+    mode: SendMode,
+    count: Option<u64>,
+    /// Indices handed out so far.
+    claimed: AtomicU64,
+    stop: AtomicBool,
+    stats: SendStats,
+    hist: Histogram,
+    /// Async permits: a send takes one, its callback returns it.
+    permits: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    /// Async sends the broker refused as busy (its flow control; nothing stored), sent again.
+    resend: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    busy_resent: AtomicU64,
+}
+
+impl SendRun {
+    fn message(&self) -> Message {
+        Message::new(self.topic.clone(), self.body.clone()).with_tags("TagA")
+    }
+
+    /// Whether to send one more message: a busy one again first, else a new one while the
+    /// count lasts. False once nothing is left to send.
+    fn next(&self) -> bool {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if self.resend.1.try_recv().is_ok() {
+                return true;
+            }
+            let Some(count) = self.count else {
+                return true;
+            };
+            if self.claimed.load(Ordering::Relaxed) < count
+                && self.claimed.fetch_add(1, Ordering::Relaxed) < count
+            {
+                return true;
+            }
+            // Everything is claimed; a busy answer still in flight may bring one back.
+            if self.stats.settled() >= count {
+                return false;
+            }
+            match self.resend.1.recv_timeout(Duration::from_millis(50)) {
+                Ok(()) => return true,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn send_loop(self: &Arc<Self>) {
+        while self.next() {
+            let msg = self.message();
+            match self.mode {
+                SendMode::Sync => {
+                    let t = Instant::now();
+                    match self.producer.send(&msg) {
+                        Ok(_) => self.stats.ok(&self.hist, t.elapsed()),
+                        Err(e) => self.stats.failed(&e),
+                    }
+                }
+                SendMode::Oneway => {
+                    let t = Instant::now();
+                    match self.producer.send_oneway(&msg) {
+                        Ok(()) => self.stats.ok(&self.hist, t.elapsed()),
+                        Err(e) => self.stats.failed(&e),
+                    }
+                }
+                SendMode::Async => self.send_async(&msg),
+            }
+        }
+    }
+
+    fn send_async(self: &Arc<Self>, msg: &Message) {
+        self.permits.1.recv().expect("the run holds a sender");
+        loop {
+            let run = self.clone();
+            let t = Instant::now();
+            let sent = self.producer.send_async(msg, move |r| {
+                match r {
+                    Ok(_) => run.stats.ok(&run.hist, t.elapsed()),
+                    Err(e) if e.is_system_busy() => {
+                        run.busy_resent.fetch_add(1, Ordering::Relaxed);
+                        let _ = run.resend.0.send(());
+                    }
+                    Err(e) => run.stats.failed(&e),
+                }
+                let _ = run.permits.0.send(());
+            });
+            match sent {
+                Ok(()) => return,
+                // The client's own bound on requests in flight: wait for room, not a failure.
+                Err(e) if e.is_too_many_requests() => std::thread::yield_now(),
+                Err(e) => {
+                    self.stats.failed(&e);
+                    let _ = self.permits.0.send(());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn producer(
+    common: &Common,
+    threads: usize,
+    size: usize,
+    group: &str,
+    mode: SendMode,
+    window: usize,
+) -> Result<bool, String> {
+    if threads == 0 || window == 0 {
+        return Err("-w and --window must be at least 1".to_owned());
+    }
+    let producer = DefaultMQProducer::builder(group)
+        .namesrv_addr(common.namesrv()?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    producer.start().map_err(|e| e.to_string())?;
+    let permits = crossbeam_channel::bounded(window);
+    for _ in 0..window {
+        permits.0.send(()).expect("room for every permit");
+    }
+    let run = Arc::new(SendRun {
+        producer,
+        topic: common.topic.clone(),
+        body: (0..size).map(|i| b'a' + (i % 26) as u8).collect(),
+        mode,
+        count: common.count,
+        claimed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        stats: SendStats::default(),
+        hist: Histogram::new(),
+        permits,
+        resend: crossbeam_channel::unbounded(),
+        busy_resent: AtomicU64::new(0),
+    });
+    let started = Instant::now();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let run = run.clone();
+            let done = done_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("bench-send-{i}"))
+                .spawn(move || {
+                    run.send_loop();
+                    drop(done);
+                })
+                .expect("spawn a sending thread")
+        })
+        .collect();
+    // The channel disconnects once every sending thread is out of its loop.
+    drop(done_tx);
+
+    let stats = &run.stats;
+    let mut last = (0u64, 0u64);
+    let mut status =
+        |secs: f64| {
+            let ok = stats.ok.load(Ordering::Acquire);
+            let rt = stats.rt_total_us.load(Ordering::Relaxed);
+            let (d_ok, d_rt) = (ok - last.0, rt - last.1);
+            last = (ok, rt);
+            println!(
+            "Send TPS: {} Max RT(ms): {} Average RT(ms): {:.3} Send Failed: {} Response Failed: {}",
+            rate(d_ok, secs),
+            stats.rt_max_us.load(Ordering::Relaxed) / 1000,
+            if d_ok == 0 { 0.0 } else { ms(d_rt) / d_ok as f64 },
+            stats.send_failed.load(Ordering::Relaxed),
+            stats.response_failed.load(Ordering::Relaxed),
+        );
+        };
+    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
+    run.stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    // Every async callback has run once every permit is back.
+    if mode == SendMode::Async {
+        for _ in 0..window {
+            if run.permits.1.recv_timeout(Duration::from_secs(30)).is_err() {
+                eprintln!("rmq-bench: async sends still unanswered after 30 s");
+                break;
+            }
+        }
+    }
+    status(last_tick.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    let ok = stats.ok.load(Ordering::Acquire);
+    let failed =
+        stats.send_failed.load(Ordering::Acquire) + stats.response_failed.load(Ordering::Acquire);
+    let busy = run.busy_resent.load(Ordering::Relaxed);
+    if busy > 0 {
+        eprintln!("rmq-bench: {busy} async sends were refused as broker busy and sent again");
+    }
+    // Sampled before the shutdown: the figures are of the running producer.
+    print_summary("producer", ok, failed, elapsed, &run.hist);
+    let _ = run.producer.shutdown(Duration::from_secs(5));
+    Ok(failed == 0 && common.count.is_none_or(|c| ok >= c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// consumer and rawpull
+
+/// Consume counters, Java's B2C (born to consume) and S2C (store to consume) in milliseconds.
+#[derive(Default)]
+struct ConsumeStats {
+    count: AtomicU64,
+    b2c_total: AtomicU64,
+    s2c_total: AtomicU64,
+    b2c_max: AtomicU64,
+    s2c_max: AtomicU64,
+}
+
+impl ConsumeStats {
+    /// Adds a batch; counters move once per batch, the histogram once per message.
+    /// True when this batch reached `target`.
+    fn on_batch(&self, msgs: &[MessageExt], hist: &Histogram, target: Option<u64>) -> bool {
+        let now = now_ms();
+        let (mut b2c, mut s2c, mut b2c_max, mut s2c_max) = (0u64, 0u64, 0u64, 0u64);
+        for m in msgs {
+            let b = (now - m.born_timestamp()).max(0) as u64;
+            let s = (now - m.store_timestamp()).max(0) as u64;
+            hist.record(b * 1000);
+            b2c += b;
+            s2c += s;
+            b2c_max = b2c_max.max(b);
+            s2c_max = s2c_max.max(s);
+        }
+        self.b2c_total.fetch_add(b2c, Ordering::Relaxed);
+        self.s2c_total.fetch_add(s2c, Ordering::Relaxed);
+        self.b2c_max.fetch_max(b2c_max, Ordering::Relaxed);
+        self.s2c_max.fetch_max(s2c_max, Ordering::Relaxed);
+        let n = msgs.len() as u64;
+        let before = self.count.fetch_add(n, Ordering::AcqRel);
+        target.is_some_and(|t| before < t && before + n >= t)
+    }
+
+    /// Prints Java's consume status line over the second since `last`.
+    fn print_status(&self, last: &mut (u64, u64, u64), secs: f64) {
+        let count = self.count.load(Ordering::Acquire);
+        let b2c = self.b2c_total.load(Ordering::Relaxed);
+        let s2c = self.s2c_total.load(Ordering::Relaxed);
+        let d = count - last.0;
+        let avg = |total: u64, prev: u64| {
+            if d == 0 {
+                0.0
+            } else {
+                (total - prev) as f64 / d as f64
+            }
+        };
+        println!(
+            "Consume TPS: {} Average(B2C) RT(ms): {:.3} Average(S2C) RT(ms): {:.3} MAX(B2C) RT(ms): {} MAX(S2C) RT(ms): {}",
+            rate(d, secs),
+            avg(b2c, last.1),
+            avg(s2c, last.2),
+            self.b2c_max.load(Ordering::Relaxed),
+            self.s2c_max.load(Ordering::Relaxed),
+        );
+        *last = (count, b2c, s2c);
+    }
+}
+
+fn consumer(common: &Common, group: &str, orderly: bool, from_last: bool) -> Result<bool, String> {
+    let stats = Arc::new(ConsumeStats::default());
+    let hist = Arc::new(Histogram::new());
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let target = common.count;
+    let builder = DefaultMQPushConsumer::builder(group)
+        .namesrv_addr(common.namesrv()?)
+        .subscribe(common.topic.clone(), "*")
+        .consume_from_where(if from_last {
+            ConsumeFromWhere::LastOffset
+        } else {
+            ConsumeFromWhere::FirstOffset
+        });
+    let (s, h) = (stats.clone(), hist.clone());
+    let builder = if orderly {
+        builder.register_message_listener_orderly(
+            move |msgs: &[MessageExt], _: &mut ConsumeOrderlyContext| {
+                if s.on_batch(msgs, &h, target) {
+                    let _ = done_tx.try_send(());
+                }
+                ConsumeOrderlyStatus::Success
+            },
+        )
+    } else {
+        builder.register_message_listener_concurrently(
+            move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                if s.on_batch(msgs, &h, target) {
+                    let _ = done_tx.try_send(());
+                }
+                ConsumeConcurrentlyStatus::ConsumeSuccess
+            },
+        )
+    };
+    let consumer = builder.build().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    consumer.start().map_err(|e| e.to_string())?;
+    let mut last = (0, 0, 0);
+    let mut status = |secs: f64| stats.print_status(&mut last, secs);
+    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
+    status(last_tick.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    // Shut down after the sample: the summary is of the running consumer.
+    let count = stats.count.load(Ordering::Acquire);
+    print_summary("consumer", count, 0, elapsed, &hist);
+    let _ = consumer.shutdown(Duration::from_secs(10));
+    Ok(target.is_none_or(|t| count >= t))
+}
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Result<TopicRouteData, String> {
+    let req = RemotingCommand::request_with_header(
+        RequestCode::GET_ROUTEINFO_BY_TOPIC,
+        &GetRouteInfoRequestHeader {
+            topic: topic.to_owned(),
+            accept_standard_json_only: None,
+        },
+    );
+    let mut last_err = String::new();
+    // A name server list is `;`-separated; the first that knows the route answers.
+    for addr in namesrv.split(';').filter(|a| !a.is_empty()) {
+        match client.invoke_sync(addr, req.clone(), RPC_TIMEOUT) {
+            Ok(resp) if resp.response_code() == ResponseCode::SUCCESS => {
+                let body = resp.body().ok_or("route answer without a body")?;
+                return TopicRouteData::decode(body).map_err(|e| e.to_string());
+            }
+            Ok(resp) => {
+                last_err = format!(
+                    "route of {topic}: {} {}",
+                    resp.response_code(),
+                    resp.remark().unwrap_or_default()
+                )
+            }
+            Err(e) => last_err = format!("route of {topic} from {addr}: {e}"),
+        }
+    }
+    Err(last_err)
+}
+
+/// What the pulling threads share.
+struct Puller {
+    client: RemotingClient,
+    group: String,
+    batch: i32,
+    stats: ConsumeStats,
+    hist: Histogram,
+    target: Option<u64>,
+    stop: AtomicBool,
+}
+
+impl Puller {
+    /// Pulls `mq` on `addr` from offset 0 until it is drained, the target is reached or `stop`.
+    fn pull_queue(&self, addr: &str, mq: &MessageQueue) -> Result<(), String> {
+        let Puller {
+            client,
+            group,
+            batch,
+            stats,
+            hist,
+            target,
+            stop,
+        } = self;
+        let (batch, target) = (*batch, *target);
+        let mut offset = 0i64;
+        while !stop.load(Ordering::Relaxed) {
+            let header = PullMessageRequestHeader {
+                consumer_group: group.clone(),
+                topic: mq.topic.clone(),
+                queue_id: mq.queue_id,
+                queue_offset: offset,
+                max_msg_nums: batch,
+                // SUBSCRIPTION: the broker takes the subscription from this request.
+                sys_flag: 0x4,
+                commit_offset: 0,
+                suspend_timeout_millis: 0,
+                subscription: Some("*".to_owned()),
+                sub_version: 0,
+                expression_type: Some("TAG".to_owned()),
+                bname: Some(mq.broker_name.clone()),
+            };
+            let req = RemotingCommand::request_with_header(RequestCode::PULL_MESSAGE, &header);
+            let resp = client
+                .invoke_sync(addr, req, RPC_TIMEOUT)
+                .map_err(|e| format!("pull of {mq}: {e}"))?;
+            let code = resp.response_code();
+            let rh: PullMessageResponseHeader = resp
+                .decode_header()
+                .map_err(|e| format!("pull of {mq}: {e}"))?;
+            match code {
+                ResponseCode::SUCCESS => {
+                    let msgs = MessageDecoder::decodes(resp.body().cloned().unwrap_or_default());
+                    if stats.on_batch(&msgs, hist, target)
+                        || target.is_some_and(|t| stats.count.load(Ordering::Acquire) >= t)
+                    {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if rh.next_begin_offset <= offset && msgs.is_empty() {
+                        return Err(format!("pull of {mq} at {offset}: FOUND but no message"));
+                    }
+                    offset = rh.next_begin_offset;
+                }
+                ResponseCode::PULL_NOT_FOUND
+                | ResponseCode::PULL_RETRY_IMMEDIATELY
+                | ResponseCode::PULL_OFFSET_MOVED
+                    if rh.next_begin_offset > offset =>
+                {
+                    offset = rh.next_begin_offset
+                }
+                // Nothing past `offset`: drained.
+                ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY => {
+                    return Ok(())
+                }
+                other => {
+                    return Err(format!(
+                        "pull of {mq} at {offset}: {other} {}",
+                        resp.remark().unwrap_or_default()
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
+    if batch < 1 {
+        return Err("--batch must be at least 1".to_owned());
+    }
+    let client =
+        RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
+    let r = route(&client, &common.namesrv()?, &common.topic)?;
+    let mut queues = Vec::new();
+    for q in &r.queue_datas {
+        let addr = r
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == q.broker_name)
+            .and_then(|b| b.master_addr())
+            .ok_or_else(|| format!("broker {} has no master", q.broker_name))?
+            .to_owned();
+        for id in 0..q.read_queue_nums {
+            queues.push((
+                addr.clone(),
+                MessageQueue::new(&common.topic, &q.broker_name, id),
+            ));
+        }
+    }
+    let puller = Arc::new(Puller {
+        client,
+        group: group.to_owned(),
+        batch,
+        stats: ConsumeStats::default(),
+        hist: Histogram::new(),
+        target: common.count,
+        stop: AtomicBool::new(false),
+    });
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let started = Instant::now();
+    // One thread per queue, each with one pull in flight, as a push consumer keeps one pull
+    // in flight per queue.
+    let workers: Vec<_> = queues
+        .into_iter()
+        .map(|(addr, mq)| {
+            let (puller, done) = (puller.clone(), done_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("bench-pull-{}", mq.queue_id))
+                .spawn(move || {
+                    let r = puller.pull_queue(&addr, &mq);
+                    drop(done);
+                    r
+                })
+                .expect("spawn a pulling thread")
+        })
+        .collect();
+    drop(done_tx);
+    let mut last = (0, 0, 0);
+    let mut status = |secs: f64| puller.stats.print_status(&mut last, secs);
+    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
+    puller.stop.store(true, Ordering::Relaxed);
+    let mut ok = true;
+    for w in workers {
+        if let Ok(Err(e)) = w.join() {
+            eprintln!("rmq-bench: {e}");
+            ok = false;
+        }
+    }
+    status(last_tick.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    let count = puller.stats.count.load(Ordering::Acquire);
+    print_summary("rawpull", count, 0, elapsed, &puller.hist);
+    puller.client.shutdown();
+    Ok(ok && common.count.is_none_or(|t| count >= t))
+}
