@@ -1,0 +1,174 @@
+//! `rmq-bench` against the shared real-broker cluster: the producer, consumer and rawpull modes
+//! run as the built binary, and their status and summary lines must parse and agree with what
+//! the broker stored (read back independently with raw pulls).
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use support::broker::Cluster;
+use support::client::*;
+
+const N: u64 = 2000;
+
+/// What one run printed on stdout, its exit status and stderr.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn rmq_bench(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_rmq-bench"))
+        .args(args)
+        // The tool's own bound, so that a hang fails the test instead of stalling it.
+        .args(["--duration", "120"])
+        .output()
+        .expect("rmq-bench runs");
+    let run = Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    };
+    assert!(
+        run.ok,
+        "rmq-bench {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The numbers after each of `labels`, which must appear in this order and start the line.
+fn status_fields(line: &str, labels: &[&str]) -> Option<Vec<f64>> {
+    if !line.starts_with(labels[0]) {
+        return None;
+    }
+    let mut rest = line;
+    let mut values = Vec::new();
+    for label in labels {
+        let at = rest.find(label)?;
+        rest = rest[at + label.len()..].trim_start();
+        let end = rest.find(' ').unwrap_or(rest.len());
+        values.push(rest[..end].parse().ok()?);
+        rest = &rest[end..];
+    }
+    rest.trim().is_empty().then_some(values)
+}
+
+const SEND: &[&str] = &[
+    "Send TPS:",
+    "Max RT(ms):",
+    "Average RT(ms):",
+    "Send Failed:",
+    "Response Failed:",
+];
+const CONSUME: &[&str] = &[
+    "Consume TPS:",
+    "Average(B2C) RT(ms):",
+    "Average(S2C) RT(ms):",
+    "MAX(B2C) RT(ms):",
+    "MAX(S2C) RT(ms):",
+];
+
+/// Every status line starting with `labels[0]`, parsed; each must parse completely.
+fn status_lines(run: &Run, labels: &[&str]) -> Vec<Vec<f64>> {
+    let lines: Vec<Vec<f64>> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(labels[0]))
+        .map(|l| status_fields(l, labels).unwrap_or_else(|| panic!("status line {l:?} parses")))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "no {:?} line in\n{}",
+        labels[0],
+        run.stdout
+    );
+    lines
+}
+
+/// The `SUMMARY` line's fields; it must be the last line and every field numeric but `mode`.
+fn summary(run: &Run, mode: &str) -> HashMap<String, f64> {
+    let last = run.stdout.lines().last().expect("some output");
+    let rest = last
+        .strip_prefix("SUMMARY ")
+        .unwrap_or_else(|| panic!("last line {last:?} is the summary"));
+    let mut fields = HashMap::new();
+    for kv in rest.split_whitespace() {
+        let (k, v) = kv.split_once('=').expect("key=value");
+        if k == "mode" {
+            assert_eq!(v, mode);
+        } else {
+            let v: f64 = v.parse().unwrap_or_else(|_| panic!("{k}={v} is a number"));
+            fields.insert(k.to_owned(), v);
+        }
+    }
+    for k in [
+        "tps", "p50_ms", "p99_ms", "max_ms", "cpu_s", "rss_kib", "threads", "count", "failed",
+    ] {
+        assert!(fields.contains_key(k), "summary {last:?} has {k}");
+    }
+    assert!(
+        fields["rss_kib"] > 0.0 && fields["threads"] >= 1.0,
+        "{last}"
+    );
+    assert!(fields["p50_ms"] <= fields["p99_ms"], "{last}");
+    assert!(fields["p99_ms"] <= fields["max_ms"] * 1.04, "{last}");
+    fields
+}
+
+#[test]
+fn producer_consumer_and_rawpull_report_in_javas_wording() {
+    let cluster = Cluster::shared();
+    let namesrv = cluster.namesrv_addr.as_str();
+    let topic = unique("BenchTopic");
+    let count = N.to_string();
+
+    let produced = rmq_bench(&[
+        "producer", "-n", namesrv, "-t", &topic, "--mode", "async", "--count", &count, "-w", "2",
+    ]);
+    let send = status_lines(&produced, SEND);
+    let last = send.last().expect("a send line");
+    assert_eq!((last[3], last[4]), (0.0, 0.0), "no send failed");
+    let s = summary(&produced, "producer");
+    assert_eq!((s["count"], s["failed"]), (N as f64, 0.0));
+    // The broker holds exactly what the tool says it sent.
+    let stored = read_topic_until(&raw_client(), namesrv, &topic, N as usize);
+    assert_eq!(stored.len() as u64, N);
+
+    let consumed = rmq_bench(&[
+        "consumer",
+        "-n",
+        namesrv,
+        "-t",
+        &topic,
+        "-g",
+        &unique("bench_cg"),
+        "--count",
+        &count,
+    ]);
+    let lines = status_lines(&consumed, CONSUME);
+    assert!(lines.iter().any(|l| l[0] > 0.0), "{}", consumed.stdout);
+    let s = summary(&consumed, "consumer");
+    assert_eq!(s["count"], N as f64, "{}", consumed.stdout);
+
+    let pulled = rmq_bench(&["rawpull", "-n", namesrv, "-t", &topic, "--count", &count]);
+    let lines = status_lines(&pulled, CONSUME);
+    assert!(lines.iter().any(|l| l[0] > 0.0), "{}", pulled.stdout);
+    let s = summary(&pulled, "rawpull");
+    assert_eq!(s["count"], N as f64, "{}", pulled.stdout);
+    // Messages born before the pull: their born-to-consume times are not negative.
+    assert!(s["p50_ms"] >= 0.0);
+}
+
+#[test]
+fn bad_flags_are_refused_with_usage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rmq-bench"))
+        .args(["producer", "--mode", "fast"])
+        .output()
+        .expect("rmq-bench runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--mode") && err.contains("sync"), "{err}");
+}
