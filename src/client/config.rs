@@ -181,9 +181,8 @@ impl ClientConfig {
     /// setting, else the `TLS_ENABLE` environment variable (`true` in any case; anything else is
     /// `false` here, and an error when the client starts).
     pub fn use_tls(&self) -> bool {
-        self.use_tls.unwrap_or_else(|| {
-            std::env::var(tls::env::ENABLE).is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        })
+        self.use_tls
+            .unwrap_or_else(|| tls_enabled_by_env().unwrap_or(false))
     }
 
     /// The TLS settings given to [`tls_config`](ClientConfigBuilder::tls_config), if any
@@ -197,19 +196,7 @@ impl ClientConfig {
     pub(crate) fn remoting_tls(&self) -> Result<Option<TlsConfig>> {
         let on = match self.use_tls {
             Some(on) => on,
-            None => match std::env::var(tls::env::ENABLE) {
-                Ok(v) => tls::parse_bool(
-                    &v,
-                    &format!("the environment variable {}", tls::env::ENABLE),
-                )?,
-                Err(std::env::VarError::NotPresent) => false,
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(Error::config(format!(
-                        "the environment variable {} is not valid UTF-8",
-                        tls::env::ENABLE
-                    )))
-                }
-            },
+            None => tls_enabled_by_env()?,
         };
         if !on {
             return Ok(None);
@@ -643,6 +630,22 @@ pub(crate) fn local_ip() -> String {
     crate::common::util::local_ipv4()
         .map(|ip| ip.to_string())
         .unwrap_or_else(|| "127.0.0.1".to_owned())
+}
+
+/// `TLS_ENABLE` (Java `tls.enable`): `false` when unset, an error when it is neither `true` nor
+/// `false` or not UTF-8.
+fn tls_enabled_by_env() -> Result<bool> {
+    match std::env::var(tls::env::ENABLE) {
+        Ok(v) => tls::parse_bool(
+            &v,
+            &format!("the environment variable {}", tls::env::ENABLE),
+        ),
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Err(std::env::VarError::NotUnicode(_)) => Err(Error::config(format!(
+            "the environment variable {} is not valid UTF-8",
+            tls::env::ENABLE
+        ))),
+    }
 }
 
 #[cfg(test)]
