@@ -976,18 +976,7 @@ impl EventLoop {
                 .filter(|(_, p)| p.token == token)
                 .map(|(op, _)| *op),
         );
-        let mut failed = std::mem::take(&mut self.expired);
-        // Out of the table and the count before any caller hears of it: a caller woken by the
-        // first failure must not still see the others pending.
-        let removed: Vec<Pending> = failed
-            .drain(..)
-            .filter_map(|op| self.response_table.remove(&op))
-            .collect();
-        self.expired = failed;
-        self.shared
-            .pending_count
-            .fetch_sub(removed.len(), Ordering::AcqRel);
-        for p in removed {
+        for (_, p) in self.take_expired() {
             let err = Error::ConnectionClosed {
                 addr: addr.to_string(),
                 reason: reason.to_string(),
@@ -1063,19 +1052,30 @@ impl EventLoop {
             }
         }
         self.next_expiry = next;
-        let mut expired = std::mem::take(&mut self.expired);
-        for op in expired.drain(..) {
-            if let Some(p) = self.response_table.remove(&op) {
-                self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
-                log::debug!("rmq-io: request {op} to {} timed out", p.addr);
-                let err = Error::Timeout {
-                    addr: p.addr.to_string(),
-                    timeout: p.timeout,
-                };
-                self.shared.complete(p, Err(err));
-            }
+        for (op, p) in self.take_expired() {
+            log::debug!("rmq-io: request {op} to {} timed out", p.addr);
+            let err = Error::Timeout {
+                addr: p.addr.to_string(),
+                timeout: p.timeout,
+            };
+            self.shared.complete(p, Err(err));
         }
-        self.expired = expired;
+    }
+
+    /// Takes the calls whose opaques are in `self.expired` out of the response table and the
+    /// pending count, all of them before any caller hears of its own: a caller woken by the
+    /// first failure must not still see the others pending.
+    fn take_expired(&mut self) -> Vec<(i32, Pending)> {
+        let mut ops = std::mem::take(&mut self.expired);
+        let taken: Vec<(i32, Pending)> = ops
+            .drain(..)
+            .filter_map(|op| self.response_table.remove(&op).map(|p| (op, p)))
+            .collect();
+        self.expired = ops;
+        self.shared
+            .pending_count
+            .fetch_sub(taken.len(), Ordering::AcqRel);
+        taken
     }
 
     /// Closes every connection, fails every pending call and everything still queued.
