@@ -399,11 +399,8 @@ struct SendRun {
     stop: AtomicBool,
     stats: SendStats,
     hist: Histogram,
-    /// Async permits: a send takes one, its callback returns it.
-    permits: (
-        crossbeam_channel::Sender<()>,
-        crossbeam_channel::Receiver<()>,
-    ),
+    /// Async sends in flight: a send takes a slot, its callback returns it.
+    window: Window,
     /// Async sends the broker refused as busy (its flow control; nothing stored), sent again.
     resend: (
         crossbeam_channel::Sender<()>,
@@ -470,7 +467,7 @@ impl SendRun {
     }
 
     fn send_async(self: &Arc<Self>, msg: &Message) {
-        self.permits.1.recv().expect("the run holds a sender");
+        self.window.acquire();
         loop {
             let run = self.clone();
             let t = Instant::now();
@@ -483,7 +480,7 @@ impl SendRun {
                     }
                     Err(e) => run.stats.failed(&e),
                 }
-                let _ = run.permits.0.send(());
+                run.window.release();
             });
             match sent {
                 Ok(()) => return,
@@ -491,11 +488,63 @@ impl SendRun {
                 Err(e) if e.is_too_many_requests() => std::thread::yield_now(),
                 Err(e) => {
                     self.stats.failed(&e);
-                    let _ = self.permits.0.send(());
+                    self.window.release();
                     return;
                 }
             }
         }
+    }
+}
+
+/// The async window: at most `size` sends in flight. A sender that finds it full sleeps until a
+/// quarter of it is free again, so it wakes once per batch of answers rather than once per
+/// answer, and sends that batch back to back (the io thread then writes it in few syscalls).
+struct Window {
+    size: usize,
+    free: parking_lot::Mutex<usize>,
+    room: parking_lot::Condvar,
+}
+
+impl Window {
+    fn new(size: usize) -> Self {
+        Window {
+            size,
+            free: parking_lot::Mutex::new(size),
+            room: parking_lot::Condvar::new(),
+        }
+    }
+
+    fn refill_at(&self) -> usize {
+        (self.size / 4).max(1)
+    }
+
+    fn acquire(&self) {
+        let mut free = self.free.lock();
+        if *free == 0 {
+            while *free < self.refill_at() {
+                self.room.wait(&mut free);
+            }
+        }
+        *free -= 1;
+    }
+
+    fn release(&self) {
+        let mut free = self.free.lock();
+        *free += 1;
+        if *free == self.refill_at() || *free == self.size {
+            self.room.notify_all();
+        }
+    }
+
+    /// Waits until every slot is back (every callback has run), or `deadline`.
+    fn wait_empty(&self, deadline: Instant) -> bool {
+        let mut free = self.free.lock();
+        while *free < self.size {
+            if self.room.wait_until(&mut free, deadline).timed_out() {
+                return *free == self.size;
+            }
+        }
+        true
     }
 }
 
@@ -515,10 +564,6 @@ fn producer(
         .build()
         .map_err(|e| e.to_string())?;
     producer.start().map_err(|e| e.to_string())?;
-    let permits = crossbeam_channel::bounded(window);
-    for _ in 0..window {
-        permits.0.send(()).expect("room for every permit");
-    }
     let run = Arc::new(SendRun {
         producer,
         topic: common.topic.clone(),
@@ -529,7 +574,7 @@ fn producer(
         stop: AtomicBool::new(false),
         stats: SendStats::default(),
         hist: Histogram::new(),
-        permits,
+        window: Window::new(window),
         resend: crossbeam_channel::unbounded(),
         busy_resent: AtomicU64::new(0),
     });
@@ -575,11 +620,8 @@ fn producer(
     }
     // Every async callback has run once every permit is back.
     if mode == SendMode::Async {
-        for _ in 0..window {
-            if run.permits.1.recv_timeout(Duration::from_secs(30)).is_err() {
-                eprintln!("rmq-bench: async sends still unanswered after 30 s");
-                break;
-            }
+        if !run.window.wait_empty(Instant::now() + Duration::from_secs(30)) {
+            eprintln!("rmq-bench: async sends still unanswered after 30 s");
         }
     }
     status(last_tick.elapsed().as_secs_f64());

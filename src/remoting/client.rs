@@ -17,6 +17,7 @@ use mio::{Poll, Waker};
 use parking_lot::{Mutex, RwLock};
 
 use super::config::RemotingClientConfig;
+use super::handoff::{sync_slot, CallbackPool, WaitError};
 use super::event_loop::{
     Callback, Command, Completion, ConnHandle, EventLoop, Pending, PendingKind, Semaphore, Shared,
     SHUTDOWN_REASON, WAKER_TOKEN,
@@ -125,10 +126,7 @@ impl RemotingClient {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-        let pool = threadpool::Builder::new()
-            .num_threads(config.callback_threads)
-            .thread_name("rmq-cb".to_string())
-            .build();
+        let pool = CallbackPool::new(config.callback_threads, "rmq-cb")?;
         let async_permits = Semaphore::new(config.async_permits);
         let oneway_permits = Semaphore::new(config.oneway_permits);
         let shared = Arc::new(Shared::new(config, cmd_tx, waker, pool));
@@ -240,13 +238,13 @@ impl RemotingClient {
         let frame = self.encode(&mut request)?;
         self.inner.shared.reserve_write(&conn, &frame)?;
         let opaque = request.opaque();
-        let (tx, rx) = bounded(1);
+        let (reply, wait) = sync_slot();
         let pending = Pending {
             deadline,
             timeout,
             token: conn.token,
             addr: Arc::clone(&conn.addr),
-            kind: PendingKind::Sync(tx),
+            kind: PendingKind::Sync(reply),
         };
         let cmd = Command::Send {
             token: conn.token,
@@ -258,7 +256,7 @@ impl RemotingClient {
         if self.inner.shared.submit(cmd).is_err() {
             return Err(closed_error(addr));
         }
-        let result = match rx.recv_deadline(deadline) {
+        let result = match wait.wait_until(deadline) {
             // Either the sweep's timeout or ours, whichever came first.
             Ok(Ok(mut response)) => {
                 for hook in hooks.iter().flat_map(|h| h.iter()) {
@@ -267,11 +265,11 @@ impl RemotingClient {
                 Ok(response)
             }
             Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout {
+            Err(WaitError::Timeout) => Err(Error::Timeout {
                 addr: addr.to_string(),
                 timeout,
             }),
-            Err(RecvTimeoutError::Disconnected) => Err(closed_error(addr)),
+            Err(WaitError::Disconnected) => Err(closed_error(addr)),
         };
         if let Err(Error::Timeout { .. }) = result {
             // Closing also frees the table entry now rather than at the next sweep.

@@ -30,9 +30,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::RwLock;
-use threadpool::ThreadPool;
 
 use super::config::RemotingClientConfig;
+use super::handoff::{CallbackPool, SyncReply};
 use super::processor::{RequestContext, RequestProcessor};
 use super::transport::Transport;
 use crate::error::{Error, Result};
@@ -161,8 +161,8 @@ impl Drop for Completion {
 
 /// How a pending call is completed.
 pub(crate) enum PendingKind {
-    /// `invoke_sync`: the caller blocks on the receiving end of this `bounded(1)` channel.
-    Sync(Sender<Result<RemotingCommand>>),
+    /// `invoke_sync`: the caller waits on the other half of this one-shot slot.
+    Sync(SyncReply),
     /// `invoke_async`: the callback runs on the callback pool.
     Async(Completion),
 }
@@ -258,7 +258,7 @@ pub(crate) struct Shared {
     /// addr → live connection. Written by callers on connect and by the loop on close.
     pub(crate) conns: RwLock<HashMap<String, Arc<ConnHandle>>>,
     pub(crate) processors: RwLock<HashMap<i32, Arc<dyn RequestProcessor>>>,
-    pub(crate) pool: ThreadPool,
+    pub(crate) pool: CallbackPool,
     pub(crate) closed: AtomicBool,
     next_token: AtomicUsize,
     pending_count: AtomicUsize,
@@ -274,7 +274,7 @@ impl Shared {
         config: RemotingClientConfig,
         cmd_tx: Sender<Command>,
         waker: Waker,
-        pool: ThreadPool,
+        pool: CallbackPool,
     ) -> Self {
         Shared {
             config,
@@ -353,9 +353,7 @@ impl Shared {
     /// the callback pool.
     fn complete(&self, pending: Pending, result: Result<RemotingCommand>) {
         match pending.kind {
-            PendingKind::Sync(tx) => {
-                let _ = tx.try_send(result);
-            }
+            PendingKind::Sync(reply) => reply.send(result),
             PendingKind::Async(completion) => self.pool.execute(move || completion.run(result)),
         }
     }

@@ -33,6 +33,7 @@
 mod client;
 mod config;
 mod event_loop;
+mod handoff;
 mod processor;
 pub mod protocol;
 mod rpc_hook;
