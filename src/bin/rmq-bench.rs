@@ -40,7 +40,7 @@ use rocketmq_sync::remoting::protocol::header::{
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
 use rocketmq_sync::{
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, ConsumeOrderlyContext,
+    ClientConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, ConsumeOrderlyContext,
     ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, Error, Message, MessageExt,
     MessageQueue, ResponseCode,
 };
@@ -93,6 +93,9 @@ enum Mode {
         /// Async sends in flight at most, over all threads.
         #[arg(long, default_value_t = 128)]
         window: usize,
+        /// Run async callbacks on the io thread (`ClientConfig::disable_callback_executor`).
+        #[arg(long)]
+        disable_callback_executor: bool,
     },
     /// Consumes with a push consumer and a listener that does nothing (Java `consumer.sh`).
     Consumer {
@@ -155,7 +158,16 @@ fn main() -> ExitCode {
             group,
             mode,
             window,
-        } => producer(common, *threads, *size, group, *mode, *window),
+            disable_callback_executor,
+        } => producer(
+            common,
+            *threads,
+            *size,
+            group,
+            *mode,
+            *window,
+            *disable_callback_executor,
+        ),
         Mode::Consumer {
             common,
             group,
@@ -555,11 +567,17 @@ fn producer(
     group: &str,
     mode: SendMode,
     window: usize,
+    disable_callback_executor: bool,
 ) -> Result<bool, String> {
     if threads == 0 || window == 0 {
         return Err("-w and --window must be at least 1".to_owned());
     }
     let producer = DefaultMQProducer::builder(group)
+        .client_config(
+            ClientConfig::builder()
+                .disable_callback_executor(disable_callback_executor)
+                .build(),
+        )
         .namesrv_addr(common.namesrv()?)
         .build()
         .map_err(|e| e.to_string())?;

@@ -266,6 +266,7 @@ impl MQClientInstance {
     fn new(client_id: String, config: ClientConfig) -> Result<Arc<Self>> {
         let remoting = RemotingClient::start(RemotingClientConfig {
             callback_threads: config.client_callback_executor_threads.max(1),
+            disable_callback_executor: config.disable_callback_executor,
             serialize_type: config.serialize_type,
             tls: config.remoting_tls()?,
             ..RemotingClientConfig::default()

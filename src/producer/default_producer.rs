@@ -618,7 +618,11 @@ impl AsyncAttempt {
                         }
                         Err(e) => {
                             me.inner.fault.update_fault_item(&broker, elapsed, true);
-                            me.retry_or_fail(e, callback);
+                            // This may run on the io thread (`disable_callback_executor`),
+                            // where a retry's connect or route lookup must not block: the
+                            // callback pool retries.
+                            let remoting = me.instance.remoting().clone();
+                            remoting.execute_callback(move || me.retry_or_fail(e, callback));
                         }
                     }
                 })

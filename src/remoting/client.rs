@@ -537,6 +537,11 @@ impl RemotingClient {
             .insert(code.0, processor);
     }
 
+    /// Runs `job` on the `rmq-cb` callback pool.
+    pub(crate) fn execute_callback(&self, job: impl FnOnce() + Send + 'static) {
+        self.inner.shared.execute(job);
+    }
+
     /// Closes the connection to `addr`, if any. Calls pending on it fail with
     /// [`Error::ConnectionClosed`]; the next call reconnects.
     pub fn close_connection(&self, addr: &str) {

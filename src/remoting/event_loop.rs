@@ -349,13 +349,24 @@ impl Shared {
         }
     }
 
-    /// Hands a pending call its result: sync callers through their channel, async callbacks on
-    /// the callback pool.
+    /// Hands a pending call its result: sync callers through their slot, async callbacks on
+    /// the callback pool, or here with `disable_callback_executor` when the call succeeded.
     fn complete(&self, pending: Pending, result: Result<RemotingCommand>) {
         match pending.kind {
             PendingKind::Sync(reply) => reply.send(result),
-            PendingKind::Async(completion) => self.pool.execute(move || completion.run(result)),
+            PendingKind::Async(completion) => {
+                if self.config.disable_callback_executor && result.is_ok() {
+                    completion.run(result);
+                } else {
+                    self.pool.execute(move || completion.run(result));
+                }
+            }
         }
+    }
+
+    /// Runs `job` on the callback pool.
+    pub(crate) fn execute(&self, job: impl FnOnce() + Send + 'static) {
+        self.pool.execute(job);
     }
 
     /// Fails a command that the loop will never execute (after shutdown).
@@ -603,7 +614,7 @@ impl EventLoop {
     /// the shutting-down caller can fail whatever was queued after the loop's last look.
     pub(crate) fn run(mut self, mut poll: Poll) -> Receiver<Command> {
         let mut events = Events::with_capacity(1024);
-        let mut ready: Vec<(Token, bool, bool)> = Vec::with_capacity(1024);
+        let mut ready: Vec<(Token, bool, bool, bool)> = Vec::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout(Instant::now());
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
@@ -623,12 +634,14 @@ impl EventLoop {
                     continue;
                 }
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                ready.push((ev.token(), readable, ev.is_writable()));
+                // A hang-up reported with the data must be read to its end (EOF), not cut short.
+                let hung_up = ev.is_read_closed() || ev.is_error();
+                ready.push((ev.token(), readable, ev.is_writable(), hung_up));
             }
             let now = Instant::now();
-            for &(token, readable, writable) in &ready {
+            for &(token, readable, writable, hung_up) in &ready {
                 if readable {
-                    self.on_readable(token, now);
+                    self.on_readable(token, now, hung_up);
                 }
                 if writable {
                     self.mark_dirty(token);
@@ -636,7 +649,7 @@ impl EventLoop {
             }
             let mut revisit = std::mem::take(&mut self.revisit);
             for token in revisit.drain(..) {
-                self.on_readable(token, now);
+                self.on_readable(token, now, false);
             }
             self.revisit = revisit;
             if !self.drain_commands(now) {
@@ -781,7 +794,7 @@ impl EventLoop {
     }
 
     /// Reads one budget's worth from a connection, once per turn.
-    fn on_readable(&mut self, token: Token, now: Instant) {
+    fn on_readable(&mut self, token: Token, now: Instant, hung_up: bool) {
         let outcome = {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return; // unknown or already closed: ignore
@@ -791,7 +804,13 @@ impl EventLoop {
             }
             conn.read_turn = self.turn;
             conn.last_read = now;
-            read_some(conn, &mut self.scratch, &mut self.decoder, &mut self.frames)
+            read_some(
+                conn,
+                &mut self.scratch,
+                &mut self.decoder,
+                &mut self.frames,
+                hung_up,
+            )
         };
         let mut frames = std::mem::take(&mut self.frames);
         for frame in frames.drain(..) {
@@ -1096,12 +1115,14 @@ impl EventLoop {
     }
 }
 
-/// Reads until `WouldBlock` or the turn's budget (frames or bytes), decoding as it goes.
+/// Reads until `WouldBlock` (or, on plain TCP, a short read; not when the peer's hang-up was
+/// reported with the data) or the turn's budget (frames or bytes), decoding as it goes.
 fn read_some(
     conn: &mut Connection,
     scratch: &mut [u8],
     decoder: &mut FrameDecoder,
     frames: &mut Vec<RemotingCommand>,
+    hung_up: bool,
 ) -> ReadOutcome {
     let mut read = 0;
     loop {
@@ -1119,6 +1140,10 @@ fn read_some(
                 }
                 if frames.len() >= MAX_FRAMES_PER_BATCH || read >= MAX_READ_PER_TURN {
                     return ReadOutcome::More;
+                }
+                // Saves the read that would only say `WouldBlock`: one syscall per wake-up.
+                if n < scratch.len() && !hung_up && conn.stream.short_read_drains() {
+                    return ReadOutcome::Drained;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,

@@ -99,6 +99,14 @@ impl Transport {
         })))
     }
 
+    /// `true` when a read that returned fewer bytes than asked for took everything the socket
+    /// held, so the edge-triggered reader need not read again to see `WouldBlock`: a plain TCP
+    /// socket (data arriving later raises a new edge). Not TLS, whose reads return plaintext
+    /// that rustls may hold back while socket bytes wait.
+    pub(crate) fn short_read_drains(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+
     /// `true` while TLS records are buffered that the socket has not taken yet.
     pub(crate) fn wants_write(&self) -> bool {
         match self {
