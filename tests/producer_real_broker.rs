@@ -435,3 +435,73 @@ fn lifecycle_errors_are_typed() {
     let e = p.send(&Message::new("T", "x")).unwrap_err();
     assert!(matches!(e, Error::ServiceState { .. }), "{e}");
 }
+
+/// `ClientConfig::disable_callback_executor`: every async send's callback runs once, on the io
+/// thread, and every message is stored exactly once.
+#[test]
+fn async_callbacks_on_the_io_thread_complete_every_send_once() {
+    let cluster = Cluster::shared();
+    let topic = unique("IoCallbackTopic");
+    let p = DefaultMQProducer::builder(unique("pg"))
+        .client_config(
+            rocketmq_sync::ClientConfig::builder()
+                .disable_callback_executor(true)
+                .build(),
+        )
+        .namesrv_addr(cluster.namesrv_addr.clone())
+        .instance_name(unique("io-callbacks"))
+        .build()
+        .unwrap();
+    p.start().unwrap();
+    const N: usize = 1000;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..N {
+        let msg = Message::new(topic.clone(), format!("io-{i}"));
+        let tx = tx.clone();
+        loop {
+            let tx = tx.clone();
+            let sent = p.send_async(&msg, move |r| {
+                let thread = std::thread::current().name().map(str::to_owned);
+                let _ = tx.send((i, r.map(|_| ()), thread));
+            });
+            match sent {
+                Ok(()) => break,
+                Err(e) if e.is_too_many_requests() => std::thread::yield_now(),
+                Err(e) => panic!("async send {i} refused: {e}"),
+            }
+        }
+        // A window of 64: the broker sheds what waits too long in its queue.
+        if i >= 64 {
+            let (j, r, thread) = rx.recv_timeout(Duration::from_secs(60)).expect("callback");
+            check_io_callback(j, r, thread.as_deref());
+        }
+    }
+    let mut called = 0;
+    while called < 64 {
+        let (j, r, thread) = rx.recv_timeout(Duration::from_secs(60)).expect("callback");
+        check_io_callback(j, r, thread.as_deref());
+        called += 1;
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "a callback ran twice"
+    );
+    let client = raw_client();
+    let all = read_topic_until(&client, &cluster.namesrv_addr, &topic, N);
+    let bodies: HashSet<Vec<u8>> = all.iter().map(|m| m.body().to_vec()).collect();
+    assert_eq!(all.len(), N, "stored exactly once");
+    assert_eq!(bodies.len(), N);
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+fn check_io_callback(i: usize, r: rocketmq_sync::Result<()>, thread: Option<&str>) {
+    match r {
+        Ok(()) => assert_eq!(
+            thread,
+            Some("rmq-io"),
+            "send {i} called back off the io thread"
+        ),
+        // The broker's push-back runs on the pool; the test cannot resend it exactly once.
+        Err(e) => panic!("async send {i} failed on {thread:?}: {e}"),
+    }
+}

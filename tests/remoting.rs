@@ -1191,3 +1191,95 @@ fn a_flooding_peer_does_not_starve_other_connections() {
         panic!("the call to the other peer failed while {flooded} bytes flooded in: {e:?}")
     });
 }
+
+/// `disable_callback_executor`: a successful call's callback runs on the io thread itself; a
+/// failed one (here a timeout) still runs on the callback pool. Every callback runs once.
+#[test]
+fn with_the_callback_executor_disabled_successes_call_back_on_the_io_thread() {
+    init();
+    let broker = scripted_broker();
+    let client = RemotingClient::start(RemotingClientConfig {
+        disable_callback_executor: true,
+        ..config()
+    })
+    .unwrap();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    for i in 0..100u32 {
+        let tx = tx.clone();
+        let req = request(ECHO).with_body(i.to_be_bytes().to_vec());
+        client
+            .invoke_async(&addr, req, Duration::from_secs(10), move |r| {
+                let thread = std::thread::current().name().map(str::to_owned);
+                tx.send((Some(i), r.is_ok(), thread)).unwrap();
+            })
+            .unwrap();
+    }
+    let tx2 = tx.clone();
+    client
+        .invoke_async(
+            &addr,
+            request(SILENT),
+            Duration::from_millis(200),
+            move |r| {
+                let thread = std::thread::current().name().map(str::to_owned);
+                tx2.send((None, r.is_ok(), thread)).unwrap();
+            },
+        )
+        .unwrap();
+    let mut seen = HashSet::new();
+    for _ in 0..101 {
+        let (id, ok, thread) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("every callback runs");
+        match id {
+            Some(id) => {
+                assert!(ok, "call {id} succeeded");
+                assert_eq!(thread.as_deref(), Some("rmq-io"), "call {id}");
+                assert!(seen.insert(id), "call {id} called back twice");
+            }
+            None => {
+                assert!(!ok, "the silent call timed out");
+                assert_eq!(
+                    thread.as_deref(),
+                    Some("rmq-cb"),
+                    "a failure runs on the pool"
+                );
+            }
+        }
+    }
+    assert_eq!(seen.len(), 100);
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+}
+
+/// A peer that answers and closes at once: the answer and the hang-up can arrive in one read
+/// event. The call completes, and the connection is seen closed without any further traffic
+/// (the short-read shortcut must not skip the EOF).
+#[test]
+fn an_answer_followed_at_once_by_a_close_completes_and_the_close_is_seen() {
+    init();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let peer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut frame).unwrap();
+        let req = RemotingCommand::decode(bytes::Bytes::from(frame)).unwrap();
+        s.write_all(&response_frame(req.opaque(), b"last words"))
+            .unwrap();
+        // Dropping the socket sends the FIN right behind the answer.
+    });
+    let client = client();
+    let resp = client
+        .invoke_sync(&addr, request(ECHO), Duration::from_secs(5))
+        .expect("the answer before the close arrives");
+    assert_eq!(resp.body().map(|b| &b[..]), Some(&b"last words"[..]));
+    peer.join().unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || client.connection_count() == 0),
+        "the close was never noticed"
+    );
+}

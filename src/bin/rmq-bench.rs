@@ -1,7 +1,7 @@
 //! `rmq-bench`: the RocketMQ benchmark tool, in the Java distribution's wording.
 //!
 //! ```text
-//! rmq-bench producer -n 127.0.0.1:9876 -t T [-w 1] [-s 128] [--mode sync|async|oneway] [--window 128] [--count N] [--duration SECS]
+//! rmq-bench producer -n 127.0.0.1:9876 -t T [-w 1] [-s 128] [--mode sync|async|oneway] [--window 128] [--queues 8] [--disable-callback-executor] [--count N] [--duration SECS]
 //! rmq-bench consumer -n 127.0.0.1:9876 -t T [-g G] [--orderly] [--from-last] [--count N] [--duration SECS]
 //! rmq-bench rawpull  -n 127.0.0.1:9876 -t T [-g G] [--batch 32] [--count N] [--duration SECS]
 //! ```
@@ -35,14 +35,15 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use rocketmq_sync::codec::{MessageDecoder, TopicRouteData};
 use rocketmq_sync::remoting::protocol::header::{
-    GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    CreateTopicRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader,
 };
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
 use rocketmq_sync::{
-    ClientConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere, ConsumeOrderlyContext,
-    ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, Error, Message, MessageExt,
-    MessageQueue, ResponseCode,
+    ClientConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere,
+    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, Error,
+    Message, MessageExt, MessageQueue, ResponseCode,
 };
 
 #[derive(Parser)]
@@ -96,6 +97,12 @@ enum Mode {
         /// Run async callbacks on the io thread (`ClientConfig::disable_callback_executor`).
         #[arg(long)]
         disable_callback_executor: bool,
+        /// Queues of the topic on each master broker: a topic that does not exist yet is
+        /// created with this many read and write queues on every master of the `TBW102`
+        /// route (as `mqadmin updateTopic` does) before the first send. An existing topic is
+        /// left as it is.
+        #[arg(long, default_value_t = 8)]
+        queues: i32,
     },
     /// Consumes with a push consumer and a listener that does nothing (Java `consumer.sh`).
     Consumer {
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
             mode,
             window,
             disable_callback_executor,
+            queues,
         } => producer(
             common,
             *threads,
@@ -167,6 +175,7 @@ fn main() -> ExitCode {
             *mode,
             *window,
             *disable_callback_executor,
+            *queues,
         ),
         Mode::Consumer {
             common,
@@ -568,10 +577,15 @@ fn producer(
     mode: SendMode,
     window: usize,
     disable_callback_executor: bool,
+    queues: i32,
 ) -> Result<bool, String> {
     if threads == 0 || window == 0 {
         return Err("-w and --window must be at least 1".to_owned());
     }
+    if !(1..=1024).contains(&queues) {
+        return Err(format!("--queues must be 1..=1024, not {queues}"));
+    }
+    ensure_topic(&common.namesrv()?, &common.topic, queues)?;
     let producer = DefaultMQProducer::builder(group)
         .client_config(
             ClientConfig::builder()
@@ -579,6 +593,7 @@ fn producer(
                 .build(),
         )
         .namesrv_addr(common.namesrv()?)
+        .default_topic_queue_nums(queues)
         .build()
         .map_err(|e| e.to_string())?;
     producer.start().map_err(|e| e.to_string())?;
@@ -638,7 +653,10 @@ fn producer(
     }
     // Every async callback has run once every permit is back.
     if mode == SendMode::Async {
-        if !run.window.wait_empty(Instant::now() + Duration::from_secs(30)) {
+        if !run
+            .window
+            .wait_empty(Instant::now() + Duration::from_secs(30))
+        {
             eprintln!("rmq-bench: async sends still unanswered after 30 s");
         }
     }
@@ -796,6 +814,69 @@ fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Result<TopicRou
         }
     }
     Err(last_err)
+}
+
+/// Creates `topic` with `queues` queues on every master that holds `TBW102`, unless the name
+/// server already has a route for it, then waits until it has one.
+fn ensure_topic(namesrv: &str, topic: &str, queues: i32) -> Result<(), String> {
+    let client =
+        RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
+    if route(&client, namesrv, topic).is_ok() {
+        return Ok(());
+    }
+    let template = route(&client, namesrv, "TBW102")?;
+    let masters: Vec<&String> = template
+        .broker_datas
+        .iter()
+        .filter_map(|b| b.broker_addrs.get(&0))
+        .collect();
+    if masters.is_empty() {
+        return Err("no master broker holds TBW102: cannot create the topic".to_owned());
+    }
+    for addr in &masters {
+        let header = CreateTopicRequestHeader {
+            topic: topic.to_owned(),
+            default_topic: "TBW102".to_owned(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: 6,
+            ..Default::default()
+        };
+        let req =
+            RemotingCommand::request_with_header(RequestCode::UPDATE_AND_CREATE_TOPIC, &header);
+        let resp = client
+            .invoke_sync(addr, req, RPC_TIMEOUT)
+            .map_err(|e| format!("create {topic} on {addr}: {e}"))?;
+        if resp.response_code() != ResponseCode::SUCCESS {
+            return Err(format!(
+                "create {topic} on {addr}: {} {}",
+                resp.response_code(),
+                resp.remark().unwrap_or_default()
+            ));
+        }
+    }
+    // The brokers register the topic with the name server on their own schedule.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match route(&client, namesrv, topic) {
+            Ok(r) if r.queue_datas.len() >= masters.len() => {
+                eprintln!(
+                    "rmq-bench: created {topic} with {queues} queues on {} broker(s)",
+                    masters.len()
+                );
+                client.shutdown();
+                return Ok(());
+            }
+            Ok(_) => last = "route lists fewer brokers than created".to_owned(),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client.shutdown();
+    Err(format!(
+        "{topic} was created but its route never appeared: {last}"
+    ))
 }
 
 /// What the pulling threads share.

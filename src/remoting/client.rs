@@ -17,11 +17,11 @@ use mio::{Poll, Waker};
 use parking_lot::{Mutex, RwLock};
 
 use super::config::RemotingClientConfig;
-use super::handoff::{sync_slot, CallbackPool, WaitError};
 use super::event_loop::{
     Callback, Command, Completion, ConnHandle, EventLoop, Pending, PendingKind, Semaphore, Shared,
     SHUTDOWN_REASON, WAKER_TOKEN,
 };
+use super::handoff::{sync_slot, CallbackPool, WaitError};
 use super::processor::RequestProcessor;
 use super::rpc_hook::RPCHook;
 use super::tls::TlsConnector;

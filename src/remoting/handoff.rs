@@ -214,7 +214,12 @@ mod tests {
     #[test]
     fn a_sync_slot_delivers_times_out_and_reports_a_dropped_sender() {
         let (tx, rx) = sync_slot();
-        let t = std::thread::spawn(move || tx.send(Ok(RemotingCommand::response(crate::remoting::protocol::ResponseCode::SUCCESS, None))));
+        let t = std::thread::spawn(move || {
+            tx.send(Ok(RemotingCommand::response(
+                crate::remoting::protocol::ResponseCode::SUCCESS,
+                None,
+            )))
+        });
         let got = rx.wait_until(Instant::now() + Duration::from_secs(10));
         assert!(matches!(got, Ok(Ok(_))));
         t.join().unwrap();
