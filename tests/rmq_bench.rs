@@ -172,3 +172,46 @@ fn bad_flags_are_refused_with_usage() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--mode") && err.contains("sync"), "{err}");
 }
+
+/// `rawsend` and `producer --queues 3 --disable-callback-executor`: each creates its topic
+/// with the queues asked for, and the broker holds exactly what each says it sent.
+#[test]
+fn rawsend_and_a_producer_with_io_thread_callbacks_store_what_they_report() {
+    let cluster = Cluster::shared();
+    let namesrv = cluster.namesrv_addr.as_str();
+    let client = raw_client();
+
+    let topic = unique("RawSendTopic");
+    let sent = rmq_bench(&["rawsend", "-n", namesrv, "-t", &topic, "--count", "200"]);
+    let lines = status_lines(&sent, SEND);
+    assert!(!lines.is_empty(), "{}", sent.stdout);
+    let s = summary(&sent, "rawsend");
+    assert_eq!((s["count"], s["failed"]), (200.0, 0.0), "{}", sent.stdout);
+    assert_eq!(read_topic_until(&client, namesrv, &topic, 200).len(), 200);
+    let r = route(&client, namesrv, &topic).expect("rawsend created the topic");
+    assert_eq!(r.queue_datas[0].write_queue_nums, 8);
+
+    let topic = unique("IoCallbackBench");
+    let produced = rmq_bench(&[
+        "producer",
+        "-n",
+        namesrv,
+        "-t",
+        &topic,
+        "--queues",
+        "3",
+        "--disable-callback-executor",
+        "--count",
+        "300",
+    ]);
+    let s = summary(&produced, "producer");
+    assert_eq!(
+        (s["count"], s["failed"]),
+        (300.0, 0.0),
+        "{}",
+        produced.stdout
+    );
+    assert_eq!(read_topic_until(&client, namesrv, &topic, 300).len(), 300);
+    let r = route(&client, namesrv, &topic).expect("the producer created the topic");
+    assert_eq!(r.queue_datas[0].write_queue_nums, 3);
+}

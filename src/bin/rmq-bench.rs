@@ -4,6 +4,7 @@
 //! rmq-bench producer -n 127.0.0.1:9876 -t T [-w 1] [-s 128] [--mode sync|async|oneway] [--window 128] [--queues 8] [--disable-callback-executor] [--count N] [--duration SECS]
 //! rmq-bench consumer -n 127.0.0.1:9876 -t T [-g G] [--orderly] [--from-last] [--count N] [--duration SECS]
 //! rmq-bench rawpull  -n 127.0.0.1:9876 -t T [-g G] [--batch 32] [--count N] [--duration SECS]
+//! rmq-bench rawsend  -n 127.0.0.1:9876 -t T [-s 128] [-g G] [--count N] [--duration SECS]
 //! ```
 //!
 //! Every second a status line as Java's `benchmark/producer.sh` and `consumer.sh` print it
@@ -24,6 +25,7 @@
 //! either bound, producer and consumer run until killed. The exit code is non-zero when a send
 //! failed or fewer than `--count` messages were consumed.
 
+use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,7 +38,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rocketmq_sync::codec::{MessageDecoder, TopicRouteData};
 use rocketmq_sync::remoting::protocol::header::{
     CreateTopicRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader,
+    PullMessageResponseHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
 };
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
@@ -130,6 +132,18 @@ enum Mode {
         #[arg(long, default_value_t = 32)]
         batch: i32,
     },
+    /// Sends one message at a time over a bare blocking socket, with no client machinery: the
+    /// floor that sync sends are judged against (what the broker and the kernel cost).
+    Rawsend {
+        #[command(flatten)]
+        common: Common,
+        /// Body size in bytes.
+        #[arg(short = 's', long = "size", default_value_t = 128)]
+        size: usize,
+        /// The producer group named in the requests.
+        #[arg(short = 'g', long = "group", default_value = "benchmark_rawsend")]
+        group: String,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +202,11 @@ fn main() -> ExitCode {
             group,
             batch,
         } => rawpull(common, group, *batch),
+        Mode::Rawsend {
+            common,
+            size,
+            group,
+        } => rawsend(common, *size, group),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -406,6 +425,26 @@ impl SendStats {
             + self.send_failed.load(Ordering::Acquire)
             + self.response_failed.load(Ordering::Acquire)
     }
+}
+
+/// Java's producer status line for the last `secs`; `last` is (ok, rt total) at the last line.
+fn print_send_status(stats: &SendStats, last: &mut (u64, u64), secs: f64) {
+    let ok = stats.ok.load(Ordering::Acquire);
+    let rt = stats.rt_total_us.load(Ordering::Relaxed);
+    let (d_ok, d_rt) = (ok - last.0, rt - last.1);
+    *last = (ok, rt);
+    println!(
+        "Send TPS: {} Max RT(ms): {} Average RT(ms): {:.3} Send Failed: {} Response Failed: {}",
+        rate(d_ok, secs),
+        stats.rt_max_us.load(Ordering::Relaxed) / 1000,
+        if d_ok == 0 {
+            0.0
+        } else {
+            ms(d_rt) / d_ok as f64
+        },
+        stats.send_failed.load(Ordering::Relaxed),
+        stats.response_failed.load(Ordering::Relaxed),
+    );
 }
 
 /// What the sending threads share.
@@ -631,21 +670,7 @@ fn producer(
 
     let stats = &run.stats;
     let mut last = (0u64, 0u64);
-    let mut status =
-        |secs: f64| {
-            let ok = stats.ok.load(Ordering::Acquire);
-            let rt = stats.rt_total_us.load(Ordering::Relaxed);
-            let (d_ok, d_rt) = (ok - last.0, rt - last.1);
-            last = (ok, rt);
-            println!(
-            "Send TPS: {} Max RT(ms): {} Average RT(ms): {:.3} Send Failed: {} Response Failed: {}",
-            rate(d_ok, secs),
-            stats.rt_max_us.load(Ordering::Relaxed) / 1000,
-            if d_ok == 0 { 0.0 } else { ms(d_rt) / d_ok as f64 },
-            stats.send_failed.load(Ordering::Relaxed),
-            stats.response_failed.load(Ordering::Relaxed),
-        );
-        };
+    let mut status = |secs: f64| print_send_status(stats, &mut last, secs);
     let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
     run.stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -1032,4 +1057,114 @@ fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
     print_summary("rawpull", count, 0, elapsed, &puller.hist);
     puller.client.shutdown();
     Ok(ok && common.count.is_none_or(|t| count >= t))
+}
+
+// ---------------------------------------------------------------------------------------------
+// rawsend
+
+/// Sync sends over one blocking `std::net::TcpStream`: encode, write, read the answer, next.
+/// One thread, one wake-up per send, no io thread, no callback pool.
+fn rawsend(common: &Common, size: usize, group: &str) -> Result<bool, String> {
+    let namesrv = common.namesrv()?;
+    ensure_topic(&namesrv, &common.topic, 8)?;
+    let client =
+        RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
+    let r = route(&client, &namesrv, &common.topic)?;
+    client.shutdown();
+    drop(client);
+    let mut targets = Vec::new();
+    for q in r.queue_datas.iter().filter(|q| q.is_writeable()) {
+        let addr = r
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == q.broker_name)
+            .and_then(|b| b.master_addr())
+            .ok_or_else(|| format!("broker {} has no master", q.broker_name))?;
+        for id in 0..q.write_queue_nums {
+            targets.push((addr.to_owned(), q.broker_name.clone(), id));
+        }
+    }
+    // One broker: the floor is one connection's round trip.
+    let addr = targets
+        .first()
+        .ok_or("the topic has no writable queue")?
+        .0
+        .clone();
+    targets.retain(|t| t.0 == addr);
+    let mut sock = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
+    sock.set_nodelay(true).map_err(|e| e.to_string())?;
+    let body = Bytes::from(
+        (0..size)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let stats = Arc::new(SendStats::default());
+    let hist = Arc::new(Histogram::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let started = Instant::now();
+    let sender = {
+        let (stats, hist, stop) = (stats.clone(), hist.clone(), stop.clone());
+        let (topic, group, count) = (common.topic.clone(), group.to_owned(), common.count);
+        std::thread::Builder::new()
+            .name("bench-rawsend".to_owned())
+            .spawn(move || -> Result<(), String> {
+                let _done = done_tx;
+                let mut i = 0u64;
+                let mut frame = Vec::new();
+                while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| i < c) {
+                    let (_, broker, queue_id) = &targets[i as usize % targets.len()];
+                    let header = SendMessageRequestHeader {
+                        producer_group: group.clone(),
+                        topic: topic.clone(),
+                        default_topic: "TBW102".to_owned(),
+                        default_topic_queue_nums: 4,
+                        queue_id: *queue_id,
+                        born_timestamp: now_ms(),
+                        properties: Some("TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}".to_owned()),
+                        bname: Some(broker.clone()),
+                        ..Default::default()
+                    };
+                    let req = RemotingCommand::request_with_header(
+                        RequestCode::SEND_MESSAGE_V2,
+                        &SendMessageRequestHeaderV2::from(&header),
+                    )
+                    .with_body(body.clone());
+                    let t = Instant::now();
+                    let bytes = req.encode_to_bytes().map_err(|e| e.to_string())?;
+                    sock.write_all(&bytes).map_err(|e| format!("write: {e}"))?;
+                    let mut len = [0u8; 4];
+                    sock.read_exact(&mut len)
+                        .map_err(|e| format!("read: {e}"))?;
+                    frame.resize(u32::from_be_bytes(len) as usize, 0);
+                    sock.read_exact(&mut frame)
+                        .map_err(|e| format!("read: {e}"))?;
+                    let resp = RemotingCommand::decode(Bytes::copy_from_slice(&frame))
+                        .map_err(|e| e.to_string())?;
+                    if resp.response_code() == ResponseCode::SUCCESS {
+                        stats.ok(&hist, t.elapsed());
+                    } else {
+                        stats.response_failed.fetch_add(1, Ordering::Release);
+                    }
+                    i += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let mut last = (0u64, 0u64);
+    let mut status = |secs: f64| print_send_status(&stats, &mut last, secs);
+    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender
+        .join()
+        .map_err(|_| "the sending thread panicked".to_owned())?;
+    status(last_tick.elapsed().as_secs_f64());
+    let ok = stats.ok.load(Ordering::Acquire);
+    let failed = stats.response_failed.load(Ordering::Acquire);
+    print_summary("rawsend", ok, failed, started.elapsed(), &hist);
+    if let Err(e) = &sent {
+        eprintln!("rmq-bench: {e}");
+    }
+    Ok(sent.is_ok() && failed == 0 && common.count.is_none_or(|c| ok >= c))
 }
