@@ -255,6 +255,9 @@ pub(crate) struct Shared {
     waker: Waker,
     /// `true` while a wake-up is already pending, so a burst of commands costs one syscall.
     notified: AtomicBool,
+    /// `true` while the loop is in, or about to enter, `poll`: only then does a command need a
+    /// wake-up. A loop that is awake takes the command at its next turn.
+    polling: AtomicBool,
     /// addr → live connection. Written by callers on connect and by the loop on close.
     pub(crate) conns: RwLock<HashMap<String, Arc<ConnHandle>>>,
     pub(crate) processors: RwLock<HashMap<i32, Arc<dyn RequestProcessor>>>,
@@ -281,6 +284,7 @@ impl Shared {
             cmd_tx,
             waker,
             notified: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
             conns: RwLock::new(HashMap::new()),
             processors: RwLock::new(HashMap::new()),
             pool,
@@ -324,6 +328,12 @@ impl Shared {
     }
 
     fn notify(&self) {
+        // Dekker with the loop's `polling` store and channel check before it polls: either the
+        // loop sees this command in the channel and does not block, or this sees `polling`.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            return;
+        }
         // Pairs with the loop's `swap(false)` before it drains the channel: whoever sees `false`
         // here must wake the loop; a `true` means a wake-up is already on its way.
         if !self.notified.swap(true, Ordering::AcqRel) {
@@ -616,8 +626,15 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut ready: Vec<(Token, bool, bool, bool)> = Vec::with_capacity(1024);
         loop {
-            let timeout = self.poll_timeout(Instant::now());
-            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            let mut timeout = self.poll_timeout(Instant::now());
+            self.shared.polling.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if !self.rx.is_empty() {
+                timeout = Duration::ZERO;
+            }
+            let polled = poll.poll(&mut events, Some(timeout));
+            self.shared.polling.store(false, Ordering::SeqCst);
+            if let Err(e) = polled {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
