@@ -1283,3 +1283,70 @@ fn an_answer_followed_at_once_by_a_close_completes_and_the_close_is_seen() {
         "the close was never noticed"
     );
 }
+
+/// Sync callers write their requests into the socket themselves while the loop writes async
+/// ones and the rest of large sync requests that the socket buffer did not take at once: the
+/// frames must never interleave. Every call gets its own echo back, once.
+#[test]
+fn sync_calls_written_by_their_callers_never_interleave_with_queued_frames() {
+    let broker = scripted_broker();
+    let client = client();
+    let addr = broker.addr();
+    let (tx, rx) = unbounded();
+    std::thread::scope(|s| {
+        for t in 0..3u32 {
+            let (client, addr) = (client.clone(), addr.clone());
+            s.spawn(move || {
+                for i in 0..150u32 {
+                    let id = t * 1000 + i;
+                    // Every 50th request is 2 MiB: more than a socket buffer takes at once.
+                    let mut body = id.to_be_bytes().to_vec();
+                    if i % 50 == 49 {
+                        body.resize(2 << 20, (id % 251) as u8);
+                    }
+                    let resp = client
+                        .invoke_sync(
+                            &addr,
+                            request(ECHO).with_body(body.clone()),
+                            Duration::from_secs(30),
+                        )
+                        .unwrap_or_else(|e| panic!("sync call {id}: {e}"));
+                    assert_eq!(resp.body().map(|b| &b[..]), Some(&body[..]), "call {id}");
+                }
+            });
+        }
+        let (client, addr, tx) = (client.clone(), addr.clone(), tx.clone());
+        s.spawn(move || {
+            for i in 0..450u32 {
+                let id = 10_000 + i;
+                let tx = tx.clone();
+                client
+                    .invoke_async(
+                        &addr,
+                        request(ECHO).with_body(id.to_be_bytes().to_vec()),
+                        Duration::from_secs(30),
+                        move |r| {
+                            tx.send((id, r)).unwrap();
+                        },
+                    )
+                    .unwrap();
+            }
+        });
+    });
+    let mut seen = HashSet::new();
+    for _ in 0..450 {
+        let (id, r) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every async call completes");
+        let resp = r.unwrap_or_else(|e| panic!("async call {id}: {e}"));
+        assert_eq!(resp.body().map(|b| &b[..]), Some(&id.to_be_bytes()[..]));
+        assert!(seen.insert(id), "call {id} called back twice");
+    }
+    assert_eq!(
+        client.connection_count(),
+        1,
+        "no codec error closed the connection"
+    );
+    assert_eq!(broker.request_count(), 900);
+    assert_eq!(client.pending_count(), 0);
+}

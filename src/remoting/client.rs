@@ -246,14 +246,12 @@ impl RemotingClient {
             addr: Arc::clone(&conn.addr),
             kind: PendingKind::Sync(reply),
         };
-        let cmd = Command::Send {
-            token: conn.token,
-            frame,
-            opaque,
-            pending: Some(pending),
-            permit: None,
-        };
-        if self.inner.shared.submit(cmd).is_err() {
+        if self
+            .inner
+            .shared
+            .send_sync(&conn, frame, opaque, pending)
+            .is_err()
+        {
             return Err(closed_error(addr));
         }
         let result = match wait.wait_until(deadline) {
@@ -674,7 +672,7 @@ impl RemotingClient {
             shared.config.connect_timeout.min(remaining),
             self.inner.tls.as_ref(),
         )?;
-        let handle = Arc::new(ConnHandle::new(shared.next_token(), addr));
+        let handle = Arc::new(ConnHandle::new(shared.next_token(), addr, &stream));
         let cmd = Command::Register {
             handle: Arc::clone(&handle),
             stream,

@@ -185,15 +185,36 @@ pub(crate) struct ConnHandle {
     /// Bytes of frames queued for this connection and not yet written: reserved by the thread
     /// that queues a frame, given back by the loop as it writes.
     queued: AtomicUsize,
+    /// Plain TCP only: a second descriptor of the socket, for a sync caller to write its
+    /// request itself (see [`Shared::send_sync`]).
+    direct: Option<DirectWrite>,
+    /// Set by the loop once it owns the connection. Until then a request goes through the
+    /// command channel, behind the connection's registration.
+    registered: AtomicBool,
+}
+
+/// The caller's way into a plain connection's socket. Whoever writes to the socket, the loop
+/// or a caller, holds `lock`, so frames never interleave.
+#[derive(Debug)]
+pub(crate) struct DirectWrite {
+    sock: std::net::TcpStream,
+    lock: parking_lot::Mutex<()>,
 }
 
 impl ConnHandle {
-    pub(crate) fn new(token: Token, addr: &str) -> Self {
+    /// `stream`: the connection's transport, from which a plain socket's descriptor is
+    /// duplicated for direct writes.
+    pub(crate) fn new(token: Token, addr: &str, stream: &Transport) -> Self {
         ConnHandle {
             token,
             addr: Arc::from(addr),
             alive: AtomicBool::new(true),
             queued: AtomicUsize::new(0),
+            registered: AtomicBool::new(false),
+            direct: stream.try_clone_plain().map(|sock| DirectWrite {
+                sock,
+                lock: parking_lot::Mutex::new(()),
+            }),
         }
     }
 
@@ -252,6 +273,10 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     pub(crate) config: RemotingClientConfig,
     cmd_tx: Sender<Command>,
+    /// Calls whose request a caller wrote itself: the loop moves them into its response table
+    /// at the start of each turn, and before it gives up on a response, a close or a sweep.
+    expect_tx: Sender<(i32, Pending)>,
+    expect_rx: Receiver<(i32, Pending)>,
     waker: Waker,
     /// `true` while a wake-up is already pending, so a burst of commands costs one syscall.
     notified: AtomicBool,
@@ -279,9 +304,12 @@ impl Shared {
         waker: Waker,
         pool: CallbackPool,
     ) -> Self {
+        let (expect_tx, expect_rx) = crossbeam_channel::unbounded();
         Shared {
             config,
             cmd_tx,
+            expect_tx,
+            expect_rx,
             waker,
             notified: AtomicBool::new(false),
             polling: AtomicBool::new(false),
@@ -341,6 +369,85 @@ impl Shared {
                 log::error!("rmq-io: wake failed: {e}");
             }
         }
+    }
+
+    /// Sends a sync call's request, whose bytes the caller reserved. On a plain connection with
+    /// nothing else waiting to be written, the caller writes it into the socket itself: the io
+    /// thread is not woken for it and only reads the answer. Otherwise (TLS, frames queued
+    /// before it, a socket buffer that takes only part of it) the loop writes it, or its rest.
+    /// `Err(())`: the loop is gone.
+    pub(crate) fn send_sync(
+        &self,
+        conn: &ConnHandle,
+        frame: Bytes,
+        opaque: i32,
+        pending: Pending,
+    ) -> std::result::Result<(), ()> {
+        let Some(direct) = &conn.direct else {
+            return self.queue_send(conn, frame, opaque, pending);
+        };
+        let guard = direct.lock.lock();
+        // Only this frame reserved: nothing is queued ahead of it, and the lock keeps the loop
+        // from starting on a frame queued after it.
+        if conn.queued.load(Ordering::Acquire) != frame.len()
+            || !conn.registered.load(Ordering::Acquire)
+            || !conn.is_alive()
+        {
+            drop(guard);
+            return self.queue_send(conn, frame, opaque, pending);
+        }
+        // Known to the loop before the answer can arrive.
+        self.pending_count.fetch_add(1, Ordering::AcqRel);
+        if self.expect_tx.send((opaque, pending)).is_err() {
+            return Err(());
+        }
+        let written = loop {
+            match (&direct.sock).write(&frame) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    conn.written(frame.len());
+                    drop(guard);
+                    // The close fails the call with the reason.
+                    let close = Command::Close {
+                        token: conn.token,
+                        reason: format!("write failed: {e}"),
+                    };
+                    return self.submit(close).map_err(|_| ());
+                }
+            }
+        };
+        conn.written(written);
+        if written < frame.len() {
+            // Queued while the lock is held: it goes before anything queued after it.
+            let rest = Command::Send {
+                token: conn.token,
+                frame: frame.slice(written..),
+                opaque,
+                pending: None,
+                permit: None,
+            };
+            self.submit(rest).map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    fn queue_send(
+        &self,
+        conn: &ConnHandle,
+        frame: Bytes,
+        opaque: i32,
+        pending: Pending,
+    ) -> std::result::Result<(), ()> {
+        let cmd = Command::Send {
+            token: conn.token,
+            frame,
+            opaque,
+            pending: Some(pending),
+            permit: None,
+        };
+        self.submit(cmd).map_err(|_| ())
     }
 
     /// Reserves room for `frame` in `conn`'s write queue, or fails with
@@ -644,6 +751,7 @@ impl EventLoop {
                 break;
             }
             self.turn += 1;
+            self.take_expectations();
             std::mem::swap(&mut self.unread, &mut self.revisit);
             ready.clear();
             for ev in events.iter() {
@@ -720,6 +828,7 @@ impl EventLoop {
                     self.forget_handle(&handle);
                     return;
                 }
+                handle.registered.store(true, Ordering::Release);
                 log::debug!(
                     "rmq-io: connection {} to {} registered",
                     token.0,
@@ -852,6 +961,10 @@ impl EventLoop {
 
     fn on_frame(&mut self, token: Token, cmd: RemotingCommand) {
         if cmd.is_response() {
+            if !self.response_table.contains_key(&cmd.opaque()) {
+                // A sync caller may have written the request itself after the turn began.
+                self.take_expectations();
+            }
             // Opaques are sequential and so guessable: only the connection the request left by
             // may answer it.
             match self.response_table.entry(cmd.opaque()) {
@@ -980,6 +1093,8 @@ impl EventLoop {
 
     /// Closes one connection and fails every call pending on it at once.
     fn close(&mut self, token: Token, reason: &str) {
+        // Calls written on this connection by their callers fail with the others.
+        self.take_expectations();
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
@@ -1001,6 +1116,8 @@ impl EventLoop {
         } else {
             log::warn!("rmq-io: closing connection to {addr}: {reason}");
         }
+        // A caller's descriptor of the socket must not keep the connection open.
+        conn.stream.shutdown_plain();
         drop(conn);
 
         self.expired.clear();
@@ -1074,7 +1191,42 @@ impl EventLoop {
     }
 
     /// Java's `scanResponseTable`, but at the deadline instead of deadline + 1 s.
+    /// Moves the calls that callers wrote themselves into the response table. A call whose
+    /// connection is already gone fails at once, as a queued one would (a caller writes only
+    /// on a registered connection, so a missing one was closed).
+    fn take_expectations(&mut self) {
+        while let Ok((opaque, p)) = self.shared.expect_rx.try_recv() {
+            if !self.conns.contains_key(&p.token) {
+                self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
+                let mut reason = "connection closed before the answer came".to_string();
+                if let Some((_, why)) = self.recent_closes.iter().find(|(t, _)| *t == p.token) {
+                    reason.push_str(": ");
+                    reason.push_str(why);
+                }
+                let err = Error::ConnectionClosed {
+                    addr: p.addr.to_string(),
+                    reason,
+                };
+                self.shared.complete(p, Err(err));
+                continue;
+            }
+            let deadline = p.deadline;
+            if let Some(old) = self.response_table.insert(opaque, p) {
+                self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
+                let err = Error::SendRequest {
+                    addr: old.addr.to_string(),
+                    reason: format!("opaque {opaque} reused by another request"),
+                };
+                self.shared.complete(old, Err(err));
+            }
+            if self.next_expiry.is_none_or(|e| deadline < e) {
+                self.next_expiry = Some(deadline);
+            }
+        }
+    }
+
     fn scan_response_table(&mut self, now: Instant) {
+        self.take_expectations();
         self.last_scan = now;
         self.expired.clear();
         let mut next: Option<Instant> = None;
@@ -1114,6 +1266,7 @@ impl EventLoop {
 
     /// Closes every connection, fails every pending call and everything still queued.
     fn shutdown(&mut self, reason: &str) {
+        self.take_expectations();
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
             self.close(token, reason);
@@ -1176,6 +1329,12 @@ fn flush(
     registry: &Registry,
     now: Instant,
 ) -> std::result::Result<(), String> {
+    // A caller writing into the socket itself finishes its frame first.
+    let handle = Arc::clone(&conn.handle);
+    let _writing = match (&handle.direct, conn.out.is_empty()) {
+        (Some(direct), false) => Some(direct.lock.lock()),
+        _ => None,
+    };
     while !conn.out.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let n = conn.out.len().min(MAX_IOV);

@@ -99,6 +99,30 @@ impl Transport {
         })))
     }
 
+    /// A second descriptor of a plain connection's socket, for writes from another thread (a
+    /// TLS connection's records must all come from its one rustls session: `None`).
+    pub(crate) fn try_clone_plain(&self) -> Option<StdTcpStream> {
+        #[cfg(unix)]
+        if let Transport::Plain(p) = self {
+            use std::os::fd::AsFd;
+            return p
+                .sock
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(StdTcpStream::from);
+        }
+        None
+    }
+
+    /// Shuts a plain connection's socket down both ways, so that a second descriptor of it
+    /// does not keep it open once the loop drops its own.
+    pub(crate) fn shutdown_plain(&self) {
+        if let Transport::Plain(p) = self {
+            let _ = p.sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// `true` when a read that returned fewer bytes than asked for took everything the socket
     /// held, so the edge-triggered reader need not read again to see `WouldBlock`: a plain TCP
     /// socket (data arriving later raises a new edge). Not TLS, whose reads return plaintext
