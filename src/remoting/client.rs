@@ -39,7 +39,9 @@ use crate::remoting::protocol::{RemotingCommand, RequestCode};
 ///
 /// * [`invoke_sync`](Self::invoke_sync) blocks the calling thread until the response, a
 ///   timeout, or the connection's failure.
-/// * [`invoke_async`](Self::invoke_async) runs a callback on the callback pool. **Either it
+/// * [`invoke_async`](Self::invoke_async) runs a callback on the callback pool (or, with
+///   [`disable_callback_executor`](RemotingClientConfig::disable_callback_executor), a
+///   successful call's callback on the io thread). **Either it
 ///   returns `Err` and the callback never runs, or it returns `Ok` and the callback runs exactly
 ///   once** (with the response, `Error::Timeout`, or `Error::ConnectionClosed`).
 /// * [`invoke_oneway`](Self::invoke_oneway) only queues the frame.

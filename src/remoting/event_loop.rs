@@ -4,17 +4,22 @@
 //!
 //! [`EventLoop`] is moved into the `rmq-io` thread and only that thread touches its fields: the
 //! `Poll` registry, the connections keyed by [`Token`], and `response_table` (opaque → pending
-//! call). The hot path therefore takes no lock on the io thread. Handles talk to it through
-//! [`Shared`]: a command channel plus a mio [`Waker`] (`Token(0)`).
+//! call). Handles talk to it through [`Shared`]: a command channel plus a mio [`Waker`]
+//! (`Token(0)`), woken only while the loop polls.
 //!
 //! Callers connect on their own thread (`std::net::TcpStream::connect_timeout`), then hand the
 //! stream over with [`Command::Register`]. Frames are encoded on the caller's thread and queued as
-//! [`Bytes`]; the loop coalesces everything queued for a connection into `writev` calls. The bytes
+//! [`Bytes`]; the loop coalesces everything queued for a connection into `writev` calls. A sync
+//! call on a plain connection with nothing queued writes its frame itself instead, through a
+//! second descriptor of the socket and under the connection's write lock, which the loop also
+//! takes while it writes; its pending entry reaches the loop through a second channel that the
+//! loop drains before it could miss the answer ([`Shared::send_sync`]). The bytes
 //! waiting on a connection are bounded (`max_queued_bytes`, counted in [`ConnHandle`] from the
 //! caller's reservation until the kernel takes them), and a connection whose queue does not move
 //! for `write_stall_timeout` is closed.
 //!
-//! User code (async callbacks, request processors) never runs here: it goes to the callback pool.
+//! User code (async callbacks, request processors) goes to the callback pool, except the
+//! callbacks of successful calls when `disable_callback_executor` is set.
 //!
 //! [`RemotingClient`]: super::RemotingClient
 
