@@ -867,18 +867,7 @@ impl EventLoop {
                 let Some(conn) = self.conns.get_mut(&token) else {
                     // Closed between the caller's lookup and now: fail at once.
                     if let Some(p) = pending {
-                        let mut reason =
-                            "connection closed before the request was sent".to_string();
-                        if let Some((_, why)) = self.recent_closes.iter().find(|(t, _)| *t == token)
-                        {
-                            reason.push_str(": ");
-                            reason.push_str(why);
-                        }
-                        let err = Error::ConnectionClosed {
-                            addr: p.addr.to_string(),
-                            reason,
-                        };
-                        self.shared.complete(p, Err(err));
+                        self.fail_closed(p, "connection closed before the request was sent");
                     }
                     return;
                 };
@@ -894,20 +883,7 @@ impl EventLoop {
                     self.dirty.push(token);
                 }
                 if let Some(p) = pending {
-                    let deadline = p.deadline;
-                    if let Some(old) = self.response_table.insert(opaque, p) {
-                        // Same opaque twice in flight: keep the newer, fail the older.
-                        let err = Error::SendRequest {
-                            addr: old.addr.to_string(),
-                            reason: format!("opaque {opaque} reused by another request"),
-                        };
-                        self.shared.complete(old, Err(err));
-                    } else {
-                        self.shared.pending_count.fetch_add(1, Ordering::AcqRel);
-                    }
-                    if self.next_expiry.is_none_or(|e| deadline < e) {
-                        self.next_expiry = Some(deadline);
-                    }
+                    self.insert_pending(opaque, p);
                 }
             }
             Command::Close { token, reason } => self.close(token, &reason),
@@ -1195,41 +1171,54 @@ impl EventLoop {
         }
     }
 
-    /// Java's `scanResponseTable`, but at the deadline instead of deadline + 1 s.
     /// Moves the calls that callers wrote themselves into the response table. A call whose
     /// connection is already gone fails at once, as a queued one would (a caller writes only
     /// on a registered connection, so a missing one was closed).
     fn take_expectations(&mut self) {
         while let Ok((opaque, p)) = self.shared.expect_rx.try_recv() {
-            if !self.conns.contains_key(&p.token) {
-                self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
-                let mut reason = "connection closed before the answer came".to_string();
-                if let Some((_, why)) = self.recent_closes.iter().find(|(t, _)| *t == p.token) {
-                    reason.push_str(": ");
-                    reason.push_str(why);
-                }
-                let err = Error::ConnectionClosed {
-                    addr: p.addr.to_string(),
-                    reason,
-                };
-                self.shared.complete(p, Err(err));
-                continue;
-            }
-            let deadline = p.deadline;
-            if let Some(old) = self.response_table.insert(opaque, p) {
-                self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
-                let err = Error::SendRequest {
-                    addr: old.addr.to_string(),
-                    reason: format!("opaque {opaque} reused by another request"),
-                };
-                self.shared.complete(old, Err(err));
-            }
-            if self.next_expiry.is_none_or(|e| deadline < e) {
-                self.next_expiry = Some(deadline);
+            // Counted by the caller.
+            self.shared.pending_count.fetch_sub(1, Ordering::AcqRel);
+            if self.conns.contains_key(&p.token) {
+                self.insert_pending(opaque, p);
+            } else {
+                self.fail_closed(p, "connection closed before the answer came");
             }
         }
     }
 
+    /// Enters a call into the response table and the pending count.
+    fn insert_pending(&mut self, opaque: i32, p: Pending) {
+        let deadline = p.deadline;
+        if let Some(old) = self.response_table.insert(opaque, p) {
+            // Same opaque twice in flight: keep the newer, fail the older.
+            let err = Error::SendRequest {
+                addr: old.addr.to_string(),
+                reason: format!("opaque {opaque} reused by another request"),
+            };
+            self.shared.complete(old, Err(err));
+        } else {
+            self.shared.pending_count.fetch_add(1, Ordering::AcqRel);
+        }
+        if self.next_expiry.is_none_or(|e| deadline < e) {
+            self.next_expiry = Some(deadline);
+        }
+    }
+
+    /// Fails a call whose connection the loop no longer has, with why it closed if known.
+    fn fail_closed(&self, p: Pending, what: &str) {
+        let mut reason = what.to_string();
+        if let Some((_, why)) = self.recent_closes.iter().find(|(t, _)| *t == p.token) {
+            reason.push_str(": ");
+            reason.push_str(why);
+        }
+        let err = Error::ConnectionClosed {
+            addr: p.addr.to_string(),
+            reason,
+        };
+        self.shared.complete(p, Err(err));
+    }
+
+    /// Java's `scanResponseTable`, but at the deadline instead of deadline + 1 s.
     fn scan_response_table(&mut self, now: Instant) {
         self.take_expectations();
         self.last_scan = now;
