@@ -1,0 +1,367 @@
+//! The consume pool's dispatch cost against a bare crossbeam channel.
+//!
+//! A consume request is handed from the thread that put a pulled batch into its `ProcessQueue`
+//! (the pull callback) to a consume thread, which runs the listener over it and removes it from
+//! the queue. Here the same request runs either
+//! - on the crate's `ThreadPoolExecutor` (`pool_20`: the consumer's default 20 threads;
+//!   `pool_1`: one thread, the same shape as the channel's), or
+//! - on one worker thread fed by a bare crossbeam channel (`channel`),
+//!
+//! so the difference between them is what the pool's dispatch costs: its boxed task, its
+//! counters, and which of its threads wakes.
+//!
+//! - `roundtrip`: one request submitted, then waited for: the hand-off and the wake-up of an
+//!   idle consume thread, as with a consumer that keeps up.
+//! - `burst_64`: 64 requests (over 8 queues) submitted back to back, then all waited for: the
+//!   cost per request with a backlog, when workers find the next request without sleeping.
+//!
+//! Throughput is per request; a request carries 32 messages of 128 bytes.
+//!
+//! # What runs
+//!
+//! The crate's `ConsumeMessageConcurrentlyService` cannot run without a whole push consumer
+//! behind it, so the request is rebuilt here from the same parts: the submitter puts the batch
+//! into the queue and counts the request in flight (`task_submitted`); the consume thread calls
+//! a no-op listener once per message (the default `consumeMessageBatchMaxSize` of 1) under
+//! `catch_unwind`, removes the batch from the queue under one lock and ends the request
+//! (`task_done`). Left out: the service's per-request registration for the consume-timeout
+//! sweep (one lock), the consume stats and the offset store update. The pool and the queue are
+//! the crate's own sources, compiled in with `#[path]` (both are crate-private).
+//!
+//! Waiting for a request is a completion counter the bench thread parks on; the consume thread
+//! unparks it only while it waits. It costs the same in both variants.
+
+use std::hint::black_box;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use crossbeam_channel::{unbounded, Sender};
+use rocketmq_sync::codec::MessageDecoder;
+use rocketmq_sync::{Message, MessageExt};
+
+// Its test modules come along under `cargo test`, without their #[test] functions.
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../src/executor/mod.rs"]
+mod executor;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/consumer/process_queue.rs"]
+mod process_queue;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/remoting/protocol/process_queue_info.rs"]
+mod process_queue_info;
+
+mod remoting {
+    pub(crate) mod protocol {
+        pub(crate) mod body {
+            pub(crate) use crate::process_queue_info::ProcessQueueInfo;
+        }
+    }
+}
+
+mod common {
+    pub(crate) use rocketmq_sync::{MessageExt, MessageQueue};
+    pub(crate) mod util {
+        /// Milliseconds since the Unix epoch, as the crate's helper.
+        pub(crate) fn now_millis() -> i64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        }
+    }
+}
+
+use executor::ThreadPoolExecutor;
+use process_queue::{ProcessQueue, QueuedMessage};
+
+/// As the crate's own impl (src/consumer/pull.rs), without the pull's `MAX_OFFSET`.
+impl QueuedMessage for MessageExt {
+    fn queue_offset(&self) -> i64 {
+        MessageExt::queue_offset(self)
+    }
+    fn body_len(&self) -> usize {
+        self.body().len()
+    }
+}
+
+/// Messages per request: a pulled batch (`pullBatchSize`).
+const BATCH: i64 = 32;
+/// Queues the burst spreads its requests over.
+const QUEUES: usize = 8;
+/// Requests per burst.
+const BURST: u64 = 64;
+/// How long a wait for a request may take before the bench gives up: a lost request is a bug.
+const STUCK: Duration = Duration::from_secs(30);
+
+/// The listener: Java's `MessageListenerConcurrently` shape, doing nothing.
+type Listener = Arc<dyn Fn(&[MessageExt]) -> bool + Send + Sync>;
+
+/// Finished requests, and the bench thread to wake while it waits for them.
+struct Done {
+    count: AtomicU64,
+    waiting: AtomicBool,
+    waiter: Thread,
+}
+
+impl Done {
+    fn new() -> Arc<Self> {
+        Arc::new(Done {
+            count: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            waiter: thread::current(),
+        })
+    }
+
+    fn add_one(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) {
+            self.waiter.unpark();
+        }
+    }
+
+    /// Parks the bench thread until `target` requests have finished.
+    fn wait_for(&self, target: u64) {
+        let deadline = Instant::now() + STUCK;
+        self.waiting.store(true, Ordering::SeqCst);
+        while self.count.load(Ordering::SeqCst) < target {
+            let now = Instant::now();
+            assert!(now < deadline, "requests lost: {target} expected");
+            thread::park_timeout(deadline - now);
+        }
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
+/// One consume request: a pulled batch of one queue.
+struct Request {
+    msgs: Vec<MessageExt>,
+    pq: Arc<ProcessQueue<MessageExt>>,
+    listener: Listener,
+    done: Arc<Done>,
+}
+
+impl Request {
+    /// The consume thread's part.
+    fn run(self) {
+        let mut ok = 0usize;
+        for one in self.msgs.chunks(1) {
+            if let Ok(true) = catch_unwind(AssertUnwindSafe(|| (self.listener)(one))) {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, self.msgs.len(), "the no-op listener consumed all");
+        self.pq
+            .remove_messages(self.msgs.iter().map(MessageExt::queue_offset), |o| {
+                black_box(o);
+            });
+        self.pq.task_done();
+        self.done.add_one();
+    }
+}
+
+/// How a request reaches a consume thread.
+enum Dispatch {
+    Pool(ThreadPoolExecutor),
+    Channel {
+        tx: Option<Sender<Request>>,
+        worker: Option<JoinHandle<()>>,
+    },
+}
+
+impl Dispatch {
+    fn pool(threads: usize) -> Self {
+        let pool = ThreadPoolExecutor::builder()
+            .name("ConsumeMessageThread_bench")
+            .core_threads(threads)
+            .max_threads(threads)
+            .keep_alive(Duration::from_secs(60))
+            .thread_name(|n| format!("rmq-cons-{n}"))
+            .build()
+            .expect("pool settings are valid");
+        Dispatch::Pool(pool)
+    }
+
+    fn channel() -> Self {
+        let (tx, rx) = unbounded::<Request>();
+        let worker = thread::Builder::new()
+            .name("bench-chan".into())
+            .spawn(move || {
+                for req in rx {
+                    req.run();
+                }
+            })
+            .expect("spawn the channel's worker");
+        Dispatch::Channel {
+            tx: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    fn submit(&self, req: Request) {
+        match self {
+            Dispatch::Pool(pool) => {
+                if pool.execute(move || req.run()).is_err() {
+                    panic!("the pool refused a request");
+                }
+            }
+            Dispatch::Channel { tx, .. } => {
+                if tx.as_ref().expect("open").send(req).is_err() {
+                    panic!("the channel's worker is gone");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Dispatch {
+    fn drop(&mut self) {
+        match self {
+            Dispatch::Pool(pool) => {
+                let _ = pool.shutdown(Duration::from_secs(10));
+            }
+            Dispatch::Channel { tx, worker } => {
+                tx.take();
+                if let Some(w) = worker.take() {
+                    let _ = w.join();
+                }
+            }
+        }
+    }
+}
+
+/// The submitting side: the queues, the next offset of each, and the batch they share.
+struct Pulls {
+    queues: Vec<Arc<ProcessQueue<MessageExt>>>,
+    next: Vec<i64>,
+    template: Vec<MessageExt>,
+    listener: Listener,
+    done: Arc<Done>,
+}
+
+impl Pulls {
+    fn new(done: Arc<Done>) -> Self {
+        let queues = (0..QUEUES)
+            .map(|q| {
+                Arc::new(ProcessQueue::new(
+                    common::MessageQueue::new("T", "broker-a", q as i32),
+                    0,
+                ))
+            })
+            .collect();
+        Pulls {
+            queues,
+            next: vec![0; QUEUES],
+            template: template(),
+            listener: Arc::new(|msgs: &[MessageExt]| black_box(msgs).len() <= 1),
+            done,
+        }
+    }
+
+    /// The pull callback's part for the next batch of queue `q`: the batch is cached and its
+    /// request counted in flight, then handed on.
+    fn pulled(&mut self, q: usize, dispatch: &Dispatch) {
+        let start = self.next[q];
+        self.next[q] += BATCH;
+        let msgs: Vec<MessageExt> = self
+            .template
+            .iter()
+            .zip(start..)
+            .map(|(m, offset)| {
+                let mut m = m.clone();
+                m.set_queue_offset(offset);
+                m
+            })
+            .collect();
+        let pq = &self.queues[q];
+        pq.put_messages(msgs.iter().cloned());
+        pq.task_submitted();
+        dispatch.submit(Request {
+            msgs,
+            pq: pq.clone(),
+            listener: self.listener.clone(),
+            done: self.done.clone(),
+        });
+    }
+
+    /// Every queue is empty and idle again.
+    fn check_drained(&self) {
+        for pq in &self.queues {
+            assert_eq!((pq.msg_count(), pq.inflight()), (0, 0), "{:?}", pq.mq);
+        }
+    }
+}
+
+/// 32 messages with 128-byte bodies, decoded from one pull body.
+fn template() -> Vec<MessageExt> {
+    let mut body = BytesMut::new();
+    for i in 0..BATCH {
+        let mut m = MessageExt::from_message(&Message::new("TopicTest", vec![b'x'; 128]));
+        m.set_queue_offset(i);
+        m.set_store_host("127.0.0.1:10911".parse().unwrap());
+        m.set_born_host("127.0.0.1:50000".parse().unwrap());
+        body.extend_from_slice(&MessageDecoder::encode(&m, false).unwrap());
+    }
+    MessageDecoder::decodes(Bytes::from(body))
+}
+
+type MakeDispatch = fn() -> Dispatch;
+
+const VARIANTS: [(&str, MakeDispatch); 3] = [
+    ("pool_20", || Dispatch::pool(20)),
+    ("pool_1", || Dispatch::pool(1)),
+    ("channel", Dispatch::channel),
+];
+
+fn roundtrip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("consume_dispatch/roundtrip");
+    g.throughput(Throughput::Elements(1));
+    for (name, make) in VARIANTS {
+        let done = Done::new();
+        let mut pulls = Pulls::new(done.clone());
+        let dispatch = make();
+        let mut submitted = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                pulls.pulled(0, &dispatch);
+                submitted += 1;
+                done.wait_for(submitted);
+            })
+        });
+        drop(dispatch);
+        pulls.check_drained();
+    }
+    g.finish();
+}
+
+fn burst(c: &mut Criterion) {
+    let mut g = c.benchmark_group("consume_dispatch/burst_64");
+    g.throughput(Throughput::Elements(BURST));
+    for (name, make) in VARIANTS {
+        let done = Done::new();
+        let mut pulls = Pulls::new(done.clone());
+        let dispatch = make();
+        let mut submitted = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for i in 0..BURST {
+                    pulls.pulled(i as usize % QUEUES, &dispatch);
+                }
+                submitted += BURST;
+                done.wait_for(submitted);
+            })
+        });
+        drop(dispatch);
+        pulls.check_drained();
+    }
+    g.finish();
+}
+
+criterion_group!(benches, roundtrip, burst);
+criterion_main!(benches);
