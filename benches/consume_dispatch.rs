@@ -33,10 +33,9 @@
 
 use std::hint::black_box;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -78,6 +77,11 @@ mod common {
     }
 }
 
+#[allow(dead_code)]
+#[path = "support/done.rs"]
+mod done;
+
+use done::Done;
 use executor::ThreadPoolExecutor;
 use process_queue::{ProcessQueue, QueuedMessage};
 
@@ -97,47 +101,9 @@ const BATCH: i64 = 32;
 const QUEUES: usize = 8;
 /// Requests per burst.
 const BURST: u64 = 64;
-/// How long a wait for a request may take before the bench gives up: a lost request is a bug.
-const STUCK: Duration = Duration::from_secs(30);
 
 /// The listener: Java's `MessageListenerConcurrently` shape, doing nothing.
 type Listener = Arc<dyn Fn(&[MessageExt]) -> bool + Send + Sync>;
-
-/// Finished requests, and the bench thread to wake while it waits for them.
-struct Done {
-    count: AtomicU64,
-    waiting: AtomicBool,
-    waiter: Thread,
-}
-
-impl Done {
-    fn new() -> Arc<Self> {
-        Arc::new(Done {
-            count: AtomicU64::new(0),
-            waiting: AtomicBool::new(false),
-            waiter: thread::current(),
-        })
-    }
-
-    fn add_one(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) {
-            self.waiter.unpark();
-        }
-    }
-
-    /// Parks the bench thread until `target` requests have finished.
-    fn wait_for(&self, target: u64) {
-        let deadline = Instant::now() + STUCK;
-        self.waiting.store(true, Ordering::SeqCst);
-        while self.count.load(Ordering::SeqCst) < target {
-            let now = Instant::now();
-            assert!(now < deadline, "requests lost: {target} expected");
-            thread::park_timeout(deadline - now);
-        }
-        self.waiting.store(false, Ordering::SeqCst);
-    }
-}
 
 /// One consume request: a pulled batch of one queue.
 struct Request {
