@@ -10,12 +10,14 @@
 //! so the difference between them is what the pool's dispatch costs: its boxed task, its
 //! counters, and which of its threads wakes.
 //!
-//! - `roundtrip`: one request submitted, then waited for: the hand-off and the wake-up of an
+//! - `roundtrip_*`: one request submitted, then waited for: the hand-off and the wake-up of an
 //!   idle consume thread, as with a consumer that keeps up.
-//! - `burst_64`: 64 requests (over 8 queues) submitted back to back, then all waited for: the
-//!   cost per request with a backlog, when workers find the next request without sleeping.
+//! - `burst_64_*`: 64 requests (over 8 queues) submitted back to back, then all waited for:
+//!   the cost per request with a backlog, when workers find the next request without sleeping.
 //!
-//! Throughput is per request; a request carries 32 messages of 128 bytes.
+//! Each runs with `empty` requests (nothing but the hand-off and the completion count) and
+//! with `32_msgs` requests (a pulled batch of 32 messages of 128 bytes, see below). Throughput
+//! is per request.
 //!
 //! # What runs
 //!
@@ -105,29 +107,35 @@ const BURST: u64 = 64;
 /// The listener: Java's `MessageListenerConcurrently` shape, doing nothing.
 type Listener = Arc<dyn Fn(&[MessageExt]) -> bool + Send + Sync>;
 
-/// One consume request: a pulled batch of one queue.
+/// One consume request: a pulled batch of one queue, or nothing at all (the hand-off alone).
 struct Request {
+    work: Option<Batch>,
+    done: Arc<Done>,
+}
+
+/// A pulled batch, cached in its queue.
+struct Batch {
     msgs: Vec<MessageExt>,
     pq: Arc<ProcessQueue<MessageExt>>,
     listener: Listener,
-    done: Arc<Done>,
 }
 
 impl Request {
     /// The consume thread's part.
     fn run(self) {
-        let mut ok = 0usize;
-        for one in self.msgs.chunks(1) {
-            if let Ok(true) = catch_unwind(AssertUnwindSafe(|| (self.listener)(one))) {
-                ok += 1;
+        if let Some(Batch { msgs, pq, listener }) = self.work {
+            let mut ok = 0usize;
+            for one in msgs.chunks(1) {
+                if let Ok(true) = catch_unwind(AssertUnwindSafe(|| listener(one))) {
+                    ok += 1;
+                }
             }
-        }
-        assert_eq!(ok, self.msgs.len(), "the no-op listener consumed all");
-        self.pq
-            .remove_messages(self.msgs.iter().map(MessageExt::queue_offset), |o| {
+            assert_eq!(ok, msgs.len(), "the no-op listener consumed all");
+            pq.remove_messages(msgs.iter().map(MessageExt::queue_offset), |o| {
                 black_box(o);
             });
-        self.pq.task_done();
+            pq.task_done();
+        }
         self.done.add_one();
     }
 }
@@ -230,6 +238,18 @@ impl Pulls {
         }
     }
 
+    /// Hands on the next request: a batch of queue `q`, or an empty one when `empty`.
+    fn submit(&mut self, q: usize, empty: bool, dispatch: &Dispatch) {
+        if empty {
+            dispatch.submit(Request {
+                work: None,
+                done: self.done.clone(),
+            });
+        } else {
+            self.pulled(q, dispatch);
+        }
+    }
+
     /// The pull callback's part for the next batch of queue `q`: the batch is cached and its
     /// request counted in flight, then handed on.
     fn pulled(&mut self, q: usize, dispatch: &Dispatch) {
@@ -249,9 +269,11 @@ impl Pulls {
         pq.put_messages(msgs.iter().cloned());
         pq.task_submitted();
         dispatch.submit(Request {
-            msgs,
-            pq: pq.clone(),
-            listener: self.listener.clone(),
+            work: Some(Batch {
+                msgs,
+                pq: pq.clone(),
+                listener: self.listener.clone(),
+            }),
             done: self.done.clone(),
         });
     }
@@ -285,48 +307,57 @@ const VARIANTS: [(&str, MakeDispatch); 3] = [
     ("channel", Dispatch::channel),
 ];
 
+/// The two kinds of request: nothing (the hand-off alone) and a pulled batch.
+const KINDS: [(&str, bool); 2] = [("empty", true), ("32_msgs", false)];
+
 fn roundtrip(c: &mut Criterion) {
-    let mut g = c.benchmark_group("consume_dispatch/roundtrip");
-    g.throughput(Throughput::Elements(1));
-    for (name, make) in VARIANTS {
-        let done = Done::new();
-        let mut pulls = Pulls::new(done.clone());
-        let dispatch = make();
-        let mut submitted = 0u64;
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                pulls.pulled(0, &dispatch);
-                submitted += 1;
-                done.wait_for(submitted);
-            })
-        });
-        drop(dispatch);
-        pulls.check_drained();
+    for (kind, empty) in KINDS {
+        let mut g = c.benchmark_group(format!("consume_dispatch/roundtrip_{kind}"));
+        g.throughput(Throughput::Elements(1));
+        for (name, make) in VARIANTS {
+            let done = Done::new();
+            let mut pulls = Pulls::new(done.clone());
+            let dispatch = make();
+            let mut submitted = 0u64;
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    pulls.submit(0, empty, &dispatch);
+                    submitted += 1;
+                    done.wait_for(submitted);
+                })
+            });
+            drop(dispatch);
+            pulls.check_drained();
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn burst(c: &mut Criterion) {
-    let mut g = c.benchmark_group("consume_dispatch/burst_64");
-    g.throughput(Throughput::Elements(BURST));
-    for (name, make) in VARIANTS {
-        let done = Done::new();
-        let mut pulls = Pulls::new(done.clone());
-        let dispatch = make();
-        let mut submitted = 0u64;
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                for i in 0..BURST {
-                    pulls.pulled(i as usize % QUEUES, &dispatch);
-                }
-                submitted += BURST;
-                done.wait_for(submitted);
-            })
-        });
-        drop(dispatch);
-        pulls.check_drained();
+    for (kind, empty) in KINDS {
+        let mut g = c.benchmark_group(format!("consume_dispatch/burst_64_{kind}"));
+        g.throughput(Throughput::Elements(BURST));
+        // A burst of batches takes a few ms: fewer samples keep the run near its 5 s.
+        g.sample_size(50);
+        for (name, make) in VARIANTS {
+            let done = Done::new();
+            let mut pulls = Pulls::new(done.clone());
+            let dispatch = make();
+            let mut submitted = 0u64;
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    for i in 0..BURST {
+                        pulls.submit(i as usize % QUEUES, empty, &dispatch);
+                    }
+                    submitted += BURST;
+                    done.wait_for(submitted);
+                })
+            });
+            drop(dispatch);
+            pulls.check_drained();
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, roundtrip, burst);

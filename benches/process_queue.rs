@@ -15,7 +15,9 @@
 //!
 //! The messages are real `MessageExt`s decoded from a pull body, as the pull callback caches
 //! them: cloning one (as `take_messages` does) costs reference-count increments on the frame,
-//! not an allocation.
+//! not an allocation. The group `process_queue_arc` runs the same steps on `Arc<MessageExt>`,
+//! to show what holding a few-hundred-byte value in the B-tree costs against a pointer (the
+//! `Arc`'s allocation is left out: it would come with the decoding).
 //!
 //! `ProcessQueue` is crate-private, so its source is compiled into this bench directly; the
 //! module only needs `crate::common::util::now_millis`, which is crate-private too and is
@@ -24,6 +26,7 @@
 //! `MessageExt`, which lives in the crate's pull module and is repeated below.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -100,29 +103,57 @@ fn template() -> Vec<MessageExt> {
     MessageDecoder::decodes(Bytes::from(body))
 }
 
+/// How the queue holds a message: the consumer's `MessageExt` by value, or behind an `Arc`
+/// (for comparison: one pointer to move in the B-tree, one reference count to touch on a
+/// clone, against a value of a few hundred bytes with several reference counts).
+trait Held: QueuedMessage {
+    fn hold(m: MessageExt) -> Self;
+}
+
+impl Held for MessageExt {
+    fn hold(m: MessageExt) -> Self {
+        m
+    }
+}
+
+impl QueuedMessage for Arc<MessageExt> {
+    fn queue_offset(&self) -> i64 {
+        MessageExt::queue_offset(self)
+    }
+    fn body_len(&self) -> usize {
+        self.body().len()
+    }
+}
+
+impl Held for Arc<MessageExt> {
+    fn hold(m: MessageExt) -> Self {
+        Arc::new(m)
+    }
+}
+
 /// The batch at queue offsets `start..start + BATCH`, sharing `template`'s frame.
-fn batch_at(template: &[MessageExt], start: i64) -> Vec<MessageExt> {
+fn batch_at<M: Held>(template: &[MessageExt], start: i64) -> Vec<M> {
     template
         .iter()
         .zip(start..)
         .map(|(m, offset)| {
             let mut m = m.clone();
             m.set_queue_offset(offset);
-            m
+            M::hold(m)
         })
         .collect()
 }
 
-fn new_queue() -> ProcessQueue<MessageExt> {
+fn new_queue<M: Held>() -> ProcessQueue<M> {
     ProcessQueue::new(common::MessageQueue::new("T", "broker-a", 0), 0)
 }
 
 /// A queue holding offsets `0..n`, and the template its messages share.
-fn filled(template: &[MessageExt], n: i64) -> ProcessQueue<MessageExt> {
+fn filled<M: Held>(template: &[MessageExt], n: i64) -> ProcessQueue<M> {
     let pq = new_queue();
     for start in (0..n).step_by(BATCH as usize) {
         pq.put_messages(
-            batch_at(template, start)
+            batch_at::<M>(template, start)
                 .into_iter()
                 .take((n - start) as usize),
         );
@@ -147,32 +178,35 @@ impl Window {
 }
 
 fn hot_path(c: &mut Criterion) {
+    hot_path_of::<MessageExt>(c, "process_queue");
+    hot_path_of::<Arc<MessageExt>>(c, "process_queue_arc");
+}
+
+fn hot_path_of<M: Held>(c: &mut Criterion, group: &str) {
     let template = template();
-    let mut g = c.benchmark_group("process_queue");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(BATCH as u64));
 
     // The empty queue: a batch put and consumed at once (a listener that keeps up).
-    let msgs = batch_at(&template, 0);
-    let pq = new_queue();
+    let msgs = batch_at::<M>(&template, 0);
+    let pq = new_queue::<M>();
     g.bench_function("put_remove_32_empty_queue", |b| {
         b.iter(|| {
             pq.put_messages(msgs.iter().cloned());
-            black_box(
-                pq.remove_messages(msgs.iter().map(MessageExt::queue_offset), |o| {
-                    black_box(o);
-                }),
-            );
+            black_box(pq.remove_messages(msgs.iter().map(M::queue_offset), |o| {
+                black_box(o);
+            }));
         })
     });
 
     for n in CACHED {
-        let pq = filled(&template, n);
+        let pq = filled::<M>(&template, n);
         let mut w = Window::of(n);
         g.bench_with_input(BenchmarkId::new("put_32", n), &n, |b, _| {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
-                    let batch = batch_at(&template, w.tail);
+                    let batch = batch_at::<M>(&template, w.tail);
                     let begin = Instant::now();
                     pq.put_messages(black_box(batch));
                     spent += begin.elapsed();
@@ -186,7 +220,7 @@ fn hot_path(c: &mut Criterion) {
         assert_eq!(pq.msg_count(), n, "the window kept its size");
 
         let mut w = Window::of(n);
-        let pq = filled(&template, n);
+        let pq = filled::<M>(&template, n);
         let mut taken = Vec::with_capacity(BATCH as usize);
         g.bench_with_input(BenchmarkId::new("take_32", n), &n, |b, _| {
             b.iter_custom(|iters| {
@@ -197,7 +231,7 @@ fn hot_path(c: &mut Criterion) {
                     spent += begin.elapsed();
                     // The orderly request's commit, then the next pulled batch.
                     pq.commit(|_| {});
-                    pq.put_messages(batch_at(&template, w.tail));
+                    pq.put_messages(batch_at::<M>(&template, w.tail));
                     w.tail += BATCH;
                 }
                 spent
@@ -206,7 +240,7 @@ fn hot_path(c: &mut Criterion) {
         assert_eq!(pq.msg_count(), n, "the window kept its size");
 
         let mut w = Window::of(n);
-        let pq = filled(&template, n);
+        let pq = filled::<M>(&template, n);
         g.bench_with_input(BenchmarkId::new("remove_32", n), &n, |b, _| {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
@@ -217,7 +251,7 @@ fn hot_path(c: &mut Criterion) {
                     }));
                     spent += begin.elapsed();
                     w.head += BATCH;
-                    pq.put_messages(batch_at(&template, w.tail));
+                    pq.put_messages(batch_at::<M>(&template, w.tail));
                     w.tail += BATCH;
                 }
                 spent
@@ -230,7 +264,7 @@ fn hot_path(c: &mut Criterion) {
 
 fn flow_stats(c: &mut Criterion) {
     let template = template();
-    let pq = filled(&template, 1000);
+    let pq = filled::<MessageExt>(&template, 1000);
     c.bench_function("process_queue/max_span_1000", |b| {
         b.iter(|| black_box(pq.max_span()))
     });
