@@ -190,6 +190,13 @@ fn rawsend_and_a_producer_with_io_thread_callbacks_store_what_they_report() {
     assert_eq!(read_topic_until(&client, namesrv, &topic, 200).len(), 200);
     let r = route(&client, namesrv, &topic).expect("rawsend created the topic");
     assert_eq!(r.queue_datas[0].write_queue_nums, 8);
+    // Pipelined: one thread writes, another reads.
+    let sent = rmq_bench(&[
+        "rawsend", "-n", namesrv, "-t", &topic, "--window", "16", "--count", "300",
+    ]);
+    let s = summary(&sent, "rawsend");
+    assert_eq!((s["count"], s["failed"]), (300.0, 0.0), "{}", sent.stdout);
+    assert_eq!(read_topic_until(&client, namesrv, &topic, 500).len(), 500);
 
     let topic = unique("IoCallbackBench");
     let produced = rmq_bench(&[

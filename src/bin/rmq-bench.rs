@@ -4,7 +4,7 @@
 //! rmq-bench producer -n 127.0.0.1:9876 -t T [-w 1] [-s 128] [--mode sync|async|oneway] [--window 128] [--queues 8] [--disable-callback-executor] [--count N] [--duration SECS]
 //! rmq-bench consumer -n 127.0.0.1:9876 -t T [-g G] [--orderly] [--from-last] [--count N] [--duration SECS]
 //! rmq-bench rawpull  -n 127.0.0.1:9876 -t T [-g G] [--batch 32] [--count N] [--duration SECS]
-//! rmq-bench rawsend  -n 127.0.0.1:9876 -t T [-s 128] [-g G] [--count N] [--duration SECS]
+//! rmq-bench rawsend  -n 127.0.0.1:9876 -t T [-s 128] [-g G] [--window 1] [--count N] [--duration SECS]
 //! ```
 //!
 //! Every second a status line as Java's `benchmark/producer.sh` and `consumer.sh` print it
@@ -143,6 +143,10 @@ enum Mode {
         /// The producer group named in the requests.
         #[arg(short = 'g', long = "group", default_value = "benchmark_rawsend")]
         group: String,
+        /// Requests in flight: 1 sends and reads in turn on one thread (the sync floor); more
+        /// writes from one thread and reads on another (the async floor).
+        #[arg(long, default_value_t = 1)]
+        window: usize,
     },
 }
 
@@ -206,7 +210,8 @@ fn main() -> ExitCode {
             common,
             size,
             group,
-        } => rawsend(common, *size, group),
+            window,
+        } => rawsend(common, *size, group, *window),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -1062,9 +1067,13 @@ fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
 // ---------------------------------------------------------------------------------------------
 // rawsend
 
-/// Sync sends over one blocking `std::net::TcpStream`: encode, write, read the answer, next.
-/// One thread, one wake-up per send, no io thread, no callback pool.
-fn rawsend(common: &Common, size: usize, group: &str) -> Result<bool, String> {
+/// Sends over one blocking `std::net::TcpStream` with no client machinery. Window 1: encode,
+/// write, read the answer, next, on one thread (one wake-up per send). A larger window: one
+/// thread writes while fewer than `window` are unanswered, another reads the answers.
+fn rawsend(common: &Common, size: usize, group: &str, window: usize) -> Result<bool, String> {
+    if window == 0 {
+        return Err("--window must be at least 1".to_owned());
+    }
     let namesrv = common.namesrv()?;
     ensure_topic(&namesrv, &common.topic, 8)?;
     let client =
@@ -1084,87 +1093,216 @@ fn rawsend(common: &Common, size: usize, group: &str) -> Result<bool, String> {
             targets.push((addr.to_owned(), q.broker_name.clone(), id));
         }
     }
-    // One broker: the floor is one connection's round trip.
+    // One broker: the floor is one connection's.
     let addr = targets
         .first()
         .ok_or("the topic has no writable queue")?
         .0
         .clone();
     targets.retain(|t| t.0 == addr);
-    let mut sock = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
+    let sock = std::net::TcpStream::connect(&addr).map_err(|e| format!("{addr}: {e}"))?;
     sock.set_nodelay(true).map_err(|e| e.to_string())?;
-    let body = Bytes::from(
-        (0..size)
-            .map(|i| b'a' + (i % 26) as u8)
-            .collect::<Vec<u8>>(),
-    );
-    let stats = Arc::new(SendStats::default());
-    let hist = Arc::new(Histogram::new());
-    let stop = Arc::new(AtomicBool::new(false));
+    let raw = Arc::new(RawSend {
+        topic: common.topic.clone(),
+        group: group.to_owned(),
+        targets,
+        body: Bytes::from(
+            (0..size)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+        count: common.count,
+        stats: SendStats::default(),
+        hist: Histogram::new(),
+        stop: AtomicBool::new(false),
+        window: Window::new(window),
+        started: Instant::now(),
+        sent_at: (0..window * 2).map(|_| AtomicU64::new(0)).collect(),
+    });
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let started = Instant::now();
-    let sender = {
-        let (stats, hist, stop) = (stats.clone(), hist.clone(), stop.clone());
-        let (topic, group, count) = (common.topic.clone(), group.to_owned(), common.count);
-        std::thread::Builder::new()
-            .name("bench-rawsend".to_owned())
-            .spawn(move || -> Result<(), String> {
-                let _done = done_tx;
-                let mut i = 0u64;
-                let mut frame = Vec::new();
-                while !stop.load(Ordering::Relaxed) && count.is_none_or(|c| i < c) {
-                    let (_, broker, queue_id) = &targets[i as usize % targets.len()];
-                    let header = SendMessageRequestHeader {
-                        producer_group: group.clone(),
-                        topic: topic.clone(),
-                        default_topic: "TBW102".to_owned(),
-                        default_topic_queue_nums: 4,
-                        queue_id: *queue_id,
-                        born_timestamp: now_ms(),
-                        properties: Some("TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}".to_owned()),
-                        bname: Some(broker.clone()),
-                        ..Default::default()
-                    };
-                    let req = RemotingCommand::request_with_header(
-                        RequestCode::SEND_MESSAGE_V2,
-                        &SendMessageRequestHeaderV2::from(&header),
-                    )
-                    .with_body(body.clone());
-                    let t = Instant::now();
-                    let bytes = req.encode_to_bytes().map_err(|e| e.to_string())?;
-                    sock.write_all(&bytes).map_err(|e| format!("write: {e}"))?;
-                    let mut len = [0u8; 4];
-                    sock.read_exact(&mut len)
-                        .map_err(|e| format!("read: {e}"))?;
-                    frame.resize(u32::from_be_bytes(len) as usize, 0);
-                    sock.read_exact(&mut frame)
-                        .map_err(|e| format!("read: {e}"))?;
-                    let resp = RemotingCommand::decode(Bytes::copy_from_slice(&frame))
-                        .map_err(|e| e.to_string())?;
-                    if resp.response_code() == ResponseCode::SUCCESS {
-                        stats.ok(&hist, t.elapsed());
-                    } else {
-                        stats.response_failed.fetch_add(1, Ordering::Release);
-                    }
-                    i += 1;
-                }
-                Ok(())
-            })
-            .map_err(|e| e.to_string())?
-    };
+    let mut threads = Vec::new();
+    let mut closer = None;
+    if window == 1 {
+        let (raw, done) = (raw.clone(), done_tx.clone());
+        threads.push(spawn_raw("bench-rawsend", move || {
+            let _done = done;
+            raw.sync_loop(sock)
+        })?);
+    } else {
+        let reader = sock.try_clone().map_err(|e| e.to_string())?;
+        closer = Some(sock.try_clone().map_err(|e| e.to_string())?);
+        let (raw_w, done_w) = (raw.clone(), done_tx.clone());
+        threads.push(spawn_raw("bench-rawsend", move || {
+            let _done = done_w;
+            raw_w.write_loop(sock)
+        })?);
+        let (raw_r, done_r) = (raw.clone(), done_tx.clone());
+        threads.push(spawn_raw("bench-rawread", move || {
+            let _done = done_r;
+            raw_r.read_loop(reader)
+        })?);
+    }
+    drop(done_tx);
     let mut last = (0u64, 0u64);
-    let mut status = |secs: f64| print_send_status(&stats, &mut last, secs);
-    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
-    stop.store(true, Ordering::Relaxed);
-    let sent = sender
-        .join()
-        .map_err(|_| "the sending thread panicked".to_owned())?;
+    let mut status = |secs: f64| print_send_status(&raw.stats, &mut last, secs);
+    let last_tick = every_second(&done_rx, common.deadline(raw.started), &mut status);
+    raw.stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    let mut threads = threads.into_iter();
+    if let Some(closer) = closer {
+        // The writer stops; the reader takes the answers in flight, then is woken from its
+        // read by the shutdown.
+        if let Some(writer) = threads.next() {
+            match writer.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push("the rawsend writer panicked".to_owned()),
+            }
+        }
+        if !raw
+            .window
+            .wait_empty(Instant::now() + Duration::from_secs(30))
+        {
+            errors.push("answers still missing 30 s after the last send".to_owned());
+        }
+        let _ = closer.shutdown(std::net::Shutdown::Both);
+    }
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push("a rawsend thread panicked".to_owned()),
+        }
+    }
     status(last_tick.elapsed().as_secs_f64());
-    let ok = stats.ok.load(Ordering::Acquire);
-    let failed = stats.response_failed.load(Ordering::Acquire);
-    print_summary("rawsend", ok, failed, started.elapsed(), &hist);
-    if let Err(e) = &sent {
+    let ok = raw.stats.ok.load(Ordering::Acquire);
+    let failed = raw.stats.response_failed.load(Ordering::Acquire);
+    print_summary("rawsend", ok, failed, raw.started.elapsed(), &raw.hist);
+    for e in &errors {
         eprintln!("rmq-bench: {e}");
     }
-    Ok(sent.is_ok() && failed == 0 && common.count.is_none_or(|c| ok >= c))
+    Ok(errors.is_empty() && failed == 0 && common.count.is_none_or(|c| ok >= c))
+}
+
+fn spawn_raw(
+    name: &str,
+    f: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(|e| e.to_string())
+}
+
+/// What rawsend's threads share.
+struct RawSend {
+    topic: String,
+    group: String,
+    targets: Vec<(String, String, i32)>,
+    body: Bytes,
+    count: Option<u64>,
+    stats: SendStats,
+    hist: Histogram,
+    stop: AtomicBool,
+    window: Window,
+    started: Instant,
+    /// Send time (µs since `started`) by opaque, modulo its length: twice the window, so a
+    /// slot is read before it is reused.
+    sent_at: Vec<AtomicU64>,
+}
+
+impl RawSend {
+    /// The `i`-th request, and its encoded frame.
+    fn frame(&self, i: u64) -> Result<(i32, Bytes), String> {
+        let (_, broker, queue_id) = &self.targets[i as usize % self.targets.len()];
+        let header = SendMessageRequestHeader {
+            producer_group: self.group.clone(),
+            topic: self.topic.clone(),
+            default_topic: "TBW102".to_owned(),
+            default_topic_queue_nums: 4,
+            queue_id: *queue_id,
+            born_timestamp: now_ms(),
+            properties: Some("TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}".to_owned()),
+            bname: Some(broker.clone()),
+            ..Default::default()
+        };
+        let req = RemotingCommand::request_with_header(
+            RequestCode::SEND_MESSAGE_V2,
+            &SendMessageRequestHeaderV2::from(&header),
+        )
+        .with_body(self.body.clone());
+        let bytes = req.encode_to_bytes().map_err(|e| e.to_string())?;
+        Ok((req.opaque(), bytes))
+    }
+
+    fn more(&self, i: u64) -> bool {
+        !self.stop.load(Ordering::Relaxed) && self.count.is_none_or(|c| i < c)
+    }
+
+    fn answered(&self, resp: &RemotingCommand, rt: Duration) {
+        if resp.response_code() == ResponseCode::SUCCESS {
+            self.stats.ok(&self.hist, rt);
+        } else {
+            self.stats.response_failed.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn sync_loop(&self, mut sock: std::net::TcpStream) -> Result<(), String> {
+        let mut buf = Vec::new();
+        let mut i = 0;
+        while self.more(i) {
+            let t = Instant::now();
+            let (_, frame) = self.frame(i)?;
+            sock.write_all(&frame).map_err(|e| format!("write: {e}"))?;
+            let resp = read_frame(&mut sock, &mut buf)?;
+            self.answered(&resp, t.elapsed());
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn write_loop(&self, mut sock: std::net::TcpStream) -> Result<(), String> {
+        let mut i = 0;
+        while self.more(i) {
+            self.window.acquire();
+            let (opaque, frame) = self.frame(i)?;
+            let slot = &self.sent_at[opaque as u32 as usize % self.sent_at.len()];
+            slot.store(self.started.elapsed().as_micros() as u64, Ordering::Release);
+            sock.write_all(&frame).map_err(|e| format!("write: {e}"))?;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn read_loop(&self, mut sock: std::net::TcpStream) -> Result<(), String> {
+        let mut buf = Vec::new();
+        let mut read = 0;
+        while self.count.is_none_or(|c| read < c) {
+            let resp = match read_frame(&mut sock, &mut buf) {
+                Ok(resp) => resp,
+                Err(_) if self.stop.load(Ordering::Relaxed) => break,
+                Err(e) => return Err(e),
+            };
+            let slot = &self.sent_at[resp.opaque() as u32 as usize % self.sent_at.len()];
+            let sent = slot.load(Ordering::Acquire);
+            let now = self.started.elapsed().as_micros() as u64;
+            self.answered(&resp, Duration::from_micros(now.saturating_sub(sent)));
+            self.window.release();
+            read += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one length-prefixed frame.
+fn read_frame(
+    sock: &mut std::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<RemotingCommand, String> {
+    let mut len = [0u8; 4];
+    sock.read_exact(&mut len)
+        .map_err(|e| format!("read: {e}"))?;
+    buf.resize(u32::from_be_bytes(len) as usize, 0);
+    sock.read_exact(buf).map_err(|e| format!("read: {e}"))?;
+    RemotingCommand::decode(Bytes::copy_from_slice(buf)).map_err(|e| e.to_string())
 }
