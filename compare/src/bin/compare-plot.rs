@@ -5,9 +5,11 @@
 //! compare-plot --out consume-tps.png [--title TEXT] LABEL=FILE.csv [LABEL=FILE.csv ...]
 //! ```
 //!
-//! Each CSV file has the header `t_s,tps` and one row per status line: the seconds since the
-//! consumer started and the messages consumed per second over the interval ending then.
-//! The first series is drawn widest, so that it shows where the next one covers it.
+//! Each CSV file has the header `t_s,tps`, a first row `0,0` for the consumer's start, then one
+//! row per status line: the seconds since the start and the messages consumed per second over
+//! the interval ending then. Each rate is drawn as a step over its own interval, the way it
+//! was measured. The first series is drawn widest, so that it shows where the next one covers
+//! it.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -130,20 +132,17 @@ fn draw(series: &[Series], title: &str, path: &Path) -> Result<(), Box<dyn std::
         for (i, s) in series.iter().enumerate() {
             let color = colors[i % colors.len()];
             let width = if i == 0 { 4 } else { 2 };
+            // A rate holds over the interval that ends at its time: from the previous row's.
+            let steps = s.points.windows(2).flat_map(|w| [(w[0].0, w[1].1), w[1]]);
             chart
                 .draw_series(LineSeries::new(
-                    s.points.iter().copied(),
+                    s.points.iter().take(1).copied().chain(steps),
                     color.stroke_width(width),
                 ))?
                 .label(s.label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
                 });
-            chart.draw_series(
-                s.points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, color.filled())),
-            )?;
         }
         chart
             .configure_series_labels()

@@ -575,12 +575,13 @@ async fn producer(
 
     let stats = &run.stats;
     let mut last = (0u64, 0u64);
-    let mut status = |secs: f64| {
-        let ok = stats.ok.load(Ordering::Acquire);
-        let rt = stats.rt_total_us.load(Ordering::Relaxed);
-        let (d_ok, d_rt) = (ok - last.0, rt - last.1);
-        last = (ok, rt);
-        println!(
+    let mut status =
+        |secs: f64| {
+            let ok = stats.ok.load(Ordering::Acquire);
+            let rt = stats.rt_total_us.load(Ordering::Relaxed);
+            let (d_ok, d_rt) = (ok - last.0, rt - last.1);
+            last = (ok, rt);
+            println!(
             "Send TPS: {} Max RT(ms): {} Average RT(ms): {:.3} Send Failed: {} Response Failed: {}",
             rate(d_ok, secs),
             stats.rt_max_us.load(Ordering::Relaxed) / 1000,
@@ -588,7 +589,7 @@ async fn producer(
             stats.send_failed.load(Ordering::Relaxed),
             stats.response_failed.load(Ordering::Relaxed),
         );
-    };
+        };
     let last_tick = every_second(&mut done_rx, common.deadline(started), &mut status).await;
     run.stop.store(true, Ordering::Relaxed);
     for w in workers {
