@@ -50,12 +50,18 @@ java_secs=${COMPARE_JAVA_SECONDS:-60}
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --count) count=$2; shift 2 ;;
-        --size) size=$2; shift 2 ;;
-        --queues) queues=$2; shift 2 ;;
-        --window) window=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
-        --timeout) timeout=$2; shift 2 ;;
+        --count | --size | --queues | --window | --out | --timeout)
+            [[ $# -ge 2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }
+            case $1 in
+                --count) count=$2 ;;
+                --size) size=$2 ;;
+                --queues) queues=$2 ;;
+                --window) window=$2 ;;
+                --out) out=$2 ;;
+                --timeout) timeout=$2 ;;
+            esac
+            shift 2
+            ;;
         -h | --help) usage; exit 0 ;;
         *) printf 'compare.sh: unknown argument %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
     esac
