@@ -774,7 +774,7 @@ cmd_start() {
                 state_set WATCHDOG_PID "$WATCHDOG_SPAWNED"
                 state_write "$dir"
             fi
-            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]}${slaves/#false/}${slaves/#true/ with slaves} (dir $dir${START_STORE_ROOT:+, stores in $START_STORE_ROOT})"
+            log "cluster ready in $((SECONDS - started)) s: name server $(state_get NAMESRV_ADDR), brokers ${names[*]}$([[ $slaves == true ]] && echo " with slaves") (dir $dir${START_STORE_ROOT:+, stores in $START_STORE_ROOT})"
             cat "$dir/cluster.env"
             return 0
         fi
