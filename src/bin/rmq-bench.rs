@@ -1219,6 +1219,7 @@ fn floor_pull(
     group: &str,
     run: &LatencyRun,
     stop: &AtomicBool,
+    ready: crossbeam_channel::Sender<()>,
 ) -> Result<(), String> {
     let header = GetMaxOffsetRequestHeader {
         topic: mq.topic.clone(),
@@ -1240,6 +1241,9 @@ fn floor_pull(
         .decode_header::<GetMaxOffsetResponseHeader>()
         .map_err(|e| format!("max offset of {mq}: {e}"))?
         .offset;
+    // From here on, whatever is sent to the queue is pulled.
+    let _ = ready.send(());
+    drop(ready);
     while !stop.load(Ordering::Acquire) {
         let header = PullMessageRequestHeader {
             consumer_group: group.to_owned(),
@@ -1402,19 +1406,35 @@ fn latency(
         send: SendStats::default(),
     });
 
+    let mut floor_ready = run.queues.len();
     let consumer = if floor {
         let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = crossbeam_channel::unbounded();
         let threads = queues
             .into_iter()
             .map(|(addr, mq)| {
-                let (client, run, stop, group) =
-                    (client.clone(), run.clone(), stop.clone(), group.to_owned());
+                let (client, run, stop, group, ready) = (
+                    client.clone(),
+                    run.clone(),
+                    stop.clone(),
+                    group.to_owned(),
+                    ready_tx.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("bench-floor-{}", mq.queue_id))
-                    .spawn(move || floor_pull(&client, &addr, &mq, &group, &run, &stop))
+                    .spawn(move || floor_pull(&client, &addr, &mq, &group, &run, &stop, ready))
                     .expect("spawn a pulling thread")
             })
             .collect();
+        drop(ready_tx);
+        // Every thread has its start offset before the warm-ups go out (a thread that failed
+        // disconnects instead; its error is reported at the end and the warm-up times out).
+        let deadline = Instant::now() + SETTLE;
+        let mut n = 0;
+        while ready.recv_deadline(deadline).is_ok() {
+            n += 1;
+        }
+        floor_ready = n;
         LatencyConsumer::Floor {
             client,
             stop,
@@ -1440,7 +1460,16 @@ fn latency(
         LatencyConsumer::Push(consumer)
     };
     let settling = Instant::now();
-    if let Err(e) = run.settle(&producer) {
+    let settled = if floor_ready < run.queues.len() {
+        Err(format!(
+            "{} of {} floor threads could not start",
+            run.queues.len() - floor_ready,
+            run.queues.len()
+        ))
+    } else {
+        run.settle(&producer)
+    };
+    if let Err(e) = settled {
         consumer.stop();
         let _ = producer.shutdown(Duration::from_secs(5));
         return Err(e);
