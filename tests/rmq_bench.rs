@@ -162,6 +162,55 @@ fn producer_consumer_and_rawpull_report_in_javas_wording() {
     assert!(s["p50_ms"] >= 0.0);
 }
 
+/// `latency` with a push consumer (one-way sends) and over the floor's bare long polls (sync
+/// sends): every message sent is measured once, and the summary's percentiles are ordered.
+#[test]
+fn latency_measures_every_message_with_push_and_floor() {
+    let cluster = Cluster::shared();
+    let namesrv = cluster.namesrv_addr.as_str();
+    let topic = unique("BenchLatency");
+    let count = 300u64;
+    let n = count.to_string();
+    for (variant, extra) in [
+        ("push", &["--mode", "oneway"][..]),
+        ("floor", &["--mode", "sync", "--floor"][..]),
+    ] {
+        let group = unique("bench_lat_cg");
+        let mut args = vec![
+            "latency", "-n", namesrv, "-t", &topic, "-g", &group, "--rate", "200", "--count", &n,
+        ];
+        args.extend_from_slice(extra);
+        let run = rmq_bench(&args);
+        let send = status_lines(&run, SEND);
+        let last = send.last().expect("a send line");
+        assert_eq!((last[3], last[4]), (0.0, 0.0), "{variant}: no send failed");
+        let consume = status_lines(&run, CONSUME);
+        assert!(
+            consume.iter().any(|l| l[0] > 0.0),
+            "{variant}: {}",
+            run.stdout
+        );
+        let s = summary(&run, "latency");
+        assert_eq!(
+            (s["count"], s["sent"], s["failed"]),
+            (count as f64, count as f64, 0.0),
+            "{variant}: {}",
+            run.stdout
+        );
+        assert_eq!(s["floor"], f64::from(u8::from(variant == "floor")));
+        assert!(
+            0.0 < s["p50_ms"] && s["p50_ms"] <= s["p99_ms"] && s["p99_ms"] <= s["max_ms"],
+            "{variant}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stderr.contains("took a warm-up message from each of"),
+            "{variant}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn bad_flags_are_refused_with_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_rmq-bench"))
@@ -171,6 +220,15 @@ fn bad_flags_are_refused_with_usage() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--mode") && err.contains("sync"), "{err}");
+
+    // Too small a body for the stamp: refused before anything connects.
+    let out = Command::new(env!("CARGO_BIN_EXE_rmq-bench"))
+        .args(["latency", "-n", "127.0.0.1:1", "-s", "16"])
+        .output()
+        .expect("rmq-bench runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-s must be at least 24"), "{err}");
 }
 
 /// `rawsend` and `producer --queues 3 --disable-callback-executor`: each creates its topic

@@ -5,6 +5,7 @@
 //! rmq-bench consumer -n 127.0.0.1:9876 -t T [-g G] [--orderly] [--from-last] [--count N] [--duration SECS]
 //! rmq-bench rawpull  -n 127.0.0.1:9876 -t T [-g G] [--batch 32] [--count N] [--duration SECS]
 //! rmq-bench rawsend  -n 127.0.0.1:9876 -t T [-s 128] [-g G] [--window 1] [--count N] [--duration SECS]
+//! rmq-bench latency  -n 127.0.0.1:9876 -t T [-g G] [--rate 100] [-s 128] [--mode oneway|sync] [--floor] [--count N] [--duration SECS]
 //! ```
 //!
 //! Every second a status line as Java's `benchmark/producer.sh` and `consumer.sh` print it
@@ -24,6 +25,17 @@
 //! messages, after `--duration` seconds, or (rawpull) once every queue is drained; without
 //! either bound, producer and consumer run until killed. The exit code is non-zero when a send
 //! failed or fewer than `--count` messages were consumed.
+//!
+//! `latency` sends at `--rate` messages per second on a fixed schedule, each body stamped with
+//! its send time in microseconds, and measures send to listener entry on this host's monotonic
+//! clock. Before the measured sends, one warm-up message per queue must have been consumed, so
+//! the consumer owns every queue and its pulls are parked on the broker. The consumer is a push
+//! consumer with a concurrent no-op listener, or with `--floor` one bare long-poll loop per queue
+//! (PULL_MESSAGE with a suspend time, the `rawpull` path): the floor the push consumer is judged
+//! against. Its status lines are Java's send and consume lines, B2C being this latency; its
+//! summary's percentiles are this latency, `count` the messages measured (each once), and
+//! `sent=` the sends the client accepted. Without `--count` or `--duration` it runs 60 s; it
+//! fails unless every accepted send was measured within 10 s of the last.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -37,8 +49,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use rocketmq_sync::codec::{MessageDecoder, TopicRouteData};
 use rocketmq_sync::remoting::protocol::header::{
-    CreateTopicRequestHeader, GetRouteInfoRequestHeader, PullMessageRequestHeader,
-    PullMessageResponseHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+    CreateTopicRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
+    GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    SendMessageRequestHeader, SendMessageRequestHeaderV2,
 };
 use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
@@ -148,6 +161,34 @@ enum Mode {
         #[arg(long, default_value_t = 1)]
         window: usize,
     },
+    /// Sends at a fixed rate, each message stamped with its send time, and measures the
+    /// produce-to-consume latency (send to listener entry) on an idle long poll.
+    Latency {
+        #[command(flatten)]
+        common: Common,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group", default_value = "benchmark_latency")]
+        group: String,
+        /// Messages per second, sent on a fixed schedule.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Body size in bytes (at least 24, the stamp).
+        #[arg(short = 's', long = "size", default_value_t = 128)]
+        size: usize,
+        /// How a message is sent.
+        #[arg(long, value_enum, default_value_t = StampedSend::Oneway)]
+        mode: StampedSend,
+        /// Consume with a bare long-poll loop per queue (the rawpull path, no consumer
+        /// machinery) instead of a push consumer: the floor a push consumer is judged against.
+        #[arg(long)]
+        floor: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StampedSend {
+    Sync,
+    Oneway,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -212,6 +253,14 @@ fn main() -> ExitCode {
             group,
             window,
         } => rawsend(common, *size, group, *window),
+        Mode::Latency {
+            common,
+            group,
+            rate,
+            size,
+            mode,
+            floor,
+        } => latency(common, group, *rate, *size, *mode, *floor),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -226,21 +275,23 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-/// A lock-free latency histogram in microseconds: exact below 64 µs, then 32 buckets per power
-/// of two (at most about 3% off).
+/// A lock-free latency histogram in microseconds: exact below 512 µs, then 256 buckets per
+/// power of two, so a value is at most 0.4% (32 µs at 8–16 ms) above the bucket it is reported
+/// as. Values from 2^40 µs (about 12 days) on share the last bucket.
 struct Histogram {
     buckets: Box<[AtomicU64]>,
     /// The exact largest value.
     max: AtomicU64,
 }
 
-const SUB_BITS: u32 = 5;
+const SUB_BITS: u32 = 8;
 const LINEAR: u64 = 2 << SUB_BITS;
+const TOP: u64 = (1 << 40) - 1;
 
 impl Histogram {
     fn new() -> Self {
         Histogram {
-            buckets: (0..Self::index(u64::MAX) + 1)
+            buckets: (0..Self::index(TOP) + 1)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             max: AtomicU64::new(0),
@@ -248,6 +299,7 @@ impl Histogram {
     }
 
     fn index(us: u64) -> usize {
+        let us = us.min(TOP);
         if us < LINEAR {
             return us as usize;
         }
@@ -338,12 +390,20 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn print_summary(mode: &str, count: u64, failed: u64, elapsed: Duration, hist: &Histogram) {
+/// Prints the `SUMMARY` line; `extra` (empty, or ` key=value` pairs) goes at its end.
+fn print_summary(
+    mode: &str,
+    count: u64,
+    failed: u64,
+    elapsed: Duration,
+    hist: &Histogram,
+    extra: &str,
+) {
     let p = proc_sample();
     let secs = elapsed.as_secs_f64();
     let tps = if secs > 0.0 { count as f64 / secs } else { 0.0 };
     println!(
-        "SUMMARY mode={mode} tps={tps:.0} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} cpu_s={:.2} rss_kib={} threads={} count={count} failed={failed} elapsed_s={secs:.3}",
+        "SUMMARY mode={mode} tps={tps:.0} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} cpu_s={:.2} rss_kib={} threads={} count={count} failed={failed} elapsed_s={secs:.3}{extra}",
         ms(hist.quantile(0.5)),
         ms(hist.quantile(0.99)),
         ms(hist.max.load(Ordering::Relaxed)),
@@ -408,8 +468,13 @@ struct SendStats {
 
 impl SendStats {
     fn ok(&self, hist: &Histogram, rt: Duration) {
+        hist.record(rt.as_micros() as u64);
+        self.ok_rt(rt);
+    }
+
+    /// Counts a send that succeeded after `rt`, with no histogram.
+    fn ok_rt(&self, rt: Duration) {
         let us = rt.as_micros() as u64;
-        hist.record(us);
         self.rt_total_us.fetch_add(us, Ordering::Relaxed);
         self.rt_max_us.fetch_max(us, Ordering::Relaxed);
         self.ok.fetch_add(1, Ordering::Release);
@@ -700,7 +765,7 @@ fn producer(
         eprintln!("rmq-bench: {busy} async sends were refused as broker busy and sent again");
     }
     // Sampled before the shutdown: the figures are of the running producer.
-    print_summary("producer", ok, failed, elapsed, &run.hist);
+    print_summary("producer", ok, failed, elapsed, &run.hist, "");
     let _ = run.producer.shutdown(Duration::from_secs(5));
     Ok(failed == 0 && common.count.is_none_or(|c| ok >= c))
 }
@@ -810,7 +875,7 @@ fn consumer(common: &Common, group: &str, orderly: bool, from_last: bool) -> Res
     let elapsed = started.elapsed();
     // Shut down after the sample: the summary is of the running consumer.
     let count = stats.count.load(Ordering::Acquire);
-    print_summary("consumer", count, 0, elapsed, &hist);
+    print_summary("consumer", count, 0, elapsed, &hist, "");
     let _ = consumer.shutdown(Duration::from_secs(10));
     Ok(target.is_none_or(|t| count >= t))
 }
@@ -909,6 +974,29 @@ fn ensure_topic(namesrv: &str, topic: &str, queues: i32) -> Result<(), String> {
     ))
 }
 
+/// Every readable queue of `topic`, with its master's address.
+fn read_queues(
+    client: &RemotingClient,
+    namesrv: &str,
+    topic: &str,
+) -> Result<Vec<(String, MessageQueue)>, String> {
+    let r = route(client, namesrv, topic)?;
+    let mut queues = Vec::new();
+    for q in &r.queue_datas {
+        let addr = r
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == q.broker_name)
+            .and_then(|b| b.master_addr())
+            .ok_or_else(|| format!("broker {} has no master", q.broker_name))?
+            .to_owned();
+        for id in 0..q.read_queue_nums {
+            queues.push((addr.clone(), MessageQueue::new(topic, &q.broker_name, id)));
+        }
+    }
+    Ok(queues)
+}
+
 /// What the pulling threads share.
 struct Puller {
     client: RemotingClient,
@@ -1000,23 +1088,7 @@ fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
     }
     let client =
         RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
-    let r = route(&client, &common.namesrv()?, &common.topic)?;
-    let mut queues = Vec::new();
-    for q in &r.queue_datas {
-        let addr = r
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == q.broker_name)
-            .and_then(|b| b.master_addr())
-            .ok_or_else(|| format!("broker {} has no master", q.broker_name))?
-            .to_owned();
-        for id in 0..q.read_queue_nums {
-            queues.push((
-                addr.clone(),
-                MessageQueue::new(&common.topic, &q.broker_name, id),
-            ));
-        }
-    }
+    let queues = read_queues(&client, &common.namesrv()?, &common.topic)?;
     let puller = Arc::new(Puller {
         client,
         group: group.to_owned(),
@@ -1059,7 +1131,7 @@ fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
     status(last_tick.elapsed().as_secs_f64());
     let elapsed = started.elapsed();
     let count = puller.stats.count.load(Ordering::Acquire);
-    print_summary("rawpull", count, 0, elapsed, &puller.hist);
+    print_summary("rawpull", count, 0, elapsed, &puller.hist, "");
     puller.client.shutdown();
     Ok(ok && common.count.is_none_or(|t| count >= t))
 }
@@ -1177,7 +1249,7 @@ fn rawsend(common: &Common, size: usize, group: &str, window: usize) -> Result<b
     status(last_tick.elapsed().as_secs_f64());
     let ok = raw.stats.ok.load(Ordering::Acquire);
     let failed = raw.stats.response_failed.load(Ordering::Acquire);
-    print_summary("rawsend", ok, failed, raw.started.elapsed(), &raw.hist);
+    print_summary("rawsend", ok, failed, raw.started.elapsed(), &raw.hist, "");
     for e in &errors {
         eprintln!("rmq-bench: {e}");
     }
@@ -1305,4 +1377,614 @@ fn read_frame(
     buf.resize(u32::from_be_bytes(len) as usize, 0);
     sock.read_exact(buf).map_err(|e| format!("read: {e}"))?;
     RemotingCommand::decode(Bytes::copy_from_slice(buf)).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// latency
+
+/// A latency message's body starts with three little-endian words: the run's id, the sequence
+/// number, and the send time in microseconds on the run's monotonic clock. Padding fills it to
+/// `-s` bytes.
+const STAMP_LEN: usize = 24;
+/// A sequence number with this bit set is a warm-up message for the queue whose index (in the
+/// run's queue list) is in the low bits: it is not measured, it shows that the consumer takes
+/// messages from that queue.
+const WARM_UP: u64 = 1 << 63;
+/// How long the consumer has to take a warm-up message from every queue.
+const SETTLE: Duration = Duration::from_secs(60);
+/// A queue whose warm-up has not arrived after this long gets another one (a push consumer may
+/// have started past the first one).
+const WARM_UP_AGAIN: Duration = Duration::from_secs(1);
+/// How long after the last send the run waits for the last messages.
+const DRAIN: Duration = Duration::from_secs(10);
+/// The floor's long-poll suspend time (a push consumer's default) and its RPC timeout.
+const FLOOR_SUSPEND: Duration = Duration::from_secs(15);
+const FLOOR_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// More measured messages than this in one run is refused (the duplicate bitmap is one bit each).
+const MAX_LATENCY_MESSAGES: u64 = 1 << 32;
+
+fn stamp_body(run_id: u64, seq: u64, sent_us: u64, size: usize) -> Bytes {
+    let mut b = Vec::with_capacity(size);
+    b.extend_from_slice(&run_id.to_le_bytes());
+    b.extend_from_slice(&seq.to_le_bytes());
+    b.extend_from_slice(&sent_us.to_le_bytes());
+    b.resize(size, b'x');
+    b.into()
+}
+
+/// What the sender, the consumer (listener or floor threads) and the status lines share.
+struct LatencyRun {
+    /// The stamps' clock: microseconds since this instant.
+    base: Instant,
+    /// Tells this run's messages from others' on the same topic.
+    run_id: u64,
+    topic: String,
+    size: usize,
+    queues: Vec<MessageQueue>,
+    warmed: Box<[AtomicBool]>,
+    warmed_count: AtomicU64,
+    /// Bit `seq` is set once message `seq` was measured; a second delivery is a duplicate.
+    seen: Box<[AtomicU64]>,
+    hist: Histogram,
+    measured: AtomicU64,
+    duplicates: AtomicU64,
+    lat_total_us: AtomicU64,
+    lat_max_us: AtomicU64,
+    s2c_total_ms: AtomicU64,
+    s2c_max_ms: AtomicU64,
+    /// Nudged, never blocking, when a message was measured or a queue warmed up.
+    progress: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    send: SendStats,
+}
+
+impl LatencyRun {
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+
+    /// Message `seq`, stamped now.
+    fn message(&self, seq: u64) -> Message {
+        let body = stamp_body(self.run_id, seq, self.now_us(), self.size);
+        Message::new(self.topic.clone(), body).with_tags("latency")
+    }
+
+    /// `(seq, sent_us)` of a message of this run.
+    fn stamp(&self, body: &[u8]) -> Option<(u64, u64)> {
+        let word = |i: usize| {
+            body.get(i * 8..i * 8 + 8)
+                .map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
+        };
+        (word(0)? == self.run_id).then_some((word(1)?, word(2)?))
+    }
+
+    /// Measures the messages that reached the consumer at `at_us`; other runs' are skipped.
+    fn on_batch(&self, msgs: &[MessageExt], at_us: u64) {
+        let now = now_ms();
+        let (mut n, mut total, mut max, mut s2c, mut s2c_max) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut nudge = false;
+        for m in msgs {
+            let Some((seq, sent_us)) = self.stamp(m.body()) else {
+                continue;
+            };
+            if seq & WARM_UP != 0 {
+                let first = self
+                    .warmed
+                    .get((seq & !WARM_UP) as usize)
+                    .is_some_and(|w| !w.swap(true, Ordering::AcqRel));
+                if first {
+                    self.warmed_count.fetch_add(1, Ordering::AcqRel);
+                    nudge = true;
+                }
+                continue;
+            }
+            let Some(word) = self.seen.get((seq / 64) as usize) else {
+                continue;
+            };
+            let bit = 1 << (seq % 64);
+            if word.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let us = at_us.saturating_sub(sent_us);
+            self.hist.record(us);
+            let s = (now - m.store_timestamp()).max(0) as u64;
+            n += 1;
+            total += us;
+            max = max.max(us);
+            s2c += s;
+            s2c_max = s2c_max.max(s);
+        }
+        if n > 0 {
+            self.lat_total_us.fetch_add(total, Ordering::Relaxed);
+            self.lat_max_us.fetch_max(max, Ordering::Relaxed);
+            self.s2c_total_ms.fetch_add(s2c, Ordering::Relaxed);
+            self.s2c_max_ms.fetch_max(s2c_max, Ordering::Relaxed);
+            self.measured.fetch_add(n, Ordering::AcqRel);
+            nudge = true;
+        }
+        if nudge {
+            let _ = self.progress.0.try_send(());
+        }
+    }
+
+    /// Sends a warm-up message to every queue that has not had one consumed, again each
+    /// [`WARM_UP_AGAIN`], until all have or [`SETTLE`] runs out.
+    fn settle(&self, producer: &DefaultMQProducer) -> Result<(), String> {
+        let deadline = Instant::now() + SETTLE;
+        let n = self.queues.len() as u64;
+        loop {
+            for (i, mq) in self.queues.iter().enumerate() {
+                if self.warmed[i].load(Ordering::Acquire) {
+                    continue;
+                }
+                // A failed warm-up is sent again at the next round; the deadline bounds them.
+                if let Err(e) = producer.send_to_queue(&self.message(WARM_UP | i as u64), mq) {
+                    eprintln!("rmq-bench: warm-up send to {mq}: {e}");
+                }
+            }
+            let again = (Instant::now() + WARM_UP_AGAIN).min(deadline);
+            while self.warmed_count.load(Ordering::Acquire) < n {
+                if self.progress.1.recv_deadline(again).is_err() {
+                    break;
+                }
+            }
+            let warmed = self.warmed_count.load(Ordering::Acquire);
+            if warmed == n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the consumer took a warm-up message from {warmed} of {n} queues in {SETTLE:?}"
+                ));
+            }
+        }
+    }
+
+    /// Sends messages `0..total` with `mode`, message `i` at `start + i / rate` (late ones at
+    /// once: the schedule does not drift) and none due at or after `end`. Returns how many the
+    /// client accepted.
+    fn send_paced(
+        &self,
+        producer: &DefaultMQProducer,
+        mode: StampedSend,
+        rate: f64,
+        total: u64,
+        end: Option<Instant>,
+    ) -> u64 {
+        let start = Instant::now();
+        for seq in 0..total {
+            let due = start + Duration::from_secs_f64(seq as f64 / rate);
+            if end.is_some_and(|e| due >= e) {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let msg = self.message(seq);
+            let t = Instant::now();
+            let sent = match mode {
+                StampedSend::Sync => producer.send(&msg).map(|_| ()),
+                StampedSend::Oneway => producer.send_oneway(&msg),
+            };
+            match sent {
+                Ok(()) => self.send.ok_rt(t.elapsed()),
+                Err(e) => self.send.failed(&e),
+            }
+        }
+        self.send.ok.load(Ordering::Acquire)
+    }
+
+    /// Waits until `accepted` messages were measured, for at most [`DRAIN`].
+    fn drain(&self, accepted: u64) {
+        let deadline = Instant::now() + DRAIN;
+        while self.measured.load(Ordering::Acquire) < accepted {
+            if self.progress.1.recv_deadline(deadline) == Err(RecvTimeoutError::Timeout) {
+                return;
+            }
+        }
+    }
+
+    /// Java's send and consume status lines over the second since `last`; B2C is the
+    /// send-to-listener latency measured here.
+    fn print_status(&self, last: &mut [u64; 5], secs: f64) {
+        let ok = self.send.ok.load(Ordering::Acquire);
+        let rt = self.send.rt_total_us.load(Ordering::Relaxed);
+        let measured = self.measured.load(Ordering::Acquire);
+        let lat = self.lat_total_us.load(Ordering::Relaxed);
+        let s2c = self.s2c_total_ms.load(Ordering::Relaxed);
+        let avg = |total: u64, prev: u64, n: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                (total - prev) as f64 / n as f64
+            }
+        };
+        let (d_ok, d_measured) = (ok - last[0], measured - last[2]);
+        println!(
+            "Send TPS: {} Max RT(ms): {} Average RT(ms): {:.3} Send Failed: {} Response Failed: {}",
+            rate(d_ok, secs),
+            self.send.rt_max_us.load(Ordering::Relaxed) / 1000,
+            avg(rt, last[1], d_ok) / 1000.0,
+            self.send.send_failed.load(Ordering::Relaxed),
+            self.send.response_failed.load(Ordering::Relaxed),
+        );
+        println!(
+            "Consume TPS: {} Average(B2C) RT(ms): {:.3} Average(S2C) RT(ms): {:.3} MAX(B2C) RT(ms): {} MAX(S2C) RT(ms): {}",
+            rate(d_measured, secs),
+            avg(lat, last[3], d_measured) / 1000.0,
+            avg(s2c, last[4], d_measured),
+            self.lat_max_us.load(Ordering::Relaxed) / 1000,
+            self.s2c_max_ms.load(Ordering::Relaxed),
+        );
+        *last = [ok, rt, measured, lat, s2c];
+    }
+}
+
+/// The floor's consumer: one long poll in flight per queue, each on its own thread, with
+/// nothing between the response and the measurement.
+fn floor_pull(
+    client: &RemotingClient,
+    addr: &str,
+    mq: &MessageQueue,
+    group: &str,
+    run: &LatencyRun,
+    stop: &AtomicBool,
+    ready: crossbeam_channel::Sender<()>,
+) -> Result<(), String> {
+    let header = GetMaxOffsetRequestHeader {
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        bname: Some(mq.broker_name.clone()),
+    };
+    let req = RemotingCommand::request_with_header(RequestCode::GET_MAX_OFFSET, &header);
+    let resp = client
+        .invoke_sync(addr, req, RPC_TIMEOUT)
+        .map_err(|e| format!("max offset of {mq}: {e}"))?;
+    if resp.response_code() != ResponseCode::SUCCESS {
+        return Err(format!(
+            "max offset of {mq}: {} {}",
+            resp.response_code(),
+            resp.remark().unwrap_or_default()
+        ));
+    }
+    let mut offset = resp
+        .decode_header::<GetMaxOffsetResponseHeader>()
+        .map_err(|e| format!("max offset of {mq}: {e}"))?
+        .offset;
+    // From here on, whatever is sent to the queue is pulled.
+    let _ = ready.send(());
+    drop(ready);
+    while !stop.load(Ordering::Acquire) {
+        let header = PullMessageRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            queue_offset: offset,
+            max_msg_nums: 32,
+            // SUSPEND | SUBSCRIPTION: the broker holds the pull until a message arrives, and
+            // takes the subscription from this request.
+            sys_flag: 0x2 | 0x4,
+            commit_offset: 0,
+            suspend_timeout_millis: FLOOR_SUSPEND.as_millis() as i64,
+            subscription: Some("*".to_owned()),
+            sub_version: 0,
+            expression_type: Some("TAG".to_owned()),
+            bname: Some(mq.broker_name.clone()),
+        };
+        let req = RemotingCommand::request_with_header(RequestCode::PULL_MESSAGE, &header);
+        let resp = match client.invoke_sync(addr, req, FLOOR_RPC_TIMEOUT) {
+            Ok(resp) => resp,
+            // The run is over: the client was shut down under the parked pull.
+            Err(_) if stop.load(Ordering::Acquire) => return Ok(()),
+            Err(e) => return Err(format!("pull of {mq}: {e}")),
+        };
+        let at = run.now_us();
+        let code = resp.response_code();
+        let rh: PullMessageResponseHeader = resp
+            .decode_header()
+            .map_err(|e| format!("pull of {mq}: {e}"))?;
+        match code {
+            ResponseCode::SUCCESS => {
+                let msgs = MessageDecoder::decodes(resp.body().cloned().unwrap_or_default());
+                if rh.next_begin_offset <= offset && msgs.is_empty() {
+                    return Err(format!("pull of {mq} at {offset}: FOUND but no message"));
+                }
+                run.on_batch(&msgs, at);
+                offset = rh.next_begin_offset;
+            }
+            // The suspend time passed with nothing new, or the offset was out of range.
+            ResponseCode::PULL_NOT_FOUND
+            | ResponseCode::PULL_RETRY_IMMEDIATELY
+            | ResponseCode::PULL_OFFSET_MOVED => offset = rh.next_begin_offset,
+            other => {
+                return Err(format!(
+                    "pull of {mq} at {offset}: {other} {}",
+                    resp.remark().unwrap_or_default()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The consumer side of a latency run, stopped after the summary.
+enum LatencyConsumer {
+    Push(DefaultMQPushConsumer),
+    Floor {
+        client: RemotingClient,
+        stop: Arc<AtomicBool>,
+        threads: Vec<std::thread::JoinHandle<Result<(), String>>>,
+    },
+}
+
+impl LatencyConsumer {
+    /// Stops it; false when a floor thread had failed.
+    fn stop(self) -> bool {
+        match self {
+            LatencyConsumer::Push(consumer) => {
+                let _ = consumer.shutdown(Duration::from_secs(10));
+                true
+            }
+            LatencyConsumer::Floor {
+                client,
+                stop,
+                threads,
+            } => {
+                stop.store(true, Ordering::Release);
+                // Fails the parked pulls at once.
+                client.shutdown();
+                let mut ok = true;
+                for t in threads {
+                    if let Ok(Err(e)) = t.join() {
+                        eprintln!("rmq-bench: {e}");
+                        ok = false;
+                    }
+                }
+                ok
+            }
+        }
+    }
+}
+
+fn latency(
+    common: &Common,
+    group: &str,
+    rate: f64,
+    size: usize,
+    mode: StampedSend,
+    floor: bool,
+) -> Result<bool, String> {
+    if size < STAMP_LEN {
+        return Err(format!("-s must be at least {STAMP_LEN} (the stamp)"));
+    }
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("--rate must be a positive number, got {rate}"));
+    }
+    // Without a bound the run lasts a minute: its result is the summary at the end.
+    let duration = match (common.count, common.duration) {
+        (None, None) => Some(60),
+        (_, d) => d,
+    };
+    let by_duration = duration.map(|d| (d as f64 * rate).ceil() as u64);
+    let total = match (common.count, by_duration) {
+        (Some(c), Some(d)) => c.min(d),
+        (Some(n), None) | (None, Some(n)) => n,
+        (None, None) => unreachable!("a duration is set when no count is"),
+    };
+    if total == 0 || total > MAX_LATENCY_MESSAGES {
+        return Err(format!(
+            "a run measures 1 to {MAX_LATENCY_MESSAGES} messages; --count, --duration and --rate give {total}"
+        ));
+    }
+    let namesrv = common.namesrv()?;
+    // A new topic gets 8 queues, as the producer mode's default.
+    ensure_topic(&namesrv, &common.topic, 8)?;
+    let base = Instant::now();
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32);
+
+    let producer = DefaultMQProducer::builder("benchmark_latency_producer")
+        .namesrv_addr(namesrv.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    producer.start().map_err(|e| e.to_string())?;
+    // The topic exists once something was stored in it (a warm-up of no queue: not measured).
+    let create = stamp_body(run_id, u64::MAX, 0, size);
+    producer
+        .send(&Message::new(common.topic.clone(), create))
+        .map_err(|e| format!("first send to {}: {e}", common.topic))?;
+    let client =
+        RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
+    let queues = read_queues(&client, &namesrv, &common.topic)?;
+    let run = Arc::new(LatencyRun {
+        base,
+        run_id,
+        topic: common.topic.clone(),
+        size,
+        queues: queues.iter().map(|(_, mq)| mq.clone()).collect(),
+        warmed: queues.iter().map(|_| AtomicBool::new(false)).collect(),
+        warmed_count: AtomicU64::new(0),
+        seen: (0..total.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        hist: Histogram::new(),
+        measured: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        lat_total_us: AtomicU64::new(0),
+        lat_max_us: AtomicU64::new(0),
+        s2c_total_ms: AtomicU64::new(0),
+        s2c_max_ms: AtomicU64::new(0),
+        progress: crossbeam_channel::bounded(1),
+        send: SendStats::default(),
+    });
+
+    let mut floor_ready = run.queues.len();
+    let consumer = if floor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = crossbeam_channel::unbounded();
+        let threads = queues
+            .into_iter()
+            .map(|(addr, mq)| {
+                let (client, run, stop, group, ready) = (
+                    client.clone(),
+                    run.clone(),
+                    stop.clone(),
+                    group.to_owned(),
+                    ready_tx.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("bench-floor-{}", mq.queue_id))
+                    .spawn(move || floor_pull(&client, &addr, &mq, &group, &run, &stop, ready))
+                    .expect("spawn a pulling thread")
+            })
+            .collect();
+        drop(ready_tx);
+        // Every thread has its start offset before the warm-ups go out (a thread that failed
+        // disconnects instead; its error is reported at the end and the warm-up times out).
+        let deadline = Instant::now() + SETTLE;
+        let mut n = 0;
+        while ready.recv_deadline(deadline).is_ok() {
+            n += 1;
+        }
+        floor_ready = n;
+        LatencyConsumer::Floor {
+            client,
+            stop,
+            threads,
+        }
+    } else {
+        // Only the route needed it; its io thread is not the push consumer's.
+        client.shutdown();
+        let r = run.clone();
+        let consumer = DefaultMQPushConsumer::builder(group)
+            .namesrv_addr(namesrv)
+            .subscribe(common.topic.clone(), "*")
+            .consume_from_where(ConsumeFromWhere::LastOffset)
+            .register_message_listener_concurrently(
+                move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
+                    r.on_batch(msgs, r.now_us());
+                    ConsumeConcurrentlyStatus::ConsumeSuccess
+                },
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+        consumer.start().map_err(|e| e.to_string())?;
+        LatencyConsumer::Push(consumer)
+    };
+    let settling = Instant::now();
+    let settled = if floor_ready < run.queues.len() {
+        Err(format!(
+            "{} of {} floor threads could not start",
+            run.queues.len() - floor_ready,
+            run.queues.len()
+        ))
+    } else {
+        run.settle(&producer)
+    };
+    if let Err(e) = settled {
+        consumer.stop();
+        let _ = producer.shutdown(Duration::from_secs(5));
+        return Err(e);
+    }
+    eprintln!(
+        "rmq-bench: {} consumer took a warm-up message from each of {} queues in {:.3} s",
+        if floor { "the floor" } else { "the push" },
+        run.queues.len(),
+        settling.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let end = duration.map(|d| started + Duration::from_secs(d));
+    let sender = {
+        let run = run.clone();
+        std::thread::Builder::new()
+            .name("bench-send".to_owned())
+            .spawn(move || {
+                let accepted = run.send_paced(&producer, mode, rate, total, end);
+                run.drain(accepted);
+                drop(done_tx);
+                (producer, accepted)
+            })
+            .expect("spawn the sending thread")
+    };
+    let mut last = [0; 5];
+    let mut status = |secs: f64| run.print_status(&mut last, secs);
+    let last_tick = every_second(&done_rx, None, &mut status);
+    let (producer, accepted) = sender.join().map_err(|_| "the sending thread panicked")?;
+    status(last_tick.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+
+    let measured = run.measured.load(Ordering::Acquire);
+    let failed = run.send.send_failed.load(Ordering::Acquire)
+        + run.send.response_failed.load(Ordering::Acquire);
+    // Sampled before the shutdown: the figures are of the running clients.
+    print_summary(
+        "latency",
+        measured,
+        failed,
+        elapsed,
+        &run.hist,
+        &format!(" sent={accepted} floor={}", u8::from(floor)),
+    );
+    let consumer_ok = consumer.stop();
+    let _ = producer.shutdown(Duration::from_secs(5));
+    let duplicates = run.duplicates.load(Ordering::Relaxed);
+    if duplicates > 0 {
+        eprintln!("rmq-bench: {duplicates} messages were delivered more than once (measured once)");
+    }
+    if measured < accepted {
+        eprintln!(
+            "rmq-bench: {} of {accepted} sent messages were not consumed within {DRAIN:?}",
+            accepted - measured
+        );
+    }
+    Ok(consumer_ok
+        && failed == 0
+        && measured == accepted
+        && common.count.is_none_or(|c| measured >= c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_ordered_and_within_0_4_percent() {
+        let mut last = 0;
+        let mut v = 0u64;
+        while v < 1 << 41 {
+            let i = Histogram::index(v);
+            assert!(i >= last, "index({v}) = {i} after {last}");
+            last = i;
+            let lb = Histogram::lower_bound(i);
+            if v <= TOP {
+                assert!(lb <= v && v - lb <= v / 256, "{v} in bucket from {lb}");
+                assert_eq!(Histogram::index(lb), i, "{lb} starts bucket {i}");
+            }
+            v += 1 + v / 1000;
+        }
+        assert_eq!(Histogram::index(u64::MAX), Histogram::index(TOP));
+    }
+
+    #[test]
+    fn quantiles_tell_a_tenth_of_a_millisecond_apart_up_to_10_ms() {
+        for base in [1_000u64, 5_000, 9_900] {
+            let (a, b) = (Histogram::new(), Histogram::new());
+            a.record(base);
+            b.record(base + 100);
+            assert!(b.quantile(0.5) - a.quantile(0.5) >= 60, "{base}");
+        }
+        let h = Histogram::new();
+        for us in 1..=1000 {
+            h.record(us * 10);
+        }
+        assert!((5_000 - 20..=5_000).contains(&h.quantile(0.5)));
+        assert!((9_900 - 32..=9_900).contains(&h.quantile(0.99)));
+        assert_eq!(h.max.load(Ordering::Relaxed), 10_000);
+    }
 }
