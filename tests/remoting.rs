@@ -1260,18 +1260,21 @@ fn an_answer_followed_at_once_by_a_close_completes_and_the_close_is_seen() {
     init();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let peer = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut s, _) = listener.accept().unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut frame).unwrap();
-        let req = RemotingCommand::decode(bytes::Bytes::from(frame)).unwrap();
-        s.write_all(&response_frame(req.opaque(), b"last words"))
-            .unwrap();
-        // Dropping the socket sends the FIN right behind the answer.
-    });
+    let peer = std::thread::Builder::new()
+        .name("test-peer".into())
+        .spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut frame).unwrap();
+            let req = RemotingCommand::decode(bytes::Bytes::from(frame)).unwrap();
+            s.write_all(&response_frame(req.opaque(), b"last words"))
+                .unwrap();
+            // Dropping the socket sends the FIN right behind the answer.
+        })
+        .unwrap();
     let client = client();
     let resp = client
         .invoke_sync(&addr, request(ECHO), Duration::from_secs(5))

@@ -71,6 +71,35 @@ struct Cli {
     mode: Mode,
 }
 
+/// The producer mode's own flags.
+#[derive(clap::Args)]
+struct ProducerArgs {
+    /// Sending threads.
+    #[arg(short = 'w', long = "threads", default_value_t = 1)]
+    threads: usize,
+    /// Body size in bytes.
+    #[arg(short = 's', long = "size", default_value_t = 128)]
+    size: usize,
+    /// Producer group.
+    #[arg(short = 'g', long = "group", default_value = "benchmark_producer")]
+    group: String,
+    /// How a message is sent.
+    #[arg(long, value_enum, default_value_t = SendMode::Async)]
+    mode: SendMode,
+    /// Async sends in flight at most, over all threads.
+    #[arg(long, default_value_t = 128)]
+    window: usize,
+    /// Run async callbacks on the io thread (`ClientConfig::disable_callback_executor`).
+    #[arg(long)]
+    disable_callback_executor: bool,
+    /// Queues of the topic on each master broker: a topic that does not exist yet is
+    /// created with this many read and write queues on every master of the `TBW102`
+    /// route (as `mqadmin updateTopic` does) before the first send. An existing topic is
+    /// left as it is.
+    #[arg(long, default_value_t = 8)]
+    queues: i32,
+}
+
 /// What every mode shares.
 #[derive(clap::Args)]
 struct Common {
@@ -94,30 +123,8 @@ enum Mode {
     Producer {
         #[command(flatten)]
         common: Common,
-        /// Sending threads.
-        #[arg(short = 'w', long = "threads", default_value_t = 1)]
-        threads: usize,
-        /// Body size in bytes.
-        #[arg(short = 's', long = "size", default_value_t = 128)]
-        size: usize,
-        /// Producer group.
-        #[arg(short = 'g', long = "group", default_value = "benchmark_producer")]
-        group: String,
-        /// How a message is sent.
-        #[arg(long, value_enum, default_value_t = SendMode::Async)]
-        mode: SendMode,
-        /// Async sends in flight at most, over all threads.
-        #[arg(long, default_value_t = 128)]
-        window: usize,
-        /// Run async callbacks on the io thread (`ClientConfig::disable_callback_executor`).
-        #[arg(long)]
-        disable_callback_executor: bool,
-        /// Queues of the topic on each master broker: a topic that does not exist yet is
-        /// created with this many read and write queues on every master of the `TBW102`
-        /// route (as `mqadmin updateTopic` does) before the first send. An existing topic is
-        /// left as it is.
-        #[arg(long, default_value_t = 8)]
-        queues: i32,
+        #[command(flatten)]
+        args: ProducerArgs,
     },
     /// Consumes with a push consumer and a listener that does nothing (Java `consumer.sh`).
     Consumer {
@@ -217,25 +224,7 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.mode {
-        Mode::Producer {
-            common,
-            threads,
-            size,
-            group,
-            mode,
-            window,
-            disable_callback_executor,
-            queues,
-        } => producer(
-            common,
-            *threads,
-            *size,
-            group,
-            *mode,
-            *window,
-            *disable_callback_executor,
-            *queues,
-        ),
+        Mode::Producer { common, args } => producer(common, args),
         Mode::Consumer {
             common,
             group,
@@ -678,16 +667,16 @@ impl Window {
     }
 }
 
-fn producer(
-    common: &Common,
-    threads: usize,
-    size: usize,
-    group: &str,
-    mode: SendMode,
-    window: usize,
-    disable_callback_executor: bool,
-    queues: i32,
-) -> Result<bool, String> {
+fn producer(common: &Common, args: &ProducerArgs) -> Result<bool, String> {
+    let ProducerArgs {
+        threads,
+        size,
+        ref group,
+        mode,
+        window,
+        disable_callback_executor,
+        queues,
+    } = *args;
     if threads == 0 || window == 0 {
         return Err("-w and --window must be at least 1".to_owned());
     }
@@ -747,13 +736,12 @@ fn producer(
         let _ = w.join();
     }
     // Every async callback has run once every permit is back.
-    if mode == SendMode::Async {
-        if !run
+    if mode == SendMode::Async
+        && !run
             .window
             .wait_empty(Instant::now() + Duration::from_secs(30))
-        {
-            eprintln!("rmq-bench: async sends still unanswered after 30 s");
-        }
+    {
+        eprintln!("rmq-bench: async sends still unanswered after 30 s");
     }
     status(last_tick.elapsed().as_secs_f64());
     let elapsed = started.elapsed();

@@ -214,12 +214,15 @@ mod tests {
     #[test]
     fn a_sync_slot_delivers_times_out_and_reports_a_dropped_sender() {
         let (tx, rx) = sync_slot();
-        let t = std::thread::spawn(move || {
-            tx.send(Ok(RemotingCommand::response(
-                crate::remoting::protocol::ResponseCode::SUCCESS,
-                None,
-            )))
-        });
+        let t = std::thread::Builder::new()
+            .name("test-peer".into())
+            .spawn(move || {
+                tx.send(Ok(RemotingCommand::response(
+                    crate::remoting::protocol::ResponseCode::SUCCESS,
+                    None,
+                )))
+            })
+            .unwrap();
         let got = rx.wait_until(Instant::now() + Duration::from_secs(10));
         assert!(matches!(got, Ok(Ok(_))));
         t.join().unwrap();
@@ -229,7 +232,10 @@ mod tests {
         assert_eq!(got.err(), Some(WaitError::Timeout));
 
         let (tx, rx) = sync_slot();
-        std::thread::spawn(move || drop(tx));
+        std::thread::Builder::new()
+            .name("test-peer".into())
+            .spawn(move || drop(tx))
+            .unwrap();
         let got = rx.wait_until(Instant::now() + Duration::from_secs(10));
         assert_eq!(got.err(), Some(WaitError::Disconnected));
     }
