@@ -26,6 +26,11 @@
 //! either bound, producer and consumer run until killed. The exit code is non-zero when a send
 //! failed or fewer than `--count` messages were consumed.
 //!
+//! `consumer` and `rawpull` add `first_ms` (from the start, client start-up and route lookup
+//! included, to the first message) and `drain_tps` (the messages after the first over the time
+//! from the first to the last): on a backlog drained in under a second, start-up weighs on
+//! `tps`, and `drain_tps` is the rate once running.
+//!
 //! `latency` sends at `--rate` messages per second on a fixed schedule, each body stamped with
 //! its send time in microseconds, and measures send to listener entry on this host's monotonic
 //! clock. Before the measured sends, one warm-up message per queue must have been consumed, so
@@ -39,7 +44,7 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -769,6 +774,9 @@ struct ConsumeStats {
     s2c_total: AtomicU64,
     b2c_max: AtomicU64,
     s2c_max: AtomicU64,
+    /// Wall clock (ms) of the first and the last batch; 0 until the first.
+    first_ms: AtomicI64,
+    last_ms: AtomicI64,
 }
 
 impl ConsumeStats {
@@ -790,9 +798,31 @@ impl ConsumeStats {
         self.s2c_total.fetch_add(s2c, Ordering::Relaxed);
         self.b2c_max.fetch_max(b2c_max, Ordering::Relaxed);
         self.s2c_max.fetch_max(s2c_max, Ordering::Relaxed);
+        let _ = self
+            .first_ms
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+        self.last_ms.fetch_max(now, Ordering::AcqRel);
         let n = msgs.len() as u64;
         let before = self.count.fetch_add(n, Ordering::AcqRel);
         target.is_some_and(|t| before < t && before + n >= t)
+    }
+
+    /// The summary's extra fields: `first_ms`, from `started_ms` to the first message (start-up,
+    /// route and first rebalance), and `drain_tps`, the messages after the first over the time
+    /// from the first to the last: the rate once running, which start-up does not dilute.
+    fn drain_extra(&self, started_ms: i64) -> String {
+        let first = self.first_ms.load(Ordering::Acquire);
+        if first == 0 {
+            return String::new();
+        }
+        let span_ms = self.last_ms.load(Ordering::Acquire) - first;
+        let count = self.count.load(Ordering::Acquire);
+        let drain_tps = if span_ms > 0 {
+            (count.saturating_sub(1)) as f64 * 1000.0 / span_ms as f64
+        } else {
+            0.0
+        };
+        format!(" first_ms={} drain_tps={drain_tps:.0}", first - started_ms)
     }
 
     /// Prints Java's consume status line over the second since `last`.
@@ -855,6 +885,7 @@ fn consumer(common: &Common, group: &str, orderly: bool, from_last: bool) -> Res
     };
     let consumer = builder.build().map_err(|e| e.to_string())?;
     let started = Instant::now();
+    let started_ms = now_ms();
     consumer.start().map_err(|e| e.to_string())?;
     let mut last = (0, 0, 0);
     let mut status = |secs: f64| stats.print_status(&mut last, secs);
@@ -863,7 +894,8 @@ fn consumer(common: &Common, group: &str, orderly: bool, from_last: bool) -> Res
     let elapsed = started.elapsed();
     // Shut down after the sample: the summary is of the running consumer.
     let count = stats.count.load(Ordering::Acquire);
-    print_summary("consumer", count, 0, elapsed, &hist, "");
+    let extra = stats.drain_extra(started_ms);
+    print_summary("consumer", count, 0, elapsed, &hist, &extra);
     let _ = consumer.shutdown(Duration::from_secs(10));
     Ok(target.is_none_or(|t| count >= t))
 }
@@ -1074,6 +1106,8 @@ fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
     if batch < 1 {
         return Err("--batch must be at least 1".to_owned());
     }
+    // first_ms counts from here, client start and route included, as the consumer's does.
+    let started_ms = now_ms();
     let client =
         RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
     let queues = read_queues(&client, &common.namesrv()?, &common.topic)?;
@@ -1119,7 +1153,8 @@ fn rawpull(common: &Common, group: &str, batch: i32) -> Result<bool, String> {
     status(last_tick.elapsed().as_secs_f64());
     let elapsed = started.elapsed();
     let count = puller.stats.count.load(Ordering::Acquire);
-    print_summary("rawpull", count, 0, elapsed, &puller.hist, "");
+    let extra = puller.stats.drain_extra(started_ms);
+    print_summary("rawpull", count, 0, elapsed, &puller.hist, &extra);
     puller.client.shutdown();
     Ok(ok && common.count.is_none_or(|t| count >= t))
 }

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use super::config::RemotingClientConfig;
 use super::event_loop::{
     Callback, Command, Completion, ConnHandle, EventLoop, Pending, PendingKind, Semaphore, Shared,
-    SHUTDOWN_REASON, WAKER_TOKEN,
+    DIRECT_ASYNC_MIN_TIMEOUT, SHUTDOWN_REASON, WAKER_TOKEN,
 };
 use super::handoff::{sync_slot, CallbackPool, WaitError};
 use super::processor::RequestProcessor;
@@ -251,7 +251,7 @@ impl RemotingClient {
         if self
             .inner
             .shared
-            .send_sync(&conn, frame, opaque, pending)
+            .send_request(&conn, frame, opaque, pending, true)
             .is_err()
         {
             return Err(closed_error(addr));
@@ -295,9 +295,42 @@ impl RemotingClient {
     pub fn invoke_async<F>(
         &self,
         addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<RemotingCommand>) + Send + 'static,
+    {
+        self.invoke_async_with(addr, request, timeout, callback, false)
+    }
+
+    /// [`invoke_async`](Self::invoke_async), but on a plain connection with nothing queued the
+    /// calling thread writes the request itself, so the io thread is not woken for it: for
+    /// calls made one at a time off the io thread (the consumer's pulls). A burst of calls is
+    /// better queued, where the loop writes it in few `writev`s. Timeouts under the loop's
+    /// housekeeping interval are always queued (see `Shared::send_request`).
+    pub(crate) fn invoke_async_direct<F>(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<RemotingCommand>) + Send + 'static,
+    {
+        let direct = timeout >= DIRECT_ASYNC_MIN_TIMEOUT;
+        self.invoke_async_with(addr, request, timeout, callback, direct)
+    }
+
+    fn invoke_async_with<F>(
+        &self,
+        addr: &str,
         mut request: RemotingCommand,
         timeout: Duration,
         callback: F,
+        direct: bool,
     ) -> Result<()>
     where
         F: FnOnce(Result<RemotingCommand>) + Send + 'static,
@@ -351,23 +384,15 @@ impl RemotingClient {
             addr: Arc::clone(&conn.addr),
             kind: PendingKind::Async(Completion::new(callback, permit)),
         };
-        let cmd = Command::Send {
-            token: conn.token,
-            frame,
-            opaque,
-            pending: Some(pending),
-            permit: None,
-        };
-        match self.inner.shared.submit(cmd) {
+        match self
+            .inner
+            .shared
+            .send_request(&conn, frame, opaque, pending, direct)
+        {
             Ok(()) => Ok(()),
-            Err(cmd) => {
-                if let Command::Send {
-                    pending: Some(p), ..
-                } = cmd
-                {
-                    if let PendingKind::Async(c) = p.kind {
-                        c.disarm();
-                    }
+            Err(p) => {
+                if let PendingKind::Async(c) = p.kind {
+                    c.disarm();
                 }
                 Err(closed_error(addr))
             }
@@ -869,6 +894,70 @@ mod tests {
     /// A caller that finds a connection the moment it is published (while the connecting thread
     /// is still between publishing and its own request) must get its response, not a spurious
     /// "connection closed".
+    /// Pulls are written by the thread that makes them: each completes once with its answer,
+    /// and one whose connection the peer closes fails at once, not at its timeout.
+    #[test]
+    fn async_calls_written_by_their_caller_complete_once_answered_or_closed() {
+        use crate::testing::{FakeAction, FakeBroker};
+        const CLOSE: i32 = 9002;
+        let broker = FakeBroker::start(|req| {
+            if req.code() == CLOSE {
+                FakeAction::CloseConnection
+            } else {
+                FakeAction::Respond(RemotingCommand::response(
+                    crate::remoting::protocol::ResponseCode::SUCCESS,
+                    None,
+                ))
+            }
+        })
+        .unwrap();
+        let client = RemotingClient::start(RemotingClientConfig {
+            callback_threads: 1,
+            ..RemotingClientConfig::default()
+        })
+        .unwrap();
+        let addr = broker.addr();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for i in 0..50 {
+            let tx = tx.clone();
+            client
+                .invoke_async_direct(
+                    &addr,
+                    RemotingCommand::request(RequestCode(1)),
+                    Duration::from_secs(10),
+                    move |r| tx.send((i, r.is_ok())).unwrap(),
+                )
+                .unwrap();
+            // One at a time, as pulls go: nothing is queued ahead of the next.
+            let (j, ok) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!((j, ok), (i, true));
+        }
+        let direct = client.inner.shared.direct_writes.load(Ordering::Relaxed);
+        assert!(
+            direct >= 45,
+            "only {direct} of 50 calls were written by their caller"
+        );
+
+        let started = Instant::now();
+        let tx2 = tx.clone();
+        client
+            .invoke_async_direct(
+                &addr,
+                RemotingCommand::request(RequestCode(CLOSE)),
+                Duration::from_secs(30),
+                move |r| tx2.send((99, r.is_ok())).unwrap(),
+            )
+            .unwrap();
+        let (j, ok) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((j, ok), (99, false), "the closed connection fails the call");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "called back twice"
+        );
+        assert_eq!(client.pending_count(), 0);
+    }
+
     #[test]
     fn a_call_that_finds_a_new_connection_succeeds() {
         let broker = FakeBroker::echo().unwrap();

@@ -60,6 +60,9 @@ const MAX_IOV: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
 /// Idle connections are checked this often; it is also the longest poll timeout.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// An async call whose caller writes it itself reaches the response table within this long
+/// (the housekeeping turn): shorter timeouts are queued so that they expire on time.
+pub(crate) const DIRECT_ASYNC_MIN_TIMEOUT: Duration = HOUSEKEEPING_INTERVAL;
 /// Repeated warnings about a misbehaving peer are logged at most this often.
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
 /// Two expiry scans of the response table are at least this far apart, so a table full of
@@ -300,6 +303,9 @@ pub(crate) struct Shared {
     /// Requests from peers queued on or running in the callback pool.
     broker_requests: AtomicUsize,
     rejected_broker_requests: AtomicU64,
+    /// Requests their callers wrote into the socket themselves.
+    #[cfg(test)]
+    pub(crate) direct_writes: AtomicU64,
 }
 
 impl Shared {
@@ -328,6 +334,8 @@ impl Shared {
             unmatched_responses: AtomicU64::new(0),
             broker_requests: AtomicUsize::new(0),
             rejected_broker_requests: AtomicU64::new(0),
+            #[cfg(test)]
+            direct_writes: AtomicU64::new(0),
         }
     }
 
@@ -376,19 +384,24 @@ impl Shared {
         }
     }
 
-    /// Sends a sync call's request, whose bytes the caller reserved. On a plain connection with
-    /// nothing else waiting to be written, the caller writes it into the socket itself: the io
-    /// thread is not woken for it and only reads the answer. Otherwise (TLS, frames queued
-    /// before it, a socket buffer that takes only part of it) the loop writes it, or its rest.
-    /// `Err(())`: the loop is gone.
-    pub(crate) fn send_sync(
+    /// Sends a call's request, whose bytes the caller reserved. With `direct`, on a plain
+    /// connection with nothing else waiting to be written, the caller writes it into the socket
+    /// itself: the io thread is not woken for it and only reads the answer. Otherwise (TLS,
+    /// frames queued before it, a socket buffer that takes only part of it) the loop writes
+    /// it, or its rest. `Err` gives the call back when the loop is gone and never saw it.
+    ///
+    /// A call written directly reaches the response table at the loop's next turn, at the
+    /// latest at its next housekeeping, a second away: callers use `direct` only for calls whose
+    /// timeout is at least that long, or that wait for their own deadline (sync calls).
+    pub(crate) fn send_request(
         &self,
         conn: &ConnHandle,
         frame: Bytes,
         opaque: i32,
         pending: Pending,
-    ) -> std::result::Result<(), ()> {
-        let Some(direct) = &conn.direct else {
+        direct: bool,
+    ) -> std::result::Result<(), Pending> {
+        let Some(direct) = conn.direct.as_ref().filter(|_| direct) else {
             return self.queue_send(conn, frame, opaque, pending);
         };
         let guard = direct.lock.lock();
@@ -403,8 +416,9 @@ impl Shared {
         }
         // Known to the loop before the answer can arrive.
         self.pending_count.fetch_add(1, Ordering::AcqRel);
-        if self.expect_tx.send((opaque, pending)).is_err() {
-            return Err(());
+        if let Err(e) = self.expect_tx.send((opaque, pending)) {
+            self.pending_count.fetch_sub(1, Ordering::AcqRel);
+            return Err(e.into_inner().1);
         }
         let written = loop {
             match (&direct.sock).write(&frame) {
@@ -419,11 +433,15 @@ impl Shared {
                         token: conn.token,
                         reason: format!("write failed: {e}"),
                     };
-                    return self.submit(close).map_err(|_| ());
+                    // If the loop is gone, shutting down fails the call.
+                    let _ = self.submit(close);
+                    return Ok(());
                 }
             }
         };
         conn.written(written);
+        #[cfg(test)]
+        self.direct_writes.fetch_add(1, Ordering::Relaxed);
         if written < frame.len() {
             // Queued while the lock is held: it goes before anything queued after it.
             let rest = Command::Send {
@@ -433,7 +451,7 @@ impl Shared {
                 pending: None,
                 permit: None,
             };
-            self.submit(rest).map_err(|_| ())?;
+            let _ = self.submit(rest);
         }
         Ok(())
     }
@@ -444,7 +462,7 @@ impl Shared {
         frame: Bytes,
         opaque: i32,
         pending: Pending,
-    ) -> std::result::Result<(), ()> {
+    ) -> std::result::Result<(), Pending> {
         let cmd = Command::Send {
             token: conn.token,
             frame,
@@ -452,7 +470,13 @@ impl Shared {
             pending: Some(pending),
             permit: None,
         };
-        self.submit(cmd).map_err(|_| ())
+        match self.submit(cmd) {
+            Ok(()) => Ok(()),
+            Err(Command::Send {
+                pending: Some(p), ..
+            }) => Err(p),
+            Err(_) => unreachable!("submit gives back the command it was given"),
+        }
     }
 
     /// Reserves room for `frame` in `conn`'s write queue, or fails with

@@ -99,6 +99,16 @@ impl SyncWait {
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+thread_local! {
+    static ON_CALLBACK_POOL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `true` on an `rmq-cb` worker: code there may block briefly (connect, a route lookup),
+/// unlike on the io thread.
+pub(crate) fn on_callback_pool() -> bool {
+    ON_CALLBACK_POOL.with(|c| c.get())
+}
+
 struct PoolState {
     jobs: VecDeque<Job>,
     /// Workers waiting on `work`.
@@ -179,6 +189,7 @@ impl Drop for CallbackPool {
 }
 
 fn worker(shared: &PoolShared) {
+    ON_CALLBACK_POOL.with(|c| c.set(true));
     let mut state = shared.state.lock();
     loop {
         if let Some(job) = state.jobs.pop_front() {

@@ -48,6 +48,7 @@ pub(crate) mod test_pki;
 
 pub use client::RemotingClient;
 pub use config::RemotingClientConfig;
+pub(crate) use handoff::on_callback_pool;
 pub use processor::{RequestContext, RequestProcessor};
 pub use rpc_hook::RPCHook;
 pub use tls::TlsConfig;
