@@ -61,6 +61,7 @@ bench="${CARGO_TARGET_DIR:-target}/release/rmq-bench"
 cluster="$out/cluster"
 rm -rf "$cluster"
 hogs=()
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local status=$?
     for pid in "${hogs[@]}"; do kill "$pid" 2>/dev/null || true; done
