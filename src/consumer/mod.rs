@@ -11,7 +11,7 @@
 //! | `ConsumeStatus` (`ConsumerStatsManager`) | [`ConsumeStatus`] |
 //!
 //! Threads: the client instance's `rmq-pull` and `rmq-rebal` (shared by all consumers of the
-//! instance), its callback pool `rmq-cb-*` and scheduler `rmq-sched`, plus each consumer's
+//! instance), its callback pool `rmq-cb` and scheduler `rmq-sched`, plus each consumer's
 //! consume pool `rmq-cons-*` (core..max, really honoured). The thread count does not grow with
 //! the number of queues.
 

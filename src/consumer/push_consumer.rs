@@ -18,10 +18,12 @@
 //!   `process_queue_table`, and removes the queues it releases. A broker's reset (`rmq-cb`), the
 //!   `PULL_OFFSET_MOVED` fix-up (`rmq-sched`) and shutdown also remove entries, each only the
 //!   `ProcessQueue` it dropped ([`PushConsumerInner::remove_from_table`]).
-//! - `rmq-pull` runs `pull_message`: flow control, then an async `PULL_MESSAGE`; it also times
-//!   delayed pulls, so they never wait behind `rmq-sched`.
-//! - `rmq-cb-N` runs the pull callback: decode, filter, put into the `ProcessQueue`, hand to the
-//!   consume pool, re-enqueue the pull.
+//! - `rmq-pull` runs `pull_message` for first, delayed and flow-controlled pulls: flow control,
+//!   then an async `PULL_MESSAGE`; it also times delayed pulls, so they never wait behind
+//!   `rmq-sched`.
+//! - `rmq-cb` runs the pull callback: decode, filter, put into the `ProcessQueue`, hand to the
+//!   consume pool, then the queue's next pull itself (`pull_message` as `rmq-pull` would run it,
+//!   its request written into the socket by this thread), so an answer wakes no pull thread.
 //! - `rmq-cons-N` run the listener and commit offsets into the offset store.
 //! - `rmq-sched` persists offsets and runs the pull watchdog.
 
