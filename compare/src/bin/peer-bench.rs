@@ -9,9 +9,10 @@
 //! The flags, the status lines (Java's `benchmark/producer.sh` and `consumer.sh` wording) and
 //! the final `SUMMARY mode=... tps=... p50_ms=... p99_ms=... max_ms=... cpu_s=... rss_kib=...
 //! threads=... count=... failed=... elapsed_s=...` line are those of `rmq-bench`
-//! (src/bin/rmq-bench.rs of the main crate), with the same meaning, so that
-//! `scripts/compare.sh` reads both tools alike. The measuring code (histogram, `/proc/self`
-//! sample, status lines) is copied from there.
+//! (src/bin/rmq-bench/ of the main crate), with the same meaning, so that
+//! `scripts/compare.sh` reads both tools alike. The histogram, the `/proc/self` sample and the
+//! `SUMMARY` line are rmq-bench's own `report.rs`, included with `#[path]`; the status lines
+//! follow rmq-bench's.
 //!
 //! Where the peer differs:
 //! - `-w` is the number of sending *tasks* on the client's tokio runtime (its worker threads:
@@ -27,7 +28,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rocketmq_client_rust::{
@@ -185,134 +186,14 @@ fn main() -> ExitCode {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Measurements (copied from rmq-bench)
+// Measurements: rmq-bench's own (histogram, /proc sample, SUMMARY line), so both tools measure
+// and print alike.
 
-/// A lock-free latency histogram in microseconds: exact below 64 µs, then 32 buckets per power
-/// of two (at most about 3% off).
-struct Histogram {
-    buckets: Box<[AtomicU64]>,
-    /// The exact largest value.
-    max: AtomicU64,
-}
+#[path = "../../../src/bin/rmq-bench/report.rs"]
+#[allow(dead_code)]
+mod report;
 
-const SUB_BITS: u32 = 5;
-const LINEAR: u64 = 2 << SUB_BITS;
-
-impl Histogram {
-    fn new() -> Self {
-        Histogram {
-            buckets: (0..Self::index(u64::MAX) + 1)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            max: AtomicU64::new(0),
-        }
-    }
-
-    fn index(us: u64) -> usize {
-        if us < LINEAR {
-            return us as usize;
-        }
-        let exp = 63 - us.leading_zeros();
-        let sub = (us >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
-        (LINEAR + u64::from(exp - SUB_BITS - 1) * (1 << SUB_BITS) + sub) as usize
-    }
-
-    /// The smallest value of bucket `i`.
-    fn lower_bound(i: usize) -> u64 {
-        let i = i as u64;
-        if i < LINEAR {
-            return i;
-        }
-        let exp = (i - LINEAR) / (1 << SUB_BITS) + u64::from(SUB_BITS) + 1;
-        let sub = (i - LINEAR) % (1 << SUB_BITS);
-        ((1 << SUB_BITS) + sub) << (exp - u64::from(SUB_BITS))
-    }
-
-    fn record(&self, us: u64) {
-        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
-        self.max.fetch_max(us, Ordering::Relaxed);
-    }
-
-    /// The value at quantile `q` (0..=1) in microseconds, 0 when nothing was recorded.
-    fn quantile(&self, q: f64) -> u64 {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let rank = ((total as f64 * q).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::lower_bound(i);
-            }
-        }
-        Self::lower_bound(counts.len() - 1)
-    }
-}
-
-/// The process's CPU seconds (user + system), resident set in KiB and thread count.
-struct ProcSample {
-    cpu_s: f64,
-    rss_kib: u64,
-    threads: u64,
-}
-
-/// Linux reports `/proc/<pid>/stat` times in USER_HZ ticks, fixed at 100 per second on every
-/// architecture's user ABI (whatever the kernel's own HZ).
-const USER_HZ: f64 = 100.0;
-
-fn proc_sample() -> ProcSample {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
-    // start with field 3 (state), so utime (14) and stime (15) are the 12th and 13th.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    ProcSample {
-        cpu_s: (ticks(11) + ticks(12)) as f64 / USER_HZ,
-        rss_kib: field("VmRSS:"),
-        threads: field("Threads:"),
-    }
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn print_summary(mode: &str, count: u64, failed: u64, elapsed: Duration, hist: &Histogram) {
-    let p = proc_sample();
-    let secs = elapsed.as_secs_f64();
-    let tps = if secs > 0.0 { count as f64 / secs } else { 0.0 };
-    println!(
-        "SUMMARY mode={mode} tps={tps:.0} p50_ms={:.3} p99_ms={:.3} max_ms={:.3} cpu_s={:.2} rss_kib={} threads={} count={count} failed={failed} elapsed_s={secs:.3}",
-        ms(hist.quantile(0.5)),
-        ms(hist.quantile(0.99)),
-        ms(hist.max.load(Ordering::Relaxed)),
-        p.cpu_s,
-        p.rss_kib,
-        p.threads,
-    );
-}
+use report::{ms, now_ms, print_summary, rate, Histogram};
 
 /// Calls `tick` with the seconds since its previous call (or since the start) once a second,
 /// until `done` yields or every sender is gone or the deadline passes. Returns when the last
@@ -338,21 +219,6 @@ async fn every_second(
         last = now;
         next += Duration::from_secs(1);
     }
-}
-
-/// Messages per second over an interval, as a whole number.
-fn rate(n: u64, secs: f64) -> u64 {
-    if secs > 0.0 {
-        (n as f64 / secs).round() as u64
-    } else {
-        n
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,7 +481,7 @@ async fn producer(
         eprintln!("peer-bench: {busy} async sends were refused as broker busy and sent again");
     }
     // Sampled before the shutdown: the figures are of the running producer.
-    print_summary("producer", ok, failed, elapsed, &run.hist);
+    print_summary("producer", ok, failed, elapsed, &run.hist, "");
     let _ = tokio::time::timeout(Duration::from_secs(5), producer.shutdown()).await;
     Ok(failed == 0 && common.count.is_none_or(|c| ok >= c))
 }
@@ -735,7 +601,7 @@ async fn consumer(
     let elapsed = started.elapsed();
     // Shut down after the sample: the summary is of the running consumer.
     let count = stats.count.load(Ordering::Acquire);
-    print_summary("consumer", count, 0, elapsed, &hist);
+    print_summary("consumer", count, 0, elapsed, &hist, "");
     let _ = tokio::time::timeout(Duration::from_secs(10), consumer.shutdown()).await;
     Ok(target.is_none_or(|t| count >= t))
 }
