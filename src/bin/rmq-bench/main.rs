@@ -850,9 +850,20 @@ fn read_queues(
     namesrv: &str,
     topic: &str,
 ) -> Result<Vec<(String, MessageQueue)>, String> {
+    topic_queues(client, namesrv, topic, false)
+}
+
+/// Every queue of `topic` that may be read (or, with `write`, every queue of a writable
+/// broker entry that may be written), with its master's address.
+fn topic_queues(
+    client: &RemotingClient,
+    namesrv: &str,
+    topic: &str,
+    write: bool,
+) -> Result<Vec<(String, MessageQueue)>, String> {
     let r = route(client, namesrv, topic)?;
     let mut queues = Vec::new();
-    for q in &r.queue_datas {
+    for q in r.queue_datas.iter().filter(|q| !write || q.is_writeable()) {
         let addr = r
             .broker_datas
             .iter()
@@ -860,7 +871,12 @@ fn read_queues(
             .and_then(|b| b.master_addr())
             .ok_or_else(|| format!("broker {} has no master", q.broker_name))?
             .to_owned();
-        for id in 0..q.read_queue_nums {
+        let count = if write {
+            q.write_queue_nums
+        } else {
+            q.read_queue_nums
+        };
+        for id in 0..count {
             queues.push((addr.clone(), MessageQueue::new(topic, &q.broker_name, id)));
         }
     }
@@ -1023,21 +1039,9 @@ fn rawsend(common: &Common, size: usize, group: &str, window: usize) -> Result<b
     ensure_topic(&namesrv, &common.topic, 8)?;
     let client =
         RemotingClient::start(RemotingClientConfig::default()).map_err(|e| e.to_string())?;
-    let r = route(&client, &namesrv, &common.topic)?;
+    let mut targets = topic_queues(&client, &namesrv, &common.topic, true)?;
     client.shutdown();
     drop(client);
-    let mut targets = Vec::new();
-    for q in r.queue_datas.iter().filter(|q| q.is_writeable()) {
-        let addr = r
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == q.broker_name)
-            .and_then(|b| b.master_addr())
-            .ok_or_else(|| format!("broker {} has no master", q.broker_name))?;
-        for id in 0..q.write_queue_nums {
-            targets.push((addr.to_owned(), q.broker_name.clone(), id));
-        }
-    }
     // One broker: the floor is one connection's.
     let addr = targets
         .first()
@@ -1143,7 +1147,7 @@ fn spawn_raw(
 struct RawSend {
     topic: String,
     group: String,
-    targets: Vec<(String, String, i32)>,
+    targets: Vec<(String, MessageQueue)>,
     body: Bytes,
     count: Option<u64>,
     stats: SendStats,
@@ -1159,16 +1163,16 @@ struct RawSend {
 impl RawSend {
     /// The `i`-th request, and its encoded frame.
     fn frame(&self, i: u64) -> Result<(i32, Bytes), String> {
-        let (_, broker, queue_id) = &self.targets[i as usize % self.targets.len()];
+        let (_, mq) = &self.targets[i as usize % self.targets.len()];
         let header = SendMessageRequestHeader {
             producer_group: self.group.clone(),
             topic: self.topic.clone(),
             default_topic: "TBW102".to_owned(),
             default_topic_queue_nums: 4,
-            queue_id: *queue_id,
+            queue_id: mq.queue_id,
             born_timestamp: now_ms(),
             properties: Some("TAGS\u{1}TagA\u{2}WAIT\u{1}true\u{2}".to_owned()),
-            bname: Some(broker.clone()),
+            bname: Some(mq.broker_name.clone()),
             ..Default::default()
         };
         let req = RemotingCommand::request_with_header(
