@@ -130,6 +130,7 @@ pub(crate) struct MQClientInstance {
     broker_version_table: RwLock<HashMap<String, HashMap<String, i32>>>,
     producers: RwLock<HashMap<String, Weak<dyn MQProducerInner>>>,
     consumers: RwLock<HashMap<String, Weak<dyn MQConsumerInner>>>,
+    admin_exts: Mutex<HashSet<String>>,
     consumer_services: Mutex<Option<ConsumerServices>>,
     inner_producer: Mutex<Option<Arc<dyn InnerProducer>>>,
     scheduler: Mutex<Option<ScheduledExecutor>>,
@@ -185,23 +186,25 @@ impl MQClientManager {
         Ok(instance)
     }
 
-    /// Whether the running instance of `config.client_id()` has `group` registered as a live
-    /// producer (`producer`) or consumer: used to pick a default instance name that does not
-    /// collide (see `client::config::join_instance`).
-    pub(crate) fn has_group(config: &ClientConfig, producer: bool, group: &str) -> bool {
+    /// Whether the running instance of `config.client_id()` has `group` registered in `role`:
+    /// used to pick a default instance name that does not collide (see
+    /// `client::config::join_instance`).
+    pub(crate) fn has_group(config: &ClientConfig, role: ClientRole, group: &str) -> bool {
         let table = manager().lock();
         table.get(&config.client_id()).is_some_and(|i| {
             *i.state.lock() == ServiceState::Running
-                && if producer {
-                    i.producers
+                && match role {
+                    ClientRole::Producer => i
+                        .producers
                         .read()
                         .get(group)
-                        .is_some_and(|p| p.strong_count() > 0)
-                } else {
-                    i.consumers
+                        .is_some_and(|p| p.strong_count() > 0),
+                    ClientRole::Consumer => i
+                        .consumers
                         .read()
                         .get(group)
-                        .is_some_and(|c| c.strong_count() > 0)
+                        .is_some_and(|c| c.strong_count() > 0),
+                    ClientRole::Admin => i.admin_exts.lock().contains(group),
                 }
         })
     }
@@ -242,6 +245,39 @@ impl MQClientManager {
         instance.register_consumer(group, consumer)?;
         Ok(instance)
     }
+
+    /// Registers an admin group (Java `registerAdminExt`) with the running instance of
+    /// `config.client_id()` (created if needed), atomically with respect to that instance
+    /// shutting down. An admin group is known only here: it sends no heartbeat.
+    pub(crate) fn register_admin_ext(
+        config: &ClientConfig,
+        group: &str,
+    ) -> Result<Arc<MQClientInstance>> {
+        let mut table = manager().lock();
+        let instance = Self::running_or_new(&mut table, config)?;
+        if !instance.admin_exts.lock().insert(group.to_owned()) {
+            return Err(Error::client(
+                -1,
+                format!(
+                    "The admin group[{group}] has been created before in client {}, specify \
+                     another name or instance name please.",
+                    instance.client_id
+                ),
+            ));
+        }
+        Ok(instance)
+    }
+}
+
+/// What a client registers with an instance as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientRole {
+    /// A producer group.
+    Producer,
+    /// A consumer group.
+    Consumer,
+    /// An admin tool's group (Java `adminExtTable`).
+    Admin,
 }
 
 fn describe_hook(hook: Option<&SharedRpcHook>) -> String {
@@ -286,6 +322,7 @@ impl MQClientInstance {
             broker_version_table: RwLock::new(HashMap::new()),
             producers: RwLock::new(HashMap::new()),
             consumers: RwLock::new(HashMap::new()),
+            admin_exts: Mutex::new(HashSet::new()),
             consumer_services: Mutex::new(None),
             inner_producer: Mutex::new(None),
             scheduler: Mutex::new(None),
@@ -445,8 +482,8 @@ impl MQClientInstance {
         self.shutdown_if_unused(deadline)
     }
 
-    /// Shuts the instance down once no producer or consumer uses it (the inner producer does
-    /// not count). The decision and the state change happen under the manager's lock, so no
+    /// Shuts the instance down once no producer, consumer or admin client uses it (the inner
+    /// producer does not count). The decision and the state change happen under the manager's lock, so no
     /// registration can slip in between; the threads are joined (until `deadline`) after it is
     /// released. Returns the threads still running.
     fn shutdown_if_unused(&self, deadline: Instant) -> Vec<String> {
@@ -457,7 +494,10 @@ impl MQClientInstance {
                 .read()
                 .keys()
                 .any(|g| g != CLIENT_INNER_PRODUCER_GROUP);
-            if producers_left || !self.consumers.read().is_empty() {
+            if producers_left
+                || !self.consumers.read().is_empty()
+                || !self.admin_exts.lock().is_empty()
+            {
                 return Vec::new();
             }
             #[cfg(test)]
@@ -544,6 +584,14 @@ impl MQClientInstance {
                 }
             }
         }
+        self.shutdown_if_unused(deadline)
+    }
+
+    /// Unregisters an admin group; shuts the instance down when nothing else uses it, waiting
+    /// up to `timeout` for its threads. Returns the threads still running after that.
+    pub(crate) fn unregister_admin_ext(&self, group: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        self.admin_exts.lock().remove(group);
         self.shutdown_if_unused(deadline)
     }
 
