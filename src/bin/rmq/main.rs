@@ -43,9 +43,13 @@ Java mqadmin names (same short flags):
   topicList         = topic list        queryMsgById      = message get
   clusterList       = cluster";
 
-/// Look at and move messages of a RocketMQ cluster.
 #[derive(Parser)]
-#[command(name = "rmq", version, about, long_about = None)]
+#[command(
+    name = "rmq",
+    version,
+    about = "Send, consume and look at messages, topics and consumer groups of a RocketMQ \
+             cluster (Java mqadmin's commands, without a JVM)"
+)]
 #[command(after_help = format!("{ALIASES}\n\n{EXIT_CODES}"))]
 struct Cli {
     #[command(flatten)]
