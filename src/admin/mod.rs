@@ -3,6 +3,7 @@
 //! producers and consumers use.
 
 mod types;
+mod wire;
 
 pub use types::{
     ClusterInfo, Connection, ConsumeStats, ConsumerConnection, ConsumerRunningInfo, OffsetWrapper,
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::client::api::expect_success;
 use crate::client::config::{
     default_instance_name, join_instance_as, ClientConfig, ClientOverrides,
 };
@@ -21,8 +23,19 @@ use crate::client::instance::{
     ClientRole, MQClientInstance, MQClientManager, DROP_SHUTDOWN_TIMEOUT,
 };
 use crate::codec::TopicRouteData;
-use crate::common::{MessageExt, MessageQueue};
-use crate::error::{Error, Result};
+use crate::common::{MessageClientIDSetter, MessageDecoder, MessageExt, MessageQueue};
+use crate::common::{MessageConst, DEFAULT_MAX_BODY_SIZE};
+use crate::error::{ClientErrorCode, Error, Result};
+use crate::producer::validators::check_topic;
+use crate::remoting::protocol::header::{
+    CreateTopicRequestHeader, GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
+    GetConsumerRunningInfoRequestHeader, GetEarliestMsgStoretimeRequestHeader,
+    GetEarliestMsgStoretimeResponseHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
+    GetMinOffsetRequestHeader, GetMinOffsetResponseHeader, QueryMessageRequestHeader,
+    QueryMessageResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+    ViewMessageRequestHeader,
+};
+use crate::remoting::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::service_state::ServiceState;
 
 /// Java's default admin group.
@@ -103,10 +116,6 @@ struct AdminInner {
     client: ClientConfig,
     state: Mutex<ServiceState>,
     instance: parking_lot::RwLock<Option<Arc<MQClientInstance>>>,
-}
-
-fn not_yet() -> Error {
-    Error::config("not implemented yet")
 }
 
 impl DefaultMQAdminExt {
@@ -190,11 +199,42 @@ impl DefaultMQAdminExt {
         }
     }
 
+    // -----------------------------------------------------------------------------------------
+    // Topics
+
     /// Java `MQAdmin.createTopic(key, newTopic, queueNum)`: creates `topic` with `queue_num`
     /// read and write queues on every master that holds the topic `key` (usually `TBW102`).
+    /// Fails when no master took it; a master that failed while another succeeded is logged.
     pub fn create_topic(&self, key: &str, topic: &str, queue_num: u32) -> Result<()> {
-        let _ = (key, topic, queue_num);
-        Err(not_yet())
+        let config = TopicConfig {
+            read_queue_nums: queue_num,
+            write_queue_nums: queue_num,
+            ..TopicConfig::new(topic)
+        };
+        check_topic_config(&config)?;
+        let route = self.examine_topic_route_info(key)?;
+        let masters = master_addrs(&route);
+        if masters.is_empty() {
+            return Err(Error::client(
+                ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                format!("no master broker holds the topic {key}"),
+            ));
+        }
+        let mut last_err = None;
+        let mut created = 0;
+        for (name, addr) in masters {
+            match self.create_and_update_topic_config(&addr, &config) {
+                Ok(()) => created += 1,
+                Err(e) => {
+                    log::warn!("create topic {topic} on broker {name} ({addr}) failed: {e}");
+                    last_err = Some(e);
+                }
+            }
+        }
+        match last_err {
+            Some(e) if created == 0 => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Creates or updates a topic on the broker at `broker_addr` (`mqadmin updateTopic -b`).
@@ -203,71 +243,195 @@ impl DefaultMQAdminExt {
         broker_addr: &str,
         config: &TopicConfig,
     ) -> Result<()> {
-        let _ = (broker_addr, config);
-        Err(not_yet())
+        check_topic_config(config)?;
+        let header = CreateTopicRequestHeader {
+            topic: config.topic_name.clone(),
+            default_topic: crate::client::instance::AUTO_CREATE_TOPIC_KEY_TOPIC.to_owned(),
+            read_queue_nums: to_i32(config.read_queue_nums, "read_queue_nums")?,
+            write_queue_nums: to_i32(config.write_queue_nums, "write_queue_nums")?,
+            perm: to_i32(config.perm, "perm")?,
+            topic_sys_flag: Some(to_i32(config.topic_sys_flag, "topic_sys_flag")?),
+            order: config.order,
+            ..CreateTopicRequestHeader::default()
+        };
+        let req =
+            RemotingCommand::request_with_header(RequestCode::UPDATE_AND_CREATE_TOPIC, &header);
+        self.invoke(broker_addr, req, self.inner.timeout)
+            .map(|_| ())
     }
 
     /// Creates or updates a topic on every master of `cluster` (`mqadmin updateTopic -c`);
-    /// returns the addresses written.
+    /// returns the addresses written. An unknown cluster is an error; so is a master that
+    /// refuses (the masters before it keep the topic).
     pub fn create_topic_on_cluster(
         &self,
         cluster: &str,
         config: &TopicConfig,
     ) -> Result<Vec<String>> {
-        let _ = (cluster, config);
-        Err(not_yet())
+        check_topic_config(config)?;
+        let info = self.examine_broker_cluster_info()?;
+        let names = info.cluster_addr_table.get(cluster).ok_or_else(|| {
+            Error::client(
+                ClientErrorCode::NO_CODE,
+                format!(
+                    "the cluster {cluster} is not known to the name servers (clusters: {})",
+                    info.cluster_addr_table
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let mut written = Vec::new();
+        for name in names {
+            let Some(addr) = info
+                .broker_addr_table
+                .get(name)
+                .and_then(|b| b.master_addr())
+            else {
+                continue;
+            };
+            self.create_and_update_topic_config(addr, config)?;
+            written.push(addr.to_owned());
+        }
+        if written.is_empty() {
+            return Err(Error::client(
+                ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                format!("the cluster {cluster} has no master broker"),
+            ));
+        }
+        Ok(written)
     }
 
-    /// A topic's route from the name servers (`mqadmin topicRoute`).
+    /// A topic's route from the name servers (`mqadmin topicRoute`). An unknown topic is an
+    /// error that answers [`Error::is_topic_not_found`].
     pub fn examine_topic_route_info(&self, topic: &str) -> Result<TopicRouteData> {
-        let _ = topic;
-        Err(not_yet())
+        let instance = self.instance()?;
+        instance
+            .api()
+            .get_topic_route_info_from_name_server(topic, self.inner.timeout)
     }
 
-    /// Every topic the name servers know (`mqadmin topicList`).
+    /// Every topic the name servers know, sorted (`mqadmin topicList`).
     pub fn fetch_all_topic_list(&self) -> Result<Vec<String>> {
-        Err(not_yet())
+        let req = RemotingCommand::request(RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER);
+        let resp = self.invoke_namesrv(req)?;
+        Ok(wire::decode_topic_list(
+            resp.body().map_or(&[][..], |b| &b[..]),
+        )?)
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Offsets and time
 
     /// The offset of the first message of `mq` stored at or after `timestamp_ms`.
     pub fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> Result<i64> {
-        let _ = (mq, timestamp_ms);
-        Err(not_yet())
+        let header = SearchOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            timestamp: timestamp_ms,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let h: SearchOffsetResponseHeader =
+            self.query_queue(mq, RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, &header)?;
+        Ok(h.offset)
     }
 
     /// The queue's max offset (one past its last message).
     pub fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let _ = mq;
-        Err(not_yet())
+        let header = GetMaxOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let h: GetMaxOffsetResponseHeader =
+            self.query_queue(mq, RequestCode::GET_MAX_OFFSET, &header)?;
+        Ok(h.offset)
     }
 
     /// The queue's min offset (its oldest message still stored).
     pub fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let _ = mq;
-        Err(not_yet())
+        let header = GetMinOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let h: GetMinOffsetResponseHeader =
+            self.query_queue(mq, RequestCode::GET_MIN_OFFSET, &header)?;
+        Ok(h.offset)
     }
 
     /// The store time of the queue's oldest message, ms since the epoch.
     pub fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
-        let _ = mq;
-        Err(not_yet())
+        let header = GetEarliestMsgStoretimeRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let h: GetEarliestMsgStoretimeResponseHeader =
+            self.query_queue(mq, RequestCode::GET_EARLIEST_MSG_STORETIME, &header)?;
+        Ok(h.timestamp)
     }
 
+    // -----------------------------------------------------------------------------------------
+    // Messages
+
     /// A message by its offset msgId (the store host and commit-log offset it encodes);
-    /// `mqadmin queryMsgById`.
+    /// `mqadmin queryMsgById`. An id that is not an offset msgId is an error, as is a commit-log
+    /// offset where the broker finds no message.
     pub fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
-        let _ = offset_msg_id;
-        Err(not_yet())
+        let (host, offset) = MessageDecoder::decode_message_id(offset_msg_id).map_err(|_| {
+            Error::client(
+                ClientErrorCode::NO_CODE,
+                format!(
+                    "{offset_msg_id:?} is not an offset msgId: it must be 32 hex characters \
+                     (IPv4 store host, port, commit-log offset) or 56 (IPv6)"
+                ),
+            )
+        })?;
+        let addr = host.to_string();
+        let req = RemotingCommand::request_with_header(
+            RequestCode::VIEW_MESSAGE_BY_ID,
+            &ViewMessageRequestHeader { offset },
+        );
+        let resp = self.invoke(&addr, req, self.inner.timeout)?;
+        let body = resp.body().cloned().unwrap_or_default();
+        let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+        batch.messages.into_iter().next().ok_or_else(|| {
+            Error::client(
+                ResponseCode::NO_MESSAGE.0,
+                format!(
+                    "the broker {addr} returned no decodable message at commit-log offset \
+                     {offset} (msgId {offset_msg_id})"
+                ),
+            )
+        })
     }
 
     /// Java `viewMessage(topic, msgId)`: `msg_id` as an offset msgId, else as a unique key.
     pub fn view_message_in_topic(&self, topic: &str, msg_id: &str) -> Result<MessageExt> {
-        let _ = (topic, msg_id);
-        Err(not_yet())
+        if MessageDecoder::decode_message_id(msg_id).is_ok() {
+            match self.view_message(msg_id) {
+                Ok(m) if m.topic() == topic => return Ok(m),
+                Ok(m) => log::debug!(
+                    "{msg_id} as an offset msgId is a message of topic {}, not {topic}; \
+                     trying it as a unique key",
+                    m.topic()
+                ),
+                Err(e) => {
+                    log::debug!("{msg_id} as an offset msgId: {e}; trying it as a unique key")
+                }
+            }
+        }
+        self.query_message_by_unique_key(topic, msg_id)
     }
 
-    /// The messages of `topic` with key `key` stored between `begin_ms` and `end_ms`, at most
-    /// `max_num` per broker, from every broker of the topic (`mqadmin queryMsgByKey`).
+    /// The messages of `topic` whose keys include `key`, stored between `begin_ms` and
+    /// `end_ms`, at most `max_num` from each broker, from every broker of the topic
+    /// (`QUERY_MESSAGE`, `mqadmin queryMsgByKey`). The broker's index matches keys by hash;
+    /// messages whose keys only collide are dropped here, as Java does. No match is an empty
+    /// result; an error only when every broker failed.
     pub fn query_message(
         &self,
         topic: &str,
@@ -276,49 +440,376 @@ impl DefaultMQAdminExt {
         begin_ms: i64,
         end_ms: i64,
     ) -> Result<QueryResult> {
-        let _ = (topic, key, max_num, begin_ms, end_ms);
-        Err(not_yet())
+        self.query(topic, key, max_num, begin_ms, end_ms, false)
     }
 
-    /// The message of `topic` with unique key (client msgId) `uniq_key`.
+    /// The message of `topic` with unique key (client msgId) `uniq_key`, the earliest stored
+    /// when the broker holds more than one (a retried send). None is an error.
     pub fn query_message_by_unique_key(&self, topic: &str, uniq_key: &str) -> Result<MessageExt> {
-        let _ = (topic, uniq_key);
-        Err(not_yet())
+        let now = crate::common::util::now_millis();
+        // A Java producer counts the id's time from its local midnight: allow a day.
+        let begin = MessageClientIDSetter::nearly_time_from_id(uniq_key, now)
+            .map_or(0, |t| (t - 86_400_000).max(0));
+        let mut result = self.query(topic, uniq_key, 32, begin, i64::MAX, true)?;
+        result.messages.sort_by_key(|m| m.store_timestamp());
+        result.messages.into_iter().next().ok_or_else(|| {
+            Error::client(
+                ResponseCode::NO_MESSAGE.0,
+                format!("no message of topic {topic} has the unique key {uniq_key}"),
+            )
+        })
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Consumers
 
     /// A consumer group's progress per queue: broker offset, consumer offset and lag
-    /// (`mqadmin consumerProgress`), for one topic or all the group's topics.
+    /// (`mqadmin consumerProgress`), for one topic or all the group's topics, from every
+    /// master of the group. A group no broker knows is an error.
     pub fn examine_consume_stats(&self, group: &str, topic: Option<&str>) -> Result<ConsumeStats> {
-        let _ = (group, topic);
-        Err(not_yet())
+        let route = self.group_route(group, topic)?;
+        let header = GetConsumeStatsRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: topic.map(str::to_owned),
+        };
+        let mut stats = ConsumeStats::default();
+        for (_, addr) in master_addrs(&route) {
+            let req = RemotingCommand::request_with_header(RequestCode::GET_CONSUME_STATS, &header);
+            // Java gives this call three times the admin timeout: the broker reads every queue.
+            let resp = self.invoke(&addr, req, self.inner.timeout * 3)?;
+            let part = wire::decode_consume_stats(resp.body().map_or(&[][..], |b| &b[..]))?;
+            stats.offset_table.extend(part.offset_table);
+            stats.consume_tps += part.consume_tps;
+        }
+        if stats.offset_table.is_empty() {
+            return Err(Error::client(
+                ResponseCode::CONSUMER_NOT_ONLINE.0,
+                format!(
+                    "no consume stats of group {group}{}: the brokers know no queue it consumes \
+                     (it has consumed nothing yet, or does not subscribe to that topic)",
+                    topic.map(|t| format!(" on topic {t}")).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(stats)
     }
 
-    /// The client ids connected to `group` (`GET_CONSUMER_LIST_BY_GROUP`).
+    /// The client ids connected to `group` on any broker of the group, sorted
+    /// (`GET_CONSUMER_LIST_BY_GROUP`). Empty when the group is known but nobody is connected.
     pub fn consumer_id_list(&self, group: &str) -> Result<Vec<String>> {
-        let _ = group;
-        Err(not_yet())
+        let instance = self.instance()?;
+        let route = self.group_route(group, None)?;
+        let mut ids = std::collections::BTreeSet::new();
+        let mut last_err = None;
+        let mut answered = false;
+        for (_, addr) in master_addrs(&route) {
+            match instance.consumer_id_list_at(&addr, group, self.inner.timeout) {
+                Ok(list) => {
+                    answered = true;
+                    ids.extend(list);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match last_err {
+            Some(e) if !answered => Err(e),
+            _ => Ok(ids.into_iter().collect()),
+        }
     }
 
-    /// The connections and subscriptions of `group` (`mqadmin consumerConnection`).
+    /// The connections and subscriptions of `group`, from every master of the group
+    /// (`mqadmin consumerConnection`). A group with no consumer online is an error with
+    /// [`ResponseCode::CONSUMER_NOT_ONLINE`].
     pub fn examine_consumer_connection_info(&self, group: &str) -> Result<ConsumerConnection> {
-        let _ = group;
-        Err(not_yet())
+        let route = self.group_route(group, None)?;
+        let header = GetConsumerConnectionListRequestHeader {
+            consumer_group: group.to_owned(),
+        };
+        let mut merged: Option<ConsumerConnection> = None;
+        let mut last_err = None;
+        for (_, addr) in master_addrs(&route) {
+            let req = RemotingCommand::request_with_header(
+                RequestCode::GET_CONSUMER_CONNECTION_LIST,
+                &header,
+            );
+            let part = match self.invoke(&addr, req, self.inner.timeout) {
+                Ok(resp) => {
+                    wire::decode_consumer_connection(resp.body().map_or(&[][..], |b| &b[..]))?
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            match &mut merged {
+                None => merged = Some(part),
+                Some(m) => {
+                    for c in part.connections {
+                        if !m.connections.iter().any(|x| x.client_id == c.client_id) {
+                            m.connections.push(c);
+                        }
+                    }
+                    for s in part.subscriptions {
+                        if !m.subscriptions.iter().any(|x| x.topic == s.topic) {
+                            m.subscriptions.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        match merged {
+            Some(mut m) if !m.connections.is_empty() => {
+                m.connections.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+                m.subscriptions.sort_by(|a, b| a.topic.cmp(&b.topic));
+                Ok(m)
+            }
+            _ => Err(last_err.unwrap_or_else(|| {
+                Error::client(
+                    ResponseCode::CONSUMER_NOT_ONLINE.0,
+                    format!("no consumer of group {group} is online"),
+                )
+            })),
+        }
     }
 
-    /// The running state of one consumer of `group`, asked through a broker
-    /// (`GET_CONSUMER_RUNNING_INFO`, `mqadmin consumerStatus`); `jstack` asks for its threads.
+    /// The running state of one consumer of `group`, asked through a broker it is connected
+    /// to (`GET_CONSUMER_RUNNING_INFO`, `mqadmin consumerStatus`); `jstack` asks for its
+    /// threads. A client that is not connected is an error.
     pub fn get_consumer_running_info(
         &self,
         group: &str,
         client_id: &str,
         jstack: bool,
     ) -> Result<ConsumerRunningInfo> {
-        let _ = (group, client_id, jstack);
-        Err(not_yet())
+        let route = self.group_route(group, None)?;
+        let header = GetConsumerRunningInfoRequestHeader {
+            consumer_group: group.to_owned(),
+            client_id: client_id.to_owned(),
+            jstack_enable: jstack,
+        };
+        let mut last_err = None;
+        for (_, addr) in master_addrs(&route) {
+            let req = RemotingCommand::request_with_header(
+                RequestCode::GET_CONSUMER_RUNNING_INFO,
+                &header,
+            );
+            // The broker waits for the client: give it the client's time on top of ours.
+            match self.invoke(&addr, req, self.inner.timeout * 2) {
+                Ok(resp) => {
+                    return Ok(wire::decode_consumer_running_info(
+                        resp.body().map_or(&[][..], |b| &b[..]),
+                    )?)
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            Error::client(
+                ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                format!("no master broker serves the group {group}"),
+            )
+        }))
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Cluster
 
     /// The brokers of every cluster and their addresses (`mqadmin clusterList`).
     pub fn examine_broker_cluster_info(&self) -> Result<ClusterInfo> {
-        Err(not_yet())
+        let req = RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO);
+        let resp = self.invoke_namesrv(req)?;
+        Ok(wire::decode_cluster_info(
+            resp.body().map_or(&[][..], |b| &b[..]),
+        )?)
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Plumbing
+
+    /// Sends `req` to the broker at `addr`; a non-success answer is [`Error::Broker`].
+    fn invoke(
+        &self,
+        addr: &str,
+        req: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let instance = self.instance()?;
+        let req = instance.api().request(req);
+        expect_success(instance.remoting().invoke_sync(addr, req, timeout)?, addr)
+    }
+
+    /// Sends `req` to a name server; a non-success answer is [`Error::Broker`].
+    fn invoke_namesrv(&self, req: RemotingCommand) -> Result<RemotingCommand> {
+        let instance = self.instance()?;
+        let req = instance.api().request(req);
+        let resp = instance
+            .remoting()
+            .invoke_namesrv_sync(req, self.inner.timeout)?;
+        expect_success(resp, "the name server")
+    }
+
+    /// A per-queue request to the master of `mq`'s broker. An unknown topic is the name
+    /// server's error; a broker the topic's route does not name is an error naming both.
+    fn query_queue<R: crate::remoting::protocol::CommandCustomHeader>(
+        &self,
+        mq: &MessageQueue,
+        code: RequestCode,
+        header: &impl crate::remoting::protocol::CommandCustomHeader,
+    ) -> Result<R> {
+        let instance = self.instance()?;
+        if instance
+            .find_broker_address_in_publish(&mq.broker_name)
+            .is_none()
+        {
+            // The route's own error (an unknown topic, say) is the clearest one.
+            instance.try_update_topic_route_info_from_name_server(&mq.topic)?;
+            if instance
+                .find_broker_address_in_publish(&mq.broker_name)
+                .is_none()
+            {
+                return Err(Error::client(
+                    ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
+                    format!(
+                        "the broker {} has no master known for topic {}",
+                        mq.broker_name, mq.topic
+                    ),
+                ));
+            }
+        }
+        instance.query_master(mq, code, header, self.inner.timeout)
+    }
+
+    /// The route that tells where `group` lives: its retry topic's (every subscribing group
+    /// has one), else `topic`'s. Neither is an error that names the group.
+    fn group_route(&self, group: &str, topic: Option<&str>) -> Result<TopicRouteData> {
+        let retry = format!("%RETRY%{group}");
+        match self.examine_topic_route_info(&retry) {
+            Ok(route) => Ok(route),
+            Err(e) if e.is_topic_not_found() => match topic {
+                Some(t) => self.examine_topic_route_info(t),
+                None => Err(Error::client(
+                    ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST.0,
+                    format!(
+                        "the consumer group {group} is not known: the name servers have no \
+                         route of its retry topic {retry} (no consumer of it ever connected)"
+                    ),
+                )),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// QUERY_MESSAGE on every broker of `topic`, merged and filtered by key.
+    fn query(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: u32,
+        begin_ms: i64,
+        end_ms: i64,
+        unique: bool,
+    ) -> Result<QueryResult> {
+        let route = self.examine_topic_route_info(topic)?;
+        let header = QueryMessageRequestHeader {
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            max_num: i32::try_from(max_num).unwrap_or(i32::MAX),
+            begin_timestamp: begin_ms,
+            end_timestamp: end_ms,
+        };
+        let mut result = QueryResult {
+            index_last_update_timestamp: 0,
+            messages: Vec::new(),
+        };
+        let mut last_err = None;
+        let mut answered = false;
+        for b in &route.broker_datas {
+            let Some(addr) = b
+                .master_addr()
+                .or_else(|| b.broker_addrs.values().next().map(String::as_str))
+            else {
+                continue;
+            };
+            let mut req = RemotingCommand::request_with_header(RequestCode::QUERY_MESSAGE, &header);
+            req.ext_fields_mut().put(UNIQUE_MSG_QUERY_FLAG, unique);
+            // Java gives a query three times the admin timeout: the broker walks its index.
+            let resp = match self.invoke(addr, req, self.inner.timeout * 3) {
+                Ok(r) => r,
+                Err(e) if e.response_code() == Some(ResponseCode::QUERY_NOT_FOUND) => {
+                    answered = true;
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("query message by key {key} at {addr} failed: {e}");
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            answered = true;
+            let h: QueryMessageResponseHeader = resp.decode_header()?;
+            result.index_last_update_timestamp = result
+                .index_last_update_timestamp
+                .max(h.index_last_update_timestamp);
+            let body = resp.body().cloned().unwrap_or_default();
+            let batch = MessageDecoder::decode_batch(body, true, DEFAULT_MAX_BODY_SIZE);
+            for mut m in batch.messages {
+                let matched = if unique {
+                    m.property(MessageConst::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == Some(key)
+                } else {
+                    m.keys().is_some_and(|keys| {
+                        keys.split(MessageConst::KEY_SEPARATOR).any(|k| k == key)
+                    })
+                };
+                if matched && m.topic() == topic {
+                    m.broker_name = Some(b.broker_name.as_str().into());
+                    result.messages.push(m);
+                }
+            }
+        }
+        match last_err {
+            Some(e) if !answered => Err(e),
+            _ => Ok(result),
+        }
+    }
+}
+
+/// Java `MixAll.UNIQUE_MSG_QUERY_FLAG`: the ext field that makes QUERY_MESSAGE look a unique
+/// key up.
+const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
+
+/// The masters of a route, `(broker name, address)`, in route order.
+fn master_addrs(route: &TopicRouteData) -> Vec<(String, String)> {
+    route
+        .broker_datas
+        .iter()
+        .filter_map(|b| {
+            b.master_addr()
+                .map(|a| (b.broker_name.clone(), a.to_owned()))
+        })
+        .collect()
+}
+
+fn to_i32(v: u32, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::config(format!("{what} {v} is out of range")))
+}
+
+/// Java `Validators.checkTopic` plus the queue counts a broker accepts.
+fn check_topic_config(config: &TopicConfig) -> Result<()> {
+    check_topic(&config.topic_name)?;
+    for (what, n) in [
+        ("read_queue_nums", config.read_queue_nums),
+        ("write_queue_nums", config.write_queue_nums),
+    ] {
+        if n == 0 || n as usize > crate::codec::MAX_ROUTE_QUEUES {
+            return Err(Error::client(
+                ClientErrorCode::NO_CODE,
+                format!(
+                    "{what} of topic {} must be 1..={}, got {n}",
+                    config.topic_name,
+                    crate::codec::MAX_ROUTE_QUEUES
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -37,7 +37,7 @@ use crate::remoting::protocol::header::{
 };
 use crate::remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use crate::remoting::protocol::ResponseCode;
-use crate::remoting::protocol::{RemotingCommand, RequestCode};
+use crate::remoting::protocol::{CommandCustomHeader, RemotingCommand, RequestCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig};
 use crate::service_state::ServiceState;
 
@@ -743,6 +743,23 @@ impl MQClientInstance {
                 })?
             }
         };
+        let ids = self.consumer_id_list_at(&addr, group, self.config.mq_client_api_timeout)?;
+        if ids.is_empty() {
+            return Err(Error::client(
+                -1,
+                format!("no consumer of {group} is registered at {addr} yet"),
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// GET_CONSUMER_LIST_BY_GROUP at the broker `addr`: the ids it knows, maybe none.
+    pub(crate) fn consumer_id_list_at(
+        &self,
+        addr: &str,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
         let header = GetConsumerListByGroupRequestHeader {
             consumer_group: group.to_owned(),
         };
@@ -750,71 +767,64 @@ impl MQClientInstance {
             RequestCode::GET_CONSUMER_LIST_BY_GROUP,
             &header,
         ));
-        let resp = expect_success(
-            self.remoting()
-                .invoke_sync(&addr, req, self.config.mq_client_api_timeout)?,
-            &addr,
-        )?;
+        let resp = expect_success(self.remoting().invoke_sync(addr, req, timeout)?, addr)?;
         #[derive(serde::Deserialize)]
         struct Body {
             #[serde(rename = "consumerIdList", default)]
             consumer_id_list: Vec<String>,
         }
-        let body: Body = match resp.body() {
-            Some(b) => serde_json::from_slice(b)
-                .map_err(|e| crate::error::CodecError::Json(e.to_string()))?,
-            None => Body {
-                consumer_id_list: Vec::new(),
-            },
-        };
-        if body.consumer_id_list.is_empty() {
-            return Err(Error::client(
-                -1,
-                format!("no consumer of {group} is registered at {addr} yet"),
-            ));
+        match resp.body() {
+            Some(b) => serde_json::from_slice::<Body>(b)
+                .map(|b| b.consumer_id_list)
+                .map_err(|e| crate::error::CodecError::Json(e.to_string()).into()),
+            None => Ok(Vec::new()),
         }
-        Ok(body.consumer_id_list)
     }
 
     /// GET_MAX_OFFSET of `mq`.
     pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_addr_refreshing(mq)?;
         let header = GetMaxOffsetRequestHeader {
             topic: mq.topic.clone(),
             queue_id: mq.queue_id,
             bname: Some(mq.broker_name.clone()),
         };
-        let req = self.api.request(RemotingCommand::request_with_header(
-            RequestCode::GET_MAX_OFFSET,
-            &header,
-        ));
-        let resp = expect_success(
-            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
-            &addr,
-        )?;
-        let h: GetMaxOffsetResponseHeader = resp.decode_header()?;
+        let h: GetMaxOffsetResponseHeader =
+            self.query_master(mq, RequestCode::GET_MAX_OFFSET, &header, ADMIN_TIMEOUT)?;
         Ok(h.offset)
     }
 
     /// SEARCH_OFFSET_BY_TIMESTAMP of `mq`.
     pub(crate) fn search_offset(&self, mq: &MessageQueue, timestamp: i64) -> Result<i64> {
-        let addr = self.master_addr_refreshing(mq)?;
         let header = SearchOffsetRequestHeader {
             topic: mq.topic.clone(),
             queue_id: mq.queue_id,
             timestamp,
             bname: Some(mq.broker_name.clone()),
         };
-        let req = self.api.request(RemotingCommand::request_with_header(
+        let h: SearchOffsetResponseHeader = self.query_master(
+            mq,
             RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
             &header,
-        ));
-        let resp = expect_success(
-            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
-            &addr,
+            ADMIN_TIMEOUT,
         )?;
-        let h: SearchOffsetResponseHeader = resp.decode_header()?;
         Ok(h.offset)
+    }
+
+    /// Sends `header` as a `code` request to the master of `mq`'s broker (refreshing the route
+    /// once if it is unknown) and decodes the response header of a success.
+    pub(crate) fn query_master<R: CommandCustomHeader>(
+        &self,
+        mq: &MessageQueue,
+        code: RequestCode,
+        header: &impl CommandCustomHeader,
+        timeout: Duration,
+    ) -> Result<R> {
+        let addr = self.master_addr_refreshing(mq)?;
+        let req = self
+            .api
+            .request(RemotingCommand::request_with_header(code, header));
+        let resp = expect_success(self.remoting().invoke_sync(&addr, req, timeout)?, &addr)?;
+        Ok(resp.decode_header()?)
     }
 
     /// The inner producer (group [`CLIENT_INNER_PRODUCER_GROUP`]): one per instance, created

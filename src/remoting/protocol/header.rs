@@ -578,6 +578,37 @@ custom_header! {
     }
 }
 
+custom_header! {
+    /// QUERY_MESSAGE response (Java `QueryMessageResponseHeader`).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct QueryMessageResponseHeader {
+        /// When the broker's index was last updated, in ms (`indexLastUpdateTimestamp`).
+        req index_last_update_timestamp: i64 = "indexLastUpdateTimestamp",
+        /// The commit-log offset the index had reached then (`indexLastUpdatePhyoffset`).
+        req index_last_update_phyoffset: i64 = "indexLastUpdatePhyoffset",
+    }
+}
+
+custom_header! {
+    /// GET_CONSUMER_CONNECTION_LIST (203) request (Java `GetConsumerConnectionListRequestHeader`).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct GetConsumerConnectionListRequestHeader {
+        /// The consumer group (`consumerGroup`).
+        req consumer_group: String = "consumerGroup",
+    }
+}
+
+custom_header! {
+    /// GET_CONSUME_STATS (208) request (Java `GetConsumeStatsRequestHeader`).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct GetConsumeStatsRequestHeader {
+        /// The consumer group (`consumerGroup`).
+        req consumer_group: String = "consumerGroup",
+        /// Only this topic; every topic of the group when absent (`topic`).
+        opt topic: Option<String> = "topic",
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client management
 
