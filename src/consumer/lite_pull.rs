@@ -1066,7 +1066,7 @@ mod tests {
     }
 
     fn batch(n: usize) -> Vec<MessageExt> {
-        (0..n).map(|_| MessageExt::default()).collect()
+        (0..n).map(|_| MessageExt::new("T", "b")).collect()
     }
 
     #[test]
