@@ -39,6 +39,7 @@
 //! |---|---|
 //! | `DefaultMQProducer` / `DefaultMQProducerImpl` | [`DefaultMQProducer`], built by [`DefaultMQProducerBuilder`] |
 //! | `DefaultMQPushConsumer` / `DefaultMQPushConsumerImpl` | [`DefaultMQPushConsumer`], built by [`DefaultMQPushConsumerBuilder`] |
+//! | `DefaultLitePullConsumer` / `DefaultLitePullConsumerImpl`, `MessageQueueListener` | [`DefaultLitePullConsumer`], built by [`DefaultLitePullConsumerBuilder`]; [`MessageQueueListener`] (or a closure) |
 //! | `ClientConfig` | [`ClientConfig`], built by [`ClientConfigBuilder`] |
 //! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
 //! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
@@ -104,9 +105,10 @@ pub use consumer::{
     AllocateMessageQueueByMachineRoom, AllocateMessageQueueConsistentHash,
     AllocateMessageQueueStrategy, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     ConsumeFromWhere, ConsumeMessageContext, ConsumeMessageHook, ConsumeOrderlyContext,
-    ConsumeOrderlyStatus, ConsumeStatus, DefaultMQPushConsumer, DefaultMQPushConsumerBuilder,
-    ExpressionType, MachineRoomResolver, MessageListenerConcurrently, MessageListenerOrderly,
-    MessageModel, QueueStat, SUB_ALL,
+    ConsumeOrderlyStatus, ConsumeStatus, DefaultLitePullConsumer, DefaultLitePullConsumerBuilder,
+    DefaultMQPushConsumer, DefaultMQPushConsumerBuilder, ExpressionType, MachineRoomResolver,
+    MessageListenerConcurrently, MessageListenerOrderly, MessageModel, MessageQueueListener,
+    QueueStat, SUB_ALL,
 };
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{
@@ -132,6 +134,7 @@ const _: () = {
     const fn send<T: Send>() {}
     send_sync::<DefaultMQProducer>();
     send_sync::<DefaultMQPushConsumer>();
+    send_sync::<DefaultLitePullConsumer>();
     send_sync::<Error>();
     send_sync::<Message>();
     send_sync::<MessageExt>();
@@ -142,4 +145,5 @@ const _: () = {
     send::<DefaultMQProducerBuilder>();
     send::<DefaultMQPushConsumerBuilder>();
     send::<DefaultMQAdminExtBuilder>();
+    send::<DefaultLitePullConsumerBuilder>();
 };

@@ -280,3 +280,51 @@ fn rawsend_and_a_producer_with_io_thread_callbacks_store_what_they_report() {
     let r = route(&client, namesrv, &topic).expect("the producer created the topic");
     assert_eq!(r.queue_datas[0].write_queue_nums, 3);
 }
+
+/// `consumer --poll` drains with a lite pull consumer exactly what was sent; `pollidle` times
+/// empty polls on an idle topic, each of which must come back empty.
+#[test]
+fn poll_consumer_and_pollidle_report_in_javas_wording() {
+    let cluster = Cluster::shared();
+    let namesrv = cluster.namesrv_addr.as_str();
+    let topic = unique("BenchPoll");
+    let count = N.to_string();
+    rmq_bench(&[
+        "producer", "-n", namesrv, "-t", &topic, "--mode", "async", "--count", &count,
+    ]);
+    assert_eq!(
+        read_topic_until(&raw_client(), namesrv, &topic, N as usize).len() as u64,
+        N
+    );
+    let polled = rmq_bench(&[
+        "consumer",
+        "-n",
+        namesrv,
+        "-t",
+        &topic,
+        "-g",
+        &unique("bench_poll_cg"),
+        "--poll",
+        "--count",
+        &count,
+    ]);
+    let lines = status_lines(&polled, CONSUME);
+    assert!(lines.iter().any(|l| l[0] > 0.0), "{}", polled.stdout);
+    let s = summary(&polled, "poll");
+    assert_eq!(s["count"], N as f64, "{}", polled.stdout);
+
+    let idle = rmq_bench(&[
+        "pollidle",
+        "-n",
+        namesrv,
+        "-t",
+        &unique("BenchIdle"),
+        "--polls",
+        "20",
+        "--timeout-ms",
+        "5",
+    ]);
+    let s = summary(&idle, "pollidle");
+    assert_eq!((s["count"], s["failed"]), (20.0, 0.0), "{}", idle.stdout);
+    assert_eq!(s["timeout_ms"], 5.0);
+}

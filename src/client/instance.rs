@@ -33,7 +33,8 @@ use crate::executor::{ScheduledExecutor, ScheduledHandle};
 use crate::remoting::protocol::body::ConsumerRunningInfo;
 use crate::remoting::protocol::header::{
     GetConsumerListByGroupRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
-    SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+    GetMinOffsetRequestHeader, GetMinOffsetResponseHeader, SearchOffsetRequestHeader,
+    SearchOffsetResponseHeader,
 };
 use crate::remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use crate::remoting::protocol::ResponseCode;
@@ -790,6 +791,26 @@ impl MQClientInstance {
         };
         let h: GetMaxOffsetResponseHeader =
             self.query_master(mq, RequestCode::GET_MAX_OFFSET, &header, ADMIN_TIMEOUT)?;
+        Ok(h.offset)
+    }
+
+    /// GET_MIN_OFFSET of `mq`.
+    pub(crate) fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.master_addr_refreshing(mq)?;
+        let header = GetMinOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let req = self.api.request(RemotingCommand::request_with_header(
+            RequestCode::GET_MIN_OFFSET,
+            &header,
+        ));
+        let resp = expect_success(
+            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
+            &addr,
+        )?;
+        let h: GetMinOffsetResponseHeader = resp.decode_header()?;
         Ok(h.offset)
     }
 

@@ -67,14 +67,14 @@ pub(crate) struct ConsumerConfig {
 
 /// Builds a [`DefaultMQPushConsumer`]. Every setter documents Java's default.
 pub struct DefaultMQPushConsumerBuilder {
-    cfg: ConsumerConfig,
-    client: ClientConfig,
-    client_overrides: ClientOverrides,
-    subscriptions: Vec<(String, String, ExpressionType)>,
+    pub(crate) cfg: ConsumerConfig,
+    pub(crate) client: ClientConfig,
+    pub(crate) client_overrides: ClientOverrides,
+    pub(crate) subscriptions: Vec<(String, String, ExpressionType)>,
     listener: Option<MessageListener>,
-    allocate: Arc<dyn AllocateMessageQueueStrategy>,
+    pub(crate) allocate: Arc<dyn AllocateMessageQueueStrategy>,
     hooks: Vec<Arc<dyn ConsumeMessageHook>>,
-    consume_timestamp_text: Option<String>,
+    pub(crate) consume_timestamp_text: Option<String>,
 }
 
 impl std::fmt::Debug for DefaultMQPushConsumerBuilder {
@@ -350,50 +350,82 @@ impl DefaultMQPushConsumerBuilder {
     }
 
     /// Checks every setting (Java `checkConfig`) and builds the consumer (not started).
-    pub fn build(mut self) -> Result<DefaultMQPushConsumer> {
-        if let Some(text) = &self.consume_timestamp_text {
-            self.cfg.consume_timestamp = parse_consume_timestamp(text)?;
-        }
-        check_config(&self.cfg)?;
+    pub fn build(self) -> Result<DefaultMQPushConsumer> {
         let listener = self.listener.ok_or_else(|| {
             Error::config(
                 "messageListener is null: call register_message_listener_concurrently or register_message_listener_orderly",
             )
         })?;
-        let mut subs = HashMap::new();
-        for (topic, expr, kind) in &self.subscriptions {
-            crate::producer::validators::check_topic(topic)?;
-            subs.insert(
-                topic.clone(),
-                Arc::new(build_subscription_data(topic, expr, *kind)?),
-            );
-        }
-        let cfg = self.cfg;
-        let client = self.client_overrides.apply(self.client);
-        let allocate = self.allocate;
-        let hooks = self.hooks;
-        let inner = Arc::new_cyclic(|me| PushConsumerInner {
-            me: me.clone(),
-            cfg,
-            client,
-            state: Mutex::new(ServiceState::CreateJust),
-            paused: AtomicBool::new(false),
-            instance: RwLock::new(None),
-            subscription_inner: RwLock::new(subs),
-            topic_subscribe_info: RwLock::new(HashMap::new()),
-            process_queue_table: RwLock::new(HashMap::new()),
-            offset_store: RwLock::new(None),
-            consume_service: RwLock::new(None),
+        let inner = build_inner(
+            ConsumerParts {
+                cfg: self.cfg,
+                client: self.client_overrides.apply(self.client),
+                subscriptions: self.subscriptions,
+                consume_timestamp_text: self.consume_timestamp_text,
+                allocate: self.allocate,
+            },
             listener,
-            hooks,
-            allocate,
-            pull_from_which_node: Mutex::new(HashMap::new()),
-            stats: ConsumerStats::default(),
-            start_time: now_millis(),
-            tasks: Mutex::new(Vec::new()),
-        });
+            self.hooks,
+        )?;
         Ok(DefaultMQPushConsumer { inner })
     }
+}
+
+/// What both consumer builders collect (the lite pull consumer is the same machinery with a
+/// poll buffer where the push consumer has its listener).
+pub(crate) struct ConsumerParts {
+    pub(crate) cfg: ConsumerConfig,
+    pub(crate) client: ClientConfig,
+    pub(crate) subscriptions: Vec<(String, String, ExpressionType)>,
+    pub(crate) consume_timestamp_text: Option<String>,
+    pub(crate) allocate: Arc<dyn AllocateMessageQueueStrategy>,
+}
+
+/// Checks the settings and builds the consumer's machinery (not started).
+pub(crate) fn build_inner(
+    parts: ConsumerParts,
+    listener: MessageListener,
+    hooks: Vec<Arc<dyn ConsumeMessageHook>>,
+) -> Result<Arc<PushConsumerInner>> {
+    let ConsumerParts {
+        mut cfg,
+        client,
+        subscriptions,
+        consume_timestamp_text,
+        allocate,
+    } = parts;
+    if let Some(text) = &consume_timestamp_text {
+        cfg.consume_timestamp = parse_consume_timestamp(text)?;
+    }
+    check_config(&cfg)?;
+    let mut subs = HashMap::new();
+    for (topic, expr, kind) in &subscriptions {
+        crate::producer::validators::check_topic(topic)?;
+        subs.insert(
+            topic.clone(),
+            Arc::new(build_subscription_data(topic, expr, *kind)?),
+        );
+    }
+    Ok(Arc::new_cyclic(|me| PushConsumerInner {
+        me: me.clone(),
+        cfg,
+        client,
+        state: Mutex::new(ServiceState::CreateJust),
+        paused: AtomicBool::new(false),
+        instance: RwLock::new(None),
+        subscription_inner: RwLock::new(subs),
+        topic_subscribe_info: RwLock::new(HashMap::new()),
+        process_queue_table: RwLock::new(HashMap::new()),
+        offset_store: RwLock::new(None),
+        consume_service: RwLock::new(None),
+        listener,
+        hooks,
+        allocate,
+        pull_from_which_node: Mutex::new(HashMap::new()),
+        stats: ConsumerStats::default(),
+        start_time: now_millis(),
+        tasks: Mutex::new(Vec::new()),
+    }))
 }
 
 /// Parses Java's `yyyyMMddHHmmss` consume timestamp in this process's local time zone (the

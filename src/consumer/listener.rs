@@ -184,6 +184,9 @@ pub(crate) enum MessageListener {
     Concurrently(Arc<dyn MessageListenerConcurrently>),
     /// Java `MessageListenerOrderly`: [`ConsumeMessageOrderlyService`](crate::consumer::consume::orderly::ConsumeMessageOrderlyService).
     Orderly(Arc<dyn MessageListenerOrderly>),
+    /// No listener: the lite pull consumer's poll buffer, which the user's `poll` drains
+    /// ([`ConsumeMessagePollService`](crate::consumer::consume::poll::ConsumeMessagePollService)).
+    Poll(Arc<crate::consumer::lite_pull::LitePullState>),
 }
 
 impl MessageListener {
@@ -198,6 +201,7 @@ impl std::fmt::Debug for MessageListener {
         match self {
             MessageListener::Concurrently(_) => f.write_str("MessageListener::Concurrently"),
             MessageListener::Orderly(_) => f.write_str("MessageListener::Orderly"),
+            MessageListener::Poll(_) => f.write_str("MessageListener::Poll"),
         }
     }
 }

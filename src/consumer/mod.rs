@@ -21,6 +21,7 @@ mod broker_requests;
 mod builder;
 pub(crate) mod consume;
 mod listener;
+pub(crate) mod lite_pull;
 pub(crate) mod offset_store;
 pub(crate) mod process_queue;
 mod pull;
@@ -42,6 +43,9 @@ pub use listener::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeMessageContext,
     ConsumeMessageHook, ConsumeOrderlyContext, ConsumeOrderlyStatus, MessageListenerConcurrently,
     MessageListenerOrderly,
+};
+pub use lite_pull::{
+    DefaultLitePullConsumer, DefaultLitePullConsumerBuilder, MessageQueueListener,
 };
 pub use push_consumer::{DefaultMQPushConsumer, QueueStat};
 pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};

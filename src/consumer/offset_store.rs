@@ -61,6 +61,10 @@ pub(crate) trait OffsetStore: Send + Sync {
     fn persist_and_wait(&self, mq: &MessageQueue) {
         self.persist(mq)
     }
+    /// Persists the cached offsets of `mqs` and waits until they are stored: the broker
+    /// answered each update (remote), or the file is written and synced (local). Every queue
+    /// is tried; the first failure is returned.
+    fn persist_sync(&self, mqs: &HashSet<MessageQueue>) -> Result<()>;
     /// Forgets `mq` (remote only; Java's local store keeps it).
     fn remove_offset(&self, mq: &MessageQueue);
     /// A copy of the cached offsets of `topic` (all topics when `topic` is blank).
@@ -315,6 +319,23 @@ impl<B: OffsetBrokerApi> OffsetStore for RemoteBrokerOffsetStore<B> {
         }
     }
 
+    fn persist_sync(&self, mqs: &HashSet<MessageQueue>) -> Result<()> {
+        let mut first = None;
+        for (mq, offset) in self.table.snapshot_sorted() {
+            if !mqs.contains(&mq) {
+                continue;
+            }
+            if let Err(e) = self.api.update_consumer_offset(&mq, offset, false) {
+                log::warn!(
+                    "[persist] group {} {mq} offset {offset} not stored: {e}",
+                    self.group
+                );
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     fn remove_offset(&self, mq: &MessageQueue) {
         self.table.remove(mq);
     }
@@ -423,35 +444,29 @@ impl LocalFileOffsetStore {
         Ok(())
     }
 
-    fn persist_set(&self, mqs: &HashSet<MessageQueue>) {
+    fn persist_set(&self, mqs: &HashSet<MessageQueue>) -> Result<()> {
         if mqs.is_empty() {
-            return;
+            return Ok(());
         }
         let _guard = self.file_lock.lock();
-        let mut wrapper = match self.read_local() {
-            Ok(w) => w.unwrap_or_default(),
-            Err(e) => {
-                // Do not overwrite a file we cannot read: it may hold other queues' offsets.
-                log::error!("readLocalOffset failed for group {}: {e}", self.group);
-                return;
-            }
-        };
+        // Do not overwrite a file that cannot be read: it may hold other queues' offsets.
+        let mut wrapper = self.read_local()?.unwrap_or_default();
         for (mq, offset) in self.table.snapshot_sorted() {
             if mqs.contains(&mq) {
                 wrapper.put(&mq, offset);
             }
         }
-        let result = wrapper
-            .encode_pretty()
-            .map_err(Error::from)
-            .and_then(|json| self.write_atomically(&json).map_err(Error::from));
-        if let Err(e) = result {
-            log::error!(
-                "persisting offsets of group {} to {} failed: {e}",
-                self.group,
-                self.path.display()
-            );
-        }
+        let json = wrapper.encode_pretty()?;
+        self.write_atomically(&json)?;
+        Ok(())
+    }
+
+    fn log_persist_failure(&self, e: &Error) {
+        log::error!(
+            "persisting offsets of group {} to {} failed: {e}",
+            self.group,
+            self.path.display()
+        );
     }
 }
 
@@ -508,7 +523,13 @@ impl OffsetStore for LocalFileOffsetStore {
     }
 
     fn persist_all(&self, mqs: &HashSet<MessageQueue>) {
-        self.persist_set(mqs);
+        if let Err(e) = self.persist_set(mqs) {
+            self.log_persist_failure(&e);
+        }
+    }
+
+    fn persist_sync(&self, mqs: &HashSet<MessageQueue>) -> Result<()> {
+        self.persist_set(mqs)
     }
 
     /// Java's local `persist(mq)` is empty; writing the one queue is cheap and keeps a removed
@@ -517,7 +538,9 @@ impl OffsetStore for LocalFileOffsetStore {
         if self.table.get(mq).is_some() {
             let mut one = HashSet::with_capacity(1);
             one.insert(mq.clone());
-            self.persist_set(&one);
+            if let Err(e) = self.persist_set(&one) {
+                self.log_persist_failure(&e);
+            }
         }
     }
 

@@ -150,6 +150,17 @@ impl PushConsumerInner {
             self.pull_later(req, PULL_DELAY_WHEN_SUSPEND);
             return;
         }
+        if let Some(lite) = self.lite() {
+            if lite.is_paused(&st.mq) {
+                self.pull_later(req, crate::consumer::lite_pull::PULL_DELAY_WHEN_PAUSE);
+                return;
+            }
+            if lite.over_threshold() {
+                self.stats.flow_controlled();
+                self.pull_later(req, PULL_DELAY_WHEN_FLOW_CONTROL);
+                return;
+            }
+        }
         let flow = st.flow_stats();
         let count = flow.count.max(0) as usize;
         let size_mib = flow.size.max(0) as u64 / (1024 * 1024);
@@ -408,9 +419,11 @@ impl PushConsumerInner {
                 req.next_offset = header.next_begin_offset;
                 st.next_offset.store(req.next_offset, Ordering::Relaxed);
                 // Atomic with dropping: a reset that dropped this queue while the pull was in
-                // flight keeps its offset.
-                let store = self.offset_store();
-                st.commit_if_empty(req.next_offset, |o| store.update_offset(&st.mq, o, true));
+                // flight keeps its offset. A lite pull consumer commits only what was polled.
+                if self.lite().is_none() {
+                    let store = self.offset_store();
+                    st.commit_if_empty(req.next_offset, |o| store.update_offset(&st.mq, o, true));
+                }
                 self.pull_next(req);
             }
             _ => {

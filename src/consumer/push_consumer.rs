@@ -336,12 +336,15 @@ impl PushConsumerInner {
     }
 
     pub(crate) fn start_inner(&self) -> Result<()> {
-        if self.subscription_inner.read().is_empty() {
+        // A lite pull consumer may subscribe or assign after start, as in Java; it has no
+        // retry topic (nothing is sent back: the user's poll loop owns redelivery).
+        let lite = self.lite().is_some();
+        if !lite && self.subscription_inner.read().is_empty() {
             return Err(Error::config(
                 "the consumer subscribes to no topic: call subscribe() before start()",
             ));
         }
-        if self.cfg.message_model == MessageModel::Clustering {
+        if !lite && self.cfg.message_model == MessageModel::Clustering {
             let retry = self.retry_topic();
             let sd = build_subscription_data(&retry, "*", ExpressionType::Tag)?;
             self.subscription_inner.write().insert(retry, Arc::new(sd));
@@ -578,7 +581,12 @@ impl MQConsumerInner for PushConsumerInner {
     fn consumer_data(&self) -> ConsumerData {
         ConsumerData {
             consume_from_where: self.cfg.consume_from_where.as_java_str().to_owned(),
-            consume_type: "CONSUME_PASSIVELY".to_owned(),
+            consume_type: if self.lite().is_some() {
+                "CONSUME_ACTIVELY"
+            } else {
+                "CONSUME_PASSIVELY"
+            }
+            .to_owned(),
             group_name: self.cfg.group.clone(),
             message_model: self.cfg.message_model.as_java_str().to_owned(),
             subscription_data_set: self

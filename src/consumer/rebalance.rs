@@ -34,6 +34,15 @@ impl PushConsumerInner {
         let Some(instance) = self.instance() else {
             return;
         };
+        // A lite pull consumer's user thread also changes the table (seek, assign).
+        let _table = self.lite().map(|lite| lite.table_lock.lock());
+        if let Some(assigned) = self
+            .lite()
+            .and_then(|l| crate::consumer::lite_pull::assigned_queues(l))
+        {
+            self.apply_assignment(&instance, &assigned);
+            return;
+        }
         let subs: Vec<String> = self.subscription_inner.read().keys().cloned().collect();
         let mut changed_topics = Vec::new();
         let mut new_pulls = Vec::new();
@@ -95,11 +104,11 @@ impl PushConsumerInner {
             ));
         }
         let target: HashSet<MessageQueue> = match self.cfg.message_model {
-            MessageModel::Broadcasting => mq_all.into_iter().collect(),
+            MessageModel::Broadcasting => mq_all.iter().cloned().collect(),
             MessageModel::Clustering => {
                 let mut cids = instance.find_consumer_id_list(topic, &self.cfg.group)?;
                 cids.sort();
-                let mut mqs = mq_all;
+                let mut mqs = mq_all.clone();
                 mqs.sort();
                 // A panicking strategy is the user's code: this topic keeps its assignment.
                 let allocate = std::panic::AssertUnwindSafe(|| {
@@ -121,7 +130,13 @@ impl PushConsumerInner {
                     .collect()
             }
         };
-        Ok(self.update_process_queue_table(instance, topic, &target, new_pulls))
+        let changed = self.update_process_queue_table(instance, topic, &target, new_pulls);
+        if changed {
+            if let Some(lite) = self.lite() {
+                lite.queues_changed(topic, &mq_all, &target);
+            }
+        }
+        Ok(changed)
     }
 
     /// Java `updateProcessQueueTableInRebalance`. The pull requests of new queues are pushed
@@ -248,8 +263,15 @@ impl PushConsumerInner {
         let store = self.offset_store();
         let locks = self.uses_broker_locks();
         let mut unlock = Vec::new();
+        let lite = self.lite();
         for (pq, idle) in queues.iter().zip(idle) {
+            if let Some(lite) = lite {
+                lite.before_release(self, pq);
+            }
             pq.set_dropped();
+            if let Some(lite) = lite {
+                lite.after_release(pq);
+            }
             if locks {
                 // The lock goes back at once, after the offset is at the broker, so the next
                 // owner starts where this one stopped. A batch still running keeps it: the

@@ -65,8 +65,8 @@ use rocketmq_sync::remoting::protocol::{RemotingCommand, RequestCode};
 use rocketmq_sync::remoting::{RemotingClient, RemotingClientConfig};
 use rocketmq_sync::{
     ClientConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere,
-    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer, DefaultMQPushConsumer, Error,
-    Message, MessageExt, MessageQueue, ResponseCode,
+    ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultLitePullConsumer, DefaultMQProducer,
+    DefaultMQPushConsumer, Error, Message, MessageExt, MessageQueue, ResponseCode,
 };
 
 #[derive(Parser)]
@@ -147,6 +147,27 @@ enum Mode {
         /// A new group starts at the end of each queue (Java's default) instead of its start.
         #[arg(long)]
         from_last: bool,
+        /// A lite pull consumer driven by a `poll` loop instead of a push consumer.
+        #[arg(long, conflicts_with = "orderly")]
+        poll: bool,
+        /// With `--poll`: messages per pull (Java's lite default is 10; the push consumer's 32).
+        #[arg(long, default_value_t = 32)]
+        batch: i32,
+    },
+    /// Polls an idle topic with a lite pull consumer and measures how long past its timeout
+    /// each empty `poll` returns.
+    Pollidle {
+        #[command(flatten)]
+        common: Common,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group", default_value = "benchmark_pollidle")]
+        group: String,
+        /// Empty polls to time.
+        #[arg(long, default_value_t = 200)]
+        polls: u64,
+        /// The timeout of each poll, in ms.
+        #[arg(long, default_value_t = 10)]
+        timeout_ms: u64,
     },
     /// Pulls every queue from its first offset with bare PULL_MESSAGE requests: the
     /// broker-bound limit a push consumer is judged against.
@@ -238,7 +259,23 @@ fn main() -> ExitCode {
             group,
             orderly,
             from_last,
+            poll: false,
+            ..
         } => consumer(common, group, *orderly, *from_last),
+        Mode::Consumer {
+            common,
+            group,
+            from_last,
+            poll: true,
+            batch,
+            ..
+        } => poll_consumer(common, group, *from_last, *batch),
+        Mode::Pollidle {
+            common,
+            group,
+            polls,
+            timeout_ms,
+        } => pollidle(common, group, *polls, *timeout_ms),
         Mode::Rawpull {
             common,
             group,
@@ -748,6 +785,109 @@ fn consumer(common: &Common, group: &str, orderly: bool, from_last: bool) -> Res
     print_summary("consumer", count, 0, elapsed, &hist, &extra);
     let _ = consumer.shutdown(Duration::from_secs(10));
     Ok(target.is_none_or(|t| count >= t))
+}
+
+/// The consumer mode with `--poll`: a lite pull consumer drained by one thread's poll loop.
+fn poll_consumer(
+    common: &Common,
+    group: &str,
+    from_last: bool,
+    batch: i32,
+) -> Result<bool, String> {
+    let stats = Arc::new(ConsumeStats::default());
+    let hist = Arc::new(Histogram::new());
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let target = common.count;
+    let consumer = DefaultLitePullConsumer::builder(group)
+        .namesrv_addr(common.namesrv()?)
+        .subscribe(common.topic.clone(), "*")
+        .pull_batch_size(batch)
+        .consume_from_where(if from_last {
+            ConsumeFromWhere::LastOffset
+        } else {
+            ConsumeFromWhere::FirstOffset
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let started_ms = now_ms();
+    consumer.start().map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (c, s, h, stop) = (consumer.clone(), stats.clone(), hist.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("bench-poll".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match c.poll(Duration::from_millis(100)) {
+                        Ok(msgs) if !msgs.is_empty() => {
+                            if s.on_batch(&msgs, &h, target) {
+                                let _ = done_tx.try_send(());
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("rmq-bench: poll failed: {e}");
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let mut last = (0, 0, 0);
+    let mut status = |secs: f64| stats.print_status(&mut last, secs);
+    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
+    status(last_tick.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    let count = stats.count.load(Ordering::Acquire);
+    let extra = stats.drain_extra(started_ms);
+    print_summary("poll", count, 0, elapsed, &hist, &extra);
+    stop.store(true, Ordering::Release);
+    let _ = poller.join();
+    let _ = consumer.shutdown(Duration::from_secs(10));
+    Ok(target.is_none_or(|t| count >= t))
+}
+
+/// Empty polls on an idle topic: the histogram is of how long past its timeout each returned.
+fn pollidle(common: &Common, group: &str, polls: u64, timeout_ms: u64) -> Result<bool, String> {
+    ensure_topic(&common.namesrv()?, &common.topic, 8)?;
+    let consumer = DefaultLitePullConsumer::builder(group)
+        .namesrv_addr(common.namesrv()?)
+        .build()
+        .map_err(|e| e.to_string())?;
+    consumer.start().map_err(|e| e.to_string())?;
+    let queues = consumer
+        .fetch_message_queues(&common.topic)
+        .map_err(|e| e.to_string())?;
+    consumer.assign(queues.clone()).map_err(|e| e.to_string())?;
+    for mq in &queues {
+        consumer.seek_to_end(mq).map_err(|e| e.to_string())?;
+    }
+    let hist = Histogram::new();
+    let timeout = Duration::from_millis(timeout_ms);
+    let started = Instant::now();
+    let (mut empty, mut late_max) = (0u64, Duration::ZERO);
+    for _ in 0..polls {
+        let t = Instant::now();
+        let msgs = consumer.poll(timeout).map_err(|e| e.to_string())?;
+        let took = t.elapsed();
+        if msgs.is_empty() {
+            let late = took.saturating_sub(timeout);
+            late_max = late_max.max(late);
+            hist.record(late.as_micros() as u64);
+            empty += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let extra = format!(
+        " timeout_ms={timeout_ms} queues={} late_max_us={}",
+        queues.len(),
+        late_max.as_micros()
+    );
+    print_summary("pollidle", empty, polls - empty, elapsed, &hist, &extra);
+    let _ = consumer.shutdown(Duration::from_secs(10));
+    Ok(empty == polls)
 }
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);

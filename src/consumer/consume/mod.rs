@@ -14,6 +14,7 @@
 
 pub(crate) mod concurrently;
 pub(crate) mod orderly;
+pub(crate) mod poll;
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +38,7 @@ use crate::remoting::protocol::ResponseCode;
 
 use self::concurrently::ConsumeMessageConcurrentlyService;
 use self::orderly::ConsumeMessageOrderlyService;
+use self::poll::ConsumeMessagePollService;
 
 /// At most this many `CONSUME_MESSAGE_DIRECTLY` requests of one consumer wait for or run on its
 /// consume pool at once; more are answered `SYSTEM_BUSY` at once, as Java answers a request
@@ -89,27 +91,33 @@ pub(crate) trait ConsumeMessageService: Send + Sync + fmt::Debug {
 }
 
 /// Builds the service for `listener`, with its pool (`rmq-cons-N`, `consume_thread_min` to
-/// `consume_thread_max` threads). Not started.
+/// `consume_thread_max` threads; none for the lite pull consumer, whose user polls). Not
+/// started.
 pub(crate) fn create(
     consumer: Weak<PushConsumerInner>,
     cfg: &ConsumerConfig,
     listener: &MessageListener,
     hooks: Vec<Arc<dyn ConsumeMessageHook>>,
 ) -> Result<Arc<dyn ConsumeMessageService>> {
-    let pool = ThreadPoolExecutor::builder()
-        .name(format!("ConsumeMessageThread_{}", cfg.group))
-        .core_threads(cfg.consume_thread_min)
-        .max_threads(cfg.consume_thread_max)
-        .keep_alive(Duration::from_secs(60))
-        .thread_name(|n| format!("rmq-cons-{n}"))
-        .build()
-        .map_err(|e| Error::config(e.to_string()))?;
+    let pool = || {
+        ThreadPoolExecutor::builder()
+            .name(format!("ConsumeMessageThread_{}", cfg.group))
+            .core_threads(cfg.consume_thread_min)
+            .max_threads(cfg.consume_thread_max)
+            .keep_alive(Duration::from_secs(60))
+            .thread_name(|n| format!("rmq-cons-{n}"))
+            .build()
+            .map_err(|e| Error::config(e.to_string()))
+    };
     Ok(match listener {
         MessageListener::Concurrently(l) => {
-            ConsumeMessageConcurrentlyService::new(consumer, cfg, l.clone(), hooks, pool)
+            ConsumeMessageConcurrentlyService::new(consumer, cfg, l.clone(), hooks, pool()?)
         }
         MessageListener::Orderly(l) => {
-            ConsumeMessageOrderlyService::new(consumer, cfg, l.clone(), hooks, pool)
+            ConsumeMessageOrderlyService::new(consumer, cfg, l.clone(), hooks, pool()?)
+        }
+        MessageListener::Poll(state) => {
+            Arc::new(ConsumeMessagePollService::new(consumer, state.clone()))
         }
     })
 }
