@@ -82,16 +82,20 @@ fn is_unreachable(e: &Error) -> bool {
 }
 
 fn is_not_found(e: &Error) -> bool {
+    const NOT_FOUND: [ResponseCode; 4] = [
+        ResponseCode::QUERY_NOT_FOUND,
+        ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+        ResponseCode::CONSUMER_NOT_ONLINE,
+        ResponseCode::NO_MESSAGE,
+    ];
+    let code_says = |code: i32| NOT_FOUND.iter().any(|c| c.0 == code);
     e.is_topic_not_found()
-        || matches!(
-            e.response_code(),
-            Some(
-                ResponseCode::QUERY_NOT_FOUND
-                    | ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST
-                    | ResponseCode::CONSUMER_NOT_ONLINE
-                    | ResponseCode::NO_MESSAGE
-            )
-        )
+        || e.response_code().is_some_and(|c| code_says(c.0))
+        || e.client_error_code().is_some_and(|c| code_says(c.0))
+        // A broker asked for a commit-log offset it does not hold answers SYSTEM_ERROR with
+        // this remark (Java's and rocketmq-rust's VIEW_MESSAGE_BY_ID); there is no better code.
+        || matches!(e, Error::Broker { code, remark, .. }
+            if *code == ResponseCode::SYSTEM_ERROR && remark.contains("can not find message"))
 }
 
 /// `?` on a client error without context: the error's own text says what failed.

@@ -135,7 +135,10 @@ impl Table {
             // give up room before short ones.
             while total(&widths) > max {
                 let widest = (0..widths.len())
-                    .filter(|&i| self.cols[i].shrink && widths[i] > MIN_SHRUNK.max(width(self.cols[i].heading)))
+                    .filter(|&i| {
+                        self.cols[i].shrink
+                            && widths[i] > MIN_SHRUNK.max(width(self.cols[i].heading))
+                    })
                     .max_by_key(|&i| widths[i]);
                 match widest {
                     Some(i) => widths[i] -= 1,
@@ -334,7 +337,11 @@ mod tests {
             Col::num("#QID"),
             Col::text("#Addr"),
         ]);
-        t.row(vec!["a_very_long_topic_name_0123456789".into(), "3".into(), "127.0.0.1:10911".into()]);
+        t.row(vec![
+            "a_very_long_topic_name_0123456789".into(),
+            "3".into(),
+            "127.0.0.1:10911".into(),
+        ]);
         t.row(vec!["short".into(), "12".into(), "127.0.0.1:10911".into()]);
         t
     }
@@ -363,8 +370,12 @@ mod tests {
 
     #[test]
     fn long_values_wrap_under_the_value_column() {
-        let v = "KEYS=k1, UNIQ_KEY=0A0B0C, TAGS=TagA, WAIT=true, extra=".to_owned() + &"x".repeat(60);
+        let v =
+            "KEYS=k1, UNIQ_KEY=0A0B0C, TAGS=TagA, WAIT=true, extra=".to_owned() + &"x".repeat(60);
         let text = render_fields(&[("Properties", v)], Some(50));
-        assert!(text.lines().count() > 1 && text.lines().all(|l| width(l) <= 50), "{text}");
+        assert!(
+            text.lines().count() > 1 && text.lines().all(|l| width(l) <= 50),
+            "{text}"
+        );
     }
 }

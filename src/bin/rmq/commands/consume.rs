@@ -1,6 +1,7 @@
 //! `rmq consume`: a push consumer (or, with `--poll`, a lite pull consumer) that prints or
 //! counts what it receives and stops after `--count` messages or `--idle` seconds without one.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,23 +10,26 @@ use clap::{Args, ValueEnum};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere,
-    DefaultMQPushConsumer, MessageExt,
+    DefaultLitePullConsumer, DefaultMQPushConsumer, MessageExt, MessageQueue,
 };
 use serde_json::json;
 
-use super::{instance_name, message_json, now_ms};
+use super::{instance_name, message_json, now_ms, Admin};
 use crate::output::{self, body_text};
 use crate::{Failure, Global, Outcome};
 
 #[derive(Args, Debug)]
-#[command(after_help = "Without -g, every run uses a new group (rmq_cli_PID_MILLIS), so \
+#[command(
+    after_help = "Without -g, every run uses a new group (rmq_cli_PID_MILLIS), so \
 --from decides where it starts. --from applies only to a group with no committed offset, as \
 Java's consumeFromWhere: `first` is each queue's beginning, `last` the messages stored from \
 the moment the consumer starts. Without --count or --idle it runs until killed.
 
 With --print, people see one line per message (msgId, queue@offset, tags, body) and scripts \
-with --json one JSON object per line; without --print only the count is reported. A message \
-received beyond --count is handed back to the broker (RECONSUME_LATER), not dropped.")]
+with --json one JSON object per line; without --print only the count is reported. Beyond --count \
+nothing is lost for the group: the push consumer hands surplus messages back to the broker \
+(RECONSUME_LATER), and --poll commits only the offsets of the messages handed out."
+)]
 pub(crate) struct ConsumeArgs {
     /// Topic.
     #[arg(short = 't', long)]
@@ -36,6 +40,9 @@ pub(crate) struct ConsumeArgs {
     /// Tag expression: `*`, `TagA`, `TagA || TagB`.
     #[arg(short = 's', long = "tags", default_value = "*", value_name = "EXPR")]
     expression: String,
+    /// Consume with a lite pull consumer (poll loop) instead of a push consumer.
+    #[arg(long)]
+    poll: bool,
     /// Where a group without committed offsets starts.
     #[arg(long, value_enum, default_value_t = From::Last)]
     from: From,
@@ -69,17 +76,61 @@ pub(crate) fn run(g: &Global, args: ConsumeArgs) -> Outcome {
     if args.count == Some(0) {
         return Err(Failure::Usage("--count must be at least 1".to_owned()));
     }
+    // An unknown topic or an unreachable name server is an answer now, not a silent wait:
+    // a consumer by itself only logs that it finds no route.
+    {
+        let admin = Admin::start(g)?;
+        admin
+            .examine_topic_route_info(&args.topic)
+            .map_err(|e| Failure::from_error(&format!("route of topic {}", args.topic), &e))?;
+    }
     let group = args
         .group
         .clone()
         .unwrap_or_else(|| format!("rmq_cli_{}_{}", std::process::id(), now_ms()));
-    let (consumer, rx) = start_push(g, &args, &group)?;
-    let result = receive(g, &args, &group, &rx);
+    let start_ms = now_ms();
+    if args.poll {
+        run_poll(g, &args, &group, start_ms)
+    } else {
+        run_push(g, &args, &group, start_ms)
+    }
+}
+
+/// Says on stderr that the consumer runs, and from which instant `--from last` counts: a
+/// script may send its messages once it has read this line.
+fn announce(args: &ConsumeArgs, group: &str, start_ms: i64) {
+    let mode = if args.poll { "lite pull" } else { "push" };
+    let from = match args.from {
+        From::First => "the first message".to_owned(),
+        From::Last => format!("messages stored since {}", output::time(start_ms)),
+    };
+    eprintln!(
+        "rmq: consuming {} as group {group} ({mode}); without committed offsets from {from}",
+        args.topic
+    );
+}
+
+fn run_push(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
+    let (consumer, rx) = start_push(g, args, group, start_ms)?;
+    announce(args, group, start_ms);
+    let result = receive(g, args, group, |deadline| {
+        let got = match deadline {
+            Some(d) => rx
+                .recv_deadline(d)
+                .map_err(|e| e == RecvTimeoutError::Disconnected),
+            None => rx.recv().map_err(|_| true),
+        };
+        match got {
+            Ok(m) => Ok(vec![m]),
+            Err(false) => Ok(Vec::new()),
+            Err(true) => Err(Failure::Runtime("the consumer stopped".into())),
+        }
+    });
     // Unconsumed messages still in the channel go back to the broker: the listener sees the
     // closed channel and answers RECONSUME_LATER.
     drop(rx);
     let _ = consumer.shutdown(Duration::from_secs(10));
-    result
+    result.map(|_| ())
 }
 
 /// Starts a push consumer whose listener forwards each message to the returned channel, at
@@ -88,6 +139,7 @@ fn start_push(
     g: &Global,
     args: &ConsumeArgs,
     group: &str,
+    start_ms: i64,
 ) -> Result<(DefaultMQPushConsumer, Receiver<MessageExt>), Failure> {
     let (tx, rx) = crossbeam_channel::bounded::<MessageExt>(256);
     // Slots left before --count is reached; a listener takes one per message it forwards.
@@ -114,7 +166,7 @@ fn start_push(
         From::First => builder.consume_from_where(ConsumeFromWhere::FirstOffset),
         From::Last => builder
             .consume_from_where(ConsumeFromWhere::Timestamp)
-            .consume_timestamp_millis(now_ms()),
+            .consume_timestamp_millis(start_ms),
     };
     let consumer = builder
         .build()
@@ -125,53 +177,114 @@ fn start_push(
     Ok((consumer, rx))
 }
 
-/// Prints or counts messages until `--count` or `--idle`.
-fn receive(g: &Global, args: &ConsumeArgs, group: &str, rx: &Receiver<MessageExt>) -> Outcome {
+fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
+    let mut builder = DefaultLitePullConsumer::builder(group)
+        .namesrv_addr(g.namesrv()?)
+        .instance_name(instance_name())
+        // Only what was printed or counted is committed, at the end.
+        .auto_commit(false);
+    builder = match args.from {
+        From::First => builder.consume_from_where(ConsumeFromWhere::FirstOffset),
+        From::Last => builder
+            .consume_from_where(ConsumeFromWhere::Timestamp)
+            .consume_timestamp_millis(start_ms),
+    };
+    let consumer = builder
+        .build()
+        .map_err(|e| Failure::from_error("consumer", &e))?;
+    consumer
+        .subscribe(&args.topic, &args.expression)
+        .map_err(|e| Failure::from_error("subscribe", &e))?;
+    consumer
+        .start()
+        .map_err(|e| Failure::from_error("consumer start", &e))?;
+    announce(args, group, start_ms);
+    let result = receive(g, args, group, |deadline| {
+        // Without --idle, poll in rounds of a second until --count or until killed.
+        let timeout = deadline.map_or(Duration::from_secs(1), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        loop {
+            let batch = consumer
+                .poll(timeout)
+                .map_err(|e| Failure::from_error("poll", &e))?;
+            if !batch.is_empty() || deadline.is_some() {
+                return Ok(batch);
+            }
+        }
+    });
+    // Commit exactly the messages handed out: what a --count cut off stays unconsumed.
+    let committed = match &result {
+        Ok(next) if !next.is_empty() => consumer
+            .commit(next)
+            .map_err(|e| Failure::from_error("commit", &e)),
+        _ => Ok(()),
+    };
+    let _ = consumer.shutdown(Duration::from_secs(10));
+    result.and(committed)
+}
+
+/// Prints or counts messages until `--count` or `--idle`. `next` returns the next messages,
+/// or none once the deadline it is given has passed. Returns the offset after the last
+/// message handed out, per queue.
+fn receive(
+    g: &Global,
+    args: &ConsumeArgs,
+    group: &str,
+    mut next: impl FnMut(Option<Instant>) -> Result<Vec<MessageExt>, Failure>,
+) -> Result<HashMap<MessageQueue, i64>, Failure> {
     let bar = output::progress(args.count, "consuming");
     let width = output::terminal_width();
     let idle = args.idle.map(Duration::from_secs_f64);
     let mut consumed = 0u64;
+    let mut next_offsets = HashMap::new();
     let mut last = Instant::now();
-    let outcome = loop {
+    let outcome = 'run: loop {
         if args.count.is_some_and(|n| consumed >= n) {
             break Ok(());
         }
-        let msg = match idle {
-            Some(idle) => match rx.recv_deadline(last + idle) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => break Ok(()),
-                Err(RecvTimeoutError::Disconnected) => break Ok(()),
-            },
-            None => match rx.recv() {
-                Ok(m) => m,
-                Err(_) => break Ok(()),
-            },
+        let batch = match next(idle.map(|i| last + i)) {
+            Ok(b) if b.is_empty() => break Ok(()),
+            Ok(b) => b,
+            Err(f) => break Err(f),
         };
         last = Instant::now();
-        consumed += 1;
-        bar.inc(1);
-        if args.print {
-            let written = if g.json {
-                bar.suspend(|| output::print_json_line(&message_json(&msg)))
-            } else {
-                let line = message_line(&msg, width);
-                bar.suspend(|| output::print_line(&line))
-            };
-            // A closed pipe (`rmq consume --print | head`) ends the run.
-            if written.is_err() {
-                break Ok(());
+        for msg in batch {
+            if args.count.is_some_and(|n| consumed >= n) {
+                break 'run Ok(());
+            }
+            consumed += 1;
+            bar.inc(1);
+            let mq = MessageQueue::new(
+                msg.topic(),
+                msg.broker_name().unwrap_or_default(),
+                msg.queue_id(),
+            );
+            next_offsets.insert(mq, msg.queue_offset() + 1);
+            if args.print {
+                let written = if g.json {
+                    bar.suspend(|| output::print_json_line(&message_json(&msg)))
+                } else {
+                    let line = message_line(&msg, width);
+                    bar.suspend(|| output::print_line(&line))
+                };
+                // A closed pipe (`rmq consume --print | head`) ends the run.
+                if written.is_err() {
+                    break 'run Ok(());
+                }
             }
         }
     };
     bar.finish_and_clear();
     summary(g, args, group, consumed);
-    match (outcome, args.count) {
-        (Ok(()), Some(n)) if consumed < n => Err(Failure::Incomplete(format!(
+    outcome?;
+    match args.count {
+        Some(n) if consumed < n => Err(Failure::Incomplete(format!(
             "{consumed} of {n} messages from {} before {}s without a message",
             args.topic,
             args.idle.unwrap_or_default()
         ))),
-        (outcome, _) => outcome,
+        _ => Ok(next_offsets),
     }
 }
 
@@ -179,7 +292,10 @@ fn receive(g: &Global, args: &ConsumeArgs, group: &str, rx: &Receiver<MessageExt
 fn summary(g: &Global, args: &ConsumeArgs, group: &str, consumed: u64) {
     if args.print {
         if !g.json {
-            eprintln!("{consumed} message(s) consumed from {} (group {group})", args.topic);
+            eprintln!(
+                "{consumed} message(s) consumed from {} (group {group})",
+                args.topic
+            );
         }
     } else if g.json {
         let _ = output::print_json_line(&json!({

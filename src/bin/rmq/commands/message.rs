@@ -38,15 +38,22 @@ pub(crate) struct QueryArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "MSGID is the offset msgId (the store host and commit-log offset, \
+#[command(
+    after_help = "MSGID is the offset msgId (the store host and commit-log offset, \
 as `rmq send --json` reports it in offset_msg_id and `message query` in its first column). \
-With --topic it may also be the unique key (the MsgId column of `rmq send`).")]
+With --topic it may also be the unique key (the MsgId column of `rmq send`)."
+)]
 pub(crate) struct GetArgs {
     /// Message id.
     #[arg(required_unless_present = "id_flag", value_name = "MSGID")]
     id: Option<String>,
     /// Message id, as mqadmin takes it.
-    #[arg(short = 'i', long = "msg-id", conflicts_with = "id", value_name = "MSGID")]
+    #[arg(
+        short = 'i',
+        long = "msg-id",
+        conflicts_with = "id",
+        value_name = "MSGID"
+    )]
     id_flag: Option<String>,
     /// The message's topic: look the id up as a unique key too.
     #[arg(short = 't', long)]

@@ -17,7 +17,12 @@ pub(crate) struct ProgressArgs {
     #[arg(required_unless_present = "group_flag", value_name = "GROUP")]
     group: Option<String>,
     /// Consumer group, as mqadmin takes it.
-    #[arg(short = 'g', long = "group", conflicts_with = "group", value_name = "GROUP")]
+    #[arg(
+        short = 'g',
+        long = "group",
+        conflicts_with = "group",
+        value_name = "GROUP"
+    )]
     group_flag: Option<String>,
     /// Only this topic of the group.
     #[arg(short = 't', long)]
@@ -36,7 +41,10 @@ pub(crate) fn run(g: &Global, args: ProgressArgs) -> Outcome {
     if stats.offset_table.is_empty() {
         return Err(Failure::NotFound(format!(
             "group {group} has no consume progress (no offsets committed{})",
-            args.topic.as_ref().map(|t| format!(" for topic {t}")).unwrap_or_default()
+            args.topic
+                .as_ref()
+                .map(|t| format!(" for topic {t}"))
+                .unwrap_or_default()
         )));
     }
     let clients = client_ips(&admin, &group);
@@ -106,7 +114,10 @@ fn client_ips(admin: &Admin, group: &str) -> BTreeMap<MessageQueue, String> {
         return ips;
     };
     for c in &conn.connections {
-        let ip = c.client_addr.rsplit_once(':').map_or(c.client_addr.as_str(), |(h, _)| h);
+        let ip = c
+            .client_addr
+            .rsplit_once(':')
+            .map_or(c.client_addr.as_str(), |(h, _)| h);
         if let Ok(info) = admin.get_consumer_running_info(group, &c.client_id, false) {
             for mq in info.mq_table.keys() {
                 ips.insert(mq.clone(), ip.to_owned());

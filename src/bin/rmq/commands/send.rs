@@ -12,9 +12,11 @@ use crate::output::{self, Col, Table};
 use crate::{Failure, Global, Outcome};
 
 #[derive(Args, Debug)]
-#[command(after_help = "Each BODY is one message; without BODY, each line of stdin is one \
+#[command(
+    after_help = "Each BODY is one message; without BODY, each line of stdin is one \
 message (an empty line is an error: RocketMQ refuses empty bodies). Sends are synchronous \
-and stop at the first failure, after printing what was sent before it.")]
+and stop at the first failure, after printing what was sent before it."
+)]
 pub(crate) struct SendArgs {
     /// Topic.
     #[arg(short = 't', long)]
@@ -51,7 +53,12 @@ pub(crate) fn run(g: &Global, args: SendArgs) -> Outcome {
         .map_err(|e| Failure::from_error("producer start", &e))?;
     let sent = if args.bodies.is_empty() {
         let lines = io::stdin().lock().lines();
-        send_all(&producer, &args, None, lines.map(|l| l.map_err(|e| e.to_string())))
+        send_all(
+            &producer,
+            &args,
+            None,
+            lines.map(|l| l.map_err(|e| e.to_string())),
+        )
     } else {
         let n = args.bodies.len() as u64;
         let bodies = args.bodies.iter().map(|b| Ok(b.clone()));

@@ -20,8 +20,10 @@ pub(crate) enum TopicCommand {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Without -c or -b, the topic goes on every master of the only \
-cluster; with several clusters, name one.")]
+#[command(
+    after_help = "Without -c or -b, the topic goes on every master of the only \
+cluster; with several clusters, name one."
+)]
 pub(crate) struct CreateArgs {
     /// Topic.
     #[arg(short = 't', long)]
@@ -33,10 +35,20 @@ pub(crate) struct CreateArgs {
     #[arg(short = 'b', long, value_name = "ADDR")]
     broker: Option<String>,
     /// Read queues per broker.
-    #[arg(short = 'r', long = "read-queues", default_value_t = 8, value_name = "N")]
+    #[arg(
+        short = 'r',
+        long = "read-queues",
+        default_value_t = 8,
+        value_name = "N"
+    )]
     read_queues: u32,
     /// Write queues per broker.
-    #[arg(short = 'w', long = "write-queues", default_value_t = 8, value_name = "N")]
+    #[arg(
+        short = 'w',
+        long = "write-queues",
+        default_value_t = 8,
+        value_name = "N"
+    )]
     write_queues: u32,
     /// Permission: 2 write only, 4 read only, 6 read and write.
     #[arg(short = 'p', long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=7))]
@@ -64,16 +76,26 @@ pub(crate) fn run(g: &Global, cmd: TopicCommand) -> Outcome {
     }
 }
 
-/// mqadmin's permission text: `RW-`-like letters for read and write.
+/// The permission number as mqadmin shows it, with its meaning: `6 (RW)`.
 fn perm_text(perm: i64) -> String {
-    let r = if perm & i64::from(PERM_READ) != 0 { 'R' } else { '-' };
-    let w = if perm & i64::from(PERM_WRITE) != 0 { 'W' } else { '-' };
-    format!("{r}{w}")
+    let r = if perm & i64::from(PERM_READ) != 0 {
+        'R'
+    } else {
+        '-'
+    };
+    let w = if perm & i64::from(PERM_WRITE) != 0 {
+        'W'
+    } else {
+        '-'
+    };
+    format!("{perm} ({r}{w})")
 }
 
 fn create(g: &Global, args: CreateArgs) -> Outcome {
     if args.read_queues == 0 || args.write_queues == 0 {
-        return Err(Failure::Usage("a topic needs at least one read and one write queue".into()));
+        return Err(Failure::Usage(
+            "a topic needs at least one read and one write queue".into(),
+        ));
     }
     let admin = Admin::start(g)?;
     let mut config = TopicConfig::new(args.topic.as_str());
@@ -95,9 +117,13 @@ fn create(g: &Global, args: CreateArgs) -> Outcome {
             };
             let addrs = admin
                 .create_topic_on_cluster(&cluster, &config)
-                .map_err(|e| Failure::from_error(&format!("create topic on cluster {cluster}"), &e))?;
+                .map_err(|e| {
+                    Failure::from_error(&format!("create topic on cluster {cluster}"), &e)
+                })?;
             if addrs.is_empty() {
-                return Err(Failure::NotFound(format!("cluster {cluster} has no master broker")));
+                return Err(Failure::NotFound(format!(
+                    "cluster {cluster} has no master broker"
+                )));
             }
             addrs
         }
@@ -139,7 +165,11 @@ fn only_cluster(admin: &Admin) -> Result<String, Failure> {
         (None, _) => Err(Failure::NotFound("the name server knows no cluster".into())),
         (Some(_), Some(_)) => Err(Failure::Usage(format!(
             "several clusters ({}): name one with -c, or a broker with -b",
-            info.cluster_addr_table.keys().cloned().collect::<Vec<_>>().join(", ")
+            info.cluster_addr_table
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
