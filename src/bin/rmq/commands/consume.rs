@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rocketmq_sync::codec::TopicRouteData;
 use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere,
     DefaultLitePullConsumer, DefaultMQPushConsumer, MessageExt, MessageQueue,
@@ -20,10 +21,11 @@ use crate::{Failure, Global, Outcome};
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Without -g, every run uses a new group (rmq_cli_PID_MILLIS), so \
---from decides where it starts. --from applies only to a group with no committed offset, as \
-Java's consumeFromWhere: `first` is each queue's beginning, `last` the messages stored from \
-the moment the consumer starts. Without --count or --idle it runs until killed.
+    after_help = "Without -g, every run uses a new group (rmq_cli_PID_MILLIS): \
+--from first starts at each queue's beginning, --from last with the messages stored from the \
+moment the consumer starts. With -g, --from is Java's consumeFromWhere: it applies only where \
+the group has no committed offset (and brokers start a new group's `last` at 0 while the \
+queue's messages are all in memory). Without --count or --idle it runs until killed.
 
 With --print, people see one line per message (msgId, queue@offset, tags, body) and scripts \
 with --json one JSON object per line; without --print only the count is reported. Beyond --count \
@@ -78,17 +80,19 @@ pub(crate) fn run(g: &Global, args: ConsumeArgs) -> Outcome {
     }
     // An unknown topic or an unreachable name server is an answer now, not a silent wait:
     // a consumer by itself only logs that it finds no route.
-    {
-        let admin = Admin::start(g)?;
-        admin
-            .examine_topic_route_info(&args.topic)
-            .map_err(|e| Failure::from_error(&format!("route of topic {}", args.topic), &e))?;
-    }
+    let admin = Admin::start(g)?;
+    let route = admin
+        .examine_topic_route_info(&args.topic)
+        .map_err(|e| Failure::from_error(&format!("route of topic {}", args.topic), &e))?;
     let group = args
         .group
         .clone()
         .unwrap_or_else(|| format!("rmq_cli_{}_{}", std::process::id(), now_ms()));
     let start_ms = now_ms();
+    if args.from == From::Last && args.group.is_none() {
+        pin_to_end(g, &admin, &args.topic, &route, &group)?;
+    }
+    drop(admin);
     if args.poll {
         run_poll(g, &args, &group, start_ms)
     } else {
@@ -96,22 +100,71 @@ pub(crate) fn run(g: &Global, args: ConsumeArgs) -> Outcome {
     }
 }
 
+/// `--from last` for this run's own new group: commits each queue's current max offset for
+/// the group before its consumer starts, so that it begins with what is stored from now on.
+///
+/// `ConsumeFromWhere` cannot say this reliably: with `LastOffset` a broker starts a new group
+/// at offset 0 while the queue's messages are all in memory (Java's broker and rocketmq-rust
+/// alike), and a timestamp search for "now" answers 0 on rocketmq-rust 1.0.0 when no message
+/// is that recent. A group named with `-g` is left to `ConsumeFromWhere`: whether it has
+/// offsets cannot be told apart from offset 0 on every broker.
+fn pin_to_end(
+    g: &Global,
+    admin: &Admin,
+    topic: &str,
+    route: &TopicRouteData,
+    group: &str,
+) -> Outcome {
+    let mut offsets = HashMap::new();
+    for qd in route.queue_datas.iter().filter(|qd| qd.is_readable()) {
+        for queue_id in 0..qd.read_queue_nums {
+            let mq = MessageQueue::new(topic, qd.broker_name.as_str(), queue_id);
+            let max = admin
+                .max_offset(&mq)
+                .map_err(|e| Failure::from_error(&format!("max offset of {mq}"), &e))?;
+            offsets.insert(mq, max);
+        }
+    }
+    // A consumer of the group that only commits; the real one starts after it is gone. It
+    // subscribes so that its start-up heartbeat makes the broker create the group, which a
+    // commit needs; it polls nothing, so nothing else is committed.
+    let pin = DefaultLitePullConsumer::builder(group)
+        .namesrv_addr(g.namesrv()?)
+        .instance_name(format!("{}-pin", instance_name()))
+        .auto_commit(false)
+        .build()
+        .map_err(|e| Failure::from_error("consumer", &e))?;
+    pin.subscribe(topic, "*")
+        .map_err(|e| Failure::from_error("subscribe", &e))?;
+    pin.start()
+        .map_err(|e| Failure::from_error("consumer start", &e))?;
+    let committed = pin
+        .commit(&offsets)
+        .map_err(|e| Failure::from_error(&format!("commit of group {group}'s start"), &e));
+    let _ = pin.shutdown(Duration::from_secs(5));
+    committed
+}
+
 /// Says on stderr that the consumer runs, and from which instant `--from last` counts: a
 /// script may send its messages once it has read this line.
 fn announce(args: &ConsumeArgs, group: &str, start_ms: i64) {
     let mode = if args.poll { "lite pull" } else { "push" };
-    let from = match args.from {
-        From::First => "the first message".to_owned(),
-        From::Last => format!("messages stored since {}", output::time(start_ms)),
+    let text = match (&args.group, args.from) {
+        (None, From::First) => format!("new group {group} ({mode}) from the first message"),
+        (None, From::Last) => format!(
+            "new group {group} ({mode}) from the messages stored since {}",
+            output::time(start_ms)
+        ),
+        (Some(_), from) => format!(
+            "group {group} ({mode}) from its offsets, else from the {} message",
+            if from == From::First { "first" } else { "last" }
+        ),
     };
-    eprintln!(
-        "rmq: consuming {} as group {group} ({mode}); without committed offsets from {from}",
-        args.topic
-    );
+    eprintln!("rmq: consuming {} as {text}", args.topic);
 }
 
 fn run_push(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
-    let (consumer, rx) = start_push(g, args, group, start_ms)?;
+    let (consumer, rx) = start_push(g, args, group)?;
     announce(args, group, start_ms);
     let result = receive(g, args, group, |deadline| {
         let got = match deadline {
@@ -139,7 +192,6 @@ fn start_push(
     g: &Global,
     args: &ConsumeArgs,
     group: &str,
-    start_ms: i64,
 ) -> Result<(DefaultMQPushConsumer, Receiver<MessageExt>), Failure> {
     let (tx, rx) = crossbeam_channel::bounded::<MessageExt>(256);
     // Slots left before --count is reached; a listener takes one per message it forwards.
@@ -162,11 +214,10 @@ fn start_push(
         // One thread: messages reach the channel in queue order.
         .consume_threads(1, 1)
         .register_message_listener_concurrently(listener);
+    // For `last`, the offsets were pinned; queues added meanwhile start at their end.
     builder = match args.from {
         From::First => builder.consume_from_where(ConsumeFromWhere::FirstOffset),
-        From::Last => builder
-            .consume_from_where(ConsumeFromWhere::Timestamp)
-            .consume_timestamp_millis(start_ms),
+        From::Last => builder.consume_from_where(ConsumeFromWhere::LastOffset),
     };
     let consumer = builder
         .build()
@@ -185,9 +236,7 @@ fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outco
         .auto_commit(false);
     builder = match args.from {
         From::First => builder.consume_from_where(ConsumeFromWhere::FirstOffset),
-        From::Last => builder
-            .consume_from_where(ConsumeFromWhere::Timestamp)
-            .consume_timestamp_millis(start_ms),
+        From::Last => builder.consume_from_where(ConsumeFromWhere::LastOffset),
     };
     let consumer = builder
         .build()
