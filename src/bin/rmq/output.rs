@@ -95,6 +95,9 @@ impl Col {
 pub(crate) struct Table {
     cols: Vec<Col>,
     rows: Vec<Vec<String>>,
+    /// Leading columns that, on a screen too narrow for the whole table, become a heading
+    /// line above each run of rows sharing their values.
+    group_by: usize,
 }
 
 impl Table {
@@ -102,7 +105,15 @@ impl Table {
         Table {
             cols,
             rows: Vec::new(),
+            group_by: 0,
         }
+    }
+
+    /// On a narrow screen, the first `n` columns head each run of rows that shares them,
+    /// instead of repeating on every row (topic and broker of a queue table).
+    pub(crate) fn grouped(mut self, n: usize) -> Table {
+        self.group_by = n.min(self.cols.len().saturating_sub(1));
+        self
     }
 
     pub(crate) fn row(&mut self, cells: Vec<String>) {
@@ -130,7 +141,10 @@ impl Table {
             })
             .collect();
         let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
-        if let Some(max) = max_width {
+        if let Some(max) = max_width.filter(|&m| total(&widths) > m) {
+            if self.group_by > 0 {
+                return self.render_grouped(max);
+            }
             // Shorten the widest shrinkable column one step at a time, so that long names
             // give up room before short ones.
             while total(&widths) > max {
@@ -171,6 +185,54 @@ impl Table {
             }
             out.push_str(line.trim_end());
             out.push('\n');
+        }
+        out
+    }
+
+    /// Each run of rows sharing the grouped columns: a `Heading: value` line of those, then a
+    /// table of the other columns.
+    fn render_grouped(&self, max: usize) -> String {
+        let n = self.group_by;
+        let mut out = String::new();
+        let mut start = 0;
+        while start < self.rows.len() {
+            let key = &self.rows[start][..n];
+            let end = (start..self.rows.len())
+                .find(|&i| &self.rows[i][..n] != key)
+                .unwrap_or(self.rows.len());
+            let heading: Vec<String> = self.cols[..n]
+                .iter()
+                .zip(key)
+                .map(|(c, v)| format!("{}: {v}", c.heading.trim_start_matches('#')))
+                .collect();
+            let one_line = heading.join("  ");
+            if start > 0 {
+                out.push('\n');
+            }
+            if width(&one_line) <= max {
+                out.push_str(&one_line);
+                out.push('\n');
+            } else {
+                for h in &heading {
+                    out.push_str(&shorten(h, max));
+                    out.push('\n');
+                }
+            }
+            let mut rest = Table::new(
+                self.cols[n..]
+                    .iter()
+                    .map(|c| Col {
+                        heading: c.heading,
+                        align: c.align,
+                        shrink: c.shrink,
+                    })
+                    .collect(),
+            );
+            for row in &self.rows[start..end] {
+                rest.row(row[n..].to_vec());
+            }
+            out.push_str(&rest.render(Some(max)));
+            start = end;
         }
         out
     }
@@ -228,8 +290,8 @@ pub(crate) fn print_fields(fields: &[(&str, String)]) {
     emit(&render_fields(fields, terminal_width()));
 }
 
-/// `text` in lines of at most `room` columns, broken after a space or comma where there is
-/// one in the line's second half, else hard. Embedded newlines are kept.
+/// `text` in lines of at most `room` columns, broken after the last space or comma of the
+/// line unless that leaves less than a quarter of it, else hard. Embedded newlines are kept.
 fn wrap(text: &str, room: Option<usize>) -> Vec<String> {
     let mut lines = Vec::new();
     for raw in text.split('\n') {
@@ -239,13 +301,17 @@ fn wrap(text: &str, room: Option<usize>) -> Vec<String> {
         };
         let mut rest: Vec<char> = raw.chars().collect();
         while rest.len() > room {
-            let cut = (room / 2..room)
+            let cut = (room / 4..room)
                 .rev()
                 .find(|&i| matches!(rest[i], ' ' | ','))
                 .map(|i| i + 1)
                 .unwrap_or(room);
             lines.push(rest[..cut].iter().collect::<String>().trim_end().to_owned());
             rest.drain(..cut);
+            // The next line starts at the next word, not at the space that was broken on.
+            while rest.first() == Some(&' ') {
+                rest.remove(0);
+            }
         }
         lines.push(rest.into_iter().collect());
     }
@@ -282,14 +348,14 @@ pub(crate) fn print_line(line: &str) -> io::Result<()> {
     out.flush()
 }
 
-/// Milliseconds since the epoch as mqadmin shows times: `yyyy-MM-dd HH:mm:ss.SSS`, local time.
+/// Milliseconds since the epoch as mqadmin shows times: `yyyy-MM-dd HH:mm:ss`, local time.
 /// Zero or a negative value (no time recorded) is shown as `-`.
 pub(crate) fn time(ms: i64) -> String {
     if ms <= 0 {
         return "-".to_owned();
     }
     match Local.timestamp_millis_opt(ms).single() {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
         None => ms.to_string(),
     }
 }
@@ -306,9 +372,9 @@ pub(crate) fn progress(len: Option<u64>, what: &'static str) -> ProgressBar {
     };
     let style = match len {
         Some(_) => ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
+            "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} ({elapsed}, {eta} left)",
         ),
-        None => ProgressStyle::with_template("{spinner} {msg} {pos} ({per_sec}, {elapsed})"),
+        None => ProgressStyle::with_template("{spinner} {msg} {human_pos} ({elapsed})"),
     }
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
@@ -366,6 +432,38 @@ mod tests {
         let text = sample().render(Some(20));
         assert!(text.contains("Topic:"), "{text}");
         assert!(text.lines().all(|l| width(l) <= 20), "{text}");
+    }
+
+    #[test]
+    fn narrow_screen_groups_rows_under_their_leading_columns() {
+        let mut t = Table::new(vec![
+            Col::name("#Topic"),
+            Col::name("#Broker Name"),
+            Col::num("#QID"),
+            Col::num("#Broker Offset"),
+        ])
+        .grouped(2);
+        for q in 0..3 {
+            t.row(vec![
+                "OrderEvents_Payment_Settlement".into(),
+                "broker-a".into(),
+                q.to_string(),
+                "1234567".into(),
+            ]);
+        }
+        t.row(vec![
+            "OrderEvents_Payment_Settlement".into(),
+            "broker-b".into(),
+            "0".into(),
+            "7".into(),
+        ]);
+        let text = t.render(Some(40));
+        assert!(text.lines().all(|l| width(l) <= 40), "{text}");
+        assert_eq!(text.matches("Broker Name: broker-a").count(), 1, "{text}");
+        assert_eq!(text.matches("Broker Name: broker-b").count(), 1, "{text}");
+        assert_eq!(text.matches("#QID").count(), 2, "{text}");
+        // Wide enough for all columns: one plain table.
+        assert!(t.render(Some(200)).starts_with("#Topic"));
     }
 
     #[test]

@@ -341,10 +341,7 @@ fn receive(
 fn summary(g: &Global, args: &ConsumeArgs, group: &str, consumed: u64) {
     if args.print {
         if !g.json {
-            eprintln!(
-                "{consumed} message(s) consumed from {} (group {group})",
-                args.topic
-            );
+            eprintln!("{consumed} message(s) consumed, group {group}");
         }
     } else if g.json {
         let _ = output::print_json_line(&json!({
@@ -353,10 +350,7 @@ fn summary(g: &Global, args: &ConsumeArgs, group: &str, consumed: u64) {
             "consumed": consumed,
         }));
     } else {
-        output::emit(&format!(
-            "{consumed} message(s) consumed from {} (group {group})\n",
-            args.topic
-        ));
+        output::emit(&format!("{consumed} message(s) consumed, group {group}\n"));
     }
 }
 

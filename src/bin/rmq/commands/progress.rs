@@ -83,7 +83,8 @@ pub(crate) fn run(g: &Global, args: ProgressArgs) -> Outcome {
         Col::text("#Client IP"),
         Col::num("#Diff"),
         Col::text("#LastTime"),
-    ]);
+    ])
+    .grouped(2);
     for (mq, ow) in &stats.offset_table {
         table.row(vec![
             mq.topic.clone(),

@@ -30,6 +30,9 @@ pub(crate) struct SendArgs {
     /// Producer group.
     #[arg(short = 'p', long, default_value = "rmq_cli_producer")]
     group: String,
+    /// Print only how many were sent, not a row per message (for long stdin input).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Message bodies.
     #[arg(value_name = "BODY")]
     bodies: Vec<String>,
@@ -143,11 +146,19 @@ fn report(g: &Global, args: &SendArgs, sent: &Sent) {
         }));
         return;
     }
+    if args.quiet {
+        output::emit(&format!(
+            "{} message(s) sent to {}\n",
+            sent.results.len(),
+            args.topic
+        ));
+        return;
+    }
     // mqadmin sendMessage's columns, with the queue offset added.
     let mut table = Table::new(vec![
         Col::name("#Broker Name"),
         Col::num("#QID"),
-        Col::num("#Queue Offset"),
+        Col::num("#Offset"),
         Col::text("#Send Result"),
         Col::text("#MsgId"),
     ]);
