@@ -948,6 +948,13 @@ impl DefaultLitePullConsumerBuilder {
         /// the push consumer's builder).
         max_decompressed_body_size: usize => max_decompressed_body_size
     );
+    /// Test hook: the delay before a `PULL_OFFSET_MOVED` is fixed (Java: 10 s, not settable).
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn offset_moved_fix_delay_for_tests(mut self, delay: Duration) -> Self {
+        self.cfg.offset_moved_fix_delay = delay;
+        self
+    }
     /// Directory of the broadcasting offset file. Default: `$HOME/.rocketmq_offsets`.
     pub fn offset_store_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.cfg.offset_store_dir = Some(dir.into());
