@@ -15,8 +15,9 @@
 #        producer oneway  (the client's own cost; the broker may drop a burst) (BENCH_ASYNC)
 #   4. Consumption of a BENCH_BACKLOG backlog of 128 B on 8 queues, then on 64 queues, each
 #      drained from its first offset in its own group: rawpull (the floor), the push consumer,
-#      and the push consumer starved of CPU (nice 19 beside four busy loops, one per core and
-#      more).
+#      the lite pull consumer's poll loop (consumer --poll), and the push consumer starved of
+#      CPU (nice 19 beside four busy loops, one per core and more). Then 200 empty polls of
+#      10 ms on an idle topic (pollidle): how late an empty poll returns.
 #   5. Idle produce-to-consume latency at 100 msg/s for BENCH_LATENCY_SECS: the bare long-poll
 #      floor (latency --floor), then the push consumer.
 #   6. A table of every run's SUMMARY (also DIR/results.csv) and the ratios the targets are
@@ -127,11 +128,16 @@ for q in 8 64; do
         --count "$backlog"
     run "consumer_$q" "$bench" consumer -n "$namesrv" -t "$topic" -g "push${q}_$run_id" \
         --count "$backlog"
+    run "poll_$q" "$bench" consumer -n "$namesrv" -t "$topic" -g "poll${q}_$run_id" --poll \
+        --count "$backlog"
     starve_start
     run "consumer_${q}_starved" nice -n 19 "$bench" consumer -n "$namesrv" -t "$topic" \
         -g "starved${q}_$run_id" --count "$backlog"
     starve_stop
 done
+
+run pollidle "$bench" pollidle -n "$namesrv" -t "$(t PollIdle)" -g "pidle_$run_id" \
+    --polls 200 --timeout-ms 10
 
 if [[ $skip_latency == false ]]; then
     run latency_floor "$bench" latency -n "$namesrv" -t "$(t LatFloor)" -g "latf_$run_id" \
@@ -174,6 +180,15 @@ def drain(step):
 for q in (8, 64):
     ratio(f"push / rawpull, drain TPS, {q} queues", f"consumer_{q}", f"rawpull_{q}",
           lambda a, b: f"{drain(a):.0f} / {drain(b):.0f} = {drain(a) / drain(b):.2f}")
+for q in (8, 64):
+    ratio(f"poll / rawpull, drain TPS, {q} queues", f"poll_{q}", f"rawpull_{q}",
+          lambda a, b: f"{drain(a):.0f} / {drain(b):.0f} = {drain(a) / drain(b):.2f}")
+    ratio(f"poll / push, CPU per message, {q} queues", f"poll_{q}", f"consumer_{q}",
+          lambda a, b: f"{per(a):.1f} / {per(b):.1f} us = {per(a) / per(b):.2f}")
+if "pollidle" in rows:
+    r = rows["pollidle"]
+    print(f"  empty poll(10 ms) returns late by: p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
+          f"max {r['late_max_us'] / 1000:.3f} ms")
 ratio("sync send CPU / sync floor CPU", "producer_sync", "rawsend_sync",
       lambda a, b: f"{per(a):.1f} / {per(b):.1f} us = {per(a) / per(b):.2f}")
 ratio("async send CPU (pool) / async floor CPU", "producer_async", "rawsend_async",

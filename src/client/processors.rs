@@ -151,10 +151,10 @@ fn add_instance_properties(info: &mut ConsumerRunningInfo, namesrv_addrs: &[Stri
         ConsumerRunningInfo::PROP_NAMESERVER_ADDR.to_owned(),
         namesrv_addrs.iter().map(|a| format!("{a};")).collect(),
     );
-    props.insert(
-        ConsumerRunningInfo::PROP_CONSUME_TYPE.to_owned(),
-        "CONSUME_PASSIVELY".to_owned(),
-    );
+    // The consumer says which it is (a lite pull consumer consumes actively).
+    props
+        .entry(ConsumerRunningInfo::PROP_CONSUME_TYPE.to_owned())
+        .or_insert_with(|| "CONSUME_PASSIVELY".to_owned());
     props.insert(
         ConsumerRunningInfo::PROP_CLIENT_VERSION.to_owned(),
         CLIENT_VERSION_DESC.to_owned(),

@@ -88,6 +88,10 @@ impl PushConsumerInner {
                 ConsumerRunningInfo::PROP_CONSUMER_START_TIMESTAMP.to_owned(),
                 self.start_time.to_string(),
             ),
+            (
+                ConsumerRunningInfo::PROP_CONSUME_TYPE.to_owned(),
+                self.consume_type().to_owned(),
+            ),
         ]);
         ConsumerRunningInfo {
             properties,

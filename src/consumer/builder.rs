@@ -95,6 +95,89 @@ macro_rules! setter {
         }
     };
 }
+pub(crate) use setter;
+
+/// The settings both consumer builders offer, with the same meaning and default. Expands to
+/// builder methods over `cfg: ConsumerConfig`, `consume_timestamp_text`, `allocate` and
+/// `subscriptions` fields.
+macro_rules! consumer_common_setters {
+    () => {
+    $crate::consumer::builder::setter!(
+        /// Clustering (default) or broadcasting.
+        #[doc(alias = "setMessageModel")]
+        message_model: MessageModel => message_model
+    );
+    $crate::consumer::builder::setter!(
+        /// Where a group without an offset starts. Default: last offset.
+        #[doc(alias = "setConsumeFromWhere")]
+        consume_from_where: ConsumeFromWhere => consume_from_where
+    );
+    /// The start time for [`ConsumeFromWhere::Timestamp`], in ms since the epoch. Default:
+    /// 30 minutes before the consumer was built.
+    pub fn consume_timestamp_millis(mut self, ms: i64) -> Self {
+        self.cfg.consume_timestamp = ms;
+        self.consume_timestamp_text = None;
+        self
+    }
+    /// The start time for [`ConsumeFromWhere::Timestamp`] in Java's `yyyyMMddHHmmss` form, read
+    /// in this process's local time zone as Java reads it in the JVM's zone: the `TZ`
+    /// environment variable, else the system's zone. `build()` rejects text that does not parse
+    /// or a wall time that the zone skips (a daylight-saving gap); a repeated wall time is read
+    /// as its first occurrence. Use [`consume_timestamp_millis`](Self::consume_timestamp_millis)
+    /// for an instant that does not depend on the zone.
+    #[doc(alias = "setConsumeTimestamp")]
+    pub fn consume_timestamp(mut self, yyyymmddhhmmss: impl Into<String>) -> Self {
+        self.consume_timestamp_text = Some(yyyymmddhhmmss.into());
+        self
+    }
+    $crate::consumer::builder::setter!(
+        /// Messages cached per queue before pulling pauses. Default: 1000.
+        #[doc(alias = "setPullThresholdForQueue")]
+        pull_threshold_for_queue: usize => pull_threshold_for_queue
+    );
+    $crate::consumer::builder::setter!(
+        /// MiB cached per queue before pulling pauses. Default: 100.
+        #[doc(alias = "setPullThresholdSizeForQueue")]
+        pull_threshold_size_for_queue: u64 => pull_threshold_size_for_queue
+    );
+    $crate::consumer::builder::setter!(
+        /// Timeout of a long-polling pull. Default: 30 s.
+        consumer_timeout_when_suspend: Duration => consumer_timeout_when_suspend
+    );
+    /// Directory of the broadcasting offset file. Default: `$HOME/.rocketmq_offsets` (Java
+    /// `rocketmq.client.localOffsetStoreDir`).
+    pub fn offset_store_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cfg.offset_store_dir = Some(dir.into());
+        self
+    }
+    /// The queue allocation strategy. Default: averagely.
+    #[doc(alias = "setAllocateMessageQueueStrategy")]
+    pub fn allocate_strategy(mut self, s: impl AllocateMessageQueueStrategy + 'static) -> Self {
+        self.allocate = Arc::new(s);
+        self
+    }
+    /// Subscribes to `topic` with a tag expression: `"*"` or `"TagA || TagB"`.
+    pub fn subscribe(mut self, topic: impl Into<String>, expr: impl Into<String>) -> Self {
+        self.subscriptions
+            .push((topic.into(), expr.into(), ExpressionType::Tag));
+        self
+    }
+    /// Subscribes to `topic` with an SQL92 expression evaluated by the broker.
+    pub fn subscribe_sql92(mut self, topic: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.subscriptions
+            .push((topic.into(), sql.into(), ExpressionType::Sql92));
+        self
+    }
+    /// Test hook: the delay before a `PULL_OFFSET_MOVED` is fixed (Java: 10 s, not settable).
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn offset_moved_fix_delay_for_tests(mut self, delay: Duration) -> Self {
+        self.cfg.offset_moved_fix_delay = delay;
+        self
+    }
+    };
+}
+pub(crate) use consumer_common_setters;
 
 impl DefaultMQPushConsumerBuilder {
     pub(crate) fn new(group: String) -> Self {
@@ -135,35 +218,8 @@ impl DefaultMQPushConsumerBuilder {
     }
 
     crate::client::config::client_config_setters!();
+    consumer_common_setters!();
 
-    setter!(
-        /// Clustering (default) or broadcasting.
-        #[doc(alias = "setMessageModel")]
-        message_model: MessageModel => message_model
-    );
-    setter!(
-        /// Where a group without an offset starts. Default: last offset.
-        #[doc(alias = "setConsumeFromWhere")]
-        consume_from_where: ConsumeFromWhere => consume_from_where
-    );
-    /// The start time for [`ConsumeFromWhere::Timestamp`], in ms since the epoch. Default:
-    /// 30 minutes before the consumer was built.
-    pub fn consume_timestamp_millis(mut self, ms: i64) -> Self {
-        self.cfg.consume_timestamp = ms;
-        self.consume_timestamp_text = None;
-        self
-    }
-    /// The start time for [`ConsumeFromWhere::Timestamp`] in Java's `yyyyMMddHHmmss` form, read
-    /// in this process's local time zone as Java reads it in the JVM's zone: the `TZ`
-    /// environment variable, else the system's zone. `build()` rejects text that does not parse
-    /// or a wall time that the zone skips (a daylight-saving gap); a repeated wall time is read
-    /// as its first occurrence. Use [`consume_timestamp_millis`](Self::consume_timestamp_millis)
-    /// for an instant that does not depend on the zone.
-    #[doc(alias = "setConsumeTimestamp")]
-    pub fn consume_timestamp(mut self, yyyymmddhhmmss: impl Into<String>) -> Self {
-        self.consume_timestamp_text = Some(yyyymmddhhmmss.into());
-        self
-    }
     /// The consume pool's core and maximum size. Default: 20 and 20; the pool really grows to
     /// `max` under a backlog and shrinks back after a minute idle.
     #[doc(alias("setConsumeThreadMin", "setConsumeThreadMax"))]
@@ -176,16 +232,6 @@ impl DefaultMQPushConsumerBuilder {
         /// Largest offset span cached per queue before pulling pauses. Default: 2000.
         #[doc(alias = "setConsumeConcurrentlyMaxSpan")]
         consume_concurrently_max_span: i64 => consume_concurrently_max_span
-    );
-    setter!(
-        /// Messages cached per queue before pulling pauses. Default: 1000.
-        #[doc(alias = "setPullThresholdForQueue")]
-        pull_threshold_for_queue: usize => pull_threshold_for_queue
-    );
-    setter!(
-        /// MiB cached per queue before pulling pauses. Default: 100.
-        #[doc(alias = "setPullThresholdSizeForQueue")]
-        pull_threshold_size_for_queue: u64 => pull_threshold_size_for_queue
     );
     /// Messages cached per topic, split evenly over the queues held, overriding
     /// `pull_threshold_for_queue`. Default: off (Java's -1). `build()` accepts 1..=6 553 500.
@@ -239,34 +285,6 @@ impl DefaultMQPushConsumerBuilder {
         /// pull timeout.
         broker_suspend_max_time: Duration => broker_suspend_max_time
     );
-    setter!(
-        /// Timeout of a long-polling pull. Default: 30 s.
-        consumer_timeout_when_suspend: Duration => consumer_timeout_when_suspend
-    );
-    /// Directory of the broadcasting offset file. Default: `$HOME/.rocketmq_offsets` (Java
-    /// `rocketmq.client.localOffsetStoreDir`).
-    pub fn offset_store_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.cfg.offset_store_dir = Some(dir.into());
-        self
-    }
-    /// The queue allocation strategy. Default: averagely.
-    #[doc(alias = "setAllocateMessageQueueStrategy")]
-    pub fn allocate_strategy(mut self, s: impl AllocateMessageQueueStrategy + 'static) -> Self {
-        self.allocate = Arc::new(s);
-        self
-    }
-    /// Subscribes to `topic` with a tag expression: `"*"` or `"TagA || TagB"`.
-    pub fn subscribe(mut self, topic: impl Into<String>, expr: impl Into<String>) -> Self {
-        self.subscriptions
-            .push((topic.into(), expr.into(), ExpressionType::Tag));
-        self
-    }
-    /// Subscribes to `topic` with an SQL92 expression evaluated by the broker.
-    pub fn subscribe_sql92(mut self, topic: impl Into<String>, sql: impl Into<String>) -> Self {
-        self.subscriptions
-            .push((topic.into(), sql.into(), ExpressionType::Sql92));
-        self
-    }
     /// The listener: a [`MessageListenerConcurrently`] or a closure
     /// `Fn(&[MessageExt], &mut ConsumeConcurrentlyContext) -> ConsumeConcurrentlyStatus`.
     #[doc(alias = "registerMessageListener")]
@@ -330,13 +348,6 @@ impl DefaultMQPushConsumerBuilder {
         /// once they are consumed. Uncompressed bodies are bounded by the frame size instead.
         max_decompressed_body_size: usize => max_decompressed_body_size
     );
-    /// Test hook: the delay before a `PULL_OFFSET_MOVED` is fixed (Java: 10 s, not settable).
-    #[cfg(feature = "test-util")]
-    #[doc(hidden)]
-    pub fn offset_moved_fix_delay_for_tests(mut self, delay: Duration) -> Self {
-        self.cfg.offset_moved_fix_delay = delay;
-        self
-    }
     /// Adds a hook run before and after every listener call.
     #[doc(alias = "registerConsumeMessageHook")]
     pub fn consume_message_hook(mut self, hook: impl ConsumeMessageHook) -> Self {

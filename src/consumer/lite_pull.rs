@@ -132,6 +132,31 @@ impl std::fmt::Debug for LitePullState {
 }
 
 impl LitePullState {
+    fn new(
+        queues: Queues,
+        auto_commit: bool,
+        auto_commit_interval: Duration,
+        pull_threshold_for_all: usize,
+        queue_listener: Option<Arc<dyn MessageQueueListener>>,
+    ) -> Self {
+        LitePullState {
+            buffer: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            buffered: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            paused: RwLock::new(HashSet::new()),
+            any_paused: AtomicBool::new(false),
+            polled: Mutex::new(HashMap::new()),
+            queues: Mutex::new(queues),
+            table_lock: Mutex::new(()),
+            auto_commit,
+            auto_commit_interval,
+            next_auto_commit: Mutex::new(Instant::now() + auto_commit_interval),
+            pull_threshold_for_all,
+            queue_listener,
+        }
+    }
+
     pub(crate) fn auto_commit(&self) -> bool {
         self.auto_commit
     }
@@ -825,16 +850,6 @@ impl std::fmt::Debug for DefaultLitePullConsumerBuilder {
     }
 }
 
-macro_rules! lite_setter {
-    ($(#[$m:meta])* $name:ident: $t:ty => $field:ident) => {
-        $(#[$m])*
-        pub fn $name(mut self, v: $t) -> Self {
-            self.cfg.$field = v;
-            self
-        }
-    };
-}
-
 impl DefaultLitePullConsumerBuilder {
     fn new(group: String) -> Self {
         let DefaultMQPushConsumerBuilder {
@@ -867,32 +882,9 @@ impl DefaultLitePullConsumerBuilder {
     }
 
     crate::client::config::client_config_setters!();
+    crate::consumer::builder::consumer_common_setters!();
 
-    lite_setter!(
-        /// Clustering (default) or broadcasting.
-        #[doc(alias = "setMessageModel")]
-        message_model: MessageModel => message_model
-    );
-    lite_setter!(
-        /// Where a group without an offset starts. Default: last offset.
-        #[doc(alias = "setConsumeFromWhere")]
-        consume_from_where: ConsumeFromWhere => consume_from_where
-    );
-    /// The start time for [`ConsumeFromWhere::Timestamp`], in ms since the epoch. Default:
-    /// 30 minutes before the consumer was built.
-    pub fn consume_timestamp_millis(mut self, ms: i64) -> Self {
-        self.cfg.consume_timestamp = ms;
-        self.consume_timestamp_text = None;
-        self
-    }
-    /// The start time for [`ConsumeFromWhere::Timestamp`] in Java's `yyyyMMddHHmmss` form, in
-    /// this process's local time zone (see the push consumer's builder).
-    #[doc(alias = "setConsumeTimestamp")]
-    pub fn consume_timestamp(mut self, yyyymmddhhmmss: impl Into<String>) -> Self {
-        self.consume_timestamp_text = Some(yyyymmddhhmmss.into());
-        self
-    }
-    lite_setter!(
+    crate::consumer::builder::setter!(
         /// Messages per pull, and so at most per `poll`. Default: 10.
         #[doc(alias = "setPullBatchSize")]
         pull_batch_size: i32 => pull_batch_size
@@ -904,17 +896,7 @@ impl DefaultLitePullConsumerBuilder {
         self.pull_threshold_for_all = messages;
         self
     }
-    lite_setter!(
-        /// Messages cached per queue before its pulling pauses. Default: 1000.
-        #[doc(alias = "setPullThresholdForQueue")]
-        pull_threshold_for_queue: usize => pull_threshold_for_queue
-    );
-    lite_setter!(
-        /// MiB cached per queue before its pulling pauses. Default: 100.
-        #[doc(alias = "setPullThresholdSizeForQueue")]
-        pull_threshold_size_for_queue: u64 => pull_threshold_size_for_queue
-    );
-    lite_setter!(
+    crate::consumer::builder::setter!(
         /// Largest offset span cached per queue before its pulling pauses. Default: 2000.
         #[doc(alias = "setConsumeMaxSpan")]
         consume_max_span: i64 => consume_concurrently_max_span
@@ -932,53 +914,23 @@ impl DefaultLitePullConsumerBuilder {
         self.auto_commit_interval = interval;
         self
     }
-    lite_setter!(
+    crate::consumer::builder::setter!(
         /// How long the broker holds a long poll. Default: 20 s. Must be shorter than the
         /// pull timeout.
         #[doc(alias = "setBrokerSuspendMaxTimeMillis")]
         broker_suspend_max_time: Duration => broker_suspend_max_time
     );
-    lite_setter!(
-        /// Timeout of a long-polling pull. Default: 30 s.
-        #[doc(alias = "setConsumerTimeoutMillisWhenSuspend")]
-        consumer_timeout_when_suspend: Duration => consumer_timeout_when_suspend
-    );
-    lite_setter!(
+    crate::consumer::builder::setter!(
         /// The largest size, in bytes, a compressed body may inflate to. Default: 4 MiB (see
         /// the push consumer's builder).
         max_decompressed_body_size: usize => max_decompressed_body_size
     );
-    /// Directory of the broadcasting offset file. Default: `$HOME/.rocketmq_offsets`.
-    pub fn offset_store_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.cfg.offset_store_dir = Some(dir.into());
-        self
-    }
-    /// The queue allocation strategy of `subscribe`. Default: averagely.
-    #[doc(alias = "setAllocateMessageQueueStrategy")]
-    pub fn allocate_strategy(mut self, s: impl AllocateMessageQueueStrategy + 'static) -> Self {
-        self.allocate = Arc::new(s);
-        self
-    }
     /// Told of each change of the queues `subscribe` holds (Java `setMessageQueueListener`).
     #[doc(alias = "setMessageQueueListener")]
     pub fn message_queue_listener(mut self, listener: impl MessageQueueListener) -> Self {
         self.queue_listener = Some(Arc::new(listener));
         self
     }
-    /// Subscribes to `topic` with a tag expression, as
-    /// [`DefaultLitePullConsumer::subscribe`] does.
-    pub fn subscribe(mut self, topic: impl Into<String>, expr: impl Into<String>) -> Self {
-        self.subscriptions
-            .push((topic.into(), expr.into(), ExpressionType::Tag));
-        self
-    }
-    /// Subscribes to `topic` with an SQL92 expression.
-    pub fn subscribe_sql92(mut self, topic: impl Into<String>, sql: impl Into<String>) -> Self {
-        self.subscriptions
-            .push((topic.into(), sql.into(), ExpressionType::Sql92));
-        self
-    }
-
     /// Checks every setting and builds the consumer (not started).
     pub fn build(self) -> Result<DefaultLitePullConsumer> {
         if self.auto_commit_interval < MIN_AUTO_COMMIT_INTERVAL {
@@ -999,22 +951,13 @@ impl DefaultLitePullConsumerBuilder {
         } else {
             Queues::Subscribe
         };
-        let lite = Arc::new(LitePullState {
-            buffer: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
-            buffered: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            paused: RwLock::new(HashSet::new()),
-            any_paused: AtomicBool::new(false),
-            polled: Mutex::new(HashMap::new()),
-            queues: Mutex::new(queues),
-            table_lock: Mutex::new(()),
-            auto_commit: self.auto_commit,
-            auto_commit_interval: self.auto_commit_interval,
-            next_auto_commit: Mutex::new(Instant::now() + self.auto_commit_interval),
-            pull_threshold_for_all: self.pull_threshold_for_all,
-            queue_listener: self.queue_listener,
-        });
+        let lite = Arc::new(LitePullState::new(
+            queues,
+            self.auto_commit,
+            self.auto_commit_interval,
+            self.pull_threshold_for_all,
+            self.queue_listener,
+        ));
         let inner = build_inner(
             ConsumerParts {
                 cfg: self.cfg,
@@ -1043,22 +986,7 @@ mod tests {
     use super::*;
 
     fn state() -> LitePullState {
-        LitePullState {
-            buffer: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
-            buffered: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            paused: RwLock::new(HashSet::new()),
-            any_paused: AtomicBool::new(false),
-            polled: Mutex::new(HashMap::new()),
-            queues: Mutex::new(Queues::Unset),
-            table_lock: Mutex::new(()),
-            auto_commit: true,
-            auto_commit_interval: Duration::from_secs(5),
-            next_auto_commit: Mutex::new(Instant::now()),
-            pull_threshold_for_all: 10,
-            queue_listener: None,
-        }
+        LitePullState::new(Queues::Unset, true, Duration::from_secs(5), 10, None)
     }
 
     fn pq(q: i32) -> Arc<ProcessQueue> {

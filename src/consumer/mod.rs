@@ -1,8 +1,10 @@
-//! The push consumer.
+//! The push consumer, and the lite pull consumer built on its machinery.
 //!
 //! | Java | Rust |
 //! |---|---|
 //! | `DefaultMQPushConsumer` / `DefaultMQPushConsumerImpl` | [`DefaultMQPushConsumer`] |
+//! | `DefaultLitePullConsumer` / `DefaultLitePullConsumerImpl` | [`DefaultLitePullConsumer`] (the same machinery, a poll buffer for a listener) |
+//! | `MessageQueueListener` | [`MessageQueueListener`] (or a closure) |
 //! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] (or a closure) |
 //! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
 //! | `MessageModel`, `ConsumeFromWhere` | [`MessageModel`], [`ConsumeFromWhere`] |

@@ -499,6 +499,16 @@ impl PushConsumerInner {
         }
     }
 
+    /// Java `ConsumeType`: a lite pull consumer's user pulls (`CONSUME_ACTIVELY`), a push
+    /// consumer's listener is called (`CONSUME_PASSIVELY`).
+    pub(crate) fn consume_type(&self) -> &'static str {
+        if self.lite().is_some() {
+            "CONSUME_ACTIVELY"
+        } else {
+            "CONSUME_PASSIVELY"
+        }
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         *self.state.lock() == ServiceState::Running
     }
@@ -581,12 +591,7 @@ impl MQConsumerInner for PushConsumerInner {
     fn consumer_data(&self) -> ConsumerData {
         ConsumerData {
             consume_from_where: self.cfg.consume_from_where.as_java_str().to_owned(),
-            consume_type: if self.lite().is_some() {
-                "CONSUME_ACTIVELY"
-            } else {
-                "CONSUME_PASSIVELY"
-            }
-            .to_owned(),
+            consume_type: self.consume_type().to_owned(),
             group_name: self.cfg.group.clone(),
             message_model: self.cfg.message_model.as_java_str().to_owned(),
             subscription_data_set: self

@@ -774,17 +774,34 @@ fn consumer(common: &Common, group: &str, orderly: bool, from_last: bool) -> Res
     let started = Instant::now();
     let started_ms = now_ms();
     consumer.start().map_err(|e| e.to_string())?;
-    let mut last = (0, 0, 0);
-    let mut status = |secs: f64| stats.print_status(&mut last, secs);
-    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
-    status(last_tick.elapsed().as_secs_f64());
-    let elapsed = started.elapsed();
     // Shut down after the sample: the summary is of the running consumer.
-    let count = stats.count.load(Ordering::Acquire);
-    let extra = stats.drain_extra(started_ms);
-    print_summary("consumer", count, 0, elapsed, &hist, &extra);
+    let count = report_drain(
+        "consumer", common, &stats, &hist, &done_rx, started, started_ms,
+    );
     let _ = consumer.shutdown(Duration::from_secs(10));
     Ok(target.is_none_or(|t| count >= t))
+}
+
+/// Prints the status line every second until the target is reached (`done`) or the run's
+/// deadline, then the summary of `mode`. Returns the messages consumed.
+fn report_drain(
+    mode: &str,
+    common: &Common,
+    stats: &ConsumeStats,
+    hist: &Histogram,
+    done: &Receiver<()>,
+    started: Instant,
+    started_ms: i64,
+) -> u64 {
+    let mut last = (0, 0, 0);
+    let mut status = |secs: f64| stats.print_status(&mut last, secs);
+    let last_tick = every_second(done, common.deadline(started), &mut status);
+    status(last_tick.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    let count = stats.count.load(Ordering::Acquire);
+    let extra = stats.drain_extra(started_ms);
+    print_summary(mode, count, 0, elapsed, hist, &extra);
+    count
 }
 
 /// The consumer mode with `--poll`: a lite pull consumer drained by one thread's poll loop.
@@ -835,14 +852,7 @@ fn poll_consumer(
             })
             .map_err(|e| e.to_string())?
     };
-    let mut last = (0, 0, 0);
-    let mut status = |secs: f64| stats.print_status(&mut last, secs);
-    let last_tick = every_second(&done_rx, common.deadline(started), &mut status);
-    status(last_tick.elapsed().as_secs_f64());
-    let elapsed = started.elapsed();
-    let count = stats.count.load(Ordering::Acquire);
-    let extra = stats.drain_extra(started_ms);
-    print_summary("poll", count, 0, elapsed, &hist, &extra);
+    let count = report_drain("poll", common, &stats, &hist, &done_rx, started, started_ms);
     stop.store(true, Ordering::Release);
     let _ = poller.join();
     let _ = consumer.shutdown(Duration::from_secs(10));
