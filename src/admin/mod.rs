@@ -508,6 +508,14 @@ impl DefaultMQAdminExt {
                     answered = true;
                     ids.extend(list);
                 }
+                // Java's broker (and rocketmq-rust's) answers a group with nobody connected
+                // this way: that is an empty list, not a failure.
+                Err(Error::Broker { code, remark, .. })
+                    if code == ResponseCode::SYSTEM_ERROR
+                        && remark.starts_with(NO_CONSUMER_REMARK) =>
+                {
+                    answered = true;
+                }
                 Err(e) => last_err = Some(e),
             }
         }
@@ -657,16 +665,12 @@ impl DefaultMQAdminExt {
         header: &impl crate::remoting::protocol::CommandCustomHeader,
     ) -> Result<R> {
         let instance = self.instance()?;
-        if instance
-            .find_broker_address_in_publish(&mq.broker_name)
-            .is_none()
-        {
+        // Java asks any broker of that name, which answers 0 for a topic it does not hold;
+        // here the topic's route must name the broker, so an unknown topic is an error.
+        if !instance.topic_route_has_broker(&mq.topic, &mq.broker_name) {
             // The route's own error (an unknown topic, say) is the clearest one.
             instance.try_update_topic_route_info_from_name_server(&mq.topic)?;
-            if instance
-                .find_broker_address_in_publish(&mq.broker_name)
-                .is_none()
-            {
+            if !instance.topic_route_has_broker(&mq.topic, &mq.broker_name) {
                 return Err(Error::client(
                     ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
                     format!(
@@ -776,6 +780,10 @@ impl DefaultMQAdminExt {
 /// Java `MixAll.UNIQUE_MSG_QUERY_FLAG`: the ext field that makes QUERY_MESSAGE look a unique
 /// key up.
 const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
+
+/// How a broker's GET_CONSUMER_LIST_BY_GROUP refusal begins when no consumer of the group is
+/// connected (Java `ClientManageProcessor`).
+const NO_CONSUMER_REMARK: &str = "no consumer for this group";
 
 /// The masters of a route, `(broker name, address)`, in route order.
 fn master_addrs(route: &TopicRouteData) -> Vec<(String, String)> {

@@ -714,6 +714,14 @@ impl MQClientInstance {
             })
     }
 
+    /// Whether the route of `topic` this instance holds names the broker `broker_name`.
+    pub(crate) fn topic_route_has_broker(&self, topic: &str, broker_name: &str) -> bool {
+        self.topic_route_table
+            .read()
+            .get(topic)
+            .is_some_and(|r| r.broker_datas.iter().any(|b| b.broker_name == broker_name))
+    }
+
     /// A broker serving `topic` (Java `findBrokerAddrByTopic`).
     fn find_broker_addr_by_topic(&self, topic: &str) -> Option<String> {
         let routes = self.topic_route_table.read();
