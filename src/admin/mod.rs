@@ -340,37 +340,31 @@ impl DefaultMQAdminExt {
 
     /// The queue's max offset (one past its last message).
     pub fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetMaxOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let h: GetMaxOffsetResponseHeader =
-            self.query_queue(mq, RequestCode::GET_MAX_OFFSET, &header)?;
+        let h: GetMaxOffsetResponseHeader = self.query_queue(
+            mq,
+            RequestCode::GET_MAX_OFFSET,
+            &GetMaxOffsetRequestHeader::from(mq),
+        )?;
         Ok(h.offset)
     }
 
     /// The queue's min offset (its oldest message still stored).
     pub fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetMinOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let h: GetMinOffsetResponseHeader =
-            self.query_queue(mq, RequestCode::GET_MIN_OFFSET, &header)?;
+        let h: GetMinOffsetResponseHeader = self.query_queue(
+            mq,
+            RequestCode::GET_MIN_OFFSET,
+            &GetMinOffsetRequestHeader::from(mq),
+        )?;
         Ok(h.offset)
     }
 
     /// The store time of the queue's oldest message, ms since the epoch.
     pub fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetEarliestMsgStoretimeRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let h: GetEarliestMsgStoretimeResponseHeader =
-            self.query_queue(mq, RequestCode::GET_EARLIEST_MSG_STORETIME, &header)?;
+        let h: GetEarliestMsgStoretimeResponseHeader = self.query_queue(
+            mq,
+            RequestCode::GET_EARLIEST_MSG_STORETIME,
+            &GetEarliestMsgStoretimeRequestHeader::from(mq),
+        )?;
         Ok(h.timestamp)
     }
 

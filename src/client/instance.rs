@@ -791,11 +791,7 @@ impl MQClientInstance {
 
     /// GET_MAX_OFFSET of `mq`.
     pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetMaxOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
+        let header = GetMaxOffsetRequestHeader::from(mq);
         let h: GetMaxOffsetResponseHeader =
             self.query_master(mq, RequestCode::GET_MAX_OFFSET, &header, ADMIN_TIMEOUT)?;
         Ok(h.offset)
