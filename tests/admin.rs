@@ -72,8 +72,21 @@ fn a_call_before_start_is_a_state_error() {
     let e = admin.fetch_all_topic_list().unwrap_err();
     assert!(matches!(e, Error::ServiceState { .. }), "{e}");
     assert_eq!(admin.service_state(), ServiceState::CreateJust);
+
+    // Started, with no name server behind the address: a remoting error, not a hang.
+    admin.start().unwrap();
+    let e = admin.start().unwrap_err();
+    assert!(matches!(e, Error::ServiceState { .. }), "{e}");
+    let e = admin.fetch_all_topic_list().unwrap_err();
+    assert!(e.is_remoting(), "{e}");
+    let e = admin.examine_broker_cluster_info().unwrap_err();
+    assert!(e.is_remoting(), "{e}");
+
+    admin.shutdown();
     admin.shutdown();
     assert_eq!(admin.service_state(), ServiceState::ShutdownAlready);
+    let e = admin.examine_topic_route_info("T").unwrap_err();
+    assert!(matches!(e, Error::ServiceState { .. }), "{e}");
 }
 
 #[test]
