@@ -518,3 +518,25 @@ fn admin_shares_the_instance_and_leaves_it_running_for_others() {
     assert!(started.elapsed() < WAIT);
     p.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// An admin client dropped without `shutdown()` leaves its client instance: another one of the
+/// same group and instance name can start.
+#[test]
+fn a_dropped_admin_releases_its_group() {
+    let name = unique("dropped_admin");
+    let build = || {
+        DefaultMQAdminExt::builder()
+            .namesrv_addr("127.0.0.1:1")
+            .instance_name(name.clone())
+            .build()
+            .unwrap()
+    };
+    let first = build();
+    first.start().unwrap();
+    drop(first);
+    let second = build();
+    second
+        .start()
+        .expect("the dropped admin's group was released");
+    second.shutdown();
+}

@@ -20,7 +20,7 @@ use crate::client::config::{
     default_instance_name, join_instance_as, ClientConfig, ClientOverrides,
 };
 use crate::client::instance::{
-    ClientRole, MQClientInstance, MQClientManager, DROP_SHUTDOWN_TIMEOUT,
+    release_from_drop, ClientRole, MQClientInstance, MQClientManager, DROP_SHUTDOWN_TIMEOUT,
 };
 use crate::codec::TopicRouteData;
 use crate::common::{MessageClientIDSetter, MessageDecoder, MessageExt, MessageQueue};
@@ -116,6 +116,22 @@ struct AdminInner {
     client: ClientConfig,
     state: Mutex<ServiceState>,
     instance: parking_lot::RwLock<Option<Arc<MQClientInstance>>>,
+}
+
+impl Drop for AdminInner {
+    fn drop(&mut self) {
+        if *self.state.get_mut() != ServiceState::Running {
+            return;
+        }
+        // The last handle went without shutdown(): leave the instance, so it stops when
+        // nothing else uses it and the group can be registered again.
+        if let Some(instance) = self.instance.get_mut().take() {
+            let group = self.group.clone();
+            release_from_drop(move || {
+                instance.unregister_admin_ext(&group, DROP_SHUTDOWN_TIMEOUT);
+            });
+        }
+    }
 }
 
 impl DefaultMQAdminExt {
