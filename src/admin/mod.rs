@@ -20,7 +20,7 @@ use crate::client::config::{
     default_instance_name, join_instance_as, ClientConfig, ClientOverrides,
 };
 use crate::client::instance::{
-    ClientRole, MQClientInstance, MQClientManager, DROP_SHUTDOWN_TIMEOUT,
+    release_from_drop, ClientRole, MQClientInstance, MQClientManager, DROP_SHUTDOWN_TIMEOUT,
 };
 use crate::codec::TopicRouteData;
 use crate::common::{MessageClientIDSetter, MessageDecoder, MessageExt, MessageQueue};
@@ -116,6 +116,22 @@ struct AdminInner {
     client: ClientConfig,
     state: Mutex<ServiceState>,
     instance: parking_lot::RwLock<Option<Arc<MQClientInstance>>>,
+}
+
+impl Drop for AdminInner {
+    fn drop(&mut self) {
+        if *self.state.get_mut() != ServiceState::Running {
+            return;
+        }
+        // The last handle went without shutdown(): leave the instance, so it stops when
+        // nothing else uses it and the group can be registered again.
+        if let Some(instance) = self.instance.get_mut().take() {
+            let group = self.group.clone();
+            release_from_drop(move || {
+                instance.unregister_admin_ext(&group, DROP_SHUTDOWN_TIMEOUT);
+            });
+        }
+    }
 }
 
 impl DefaultMQAdminExt {
@@ -340,37 +356,31 @@ impl DefaultMQAdminExt {
 
     /// The queue's max offset (one past its last message).
     pub fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetMaxOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let h: GetMaxOffsetResponseHeader =
-            self.query_queue(mq, RequestCode::GET_MAX_OFFSET, &header)?;
+        let h: GetMaxOffsetResponseHeader = self.query_queue(
+            mq,
+            RequestCode::GET_MAX_OFFSET,
+            &GetMaxOffsetRequestHeader::from(mq),
+        )?;
         Ok(h.offset)
     }
 
     /// The queue's min offset (its oldest message still stored).
     pub fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetMinOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let h: GetMinOffsetResponseHeader =
-            self.query_queue(mq, RequestCode::GET_MIN_OFFSET, &header)?;
+        let h: GetMinOffsetResponseHeader = self.query_queue(
+            mq,
+            RequestCode::GET_MIN_OFFSET,
+            &GetMinOffsetRequestHeader::from(mq),
+        )?;
         Ok(h.offset)
     }
 
     /// The store time of the queue's oldest message, ms since the epoch.
     pub fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetEarliestMsgStoretimeRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let h: GetEarliestMsgStoretimeResponseHeader =
-            self.query_queue(mq, RequestCode::GET_EARLIEST_MSG_STORETIME, &header)?;
+        let h: GetEarliestMsgStoretimeResponseHeader = self.query_queue(
+            mq,
+            RequestCode::GET_EARLIEST_MSG_STORETIME,
+            &GetEarliestMsgStoretimeRequestHeader::from(mq),
+        )?;
         Ok(h.timestamp)
     }
 
@@ -507,6 +517,14 @@ impl DefaultMQAdminExt {
                 Ok(list) => {
                     answered = true;
                     ids.extend(list);
+                }
+                // Java's broker (and rocketmq-rust's) answers a group with nobody connected
+                // this way: that is an empty list, not a failure.
+                Err(Error::Broker { code, remark, .. })
+                    if code == ResponseCode::SYSTEM_ERROR
+                        && remark.starts_with(NO_CONSUMER_REMARK) =>
+                {
+                    answered = true;
                 }
                 Err(e) => last_err = Some(e),
             }
@@ -657,16 +675,12 @@ impl DefaultMQAdminExt {
         header: &impl crate::remoting::protocol::CommandCustomHeader,
     ) -> Result<R> {
         let instance = self.instance()?;
-        if instance
-            .find_broker_address_in_publish(&mq.broker_name)
-            .is_none()
-        {
+        // Java asks any broker of that name, which answers 0 for a topic it does not hold;
+        // here the topic's route must name the broker, so an unknown topic is an error.
+        if !instance.topic_route_has_broker(&mq.topic, &mq.broker_name) {
             // The route's own error (an unknown topic, say) is the clearest one.
             instance.try_update_topic_route_info_from_name_server(&mq.topic)?;
-            if instance
-                .find_broker_address_in_publish(&mq.broker_name)
-                .is_none()
-            {
+            if !instance.topic_route_has_broker(&mq.topic, &mq.broker_name) {
                 return Err(Error::client(
                     ClientErrorCode::BROKER_NOT_EXIST_EXCEPTION,
                     format!(
@@ -776,6 +790,10 @@ impl DefaultMQAdminExt {
 /// Java `MixAll.UNIQUE_MSG_QUERY_FLAG`: the ext field that makes QUERY_MESSAGE look a unique
 /// key up.
 const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
+
+/// How a broker's GET_CONSUMER_LIST_BY_GROUP refusal begins when no consumer of the group is
+/// connected (Java `ClientManageProcessor`).
+const NO_CONSUMER_REMARK: &str = "no consumer for this group";
 
 /// The masters of a route, `(broker name, address)`, in route order.
 fn master_addrs(route: &TopicRouteData) -> Vec<(String, String)> {

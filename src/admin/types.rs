@@ -214,3 +214,33 @@ fn serialize_queue_map<V: Serialize, S: Serializer>(
         value,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_never_goes_negative_and_counts_an_uncommitted_queue_whole() {
+        let o = |b, c| OffsetWrapper {
+            broker_offset: b,
+            consumer_offset: c,
+            last_timestamp: 0,
+        };
+        assert_eq!(o(10, 4).lag(), 6);
+        assert_eq!(o(10, -1).lag(), 10);
+        assert_eq!(o(3, 5).lag(), 0);
+        let mut s = ConsumeStats::default();
+        s.offset_table
+            .insert(MessageQueue::new("T", "b", 0), o(10, 4));
+        s.offset_table
+            .insert(MessageQueue::new("T", "b", 1), o(7, 7));
+        assert_eq!(s.diff_total(), 6);
+    }
+
+    #[test]
+    fn topic_config_has_java_defaults() {
+        let c = TopicConfig::new("T");
+        assert_eq!((c.read_queue_nums, c.write_queue_nums, c.perm), (16, 16, 6));
+        assert_eq!((c.topic_sys_flag, c.order), (0, false));
+    }
+}

@@ -220,3 +220,208 @@ pub(crate) fn decode_consumer_running_info(body: &[u8]) -> Result<ConsumerRunnin
         jstack,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::MessageQueue;
+
+    /// golden-4.9.8.txt, "GET_CONSUMER_RUNNING_INFO response body JSON", byte for byte.
+    const GOLDEN_RUNNING_INFO: &str = r#"{"mqTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"cachedMsgCount":0,"cachedMsgMaxOffset":0,"cachedMsgMinOffset":0,"cachedMsgSizeInMiB":0,"commitOffset":42,"droped":false,"lastConsumeTimestamp":0,"lastLockTimestamp":0,"lastPullTimestamp":0,"locked":false,"transactionMsgCount":0,"transactionMsgMaxOffset":0,"transactionMsgMinOffset":0,"tryUnlockTimes":0}},"properties":{"PROP_CONSUME_ORDERLY":"false"},"statusTable":{"T":{"consumeFailedMsgs":0,"consumeFailedTPS":0.0,"consumeOKTPS":0.0,"consumeRT":0.0,"pullRT":0.0,"pullTPS":0.0}},"subscriptionSet":[{"classFilterMode":false,"codeSet":[2598919,2598920],"expressionType":"TAG","subString":"TagA || TagB","subVersion":1700000000000,"tagsSet":["TagA","TagB"],"topic":"T"}]}"#;
+
+    #[test]
+    fn running_info_decodes_the_golden_java_body() {
+        let info = decode_consumer_running_info(GOLDEN_RUNNING_INFO.as_bytes()).unwrap();
+        assert_eq!(
+            info.properties
+                .get("PROP_CONSUME_ORDERLY")
+                .map(String::as_str),
+            Some("false")
+        );
+        let mq = MessageQueue::new("T", "broker-a", 0);
+        assert_eq!(info.mq_table.len(), 1);
+        assert_eq!(info.mq_table[&mq].commit_offset, 42);
+        assert!(!info.mq_table[&mq].dropped);
+        assert_eq!(info.status_table["T"].consume_failed_msgs, 0);
+        assert_eq!(
+            info.subscriptions,
+            vec![Subscription {
+                topic: "T".into(),
+                expression: "TagA || TagB".into(),
+                expression_type: "TAG".into(),
+            }]
+        );
+        assert_eq!(info.jstack, None);
+    }
+
+    #[test]
+    fn running_info_of_this_client_round_trips() {
+        // What this crate's consumer answers the broker with, read back by the admin.
+        let mut wire = crate::remoting::protocol::body::ConsumerRunningInfo::default();
+        wire.properties
+            .insert("PROP_CONSUME_TYPE".into(), "CONSUME_PASSIVELY".into());
+        wire.mq_table.push((
+            MessageQueue::new("T", "b", 3),
+            WireQueue {
+                commit_offset: 7,
+                cached_msg_count: 2,
+                locked: true,
+                ..WireQueue::default()
+            },
+        ));
+        wire.status_table.insert(
+            "T".into(),
+            ConsumeStatus {
+                pull_tps: 1.5,
+                undecodable_msgs: 4,
+                ..ConsumeStatus::default()
+            },
+        );
+        let info = decode_consumer_running_info(wire.encode().unwrap().as_bytes()).unwrap();
+        let q = &info.mq_table[&MessageQueue::new("T", "b", 3)];
+        assert_eq!(
+            (q.commit_offset, q.cached_msg_count, q.locked),
+            (7, 2, true)
+        );
+        assert_eq!(info.status_table["T"].pull_tps, 1.5);
+        assert_eq!(info.status_table["T"].undecodable_msgs, 4);
+        assert_eq!(info.properties["PROP_CONSUME_TYPE"], "CONSUME_PASSIVELY");
+    }
+
+    #[test]
+    fn running_info_with_jstack_and_odd_property_values() {
+        let body = r#"{"jstack":"main\n  at x","properties":{"n":3,"b":true},"mqTable":{}}"#;
+        let info = decode_consumer_running_info(body.as_bytes()).unwrap();
+        assert_eq!(info.jstack.as_deref(), Some("main\n  at x"));
+        assert_eq!(info.properties["n"], "3");
+        assert_eq!(info.properties["b"], "true");
+        assert!(info.mq_table.is_empty() && info.subscriptions.is_empty());
+    }
+
+    #[test]
+    fn consume_stats_decode_object_keys_as_java_writes_them() {
+        // Java's fastjson form: queue objects as keys, members alphabetical.
+        let body = concat!(
+            r#"{"consumeTps":2.5,"offsetTable":{"#,
+            r#"{"brokerName":"broker-a","queueId":1,"topic":"T"}:{"brokerOffset":10,"consumerOffset":4,"lastTimestamp":1700000000000,"pullOffset":4},"#,
+            r#"{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"brokerOffset":3,"consumerOffset":3,"lastTimestamp":0}"#,
+            r#"}}"#
+        );
+        let stats = decode_consume_stats(body.as_bytes()).unwrap();
+        assert_eq!(stats.consume_tps, 2.5);
+        let q: Vec<_> = stats.offset_table.iter().collect();
+        assert_eq!(q[0].0, &MessageQueue::new("T", "broker-a", 0));
+        assert_eq!(
+            *q[1].1,
+            OffsetWrapper {
+                broker_offset: 10,
+                consumer_offset: 4,
+                last_timestamp: 1_700_000_000_000
+            }
+        );
+        assert_eq!(stats.diff_total(), 6);
+    }
+
+    #[test]
+    fn consume_stats_of_rocketmq_rust_decode_too() {
+        // rocketmq-rust 1.0.0 writes consumeTps after offsetTable.
+        let body = r#"{"offsetTable":{{"topic":"T","brokerName":"b","queueId":0}:{"brokerOffset":5,"consumerOffset":-1,"pullOffset":0,"lastTimestamp":0}},"consumeTps":0.0}"#;
+        let stats = decode_consume_stats(body.as_bytes()).unwrap();
+        let o = stats.offset_table[&MessageQueue::new("T", "b", 0)];
+        assert_eq!((o.broker_offset, o.consumer_offset, o.lag()), (5, -1, 5));
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_that_name_the_body() {
+        for (body, what) in [
+            (&b"{"[..], "ConsumeStats"),
+            (br#"{"offsetTable":{"x":1}}"#, "offsetTable"),
+            (
+                br#"{"offsetTable":{{"topic":"T","brokerName":"b","queueId":0}:"ten"}}"#,
+                "ConsumeStats",
+            ),
+        ] {
+            let e = decode_consume_stats(body).unwrap_err();
+            assert!(e.to_string().contains(what), "{e}");
+        }
+        let e = decode_consumer_connection(br#"{"connectionSet":7}"#).unwrap_err();
+        assert!(e.to_string().contains("ConsumerConnection"), "{e}");
+        let e = decode_cluster_info(b"not json").unwrap_err();
+        assert!(e.to_string().contains("ClusterInfo"), "{e}");
+        let e = decode_consumer_running_info(br#"{"mqTable":[1]}"#).unwrap_err();
+        assert!(e.to_string().contains("mqTable"), "{e}");
+    }
+
+    #[test]
+    fn cluster_info_with_fastjson_number_keys() {
+        // Java's name server writes `brokerAddrs` with number keys, as in the golden route.
+        let body = r#"{"brokerAddrTable":{"broker-a":{"brokerAddrs":{0:"127.0.0.1:10911",1:"127.0.0.1:10921"},"brokerName":"broker-a","cluster":"DefaultCluster"}},"clusterAddrTable":{"DefaultCluster":["broker-a"]}}"#;
+        let info = decode_cluster_info(body.as_bytes()).unwrap();
+        let b = &info.broker_addr_table["broker-a"];
+        assert_eq!(b.master_addr(), Some("127.0.0.1:10911"));
+        assert_eq!(b.broker_addrs[&1], "127.0.0.1:10921");
+        assert_eq!(b.cluster, "DefaultCluster");
+        assert!(info.cluster_addr_table["DefaultCluster"].contains("broker-a"));
+    }
+
+    #[test]
+    fn topic_list_is_sorted() {
+        let list =
+            decode_topic_list(br#"{"topicList":["b","a","TBW102"],"brokerAddr":null}"#).unwrap();
+        assert_eq!(list, vec!["TBW102", "a", "b"]);
+    }
+
+    #[test]
+    fn consumer_connection_in_java_and_numeric_language_forms() {
+        let body = r#"{"connectionSet":[{"clientAddr":"10.0.0.2:5000","clientId":"10.0.0.2@b","language":"JAVA","version":401},{"clientAddr":"10.0.0.1:5000","clientId":"10.0.0.1@a","language":12,"version":0}],"consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","subscriptionTable":{"T":{"classFilterMode":false,"codeSet":[],"expressionType":"TAG","subString":"*","subVersion":1,"tagsSet":[],"topic":"T"},"S":{"subString":"a > 1","expressionType":"SQL92","topic":"S"}}}"#;
+        let c = decode_consumer_connection(body.as_bytes()).unwrap();
+        assert_eq!(
+            c.connections,
+            vec![
+                Connection {
+                    client_id: "10.0.0.1@a".into(),
+                    client_addr: "10.0.0.1:5000".into(),
+                    language: "RUST".into(),
+                    version: 0,
+                },
+                Connection {
+                    client_id: "10.0.0.2@b".into(),
+                    client_addr: "10.0.0.2:5000".into(),
+                    language: "JAVA".into(),
+                    version: 401,
+                },
+            ]
+        );
+        assert_eq!(c.subscriptions.len(), 2);
+        assert_eq!(c.subscriptions[0].topic, "S");
+        assert_eq!(c.subscriptions[0].expression_type, "SQL92");
+        assert_eq!(c.subscriptions[1].expression, "*");
+        assert_eq!(c.consume_type, "CONSUME_PASSIVELY");
+        assert_eq!(c.message_model, "CLUSTERING");
+        assert_eq!(c.consume_from_where, "CONSUME_FROM_LAST_OFFSET");
+    }
+
+    #[test]
+    fn queue_maps_serialize_as_entry_lists() {
+        let mut stats = ConsumeStats::default();
+        stats.offset_table.insert(
+            MessageQueue::new("T", "b", 0),
+            OffsetWrapper {
+                broker_offset: 3,
+                consumer_offset: 1,
+                last_timestamp: 0,
+            },
+        );
+        let v = serde_json::to_value(&stats).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "offsetTable": [{
+                    "messageQueue": {"topic": "T", "brokerName": "b", "queueId": 0},
+                    "brokerOffset": 3, "consumerOffset": 1, "lastTimestamp": 0
+                }],
+                "consumeTps": 0.0
+            })
+        );
+    }
+}

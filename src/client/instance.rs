@@ -715,6 +715,14 @@ impl MQClientInstance {
             })
     }
 
+    /// Whether the route of `topic` this instance holds names the broker `broker_name`.
+    pub(crate) fn topic_route_has_broker(&self, topic: &str, broker_name: &str) -> bool {
+        self.topic_route_table
+            .read()
+            .get(topic)
+            .is_some_and(|r| r.broker_datas.iter().any(|b| b.broker_name == broker_name))
+    }
+
     /// A broker serving `topic` (Java `findBrokerAddrByTopic`).
     fn find_broker_addr_by_topic(&self, topic: &str) -> Option<String> {
         let routes = self.topic_route_table.read();
@@ -784,11 +792,7 @@ impl MQClientInstance {
 
     /// GET_MAX_OFFSET of `mq`.
     pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let header = GetMaxOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
+        let header = GetMaxOffsetRequestHeader::from(mq);
         let h: GetMaxOffsetResponseHeader =
             self.query_master(mq, RequestCode::GET_MAX_OFFSET, &header, ADMIN_TIMEOUT)?;
         Ok(h.offset)

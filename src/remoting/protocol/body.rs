@@ -425,10 +425,13 @@ pub(crate) fn decode_queue_map<V>(
     };
     let mut table = Vec::with_capacity(members.len());
     for (k, v) in members {
+        let not_a_queue = |e: CodecError| CodecError::Json(format!("{what} key: {e}"));
         let mq: MessageQueue = match k {
-            FjValue::Object(_) => k.deserialize()?,
+            FjValue::Object(_) => k.deserialize().map_err(not_a_queue)?,
             // Tolerate a key that was written as a string holding the object.
-            FjValue::String(s) => FjValue::parse(s)?.deserialize()?,
+            FjValue::String(s) => FjValue::parse(s)
+                .and_then(|k| k.deserialize())
+                .map_err(not_a_queue)?,
             _ => {
                 return Err(CodecError::Json(format!(
                     "{what} key is not a MessageQueue"

@@ -23,7 +23,7 @@
 //! binary form gives the same bytes as the Java client.
 
 use super::CodecError;
-use super::{CommandCustomHeader, ExtFields};
+use super::{CommandCustomHeader, ExtFields, MessageQueue};
 
 /// A value type a header field may hold, parsed as Java's `decodeCommandCustomHeader` does.
 trait FieldValue: Sized {
@@ -473,6 +473,29 @@ custom_header! {
         req timestamp: i64 = "timestamp",
     }
 }
+
+/// The per-queue requests (`topic`, `queueId`, `bname`) built from their queue.
+macro_rules! queue_request_from_mq {
+    ($($name:ident),* $(,)?) => {
+        $(
+            impl From<&MessageQueue> for $name {
+                fn from(mq: &MessageQueue) -> Self {
+                    $name {
+                        topic: mq.topic.clone(),
+                        queue_id: mq.queue_id,
+                        bname: Some(mq.broker_name.clone()),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+queue_request_from_mq!(
+    GetMaxOffsetRequestHeader,
+    GetMinOffsetRequestHeader,
+    GetEarliestMsgStoretimeRequestHeader,
+);
 
 custom_header! {
     /// SEARCH_OFFSET_BY_TIMESTAMP (29) request (Java `SearchOffsetRequestHeader`).
