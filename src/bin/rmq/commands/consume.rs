@@ -19,6 +19,9 @@ use super::{instance_name, message_json, now_ms, Admin};
 use crate::output::{self, body_text};
 use crate::{Failure, Global, Outcome};
 
+/// How often `--poll` commits what it handed out while it runs (Java's auto-commit interval).
+const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+
 #[derive(Args, Debug)]
 #[command(
     after_help = "Without -g, every run uses a new group (rmq_cli_PID_MILLIS): \
@@ -166,7 +169,7 @@ fn announce(args: &ConsumeArgs, group: &str, start_ms: i64) {
 fn run_push(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
     let (consumer, rx) = start_push(g, args, group)?;
     announce(args, group, start_ms);
-    let result = receive(g, args, group, |deadline| {
+    let (result, _) = receive(g, args, group, no_checkpoint, |deadline| {
         let got = match deadline {
             Some(d) => rx
                 .recv_deadline(d)
@@ -179,11 +182,13 @@ fn run_push(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outco
             Err(true) => Err(Failure::Runtime("the consumer stopped".into())),
         }
     });
-    // Unconsumed messages still in the channel go back to the broker: the listener sees the
-    // closed channel and answers RECONSUME_LATER.
     drop(rx);
     let _ = consumer.shutdown(Duration::from_secs(10));
-    result.map(|_| ())
+    result
+}
+
+fn no_checkpoint(_: &HashMap<MessageQueue, i64>) -> Outcome {
+    Ok(())
 }
 
 /// Starts a push consumer whose listener forwards each message to the returned channel, at
@@ -193,7 +198,10 @@ fn start_push(
     args: &ConsumeArgs,
     group: &str,
 ) -> Result<(DefaultMQPushConsumer, Receiver<MessageExt>), Failure> {
-    let (tx, rx) = crossbeam_channel::bounded::<MessageExt>(256);
+    // A rendezvous channel: the listener reports a message consumed only once the main thread
+    // has taken it, so no message is acknowledged and then dropped with the channel. A listener
+    // that finds the channel closed hands its messages back (RECONSUME_LATER).
+    let (tx, rx) = crossbeam_channel::bounded::<MessageExt>(0);
     // Slots left before --count is reached; a listener takes one per message it forwards.
     let slots = Arc::new(AtomicU64::new(args.count.unwrap_or(u64::MAX)));
     let listener = move |msgs: &[MessageExt], _: &mut ConsumeConcurrentlyContext| {
@@ -248,7 +256,19 @@ fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outco
         .start()
         .map_err(|e| Failure::from_error("consumer start", &e))?;
     announce(args, group, start_ms);
-    let result = receive(g, args, group, |deadline| {
+    // Commits what was handed out every few seconds, so that a run that is killed repeats
+    // little; the last commit is after the run.
+    let mut next_commit = Instant::now() + COMMIT_INTERVAL;
+    let checkpoint = |handed_out: &HashMap<MessageQueue, i64>| {
+        if Instant::now() < next_commit || handed_out.is_empty() {
+            return Ok(());
+        }
+        next_commit = Instant::now() + COMMIT_INTERVAL;
+        consumer
+            .commit(handed_out)
+            .map_err(|e| Failure::from_error("commit", &e))
+    };
+    let (result, handed_out) = receive(g, args, group, checkpoint, |deadline| {
         // Without --idle, poll in rounds of a second until --count or until killed.
         let timeout = deadline.map_or(Duration::from_secs(1), |d| {
             d.saturating_duration_since(Instant::now())
@@ -262,31 +282,34 @@ fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outco
             }
         }
     });
-    // Commit exactly the messages handed out: what a --count cut off stays unconsumed.
-    let committed = match &result {
-        Ok(next) if !next.is_empty() => consumer
-            .commit(next)
-            .map_err(|e| Failure::from_error("commit", &e)),
-        _ => Ok(()),
+    // Commit exactly the messages handed out, also after a failure: what a --count cut off
+    // stays unconsumed.
+    let committed = if handed_out.is_empty() {
+        Ok(())
+    } else {
+        consumer
+            .commit(&handed_out)
+            .map_err(|e| Failure::from_error("commit", &e))
     };
     let _ = consumer.shutdown(Duration::from_secs(10));
     result.and(committed)
 }
 
 /// Prints or counts messages until `--count` or `--idle`. `next` returns the next messages,
-/// or none once the deadline it is given has passed. Returns the offset after the last
-/// message handed out, per queue.
+/// or none once the deadline it is given has passed; `checkpoint` is called after each batch.
+/// Returns how the run ended and, per queue, the offset after the last message handed out.
 fn receive(
     g: &Global,
     args: &ConsumeArgs,
     group: &str,
+    mut checkpoint: impl FnMut(&HashMap<MessageQueue, i64>) -> Outcome,
     mut next: impl FnMut(Option<Instant>) -> Result<Vec<MessageExt>, Failure>,
-) -> Result<HashMap<MessageQueue, i64>, Failure> {
+) -> (Outcome, HashMap<MessageQueue, i64>) {
     let bar = output::progress(args.count, "consuming");
     let width = output::terminal_width();
     let idle = args.idle.map(Duration::from_secs_f64);
     let mut consumed = 0u64;
-    let mut next_offsets = HashMap::new();
+    let mut handed_out = HashMap::new();
     let mut last = Instant::now();
     let outcome = 'run: loop {
         if args.count.is_some_and(|n| consumed >= n) {
@@ -309,7 +332,7 @@ fn receive(
                 msg.broker_name().unwrap_or_default(),
                 msg.queue_id(),
             );
-            next_offsets.insert(mq, msg.queue_offset() + 1);
+            handed_out.insert(mq, msg.queue_offset() + 1);
             if args.print {
                 let written = if g.json {
                     bar.suspend(|| output::print_json_line(&message_json(&msg)))
@@ -323,18 +346,21 @@ fn receive(
                 }
             }
         }
+        if let Err(f) = checkpoint(&handed_out) {
+            break Err(f);
+        }
     };
     bar.finish_and_clear();
     summary(g, args, group, consumed);
-    outcome?;
-    match args.count {
+    let outcome = outcome.and_then(|()| match args.count {
         Some(n) if consumed < n => Err(Failure::Incomplete(format!(
             "{consumed} of {n} messages from {} before {}s without a message",
             args.topic,
             args.idle.unwrap_or_default()
         ))),
-        _ => Ok(next_offsets),
-    }
+        _ => Ok(()),
+    });
+    (outcome, handed_out)
 }
 
 /// The run's count: on stdout when it is the output (no --print), else on stderr for people.

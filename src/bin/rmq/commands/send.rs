@@ -1,6 +1,6 @@
 //! `rmq send`: synchronous sends, one message per argument or per stdin line.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, IsTerminal};
 use std::time::Duration;
 
 use clap::Args;
@@ -55,6 +55,9 @@ pub(crate) fn run(g: &Global, args: SendArgs) -> Outcome {
         .start()
         .map_err(|e| Failure::from_error("producer start", &e))?;
     let sent = if args.bodies.is_empty() {
+        if io::stdin().is_terminal() {
+            eprintln!("rmq: one message per line; end with Ctrl-D");
+        }
         let lines = io::stdin().lock().lines();
         send_all(
             &producer,
