@@ -408,6 +408,39 @@ fn progress_shows_the_committed_offsets_and_the_lag() {
     let one = ok(ns, &["progress", &group, "-t", &topic, "--json"]).json();
     assert_eq!(one["queues"].as_array().unwrap().len(), 2);
     fails(ns, &["progress", &unique("rmq_cli_nogroup")], 3);
+
+    // A consumer online: its queues show its client IP, as mqadmin's Client IP column.
+    let online = unique("rmq_cli_online");
+    let mut child = rmq_cmd(
+        ns,
+        &[
+            "consume", "-t", &topic, "-g", &online, "--from", "first", "--idle", "120",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("rmq consume starts");
+    let mut last = None;
+    let shown = wait_until(Duration::from_secs(30), || {
+        let run = rmq(ns, &["progress", &online, "--json"]);
+        let ips: Vec<Value> = if run.code == 0 {
+            run.json()["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|q| q["topic"] == topic.as_str())
+                .map(|q| q["client_ip"].clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        last = Some(run);
+        ips.len() == 2 && ips.iter().all(|ip| ip == "127.0.0.1")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(shown, "no client IP for every queue of {topic}: {last:?}");
 }
 
 #[test]

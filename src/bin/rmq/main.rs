@@ -25,6 +25,7 @@ mod failure;
 mod output;
 
 use commands::{cluster, consume, message, progress, send, topic};
+
 pub(crate) use failure::{Failure, Outcome};
 
 const EXIT_CODES: &str = "\
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("rmq: {}", failure.one_line());
+            output::status(&format!("rmq: {}", failure.one_line()));
             ExitCode::from(failure.code())
         }
     }

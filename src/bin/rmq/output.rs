@@ -32,6 +32,39 @@ pub(crate) fn terminal_width() -> Option<usize> {
         .filter(|&w| w > 0)
 }
 
+/// Writes a status or error line to stderr. In a terminal it is broken between words to the
+/// terminal's width, the continuation indented; into a file or pipe it stays one line.
+pub(crate) fn status(line: &str) {
+    let screen = if io::stderr().is_terminal() {
+        console::Term::stderr()
+            .size_checked()
+            .map(|(_rows, cols)| usize::from(cols))
+    } else {
+        None
+    };
+    let mut text = String::new();
+    match screen {
+        Some(w) if w > 20 && width(line) > w => {
+            let mut current = String::new();
+            for word in line.split(' ') {
+                if !current.is_empty() && width(&current) + 1 + width(word) > w {
+                    text.push_str(&current);
+                    text.push('\n');
+                    current = "  ".to_owned();
+                } else if !current.is_empty() && current != "  " {
+                    current.push(' ');
+                }
+                current.push_str(word);
+            }
+            text.push_str(&current);
+        }
+        _ => text.push_str(line),
+    }
+    text.push('\n');
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+}
+
 /// Characters shown in a terminal (all our text is single-width or counted as such).
 fn width(s: &str) -> usize {
     console::measure_text_width(s)

@@ -163,7 +163,7 @@ fn announce(args: &ConsumeArgs, group: &str, start_ms: i64) {
             if from == From::First { "first" } else { "last" }
         ),
     };
-    eprintln!("rmq: consuming {} as {text}", args.topic);
+    output::status(&format!("rmq: consuming {} as {text}", args.topic));
 }
 
 fn run_push(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
@@ -367,7 +367,7 @@ fn receive(
 fn summary(g: &Global, args: &ConsumeArgs, group: &str, consumed: u64) {
     if args.print {
         if !g.json {
-            eprintln!("{consumed} message(s) consumed, group {group}");
+            output::status(&format!("{consumed} message(s) consumed, group {group}"));
         }
     } else if g.json {
         let _ = output::print_json_line(&json!({

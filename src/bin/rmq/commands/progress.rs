@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
-use rocketmq_sync::MessageQueue;
+use rocketmq_sync::{ConsumeStats, MessageQueue};
 use serde_json::json;
 
 use super::Admin;
@@ -35,9 +35,7 @@ pub(crate) fn run(g: &Global, args: ProgressArgs) -> Outcome {
         .or(args.group_flag)
         .ok_or_else(|| Failure::Usage("give the consumer group".into()))?;
     let admin = Admin::start(g)?;
-    let stats = admin
-        .examine_consume_stats(&group, args.topic.as_deref())
-        .map_err(|e| Failure::from_error(&format!("progress of group {group}"), &e))?;
+    let stats = consume_stats(&admin, &group, args.topic.as_deref())?;
     if stats.offset_table.is_empty() {
         return Err(Failure::NotFound(format!(
             "group {group} has no consume progress (no offsets committed{})",
@@ -104,6 +102,39 @@ pub(crate) fn run(g: &Global, args: ProgressArgs) -> Outcome {
         stats.diff_total()
     ));
     Ok(())
+}
+
+/// The group's progress. Without a topic, a broker reports the topics the group has committed
+/// offsets on; the topics its online consumers subscribe to are added, so that a consumer that
+/// has not committed yet shows up too.
+fn consume_stats(admin: &Admin, group: &str, topic: Option<&str>) -> Result<ConsumeStats, Failure> {
+    let fail =
+        |e: &rocketmq_sync::Error| Failure::from_error(&format!("progress of group {group}"), e);
+    if topic.is_some() {
+        return admin
+            .examine_consume_stats(group, topic)
+            .map_err(|e| fail(&e));
+    }
+    let committed = admin.examine_consume_stats(group, None);
+    let subscribed: Vec<String> = admin
+        .examine_consumer_connection_info(group)
+        .map(|c| c.subscriptions.into_iter().map(|s| s.topic).collect())
+        .unwrap_or_default();
+    let mut stats = match committed {
+        Ok(stats) => stats,
+        Err(e) if subscribed.is_empty() => return Err(fail(&e)),
+        Err(_) => ConsumeStats::default(),
+    };
+    for t in subscribed {
+        if stats.offset_table.keys().any(|mq| mq.topic == t) {
+            continue;
+        }
+        if let Ok(more) = admin.examine_consume_stats(group, Some(&t)) {
+            stats.offset_table.extend(more.offset_table);
+            stats.consume_tps += more.consume_tps;
+        }
+    }
+    Ok(stats)
 }
 
 /// Which client's IP holds each queue, from the running info of every connected consumer, as

@@ -56,7 +56,7 @@ pub(crate) fn run(g: &Global, args: SendArgs) -> Outcome {
         .map_err(|e| Failure::from_error("producer start", &e))?;
     let sent = if args.bodies.is_empty() {
         if io::stdin().is_terminal() {
-            eprintln!("rmq: one message per line; end with Ctrl-D");
+            output::status("rmq: one message per line; end with Ctrl-D");
         }
         let lines = io::stdin().lock().lines();
         send_all(
