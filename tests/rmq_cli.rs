@@ -231,6 +231,13 @@ fn consume_stops_at_idle_and_reports_an_incomplete_count() {
     assert_eq!(run.code, 5, "{run:?}");
     assert_eq!(run.json()["consumed"], 2);
     assert!(run.stderr.contains("incomplete: 2 of 5"), "{run:?}");
+
+    // The run's own group keeps its offsets in a temporary directory, removed at the end.
+    let group = run.json()["group"].as_str().expect("group").to_owned();
+    assert!(
+        !std::env::temp_dir().join(&group).exists(),
+        "{group}'s offsets"
+    );
 }
 
 #[test]

@@ -2,16 +2,16 @@
 //! counts what it receives and stops after `--count` messages or `--idle` seconds without one.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rocketmq_sync::codec::TopicRouteData;
 use rocketmq_sync::{
     ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, ConsumeFromWhere,
-    DefaultLitePullConsumer, DefaultMQPushConsumer, MessageExt, MessageQueue,
+    DefaultLitePullConsumer, DefaultMQPushConsumer, MessageExt, MessageModel, MessageQueue,
 };
 use serde_json::json;
 
@@ -23,18 +23,17 @@ use crate::{Failure, Global, Outcome};
 const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Without -g, every run uses a new group (rmq_cli_PID_MILLIS): \
---from first starts at each queue's beginning, --from last with the messages stored from the \
-moment the consumer starts. With -g, --from is Java's consumeFromWhere: it applies only where \
-the group has no committed offset (and brokers start a new group's `last` at 0 while the \
-queue's messages are all in memory). Without --count or --idle it runs until killed.
+#[command(after_help = "Without -g, every run consumes as a group of its own \
+(rmq_cli_PID_MILLIS, broadcasting, its offsets in a temporary directory deleted at the end): \
+--from first starts at each queue's beginning, --from last with the messages stored once the \
+consumer has started. With -g, --from is Java's consumeFromWhere: it applies only where the \
+group has no committed offset (and brokers start a new group's `last` at 0 while the queue's \
+messages are all in memory). Without --count or --idle it runs until killed.
 
 With --print, people see one line per message (msgId, queue@offset, tags, body) and scripts \
 with --json one JSON object per line; without --print only the count is reported. Beyond --count \
 nothing is lost for the group: the push consumer hands surplus messages back to the broker \
-(RECONSUME_LATER), and --poll commits only the offsets of the messages handed out."
-)]
+(RECONSUME_LATER), and --poll commits only the offsets of the messages handed out.")]
 pub(crate) struct ConsumeArgs {
     /// Topic.
     #[arg(short = 't', long)]
@@ -83,93 +82,100 @@ pub(crate) fn run(g: &Global, args: ConsumeArgs) -> Outcome {
     }
     // An unknown topic or an unreachable name server is an answer now, not a silent wait:
     // a consumer by itself only logs that it finds no route.
-    let admin = Admin::start(g)?;
-    let route = admin
+    let route = Admin::start(g)?
         .examine_topic_route_info(&args.topic)
         .map_err(|e| Failure::from_error(&format!("route of topic {}", args.topic), &e))?;
-    let group = args
-        .group
-        .clone()
-        .unwrap_or_else(|| format!("rmq_cli_{}_{}", std::process::id(), now_ms()));
+    let queues = route
+        .queue_datas
+        .iter()
+        .filter(|qd| qd.is_readable())
+        .map(|qd| qd.read_queue_nums.max(0) as usize)
+        .sum();
     let start_ms = now_ms();
-    if args.from == From::Last && args.group.is_none() {
-        pin_to_end(g, &admin, &args.topic, &route, &group)?;
-    }
-    drop(admin);
-    if args.poll {
-        run_poll(g, &args, &group, start_ms)
+    let setup = match &args.group {
+        Some(group) => Setup {
+            group: group.clone(),
+            own_offsets: None,
+            queues,
+        },
+        None => {
+            let name = format!("rmq_cli_{}_{start_ms}", std::process::id());
+            Setup {
+                own_offsets: Some(std::env::temp_dir().join(&name)),
+                group: name,
+                queues,
+            }
+        }
+    };
+    let result = if args.poll {
+        run_poll(g, &args, &setup)
     } else {
-        run_push(g, &args, &group, start_ms)
+        run_push(g, &args, &setup)
+    };
+    if let Some(dir) = &setup.own_offsets {
+        let _ = std::fs::remove_dir_all(dir);
     }
+    result
 }
 
-/// `--from last` for this run's own new group: commits each queue's current max offset for
-/// the group before its consumer starts, so that it begins with what is stored from now on.
+/// The group a run consumes as.
 ///
-/// `ConsumeFromWhere` cannot say this reliably: with `LastOffset` a broker starts a new group
-/// at offset 0 while the queue's messages are all in memory (Java's broker and rocketmq-rust
-/// alike), and a timestamp search for "now" answers 0 on rocketmq-rust 1.0.0 when no message
-/// is that recent. A group named with `-g` is left to `ConsumeFromWhere`: whether it has
-/// offsets cannot be told apart from offset 0 on every broker.
-fn pin_to_end(
-    g: &Global,
-    admin: &Admin,
-    topic: &str,
-    route: &TopicRouteData,
-    group: &str,
-) -> Outcome {
-    let mut offsets = HashMap::new();
-    for qd in route.queue_datas.iter().filter(|qd| qd.is_readable()) {
-        for queue_id in 0..qd.read_queue_nums {
-            let mq = MessageQueue::new(topic, qd.broker_name.as_str(), queue_id);
-            let max = admin
-                .max_offset(&mq)
-                .map_err(|e| Failure::from_error(&format!("max offset of {mq}"), &e))?;
-            offsets.insert(mq, max);
+/// Without `-g` it is a group of this run's own, consuming in broadcasting mode with its
+/// offsets in a temporary directory that is deleted at the end: it leaves no offsets on the
+/// broker, and `--from` means what it says. (A clustering group would ask the broker for its
+/// offset, and a broker answers 0 for a new group while the queue's messages are still in
+/// memory, which would make `--from last` start at the beginning.) The broker still records
+/// the group and its retry topic, as it does for every consumer that sends a heartbeat.
+struct Setup {
+    group: String,
+    /// The offsets directory of the run's own group; `None` for a group named with `-g`.
+    own_offsets: Option<PathBuf>,
+    /// The topic's readable queues, all of which the run's own group holds once it runs.
+    queues: usize,
+}
+
+impl Setup {
+    /// Waits (up to 30 s) until the run's own group holds every queue of the topic, so that
+    /// each start offset is computed before [`announce`] tells that the consumer runs. A
+    /// group named with `-g` may share its queues with others, and is not waited for.
+    fn wait_until_held(&self, held: impl Fn() -> usize) {
+        if self.own_offsets.is_none() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while held() < self.queues && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
-    // A consumer of the group that only commits; the real one starts after it is gone. It
-    // subscribes so that its start-up heartbeat makes the broker create the group, which a
-    // commit needs; it polls nothing, so nothing else is committed.
-    let pin = DefaultLitePullConsumer::builder(group)
-        .namesrv_addr(g.namesrv()?)
-        .instance_name(format!("{}-pin", instance_name()))
-        .auto_commit(false)
-        .build()
-        .map_err(|e| Failure::from_error("consumer", &e))?;
-    pin.subscribe(topic, "*")
-        .map_err(|e| Failure::from_error("subscribe", &e))?;
-    pin.start()
-        .map_err(|e| Failure::from_error("consumer start", &e))?;
-    let committed = pin
-        .commit(&offsets)
-        .map_err(|e| Failure::from_error(&format!("commit of group {group}'s start"), &e));
-    let _ = pin.shutdown(Duration::from_secs(5));
-    committed
 }
 
-/// Says on stderr that the consumer runs, and from which instant `--from last` counts: a
-/// script may send its messages once it has read this line.
-fn announce(args: &ConsumeArgs, group: &str, start_ms: i64) {
+fn from_where(from: From) -> ConsumeFromWhere {
+    match from {
+        From::First => ConsumeFromWhere::FirstOffset,
+        From::Last => ConsumeFromWhere::LastOffset,
+    }
+}
+
+/// Says on stderr that the consumer runs. With the run's own group and `--from last`, every
+/// message stored after this line is consumed: a script may send once it has read it.
+fn announce(args: &ConsumeArgs, group: &str) {
     let mode = if args.poll { "lite pull" } else { "push" };
     let text = match (&args.group, args.from) {
-        (None, From::First) => format!("new group {group} ({mode}) from the first message"),
-        (None, From::Last) => format!(
-            "new group {group} ({mode}) from the messages stored since {}",
-            output::time(start_ms)
-        ),
+        (None, From::First) => format!("({mode}) from the first message"),
+        (None, From::Last) => format!("({mode}) from the messages stored from now on"),
         (Some(_), from) => format!(
-            "group {group} ({mode}) from its offsets, else from the {} message",
+            "as group {group} ({mode}) from its offsets, else from the {} message",
             if from == From::First { "first" } else { "last" }
         ),
     };
-    output::status(&format!("rmq: consuming {} as {text}", args.topic));
+    output::status(&format!("rmq: consuming {} {text}", args.topic));
 }
 
-fn run_push(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
-    let (consumer, rx) = start_push(g, args, group)?;
-    announce(args, group, start_ms);
-    let (result, _) = receive(g, args, group, no_checkpoint, |deadline| {
+fn run_push(g: &Global, args: &ConsumeArgs, setup: &Setup) -> Outcome {
+    let (consumer, rx) = start_push(g, args, setup)?;
+    setup.wait_until_held(|| consumer.queue_stats().len());
+    announce(args, &setup.group);
+    let (result, _) = receive(g, args, &setup.group, no_checkpoint, |deadline| {
         let got = match deadline {
             Some(d) => rx
                 .recv_deadline(d)
@@ -196,7 +202,7 @@ fn no_checkpoint(_: &HashMap<MessageQueue, i64>) -> Outcome {
 fn start_push(
     g: &Global,
     args: &ConsumeArgs,
-    group: &str,
+    setup: &Setup,
 ) -> Result<(DefaultMQPushConsumer, Receiver<MessageExt>), Failure> {
     // A rendezvous channel: the listener reports a message consumed only once the main thread
     // has taken it, so no message is acknowledged and then dropped with the channel. A listener
@@ -215,18 +221,19 @@ fn start_push(
         }
         ConsumeConcurrentlyStatus::ConsumeSuccess
     };
-    let mut builder = DefaultMQPushConsumer::builder(group)
+    let mut builder = DefaultMQPushConsumer::builder(setup.group.as_str())
         .namesrv_addr(g.namesrv()?)
         .instance_name(instance_name())
         .subscribe(args.topic.as_str(), args.expression.as_str())
         // One thread: messages reach the channel in queue order.
         .consume_threads(1, 1)
+        .consume_from_where(from_where(args.from))
         .register_message_listener_concurrently(listener);
-    // For `last`, the offsets were pinned; queues added meanwhile start at their end.
-    builder = match args.from {
-        From::First => builder.consume_from_where(ConsumeFromWhere::FirstOffset),
-        From::Last => builder.consume_from_where(ConsumeFromWhere::LastOffset),
-    };
+    if let Some(dir) = &setup.own_offsets {
+        builder = builder
+            .message_model(MessageModel::Broadcasting)
+            .offset_store_dir(dir.clone());
+    }
     let consumer = builder
         .build()
         .map_err(|e| Failure::from_error("consumer", &e))?;
@@ -236,16 +243,18 @@ fn start_push(
     Ok((consumer, rx))
 }
 
-fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outcome {
-    let mut builder = DefaultLitePullConsumer::builder(group)
+fn run_poll(g: &Global, args: &ConsumeArgs, setup: &Setup) -> Outcome {
+    let mut builder = DefaultLitePullConsumer::builder(setup.group.as_str())
         .namesrv_addr(g.namesrv()?)
         .instance_name(instance_name())
-        // Only what was printed or counted is committed, at the end.
+        .consume_from_where(from_where(args.from))
+        // Only what was printed or counted is committed (below).
         .auto_commit(false);
-    builder = match args.from {
-        From::First => builder.consume_from_where(ConsumeFromWhere::FirstOffset),
-        From::Last => builder.consume_from_where(ConsumeFromWhere::LastOffset),
-    };
+    if let Some(dir) = &setup.own_offsets {
+        builder = builder
+            .message_model(MessageModel::Broadcasting)
+            .offset_store_dir(dir.clone());
+    }
     let consumer = builder
         .build()
         .map_err(|e| Failure::from_error("consumer", &e))?;
@@ -255,7 +264,8 @@ fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outco
     consumer
         .start()
         .map_err(|e| Failure::from_error("consumer start", &e))?;
-    announce(args, group, start_ms);
+    setup.wait_until_held(|| consumer.assignment().len());
+    announce(args, &setup.group);
     // Commits what was handed out every few seconds, so that a run that is killed repeats
     // little; the last commit is after the run.
     let mut next_commit = Instant::now() + COMMIT_INTERVAL;
@@ -268,7 +278,7 @@ fn run_poll(g: &Global, args: &ConsumeArgs, group: &str, start_ms: i64) -> Outco
             .commit(handed_out)
             .map_err(|e| Failure::from_error("commit", &e))
     };
-    let (result, handed_out) = receive(g, args, group, checkpoint, |deadline| {
+    let (result, handed_out) = receive(g, args, &setup.group, checkpoint, |deadline| {
         // Without --idle, poll in rounds of a second until --count or until killed.
         let timeout = deadline.map_or(Duration::from_secs(1), |d| {
             d.saturating_duration_since(Instant::now())
@@ -365,9 +375,14 @@ fn receive(
 
 /// The run's count: on stdout when it is the output (no --print), else on stderr for people.
 fn summary(g: &Global, args: &ConsumeArgs, group: &str, consumed: u64) {
+    // The run's own group is gone after the run; a named one is worth repeating.
+    let text = match &args.group {
+        Some(_) => format!("{consumed} message(s) consumed, group {group}"),
+        None => format!("{consumed} message(s) consumed"),
+    };
     if args.print {
         if !g.json {
-            output::status(&format!("{consumed} message(s) consumed, group {group}"));
+            output::status(&text);
         }
     } else if g.json {
         let _ = output::print_json_line(&json!({
@@ -376,7 +391,7 @@ fn summary(g: &Global, args: &ConsumeArgs, group: &str, consumed: u64) {
             "consumed": consumed,
         }));
     } else {
-        output::emit(&format!("{consumed} message(s) consumed, group {group}\n"));
+        output::emit(&format!("{text}\n"));
     }
 }
 
