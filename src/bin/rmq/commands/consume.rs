@@ -31,14 +31,14 @@ group has no committed offset (and brokers start a new group's `last` at 0 while
 messages are all in memory). Without --count or --idle it runs until killed.
 
 With --print, people see one line per message (msgId, queue@offset, tags, body) and scripts \
-with --json one JSON object per line; without --print only the count is reported. Beyond --count \
-nothing is lost for the group: the push consumer hands surplus messages back to the broker \
-(RECONSUME_LATER), and --poll commits only the offsets of the messages handed out.")]
+with --json one JSON object per line; without --print only the count is reported. A group named \
+with -g loses nothing beyond --count: the push consumer hands surplus messages back to the \
+broker (RECONSUME_LATER), and --poll commits only the offsets of the messages handed out.")]
 pub(crate) struct ConsumeArgs {
     /// Topic.
     #[arg(short = 't', long)]
     topic: String,
-    /// Consumer group (default: a new group for this run).
+    /// Consumer group (default: a group of this run's own).
     #[arg(short = 'g', long)]
     group: Option<String>,
     /// Tag expression: `*`, `TagA`, `TagA || TagB`.
