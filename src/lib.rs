@@ -52,6 +52,7 @@
 //! | `AllocateMessageQueueStrategy` | [`AllocateMessageQueueStrategy`] |
 //! | `AllocateMessageQueueAveragely`, `...AveragelyByCircle`, `...ConsistentHash`, `...ByConfig`, `...ByMachineRoom`, `AllocateMachineRoomNearby` | [`AllocateMessageQueueAveragely`], [`AllocateMessageQueueAveragelyByCircle`], [`AllocateMessageQueueConsistentHash`], [`AllocateMessageQueueByConfig`], [`AllocateMessageQueueByMachineRoom`], [`AllocateMachineRoomNearby`] ([`MachineRoomResolver`]) |
 //! | `ConsumeMessageHook`, `ConsumeMessageContext` | [`ConsumeMessageHook`], [`ConsumeMessageContext`] |
+//! | `DefaultMQAdminExt` (`MQAdmin`), `TopicConfig`, `QueryResult`, `ConsumeStats`, `OffsetWrapper`, `ConsumerConnection`, `Connection`, `ClusterInfo`, `ConsumerRunningInfo`, `ProcessQueueInfo` | [`DefaultMQAdminExt`], built by [`DefaultMQAdminExtBuilder`]; [`TopicConfig`], [`QueryResult`], [`ConsumeStats`], [`OffsetWrapper`], [`ConsumerConnection`], [`Connection`], [`Subscription`], [`ClusterInfo`], [`ConsumerRunningInfo`], [`ProcessQueueInfo`] |
 //! | `RPCHook` | [`RPCHook`] (or a closure) |
 //! | `AclClientRPCHook`, `SessionCredentials` | [`AclClientRPCHook`], [`SessionCredentials`] |
 //! | `ConsumeStatus` (`ConsumerStatsManager`), `ProcessQueueInfo` | [`ConsumeStatus`], [`QueueStat`] |
@@ -77,6 +78,7 @@
 )]
 
 mod acl;
+mod admin;
 mod client;
 pub mod codec;
 mod common;
@@ -90,6 +92,11 @@ mod service_state;
 pub mod testing;
 
 pub use acl::{AclClientRPCHook, SessionCredentials};
+pub use admin::{
+    ClusterInfo, Connection, ConsumeStats, ConsumerConnection, ConsumerRunningInfo,
+    DefaultMQAdminExt, DefaultMQAdminExtBuilder, OffsetWrapper, ProcessQueueInfo, QueryResult,
+    Subscription, TopicConfig,
+};
 pub use client::{ClientConfig, ClientConfigBuilder};
 pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties};
 pub use consumer::{
@@ -134,7 +141,9 @@ const _: () = {
     send_sync::<SendResult>();
     send_sync::<ClientConfig>();
     send_sync::<AclClientRPCHook>();
+    send_sync::<DefaultMQAdminExt>();
     send::<DefaultMQProducerBuilder>();
     send::<DefaultMQPushConsumerBuilder>();
     send::<DefaultLitePullConsumerBuilder>();
+    send::<DefaultMQAdminExtBuilder>();
 };

@@ -28,6 +28,7 @@ const LAYERS: &[&str] = &[
     "client",
     "producer",
     "consumer",
+    "admin",
 ];
 
 fn rank(unit: &str) -> usize {

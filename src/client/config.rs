@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::client::instance::{MQClientInstance, MQClientManager};
+use crate::client::instance::{ClientRole, MQClientInstance, MQClientManager};
 use crate::error::{Error, Result};
 use crate::remoting::protocol::{LanguageCode, SerializeType};
 use crate::remoting::tls::{self, TlsConfig};
@@ -553,16 +553,34 @@ pub(crate) fn join_instance(
     group: &str,
     register: impl Fn(&ClientConfig) -> Result<Arc<MQClientInstance>>,
 ) -> Result<Arc<MQClientInstance>> {
+    let role = if producer {
+        ClientRole::Producer
+    } else {
+        ClientRole::Consumer
+    };
+    join_instance_as(config, default_name, shared_default, role, group, register)
+}
+
+/// [`join_instance`] for any [`ClientRole`], the admin tool's included.
+pub(crate) fn join_instance_as(
+    config: &ClientConfig,
+    default_name: &str,
+    shared_default: bool,
+    role: ClientRole,
+    group: &str,
+    register: impl Fn(&ClientConfig) -> Result<Arc<MQClientInstance>>,
+) -> Result<Arc<MQClientInstance>> {
     if config.instance_name.is_some() {
         return register(config);
     }
-    let what = match (producer, shared_default) {
-        (true, _) => "producer",
-        (false, true) => "broadcasting consumer",
-        (false, false) => "consumer",
+    let what = match (role, shared_default) {
+        (ClientRole::Producer, _) => "producer",
+        (ClientRole::Consumer, true) => "broadcasting consumer",
+        (ClientRole::Consumer, false) => "consumer",
+        (ClientRole::Admin, _) => "admin client",
     };
     let default = config.with_instance_name(default_name);
-    let taken = || MQClientManager::has_group(&default, producer, group);
+    let taken = || MQClientManager::has_group(&default, role, group);
     let other_hook = || MQClientManager::has_other_rpc_hook(&default);
     let own_name = |why: &str| {
         let name = unique_instance_name();

@@ -38,7 +38,7 @@ use crate::remoting::protocol::header::{
 };
 use crate::remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use crate::remoting::protocol::ResponseCode;
-use crate::remoting::protocol::{RemotingCommand, RequestCode};
+use crate::remoting::protocol::{CommandCustomHeader, RemotingCommand, RequestCode};
 use crate::remoting::{RemotingClient, RemotingClientConfig};
 use crate::service_state::ServiceState;
 
@@ -131,6 +131,7 @@ pub(crate) struct MQClientInstance {
     broker_version_table: RwLock<HashMap<String, HashMap<String, i32>>>,
     producers: RwLock<HashMap<String, Weak<dyn MQProducerInner>>>,
     consumers: RwLock<HashMap<String, Weak<dyn MQConsumerInner>>>,
+    admin_exts: Mutex<HashSet<String>>,
     consumer_services: Mutex<Option<ConsumerServices>>,
     inner_producer: Mutex<Option<Arc<dyn InnerProducer>>>,
     scheduler: Mutex<Option<ScheduledExecutor>>,
@@ -186,23 +187,25 @@ impl MQClientManager {
         Ok(instance)
     }
 
-    /// Whether the running instance of `config.client_id()` has `group` registered as a live
-    /// producer (`producer`) or consumer: used to pick a default instance name that does not
-    /// collide (see `client::config::join_instance`).
-    pub(crate) fn has_group(config: &ClientConfig, producer: bool, group: &str) -> bool {
+    /// Whether the running instance of `config.client_id()` has `group` registered in `role`:
+    /// used to pick a default instance name that does not collide (see
+    /// `client::config::join_instance`).
+    pub(crate) fn has_group(config: &ClientConfig, role: ClientRole, group: &str) -> bool {
         let table = manager().lock();
         table.get(&config.client_id()).is_some_and(|i| {
             *i.state.lock() == ServiceState::Running
-                && if producer {
-                    i.producers
+                && match role {
+                    ClientRole::Producer => i
+                        .producers
                         .read()
                         .get(group)
-                        .is_some_and(|p| p.strong_count() > 0)
-                } else {
-                    i.consumers
+                        .is_some_and(|p| p.strong_count() > 0),
+                    ClientRole::Consumer => i
+                        .consumers
                         .read()
                         .get(group)
-                        .is_some_and(|c| c.strong_count() > 0)
+                        .is_some_and(|c| c.strong_count() > 0),
+                    ClientRole::Admin => i.admin_exts.lock().contains(group),
                 }
         })
     }
@@ -243,6 +246,39 @@ impl MQClientManager {
         instance.register_consumer(group, consumer)?;
         Ok(instance)
     }
+
+    /// Registers an admin group (Java `registerAdminExt`) with the running instance of
+    /// `config.client_id()` (created if needed), atomically with respect to that instance
+    /// shutting down. An admin group is known only here: it sends no heartbeat.
+    pub(crate) fn register_admin_ext(
+        config: &ClientConfig,
+        group: &str,
+    ) -> Result<Arc<MQClientInstance>> {
+        let mut table = manager().lock();
+        let instance = Self::running_or_new(&mut table, config)?;
+        if !instance.admin_exts.lock().insert(group.to_owned()) {
+            return Err(Error::client(
+                -1,
+                format!(
+                    "The admin group[{group}] has been created before in client {}, specify \
+                     another name or instance name please.",
+                    instance.client_id
+                ),
+            ));
+        }
+        Ok(instance)
+    }
+}
+
+/// What a client registers with an instance as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientRole {
+    /// A producer group.
+    Producer,
+    /// A consumer group.
+    Consumer,
+    /// An admin tool's group (Java `adminExtTable`).
+    Admin,
 }
 
 fn describe_hook(hook: Option<&SharedRpcHook>) -> String {
@@ -287,6 +323,7 @@ impl MQClientInstance {
             broker_version_table: RwLock::new(HashMap::new()),
             producers: RwLock::new(HashMap::new()),
             consumers: RwLock::new(HashMap::new()),
+            admin_exts: Mutex::new(HashSet::new()),
             consumer_services: Mutex::new(None),
             inner_producer: Mutex::new(None),
             scheduler: Mutex::new(None),
@@ -446,8 +483,8 @@ impl MQClientInstance {
         self.shutdown_if_unused(deadline)
     }
 
-    /// Shuts the instance down once no producer or consumer uses it (the inner producer does
-    /// not count). The decision and the state change happen under the manager's lock, so no
+    /// Shuts the instance down once no producer, consumer or admin client uses it (the inner
+    /// producer does not count). The decision and the state change happen under the manager's lock, so no
     /// registration can slip in between; the threads are joined (until `deadline`) after it is
     /// released. Returns the threads still running.
     fn shutdown_if_unused(&self, deadline: Instant) -> Vec<String> {
@@ -458,7 +495,10 @@ impl MQClientInstance {
                 .read()
                 .keys()
                 .any(|g| g != CLIENT_INNER_PRODUCER_GROUP);
-            if producers_left || !self.consumers.read().is_empty() {
+            if producers_left
+                || !self.consumers.read().is_empty()
+                || !self.admin_exts.lock().is_empty()
+            {
                 return Vec::new();
             }
             #[cfg(test)]
@@ -545,6 +585,14 @@ impl MQClientInstance {
                 }
             }
         }
+        self.shutdown_if_unused(deadline)
+    }
+
+    /// Unregisters an admin group; shuts the instance down when nothing else uses it, waiting
+    /// up to `timeout` for its threads. Returns the threads still running after that.
+    pub(crate) fn unregister_admin_ext(&self, group: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        self.admin_exts.lock().remove(group);
         self.shutdown_if_unused(deadline)
     }
 
@@ -667,6 +715,14 @@ impl MQClientInstance {
             })
     }
 
+    /// Whether the route of `topic` this instance holds names the broker `broker_name`.
+    pub(crate) fn topic_route_has_broker(&self, topic: &str, broker_name: &str) -> bool {
+        self.topic_route_table
+            .read()
+            .get(topic)
+            .is_some_and(|r| r.broker_datas.iter().any(|b| b.broker_name == broker_name))
+    }
+
     /// A broker serving `topic` (Java `findBrokerAddrByTopic`).
     fn find_broker_addr_by_topic(&self, topic: &str) -> Option<String> {
         let routes = self.topic_route_table.read();
@@ -696,6 +752,23 @@ impl MQClientInstance {
                 })?
             }
         };
+        let ids = self.consumer_id_list_at(&addr, group, self.config.mq_client_api_timeout)?;
+        if ids.is_empty() {
+            return Err(Error::client(
+                -1,
+                format!("no consumer of {group} is registered at {addr} yet"),
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// GET_CONSUMER_LIST_BY_GROUP at the broker `addr`: the ids it knows, maybe none.
+    pub(crate) fn consumer_id_list_at(
+        &self,
+        addr: &str,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
         let header = GetConsumerListByGroupRequestHeader {
             consumer_group: group.to_owned(),
         };
@@ -703,91 +776,68 @@ impl MQClientInstance {
             RequestCode::GET_CONSUMER_LIST_BY_GROUP,
             &header,
         ));
-        let resp = expect_success(
-            self.remoting()
-                .invoke_sync(&addr, req, self.config.mq_client_api_timeout)?,
-            &addr,
-        )?;
+        let resp = expect_success(self.remoting().invoke_sync(addr, req, timeout)?, addr)?;
         #[derive(serde::Deserialize)]
         struct Body {
             #[serde(rename = "consumerIdList", default)]
             consumer_id_list: Vec<String>,
         }
-        let body: Body = match resp.body() {
-            Some(b) => serde_json::from_slice(b)
-                .map_err(|e| crate::error::CodecError::Json(e.to_string()))?,
-            None => Body {
-                consumer_id_list: Vec::new(),
-            },
-        };
-        if body.consumer_id_list.is_empty() {
-            return Err(Error::client(
-                -1,
-                format!("no consumer of {group} is registered at {addr} yet"),
-            ));
+        match resp.body() {
+            Some(b) => serde_json::from_slice::<Body>(b)
+                .map(|b| b.consumer_id_list)
+                .map_err(|e| crate::error::CodecError::Json(e.to_string()).into()),
+            None => Ok(Vec::new()),
         }
-        Ok(body.consumer_id_list)
     }
 
     /// GET_MAX_OFFSET of `mq`.
     pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_addr_refreshing(mq)?;
-        let header = GetMaxOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let req = self.api.request(RemotingCommand::request_with_header(
-            RequestCode::GET_MAX_OFFSET,
-            &header,
-        ));
-        let resp = expect_success(
-            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
-            &addr,
-        )?;
-        let h: GetMaxOffsetResponseHeader = resp.decode_header()?;
+        let header = GetMaxOffsetRequestHeader::from(mq);
+        let h: GetMaxOffsetResponseHeader =
+            self.query_master(mq, RequestCode::GET_MAX_OFFSET, &header, ADMIN_TIMEOUT)?;
         Ok(h.offset)
     }
 
     /// GET_MIN_OFFSET of `mq`.
     pub(crate) fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_addr_refreshing(mq)?;
-        let header = GetMinOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let req = self.api.request(RemotingCommand::request_with_header(
-            RequestCode::GET_MIN_OFFSET,
-            &header,
-        ));
-        let resp = expect_success(
-            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
-            &addr,
-        )?;
-        let h: GetMinOffsetResponseHeader = resp.decode_header()?;
+        let header = GetMinOffsetRequestHeader::from(mq);
+        let h: GetMinOffsetResponseHeader =
+            self.query_master(mq, RequestCode::GET_MIN_OFFSET, &header, ADMIN_TIMEOUT)?;
         Ok(h.offset)
     }
 
     /// SEARCH_OFFSET_BY_TIMESTAMP of `mq`.
     pub(crate) fn search_offset(&self, mq: &MessageQueue, timestamp: i64) -> Result<i64> {
-        let addr = self.master_addr_refreshing(mq)?;
         let header = SearchOffsetRequestHeader {
             topic: mq.topic.clone(),
             queue_id: mq.queue_id,
             timestamp,
             bname: Some(mq.broker_name.clone()),
         };
-        let req = self.api.request(RemotingCommand::request_with_header(
+        let h: SearchOffsetResponseHeader = self.query_master(
+            mq,
             RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
             &header,
-        ));
-        let resp = expect_success(
-            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
-            &addr,
+            ADMIN_TIMEOUT,
         )?;
-        let h: SearchOffsetResponseHeader = resp.decode_header()?;
         Ok(h.offset)
+    }
+
+    /// Sends `header` as a `code` request to the master of `mq`'s broker (refreshing the route
+    /// once if it is unknown) and decodes the response header of a success.
+    pub(crate) fn query_master<R: CommandCustomHeader>(
+        &self,
+        mq: &MessageQueue,
+        code: RequestCode,
+        header: &impl CommandCustomHeader,
+        timeout: Duration,
+    ) -> Result<R> {
+        let addr = self.master_addr_refreshing(mq)?;
+        let req = self
+            .api
+            .request(RemotingCommand::request_with_header(code, header));
+        let resp = expect_success(self.remoting().invoke_sync(&addr, req, timeout)?, &addr)?;
+        Ok(resp.decode_header()?)
     }
 
     /// The inner producer (group [`CLIENT_INNER_PRODUCER_GROUP`]): one per instance, created

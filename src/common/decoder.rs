@@ -910,6 +910,30 @@ impl MessageClientIDSetter {
         s
     }
 
+    /// About when the unique id `id` was made (Java `getNearlyTimeFromID`), ms since the epoch,
+    /// as seen at `now`: the id holds the milliseconds since the start of its month, taken to be
+    /// this month, or the last one when that would be after `now`. The month starts at 00:00 UTC
+    /// here; a Java producer counts from local midnight, so the time may be up to 14 hours late
+    /// and callers searching by it should allow that much. `None` when `id` is not a unique id
+    /// (32 hex characters for IPv4, 56 for IPv6).
+    pub fn nearly_time_from_id(id: &str, now: i64) -> Option<i64> {
+        let bytes = hex_to_bytes(id)?;
+        if bytes.len() != 16 && bytes.len() != 28 {
+            return None;
+        }
+        let t = &bytes[bytes.len() - 6..bytes.len() - 2];
+        // Unsigned: a month has more milliseconds than an `i32` holds, and the id keeps the
+        // low 32 bits.
+        let since_month = i64::from(u32::from_be_bytes([t[0], t[1], t[2], t[3]]));
+        let this_month = month_start_utc(now);
+        let time = this_month + since_month;
+        Some(if time > now {
+            month_start_utc(this_month - 1) + since_month
+        } else {
+            time
+        })
+    }
+
     /// Sets `UNIQ_KEY` on `msg` unless it already has one (Java `setUniqID`).
     pub fn set_uniq_id(msg: &mut Message) {
         if msg.uniq_key().is_none() {
@@ -977,6 +1001,28 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nearly_time_from_id_reads_the_time_back() {
+        let before = now_millis();
+        let id = MessageClientIDSetter::create_uniq_id();
+        let t = MessageClientIDSetter::nearly_time_from_id(&id, now_millis()).unwrap();
+        assert!(
+            t >= before && t <= now_millis(),
+            "{t} not in [{before}, now]"
+        );
+        // Seen in the next month, it is still last month's time.
+        let next_month = month_start_utc(t) + 40 * 86_400_000;
+        assert_eq!(
+            MessageClientIDSetter::nearly_time_from_id(&id, month_start_utc(next_month)),
+            Some(t)
+        );
+        assert_eq!(MessageClientIDSetter::nearly_time_from_id("XYZ", 0), None);
+        assert_eq!(
+            MessageClientIDSetter::nearly_time_from_id(&"0".repeat(30), 0),
+            None
+        );
+    }
     use super::*;
     use crate::common::message::MessageConst;
 

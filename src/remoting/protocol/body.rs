@@ -377,8 +377,8 @@ impl ConsumerRunningInfo {
 }
 
 /// Rates and round trips of one topic (Java `ConsumeStatus`), since the previous snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ConsumeStatus {
     /// Mean pull round trip, ms.
     #[serde(rename = "pullRT")]
@@ -403,29 +403,43 @@ pub struct ConsumeStatus {
 
 /// Decodes a `Map<MessageQueue, Long>` value (object keys).
 fn decode_offset_table(v: Option<&FjValue>) -> Result<Vec<(MessageQueue, i64)>, CodecError> {
+    decode_queue_map(v, "offsetTable", |mq, v| match v {
+        FjValue::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| CodecError::Json(format!("offset of {mq} is not a long"))),
+        _ => Err(CodecError::Json(format!("offset of {mq} is not a long"))),
+    })
+}
+
+/// Decodes a fastjson `Map<MessageQueue, V>` member named `what` (object keys, or keys written
+/// as strings holding the object), each value by `value`. Absent or `null` is an empty map.
+pub(crate) fn decode_queue_map<V>(
+    v: Option<&FjValue>,
+    what: &str,
+    mut value: impl FnMut(&MessageQueue, &FjValue) -> Result<V, CodecError>,
+) -> Result<Vec<(MessageQueue, V)>, CodecError> {
     let members = match v {
         None | Some(FjValue::Null) => return Ok(Vec::new()),
         Some(FjValue::Object(members)) => members,
-        Some(_) => return Err(CodecError::Json("offsetTable is not an object".into())),
+        Some(_) => return Err(CodecError::Json(format!("{what} is not an object"))),
     };
     let mut table = Vec::with_capacity(members.len());
     for (k, v) in members {
+        let not_a_queue = |e: CodecError| CodecError::Json(format!("{what} key: {e}"));
         let mq: MessageQueue = match k {
-            FjValue::Object(_) => k.deserialize()?,
+            FjValue::Object(_) => k.deserialize().map_err(not_a_queue)?,
             // Tolerate a key that was written as a string holding the object.
-            FjValue::String(s) => FjValue::parse(s)?.deserialize()?,
+            FjValue::String(s) => FjValue::parse(s)
+                .and_then(|k| k.deserialize())
+                .map_err(not_a_queue)?,
             _ => {
-                return Err(CodecError::Json(
-                    "offsetTable key is not a MessageQueue".into(),
-                ))
+                return Err(CodecError::Json(format!(
+                    "{what} key is not a MessageQueue"
+                )))
             }
         };
-        let offset = match v {
-            FjValue::Number(n) => n.as_i64(),
-            _ => None,
-        }
-        .ok_or_else(|| CodecError::Json(format!("offset of {mq} is not a long")))?;
-        table.push((mq, offset));
+        let value = value(&mq, v)?;
+        table.push((mq, value));
     }
     Ok(table)
 }

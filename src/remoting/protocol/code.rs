@@ -124,6 +124,12 @@ open_code! {
         GET_BROKER_CLUSTER_INFO = 106,
         /// Create or update a subscription group.
         UPDATE_AND_CREATE_SUBSCRIPTIONGROUP = 200,
+        /// Get a topic's per-queue offsets and last update times at a broker.
+        GET_TOPIC_STATS_INFO = 202,
+        /// Get the connections and subscriptions of a consumer group at a broker.
+        GET_CONSUMER_CONNECTION_LIST = 203,
+        /// Get a consumer group's per-queue progress at a broker.
+        GET_CONSUME_STATS = 208,
         /// Get every topic from the name server.
         GET_ALL_TOPIC_LIST_FROM_NAMESERVER = 206,
         /// Broker resets a consumer's offsets.

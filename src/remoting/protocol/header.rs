@@ -23,7 +23,7 @@
 //! binary form gives the same bytes as the Java client.
 
 use super::CodecError;
-use super::{CommandCustomHeader, ExtFields};
+use super::{CommandCustomHeader, ExtFields, MessageQueue};
 
 /// A value type a header field may hold, parsed as Java's `decodeCommandCustomHeader` does.
 trait FieldValue: Sized {
@@ -474,6 +474,29 @@ custom_header! {
     }
 }
 
+/// The per-queue requests (`topic`, `queueId`, `bname`) built from their queue.
+macro_rules! queue_request_from_mq {
+    ($($name:ident),* $(,)?) => {
+        $(
+            impl From<&MessageQueue> for $name {
+                fn from(mq: &MessageQueue) -> Self {
+                    $name {
+                        topic: mq.topic.clone(),
+                        queue_id: mq.queue_id,
+                        bname: Some(mq.broker_name.clone()),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+queue_request_from_mq!(
+    GetMaxOffsetRequestHeader,
+    GetMinOffsetRequestHeader,
+    GetEarliestMsgStoretimeRequestHeader,
+);
+
 custom_header! {
     /// SEARCH_OFFSET_BY_TIMESTAMP (29) request (Java `SearchOffsetRequestHeader`).
     #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -575,6 +598,37 @@ custom_header! {
         req begin_timestamp: i64 = "beginTimestamp",
         /// End of the time range, in ms (`endTimestamp`).
         req end_timestamp: i64 = "endTimestamp",
+    }
+}
+
+custom_header! {
+    /// QUERY_MESSAGE response (Java `QueryMessageResponseHeader`).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct QueryMessageResponseHeader {
+        /// When the broker's index was last updated, in ms (`indexLastUpdateTimestamp`).
+        req index_last_update_timestamp: i64 = "indexLastUpdateTimestamp",
+        /// The commit-log offset the index had reached then (`indexLastUpdatePhyoffset`).
+        req index_last_update_phyoffset: i64 = "indexLastUpdatePhyoffset",
+    }
+}
+
+custom_header! {
+    /// GET_CONSUMER_CONNECTION_LIST (203) request (Java `GetConsumerConnectionListRequestHeader`).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct GetConsumerConnectionListRequestHeader {
+        /// The consumer group (`consumerGroup`).
+        req consumer_group: String = "consumerGroup",
+    }
+}
+
+custom_header! {
+    /// GET_CONSUME_STATS (208) request (Java `GetConsumeStatsRequestHeader`).
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct GetConsumeStatsRequestHeader {
+        /// The consumer group (`consumerGroup`).
+        req consumer_group: String = "consumerGroup",
+        /// Only this topic; every topic of the group when absent (`topic`).
+        opt topic: Option<String> = "topic",
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Java `ProcessQueueInfo`: a snapshot for `ConsumerRunningInfo.mqTable`. Members are declared in
 /// fastjson's (alphabetical) order with its names, including the `droped` misspelling.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct ProcessQueueInfo {
     /// Number of messages in the cache.
     #[serde(rename = "cachedMsgCount")]
