@@ -144,6 +144,6 @@ const _: () = {
     send_sync::<DefaultMQAdminExt>();
     send::<DefaultMQProducerBuilder>();
     send::<DefaultMQPushConsumerBuilder>();
-    send::<DefaultMQAdminExtBuilder>();
     send::<DefaultLitePullConsumerBuilder>();
+    send::<DefaultMQAdminExtBuilder>();
 };

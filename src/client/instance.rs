@@ -800,21 +800,9 @@ impl MQClientInstance {
 
     /// GET_MIN_OFFSET of `mq`.
     pub(crate) fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_addr_refreshing(mq)?;
-        let header = GetMinOffsetRequestHeader {
-            topic: mq.topic.clone(),
-            queue_id: mq.queue_id,
-            bname: Some(mq.broker_name.clone()),
-        };
-        let req = self.api.request(RemotingCommand::request_with_header(
-            RequestCode::GET_MIN_OFFSET,
-            &header,
-        ));
-        let resp = expect_success(
-            self.remoting().invoke_sync(&addr, req, ADMIN_TIMEOUT)?,
-            &addr,
-        )?;
-        let h: GetMinOffsetResponseHeader = resp.decode_header()?;
+        let header = GetMinOffsetRequestHeader::from(mq);
+        let h: GetMinOffsetResponseHeader =
+            self.query_master(mq, RequestCode::GET_MIN_OFFSET, &header, ADMIN_TIMEOUT)?;
         Ok(h.offset)
     }
 
