@@ -56,7 +56,9 @@ fn unit_of_path(path: &str, root_items: &HashMap<String, String>) -> Option<Stri
     Some(first.to_owned())
 }
 
-/// The layer a source file belongs to, `None` for `lib.rs` (which re-exports everything).
+/// The layer a source file belongs to, `None` for `lib.rs` (which re-exports everything) and
+/// for the binaries under `src/bin/`, which are crates of their own: their `crate::` paths name
+/// their own modules, and they use the library from outside, as any user does.
 fn unit_of_file(src: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(src).unwrap();
     let parts: Vec<String> = rel
@@ -65,7 +67,7 @@ fn unit_of_file(src: &Path, file: &Path) -> Option<String> {
         .collect();
     let top = parts[0].trim_end_matches(".rs").to_owned();
     match top.as_str() {
-        "lib" => None,
+        "lib" | "bin" => None,
         "remoting" if parts.get(1).map(String::as_str) == Some("protocol") => {
             Some("remoting::protocol".to_owned())
         }
