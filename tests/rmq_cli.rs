@@ -642,3 +642,27 @@ fn every_command_and_alias_has_help() {
         assert!(top.contains(needle), "{needle} in\n{top}");
     }
 }
+
+#[test]
+fn a_bad_stdin_line_stops_the_send_and_reports_what_was_sent() {
+    let cluster = Cluster::shared();
+    let ns = cluster.namesrv_addr.as_str();
+    let topic = new_topic(ns, 1);
+    let run = rmq_with_input(ns, &["send", "-t", &topic, "--json"], "first\n\nthird\n");
+    assert_eq!(run.code, 2, "{run:?}");
+    let v = run.json();
+    assert_eq!(
+        (v["sent"].as_i64(), v["failed"].as_bool()),
+        (Some(1), Some(true)),
+        "{v}"
+    );
+    assert!(v["error"].as_str().unwrap().contains("stdin line 2"), "{v}");
+    assert!(run.stderr.contains("stdin line 2 is empty"), "{run:?}");
+    // The broker has the line before the bad one, and nothing after it.
+    let stored = read_topic_until(&raw_client(), ns, &topic, 1);
+    let bodies: Vec<String> = stored
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.body()).into_owned())
+        .collect();
+    assert_eq!(bodies, ["first"]);
+}

@@ -42,7 +42,7 @@ pub(crate) struct ConsumeArgs {
     #[arg(short = 'g', long)]
     group: Option<String>,
     /// Tag expression: `*`, `TagA`, `TagA || TagB`.
-    #[arg(short = 's', long = "tags", default_value = "*", value_name = "EXPR")]
+    #[arg(long = "tags", default_value = "*", value_name = "EXPR")]
     expression: String,
     /// Consume with a lite pull consumer (poll loop) instead of a push consumer.
     #[arg(long)]

@@ -28,7 +28,7 @@ pub(crate) struct SendArgs {
     #[arg(short = 'k', long)]
     keys: Option<String>,
     /// Producer group.
-    #[arg(short = 'p', long, default_value = "rmq_cli_producer")]
+    #[arg(long, default_value = "rmq_cli_producer")]
     group: String,
     /// Print only how many were sent, not a row per message (for long stdin input).
     #[arg(short = 'q', long)]
@@ -145,6 +145,7 @@ fn report(g: &Global, args: &SendArgs, sent: &Sent) {
             "topic": args.topic,
             "sent": sent.results.len(),
             "failed": sent.failure.is_some(),
+            "error": sent.failure.as_ref().map(Failure::one_line),
             "results": sent.results.iter().map(result_json).collect::<Vec<_>>(),
         }));
         return;
