@@ -39,7 +39,7 @@
 //! |---|---|
 //! | `DefaultMQProducer` / `DefaultMQProducerImpl` | [`DefaultMQProducer`], built by [`DefaultMQProducerBuilder`] |
 //! | `DefaultMQPushConsumer` / `DefaultMQPushConsumerImpl` | [`DefaultMQPushConsumer`], built by [`DefaultMQPushConsumerBuilder`] |
-//! | `DefaultLitePullConsumer` / `DefaultLitePullConsumerImpl`, `MessageQueueListener` | [`DefaultLitePullConsumer`], built by [`DefaultLitePullConsumerBuilder`]; [`MessageQueueListener`] (or a closure) |
+//! | `DefaultLitePullConsumer` / `DefaultLitePullConsumerImpl`, `MessageQueueListener`, `TopicMessageQueueChangeListener` | [`DefaultLitePullConsumer`], built by [`DefaultLitePullConsumerBuilder`]; [`MessageQueueListener`], [`TopicMessageQueueChangeListener`] (or closures) |
 //! | `ClientConfig` | [`ClientConfig`], built by [`ClientConfigBuilder`] |
 //! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
 //! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
@@ -108,7 +108,7 @@ pub use consumer::{
     ConsumeOrderlyStatus, ConsumeStatus, DefaultLitePullConsumer, DefaultLitePullConsumerBuilder,
     DefaultMQPushConsumer, DefaultMQPushConsumerBuilder, ExpressionType, MachineRoomResolver,
     MessageListenerConcurrently, MessageListenerOrderly, MessageModel, MessageQueueListener,
-    QueueStat, SUB_ALL,
+    QueueStat, TopicMessageQueueChangeListener, SUB_ALL,
 };
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{

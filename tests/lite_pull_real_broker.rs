@@ -417,3 +417,46 @@ fn misuse_gets_clear_errors() {
     c.shutdown(Duration::from_secs(10)).unwrap();
     assert!(matches!(c.poll(POLL), Err(Error::ServiceState { .. })));
 }
+
+#[test]
+fn a_topic_listener_hears_of_new_queues() {
+    let cluster = Cluster::shared();
+    let topic = topic_with_queues(cluster, 2);
+    let c = lite(cluster, &unique("lcg"))
+        .topic_metadata_check_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    c.start().unwrap();
+    let heard: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let h = heard.clone();
+    c.register_topic_message_queue_change_listener(&topic, move |t: &str, qs: &[MessageQueue]| {
+        assert!(qs.iter().all(|q| q.topic == t));
+        h.lock().push(qs.len());
+    })
+    .unwrap();
+    // An unknown topic cannot be watched.
+    assert!(c
+        .register_topic_message_queue_change_listener(
+            &unique("NoSuchTopic"),
+            |_: &str, _: &[MessageQueue]| {}
+        )
+        .is_err());
+    // The current queues are the baseline: nothing is heard until they change.
+    create_topic_on_all_brokers(&raw_client(), cluster, &topic, 6);
+    let want = 6 * cluster.brokers.len();
+    assert!(
+        wait_until(Duration::from_secs(60), || heard.lock().last()
+            == Some(&want)),
+        "heard {:?}",
+        heard.lock()
+    );
+    // Never told of the queues it started with (with several brokers, the route may grow in
+    // steps, each a change).
+    let baseline = 2 * cluster.brokers.len();
+    assert!(
+        heard.lock().iter().all(|n| *n > baseline),
+        "heard {:?}",
+        heard.lock()
+    );
+    c.shutdown(Duration::from_secs(10)).unwrap();
+}

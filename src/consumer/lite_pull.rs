@@ -79,6 +79,32 @@ where
     }
 }
 
+/// Told when the queues of a topic change at the name server (Java
+/// `TopicMessageQueueChangeListener`): new queues were added, or a broker left. Registered with
+/// [`DefaultLitePullConsumer::register_topic_message_queue_change_listener`]; called on the
+/// scheduler thread with every readable queue of the topic, sorted. A closure
+/// `Fn(&str, &[MessageQueue])` is one. A panic is logged.
+pub trait TopicMessageQueueChangeListener: Send + Sync + 'static {
+    /// The queues of `topic` are now `queues`.
+    fn on_changed(&self, topic: &str, queues: &[MessageQueue]);
+}
+
+impl<F> TopicMessageQueueChangeListener for F
+where
+    F: Fn(&str, &[MessageQueue]) + Send + Sync + 'static,
+{
+    fn on_changed(&self, topic: &str, queues: &[MessageQueue]) {
+        self(topic, queues)
+    }
+}
+
+/// A registered [`TopicMessageQueueChangeListener`] and the queues it last heard of.
+struct TopicWatch {
+    listener: Arc<dyn TopicMessageQueueChangeListener>,
+    /// Empty until the first successful fetch.
+    queues: Vec<MessageQueue>,
+}
+
 /// How the consumer gets its queues (Java `SubscriptionType`); the two exclude each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Queues {
@@ -119,6 +145,11 @@ pub(crate) struct LitePullState {
     next_auto_commit: Mutex<Instant>,
     pull_threshold_for_all: usize,
     queue_listener: Option<Arc<dyn MessageQueueListener>>,
+    /// The topics watched for queue changes (Java `topicMessageQueueChangeListenerMap`).
+    topic_watches: Mutex<BTreeMap<String, TopicWatch>>,
+    /// How often the watched topics' queues are fetched (Java
+    /// `topicMetadataCheckIntervalMillis`).
+    topic_metadata_check_interval: Duration,
 }
 
 impl std::fmt::Debug for LitePullState {
@@ -138,6 +169,7 @@ impl LitePullState {
         auto_commit_interval: Duration,
         pull_threshold_for_all: usize,
         queue_listener: Option<Arc<dyn MessageQueueListener>>,
+        topic_metadata_check_interval: Duration,
     ) -> Self {
         LitePullState {
             buffer: Mutex::new(VecDeque::new()),
@@ -154,6 +186,8 @@ impl LitePullState {
             next_auto_commit: Mutex::new(Instant::now() + auto_commit_interval),
             pull_threshold_for_all,
             queue_listener,
+            topic_watches: Mutex::new(BTreeMap::new()),
+            topic_metadata_check_interval,
         }
     }
 
@@ -477,7 +511,92 @@ impl DefaultLitePullConsumer {
     pub fn start(&self) -> Result<()> {
         self.inner.start()?;
         self.apply_assignment_now();
+        // Java `fetchTopicMessageQueuesAndComparePeriodically`: the topics registered before
+        // start get their queues now, then every `topic_metadata_check_interval`.
+        self.check_topic_queues();
+        if let Some(instance) = self.inner.instance() {
+            let me = self.clone_weak();
+            let period = self.lite.topic_metadata_check_interval;
+            match instance.schedule_periodic(period, period, move || {
+                if let Some(c) = me.upgrade() {
+                    c.check_topic_queues();
+                }
+            }) {
+                Ok(task) => self.inner.tasks.lock().push(task),
+                Err(e) => log::warn!("the topic queue check was not scheduled: {e}"),
+            }
+        }
         Ok(())
+    }
+
+    fn clone_weak(&self) -> WeakLitePullConsumer {
+        WeakLitePullConsumer {
+            inner: Arc::downgrade(&self.inner),
+            lite: self.lite.clone(),
+        }
+    }
+
+    /// Watches `topic`'s queues at the name server: `listener` is called whenever they
+    /// change, checked every `topic_metadata_check_interval` (Java
+    /// `registerTopicMessageQueueChangeListener`). Once started, the current queues are
+    /// fetched at once (an unknown topic is an error) and are the baseline: the listener hears
+    /// of changes only. Registering a topic again replaces its listener.
+    pub fn register_topic_message_queue_change_listener(
+        &self,
+        topic: &str,
+        listener: impl TopicMessageQueueChangeListener,
+    ) -> Result<()> {
+        crate::producer::validators::check_topic(topic)?;
+        let queues = if self.inner.is_running() {
+            self.fetch_message_queues(topic)?
+        } else {
+            Vec::new()
+        };
+        self.lite.topic_watches.lock().insert(
+            topic.to_owned(),
+            TopicWatch {
+                listener: Arc::new(listener),
+                queues,
+            },
+        );
+        Ok(())
+    }
+
+    /// Fetches every watched topic's queues and tells the listeners of the ones that changed.
+    fn check_topic_queues(&self) {
+        let topics: Vec<String> = self.lite.topic_watches.lock().keys().cloned().collect();
+        for topic in topics {
+            let queues = match self.fetch_message_queues(&topic) {
+                Ok(q) => q,
+                Err(e) => {
+                    log::warn!("fetching the queues of {topic} failed: {e}");
+                    continue;
+                }
+            };
+            let listener = {
+                let mut watches = self.lite.topic_watches.lock();
+                let Some(watch) = watches.get_mut(&topic) else {
+                    continue;
+                };
+                if watch.queues == queues {
+                    continue;
+                }
+                // The first fetch is the baseline, not a change.
+                let first = watch.queues.is_empty();
+                watch.queues = queues.clone();
+                if first {
+                    continue;
+                }
+                watch.listener.clone()
+            };
+            let call = std::panic::AssertUnwindSafe(|| listener.on_changed(&topic, &queues));
+            if let Err(p) = std::panic::catch_unwind(call) {
+                log::error!(
+                    "the TopicMessageQueueChangeListener of {topic} panicked: {}",
+                    crate::executor::panic_message(p.as_ref())
+                );
+            }
+        }
     }
 
     /// Stops pulling; with auto-commit, commits what was polled; persists the offsets,
@@ -823,6 +942,21 @@ impl DefaultLitePullConsumer {
     }
 }
 
+/// The consumer as its periodic task holds it: it must not keep a dropped consumer alive.
+struct WeakLitePullConsumer {
+    inner: std::sync::Weak<PushConsumerInner>,
+    lite: Arc<LitePullState>,
+}
+
+impl WeakLitePullConsumer {
+    fn upgrade(&self) -> Option<DefaultLitePullConsumer> {
+        self.inner.upgrade().map(|inner| DefaultLitePullConsumer {
+            inner,
+            lite: self.lite.clone(),
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The builder
 
@@ -838,6 +972,7 @@ pub struct DefaultLitePullConsumerBuilder {
     auto_commit_interval: Duration,
     pull_threshold_for_all: usize,
     queue_listener: Option<Arc<dyn MessageQueueListener>>,
+    topic_metadata_check_interval: Duration,
 }
 
 impl std::fmt::Debug for DefaultLitePullConsumerBuilder {
@@ -878,6 +1013,7 @@ impl DefaultLitePullConsumerBuilder {
             auto_commit_interval: Duration::from_secs(5),
             pull_threshold_for_all: 10_000,
             queue_listener: None,
+            topic_metadata_check_interval: Duration::from_secs(30),
         }
     }
 
@@ -925,6 +1061,14 @@ impl DefaultLitePullConsumerBuilder {
         /// the push consumer's builder).
         max_decompressed_body_size: usize => max_decompressed_body_size
     );
+    /// How often the topics of
+    /// [`register_topic_message_queue_change_listener`](DefaultLitePullConsumer::register_topic_message_queue_change_listener)
+    /// are checked for new or lost queues. Default: 30 s; `build()` accepts 1 s and more.
+    #[doc(alias = "setTopicMetadataCheckIntervalMillis")]
+    pub fn topic_metadata_check_interval(mut self, interval: Duration) -> Self {
+        self.topic_metadata_check_interval = interval;
+        self
+    }
     /// Told of each change of the queues `subscribe` holds (Java `setMessageQueueListener`).
     #[doc(alias = "setMessageQueueListener")]
     pub fn message_queue_listener(mut self, listener: impl MessageQueueListener) -> Self {
@@ -946,6 +1090,12 @@ impl DefaultLitePullConsumerBuilder {
                 self.pull_threshold_for_all
             )));
         }
+        if self.topic_metadata_check_interval < Duration::from_secs(1) {
+            return Err(Error::config(format!(
+                "topicMetadataCheckIntervalMillis must be at least 1000: {:?}",
+                self.topic_metadata_check_interval
+            )));
+        }
         let queues = if self.subscriptions.is_empty() {
             Queues::Unset
         } else {
@@ -957,6 +1107,7 @@ impl DefaultLitePullConsumerBuilder {
             self.auto_commit_interval,
             self.pull_threshold_for_all,
             self.queue_listener,
+            self.topic_metadata_check_interval,
         ));
         let inner = build_inner(
             ConsumerParts {
@@ -986,7 +1137,14 @@ mod tests {
     use super::*;
 
     fn state() -> LitePullState {
-        LitePullState::new(Queues::Unset, true, Duration::from_secs(5), 10, None)
+        LitePullState::new(
+            Queues::Unset,
+            true,
+            Duration::from_secs(5),
+            10,
+            None,
+            Duration::from_secs(30),
+        )
     }
 
     fn pq(q: i32) -> Arc<ProcessQueue> {

@@ -48,6 +48,7 @@ pub use listener::{
 };
 pub use lite_pull::{
     DefaultLitePullConsumer, DefaultLitePullConsumerBuilder, MessageQueueListener,
+    TopicMessageQueueChangeListener,
 };
 pub use push_consumer::{DefaultMQPushConsumer, QueueStat};
 pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};
