@@ -114,7 +114,7 @@ pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::{
     DefaultMQProducer, DefaultMQProducerBuilder, JavaHash, MessageQueueSelector,
     SelectMessageQueueByHash, SelectMessageQueueByRandom, SelectedQueue, SendCallback, SendResult,
-    SendStatus,
+    SendStatus, TraceBean, TraceContext, TraceType, RMQ_SYS_TRACE_TOPIC,
 };
 pub use remoting::protocol::ResponseCode;
 pub use remoting::RPCHook;

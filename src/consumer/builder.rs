@@ -63,6 +63,10 @@ pub(crate) struct ConsumerConfig {
     pub(crate) suspend_current_queue_time: Duration,
     /// The largest body a compressed message may inflate to; a larger one is undecodable.
     pub(crate) max_decompressed_body_size: usize,
+    /// Message trace: the topic trace records go to; `None` is off.
+    pub(crate) trace_topic: Option<String>,
+    /// Trace records that may wait to be sent (Java: 2048).
+    pub(crate) trace_queue_size: usize,
 }
 
 /// Builds a [`DefaultMQPushConsumer`]. Every setter documents Java's default.
@@ -206,6 +210,8 @@ impl DefaultMQPushConsumerBuilder {
                 offset_moved_fix_delay: crate::consumer::pull::OFFSET_ILLEGAL_FIX_DELAY,
                 suspend_current_queue_time: Duration::from_secs(1),
                 max_decompressed_body_size: DEFAULT_MAX_BODY_SIZE,
+                trace_topic: None,
+                trace_queue_size: crate::producer::trace::QUEUE_SIZE,
             },
             client: ClientConfig::default(),
             client_overrides: ClientOverrides::default(),
@@ -348,6 +354,27 @@ impl DefaultMQPushConsumerBuilder {
         /// once they are consumed. Uncompressed bodies are bounded by the frame size instead.
         max_decompressed_body_size: usize => max_decompressed_body_size
     );
+    /// Message trace (Java's `enableMsgTrace` constructor argument): a `SubBefore` and a
+    /// `SubAfter` record of every listener call go, in Java's trace format, to
+    /// [`RMQ_SYS_TRACE_TOPIC`](crate::RMQ_SYS_TRACE_TOPIC), on a bounded background queue that
+    /// drops trace data rather than wait. Default: off.
+    pub fn enable_msg_trace(mut self, on: bool) -> Self {
+        self.cfg.trace_topic = on.then(|| crate::producer::RMQ_SYS_TRACE_TOPIC.to_owned());
+        self
+    }
+    /// Message trace into `topic` instead of `RMQ_SYS_TRACE_TOPIC` (Java's
+    /// `customizedTraceTopic`); turns tracing on.
+    pub fn customized_trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.cfg.trace_topic = Some(topic.into());
+        self
+    }
+    /// Test hook: how many trace records may wait (Java: 2048, not settable).
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn trace_queue_size_for_tests(mut self, records: usize) -> Self {
+        self.cfg.trace_queue_size = records.max(1);
+        self
+    }
     /// Adds a hook run before and after every listener call.
     #[doc(alias = "registerConsumeMessageHook")]
     pub fn consume_message_hook(mut self, hook: impl ConsumeMessageHook) -> Self {
@@ -409,6 +436,24 @@ pub(crate) fn build_inner(
         cfg.consume_timestamp = parse_consume_timestamp(text)?;
     }
     check_config(&cfg)?;
+    let mut hooks = hooks;
+    let trace = match &cfg.trace_topic {
+        Some(topic) => {
+            crate::producer::validators::check_topic(topic)?;
+            let d = Arc::new(crate::producer::trace::AsyncTraceDispatcher::with_capacity(
+                &cfg.group,
+                topic,
+                cfg.trace_queue_size,
+            ));
+            hooks.push(Arc::new(
+                crate::consumer::trace_hook::ConsumeMessageTraceHook {
+                    dispatcher: d.clone(),
+                },
+            ));
+            Some(d)
+        }
+        None => None,
+    };
     let mut subs = HashMap::new();
     for (topic, expr, kind) in &subscriptions {
         crate::producer::validators::check_topic(topic)?;
@@ -436,6 +481,7 @@ pub(crate) fn build_inner(
         stats: ConsumerStats::default(),
         start_time: now_millis(),
         tasks: Mutex::new(Vec::new()),
+        trace,
     }))
 }
 

@@ -32,6 +32,7 @@ mod rebalance;
 mod send_back;
 pub(crate) mod stats;
 mod subscription;
+mod trace_hook;
 
 pub use crate::remoting::protocol::body::ConsumeStatus;
 pub use allocate::{

@@ -193,6 +193,12 @@ impl DefaultMQPushConsumer {
         self.inner.stats.flow_control_times()
     }
 
+    /// Trace records dropped, since start, because the trace queue was full (0 without
+    /// message trace). Trace data is dropped rather than a send or a consume made to wait.
+    pub fn trace_dropped(&self) -> u64 {
+        self.inner.trace.as_ref().map_or(0, |t| t.dropped())
+    }
+
     /// Threads of the consume pool right now.
     pub fn consume_pool_size(&self) -> usize {
         self.inner
@@ -246,6 +252,8 @@ pub(crate) struct PushConsumerInner {
     pub(crate) start_time: i64,
     /// This consumer's periodic tasks on the shared scheduler, cancelled at shutdown.
     pub(crate) tasks: Mutex<Vec<crate::executor::ScheduledHandle>>,
+    /// Message trace, when on: its trace hook is among `hooks`.
+    pub(crate) trace: Option<Arc<crate::producer::trace::AsyncTraceDispatcher>>,
 }
 
 impl std::fmt::Debug for PushConsumerInner {
@@ -386,6 +394,13 @@ impl PushConsumerInner {
         store.load()?;
         *self.offset_store.write() = Some(store);
 
+        if let Some(trace) = &self.trace {
+            // As Java: tracing that cannot start does not stop the consumer.
+            if let Err(e) = trace.start(&self.client) {
+                log::warn!("message trace of {} did not start: {e}", self.cfg.group);
+            }
+        }
+
         let service = crate::consumer::consume::create(
             self.me.clone(),
             &self.cfg,
@@ -458,6 +473,10 @@ impl PushConsumerInner {
         }
         for pq in &queues {
             pq.set_dropped();
+        }
+        // The listener calls are over: send their trace records.
+        if let Some(trace) = &self.trace {
+            trace.shutdown(deadline.saturating_duration_since(Instant::now()));
         }
         // 3. Persist offsets (orderly: then give the locks back, so the queues' next owners
         // start at once, from these offsets), 4. unregister.

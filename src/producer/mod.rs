@@ -17,6 +17,7 @@ mod default_producer;
 pub(crate) mod fault;
 mod selector;
 mod send_result;
+pub(crate) mod trace;
 pub(crate) mod validators;
 
 pub use default_producer::{DefaultMQProducer, DefaultMQProducerBuilder};
@@ -26,5 +27,6 @@ pub use selector::{
     SelectedQueue,
 };
 pub use send_result::{SendCallback, SendResult, SendStatus};
+pub use trace::{TraceBean, TraceContext, TraceType, RMQ_SYS_TRACE_TOPIC};
 
 pub(crate) use send_result::process_send_response;
