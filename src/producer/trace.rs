@@ -386,7 +386,7 @@ impl AsyncTraceDispatcher {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n % 1000 == 0 {
+                if n == 1 || n.is_multiple_of(1000) {
                     log::warn!(
                         "the trace queue of {} is full: {n} trace record(s) dropped so far",
                         self.group
