@@ -912,6 +912,7 @@ impl MQClientInstance {
             note("scheduler", s.shutdown(left()));
         }
         self.remoting().shutdown();
+        self.request_futures.fail_all(&self.client_id);
         log::info!("the client factory [{}] shut down", self.client_id);
         unfinished
     }

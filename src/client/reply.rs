@@ -303,6 +303,21 @@ impl RequestFutureTable {
         }
     }
 
+    /// Fails every waiting request: the instance shut down, so no reply can arrive and no
+    /// sweep will run. Callbacks run on this thread (the callback pool is stopped).
+    pub(crate) fn fail_all(&self, client_id: &str) {
+        let all: Vec<_> = self.table.lock().drain().map(|(_, f)| f).collect();
+        for f in all {
+            f.complete(Err(Error::client(
+                ClientErrorCode::NO_CODE,
+                format!(
+                    "request to <{}> abandoned: the client instance {client_id} shut down",
+                    f.topic
+                ),
+            )));
+        }
+    }
+
     /// Waits for `future`'s reply until its timeout, then takes it out of the table.
     pub(crate) fn wait(&self, future: &Arc<RequestResponseFuture>) -> Result<MessageExt> {
         if let Some(outcome) = future.wait() {

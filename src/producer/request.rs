@@ -103,7 +103,7 @@ impl DefaultMQProducer {
     /// send failed (the send's error is the [`source`](std::error::Error::source)); or no reply
     /// came within `timeout`: an [`Error::Client`] with
     /// [`ClientErrorCode::REQUEST_TIMEOUT_EXCEPTION`]. A reply that arrives after the timeout
-    /// is dropped.
+    /// is dropped. A request still waiting when the client instance shuts down fails at once.
     ///
     /// The send itself is bounded by the producer's
     /// [`send_msg_timeout`](crate::DefaultMQProducerBuilder::send_msg_timeout); the reply is
@@ -163,7 +163,8 @@ impl DefaultMQProducer {
     /// `request(Message, RequestCallback, long)`). The message is sent as by
     /// [`send_async`](Self::send_async); a request without a reply within `timeout` fails with
     /// [`ClientErrorCode::REQUEST_TIMEOUT_EXCEPTION`] (found by a sweep that runs every second,
-    /// so the callback may come up to a second late).
+    /// so the callback may come up to a second late). A request still waiting when the client
+    /// instance shuts down fails then.
     ///
     /// An `Err` return means the request was not sent and the callback will **not** run (the
     /// same cases as for `send_async`); `Ok` means it runs exactly once.
@@ -509,6 +510,37 @@ mod tests {
         assert!(done.try_recv().is_err());
         assert_eq!(waiting(&p), 0);
         p.shutdown(WAIT).unwrap();
+    }
+
+    #[test]
+    fn requests_waiting_when_the_client_shuts_down_fail_at_once() {
+        let (tx, sent) = unbounded();
+        let fake = fake(tx);
+        let p = producer(&fake);
+        let (done_tx, done) = unbounded();
+        p.request_async(
+            &crate::Message::new(TOPIC, "async"),
+            Duration::from_secs(600),
+            Report(done_tx),
+        )
+        .unwrap();
+        let requester = p.clone();
+        let call = std::thread::spawn(move || {
+            requester.request(
+                &crate::Message::new(TOPIC, "sync"),
+                Duration::from_secs(600),
+            )
+        });
+        next_request(&sent);
+        next_request(&sent);
+        p.shutdown(WAIT).unwrap();
+        let e = done
+            .recv_timeout(WAIT)
+            .expect("the callback runs at shutdown")
+            .unwrap_err();
+        assert!(e.to_string().contains("shut down"), "{e}");
+        let e = call.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains("shut down"), "{e}");
     }
 
     #[test]
