@@ -99,8 +99,9 @@ pub use admin::{
     Subscription, TopicConfig,
 };
 pub use client::{ClientConfig, ClientConfigBuilder};
-pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties};
-pub use consumer::create_reply_message;
+pub use common::{
+    create_reply_message, Message, MessageConst, MessageExt, MessageQueue, Properties,
+};
 pub use consumer::{
     AllocateMachineRoomNearby, AllocateMessageQueueAveragely,
     AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,

@@ -19,6 +19,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::client::instance::MQClientInstance;
 use crate::common::decoder::{decompress, MessageSysFlag};
 use crate::common::message::{string_to_properties, PropertyIter};
+use crate::common::reply::REPLY_MESSAGE_FLAG;
 use crate::common::{Message, MessageConst, MessageExt, DEFAULT_MAX_BODY_SIZE};
 use crate::error::{ClientErrorCode, CodecError, Error, Result};
 use crate::executor::ScheduledHandle;
@@ -88,9 +89,6 @@ impl CommandCustomHeader for ReplyMessageRequestHeader {
     }
 }
 
-/// Java `MixAll.REPLY_MESSAGE_FLAG`: the `MSG_TYPE` of a reply.
-pub(crate) const REPLY_MESSAGE_FLAG: &str = "reply";
-
 /// Whether an encoded properties string marks a reply (`MSG_TYPE=reply`). Scans the string
 /// without allocating: it runs for every send.
 pub(crate) fn is_reply(properties: &Option<String>) -> bool {
@@ -107,7 +105,7 @@ pub(crate) type RequestCompletion = Box<dyn FnOnce(Result<MessageExt>) + Send + 
 /// How a request's waiter learns the outcome.
 enum Waiter {
     /// A thread blocked in [`RequestResponseFuture::wait`].
-    Sync(Option<Result<MessageExt>>),
+    Sync(Option<Box<Result<MessageExt>>>),
     /// An asynchronous request's callback, run once.
     Callback(Option<RequestCompletion>),
 }
@@ -208,7 +206,7 @@ impl RequestResponseFuture {
             match &mut *w {
                 Waiter::Sync(slot) => {
                     if slot.is_none() {
-                        *slot = Some(outcome);
+                        *slot = Some(Box::new(outcome));
                         self.done.notify_all();
                     }
                     return;
@@ -236,7 +234,7 @@ impl RequestResponseFuture {
         let mut w = self.waiter.lock();
         loop {
             match &mut *w {
-                Waiter::Sync(slot) if slot.is_some() => return slot.take(),
+                Waiter::Sync(slot) if slot.is_some() => return slot.take().map(|b| *b),
                 Waiter::Sync(_) => self.done.wait(&mut w),
                 Waiter::Callback(_) => return None,
             }
@@ -250,13 +248,13 @@ impl RequestResponseFuture {
         let mut w = self.waiter.lock();
         loop {
             match &mut *w {
-                Waiter::Sync(slot) if slot.is_some() => return slot.take(),
+                Waiter::Sync(slot) if slot.is_some() => return slot.take().map(|b| *b),
                 Waiter::Sync(_) => {}
                 Waiter::Callback(_) => return None,
             }
             if self.done.wait_until(&mut w, deadline).timed_out() {
                 return match &mut *w {
-                    Waiter::Sync(slot) => slot.take(),
+                    Waiter::Sync(slot) => slot.take().map(|b| *b),
                     Waiter::Callback(_) => None,
                 };
             }

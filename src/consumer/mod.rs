@@ -29,7 +29,6 @@ pub(crate) mod process_queue;
 mod pull;
 pub(crate) mod push_consumer;
 mod rebalance;
-mod reply;
 mod send_back;
 pub(crate) mod stats;
 mod subscription;
@@ -52,5 +51,4 @@ pub use lite_pull::{
     TopicMessageQueueChangeListener,
 };
 pub use push_consumer::{DefaultMQPushConsumer, QueueStat};
-pub use reply::create_reply_message;
 pub use subscription::{ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL};

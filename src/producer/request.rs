@@ -1,6 +1,6 @@
 //! Request-reply on the producer (Java 4.6+ `DefaultMQProducer.request`): send a message and
 //! wait for the reply a consumer of the request topic sends back with
-//! [`create_reply_message`](crate::create_reply_message).
+//! [`create_reply_message`](crate::common::create_reply_message).
 //!
 //! The request carries three properties: `CORRELATION_ID` (unique per request),
 //! `REPLY_TO_CLIENT` (this client's id) and `TTL` (the timeout in ms). The replier's reply goes
@@ -97,7 +97,7 @@ impl DefaultMQProducer {
     /// Sends `msg` as a request and waits up to `timeout` for its reply (Java
     /// `request(Message, long)`). The message goes to its topic as by [`send`](Self::send),
     /// retries included; a consumer of that topic answers it with
-    /// [`create_reply_message`](crate::create_reply_message) and a producer's send.
+    /// [`create_reply_message`](crate::common::create_reply_message) and a producer's send.
     ///
     /// Errors: the producer is not running or the message is invalid (as for `send`); the
     /// send failed (the send's error is the [`source`](std::error::Error::source)); or no reply
@@ -312,7 +312,7 @@ mod tests {
         }
         m.put_property("CLUSTER", "C");
         let ext = MessageExt::from_message(&m);
-        crate::create_reply_message(&ext, "")
+        crate::common::create_reply_message(&ext, "")
             .unwrap()
             .properties_string()
     }
@@ -348,6 +348,19 @@ mod tests {
         }
     }
 
+    /// Runs a sync request of `body` on a thread of its own.
+    fn spawn_request(
+        p: &DefaultMQProducer,
+        body: &'static str,
+        timeout: Duration,
+    ) -> std::thread::JoinHandle<Result<MessageExt>> {
+        let p = p.clone();
+        std::thread::Builder::new()
+            .name("requester".to_owned())
+            .spawn(move || p.request(&crate::Message::new(TOPIC, body), timeout))
+            .unwrap()
+    }
+
     fn waiting(p: &DefaultMQProducer) -> usize {
         p.running_instance().unwrap().request_futures().len()
     }
@@ -357,10 +370,7 @@ mod tests {
         let (tx, sent) = unbounded();
         let fake = fake(tx);
         let p = producer(&fake);
-        let requester = p.clone();
-        let call = std::thread::spawn(move || {
-            requester.request(&crate::Message::new(TOPIC, "ping"), Duration::from_secs(5))
-        });
+        let call = spawn_request(&p, "ping", Duration::from_secs(5));
         let props = next_request(&sent);
         assert_eq!(props.get("REPLY_TO_CLIENT"), p.client_id().as_deref());
         assert_eq!(props.get("TTL"), Some("5000"));
@@ -524,13 +534,7 @@ mod tests {
             Report(done_tx),
         )
         .unwrap();
-        let requester = p.clone();
-        let call = std::thread::spawn(move || {
-            requester.request(
-                &crate::Message::new(TOPIC, "sync"),
-                Duration::from_secs(600),
-            )
-        });
+        let call = spawn_request(&p, "sync", Duration::from_secs(600));
         next_request(&sent);
         next_request(&sent);
         p.shutdown(WAIT).unwrap();
@@ -570,10 +574,7 @@ mod tests {
         let (tx, sent) = unbounded();
         let fake = fake(tx);
         let p = producer(&fake);
-        let requester = p.clone();
-        let call = std::thread::spawn(move || {
-            requester.request(&crate::Message::new(TOPIC, "ping"), Duration::from_secs(20))
-        });
+        let call = spawn_request(&p, "ping", Duration::from_secs(20));
         let props = next_request(&sent);
         let good = reply_properties(&props);
 

@@ -8,17 +8,15 @@ use crate::error::{ClientErrorCode, Error, Result};
 /// Java `MixAll.REPLY_TOPIC_POSTFIX`: a cluster's reply topic is `<cluster>_REPLY_TOPIC`.
 const REPLY_TOPIC_POSTFIX: &str = "REPLY_TOPIC";
 /// Java `MixAll.REPLY_MESSAGE_FLAG`, the `MSG_TYPE` of a reply.
-const REPLY_MESSAGE_FLAG: &str = "reply";
+pub(crate) const REPLY_MESSAGE_FLAG: &str = "reply";
 
 /// The reply to `request`, with `body` (Java `MessageUtil.createReplyMessage`), to be sent with
-/// any producer's [`send`](crate::DefaultMQProducer::send): the broker then pushes it to the
-/// client that sent the request, whose
-/// [`request`](crate::DefaultMQProducer::request) returns it.
+/// any producer's `DefaultMQProducer::send`: the broker then pushes it to the client that sent
+/// the request, whose `DefaultMQProducer::request` returns it.
 ///
-/// `request` is a message a consumer received from a requester's
-/// [`request`](crate::DefaultMQProducer::request). The reply goes to the reply topic of the
-/// cluster that stored the request, `<cluster>_REPLY_TOPIC`, with `MSG_TYPE=reply` and the
-/// request's `CORRELATION_ID`, `REPLY_TO_CLIENT` and `TTL`.
+/// `request` is a message a consumer received from a requester's `request`. The reply goes to
+/// the reply topic of the cluster that stored the request, `<cluster>_REPLY_TOPIC`, with
+/// `MSG_TYPE=reply` and the request's `CORRELATION_ID`, `REPLY_TO_CLIENT` and `TTL`.
 ///
 /// Fails with [`ClientErrorCode::CREATE_REPLY_MESSAGE_EXCEPTION`] naming the missing property
 /// when `request` is not a request: no `CLUSTER` (the broker sets it when it stores a message),
