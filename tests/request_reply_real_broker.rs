@@ -12,7 +12,7 @@ use rocketmq_sync::{
     create_reply_message, ClientErrorCode, DefaultMQProducer, DefaultMQPushConsumer,
 };
 use rocketmq_sync::{ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, Message, MessageExt};
-use support::broker::Cluster;
+use support::broker::{Cluster, ClusterOptions};
 use support::client::*;
 use support::consume::{consumer_builder, topic_with_queues};
 
@@ -164,4 +164,43 @@ fn a_plain_message_cannot_be_replied_to() {
     assert!(e.to_string().contains("CORRELATION_ID"), "{e}");
     consumer.shutdown(TIMEOUT).unwrap();
     p.shutdown(TIMEOUT).unwrap();
+}
+
+/// rocketmq-rust 1.0.0 creates `<broker name>_REPLY_TOPIC` at startup where a Java broker
+/// creates `<cluster>_REPLY_TOPIC`, the topic Java's (and this crate's) `createReplyMessage`
+/// sends to. Without topic auto-creation the reply cannot be sent until that topic exists: the
+/// replier's send names it, and the requester times out. Once created, replies flow.
+#[test]
+fn without_auto_create_the_cluster_reply_topic_must_exist() {
+    let cluster = Cluster::start(ClusterOptions::default().no_auto_create());
+    let topic = topic_with_queues(&cluster, 1);
+    let (consumer, reply_producer, replies) = replier(&cluster, &topic);
+    let requester = producer(&cluster.namesrv_addr, &unique("request_pg"));
+
+    let e = requester
+        .request(
+            &Message::new(topic.clone(), "before"),
+            Duration::from_secs(3),
+        )
+        .expect_err("the reply cannot be sent");
+    assert_eq!(
+        e.client_error_code(),
+        Some(ClientErrorCode::REQUEST_TIMEOUT_EXCEPTION),
+        "{e}"
+    );
+    let refused = replies
+        .recv_timeout(REQUEST_TIMEOUT)
+        .expect("the replier tried")
+        .expect_err("no route to the reply topic");
+    assert!(refused.contains("DefaultCluster_REPLY_TOPIC"), "{refused}");
+
+    create_topic_on_all_brokers(&raw_client(), &cluster, "DefaultCluster_REPLY_TOPIC", 1);
+    let reply = requester
+        .request(&Message::new(topic.clone(), "after"), REQUEST_TIMEOUT)
+        .expect("the reply topic exists now");
+    assert_eq!(&reply.body()[..], b"re: after");
+
+    consumer.shutdown(TIMEOUT).unwrap();
+    reply_producer.shutdown(TIMEOUT).unwrap();
+    requester.shutdown(TIMEOUT).unwrap();
 }

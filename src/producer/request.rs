@@ -391,6 +391,56 @@ mod tests {
     }
 
     #[test]
+    fn requests_to_a_chosen_queue_and_through_a_selector_get_their_replies() {
+        let (tx, sent) = unbounded();
+        let fake = fake(tx);
+        let p = producer(&fake);
+        let mq = MessageQueue {
+            topic: TOPIC.into(),
+            broker_name: "b".into(),
+            queue_id: 0,
+        };
+        let selected = Arc::new(AtomicUsize::new(0));
+        for chosen in ["queue", "selector"] {
+            let requester = p.clone();
+            let (mq, selected) = (mq.clone(), Arc::clone(&selected));
+            let call = std::thread::Builder::new()
+                .name("requester".to_owned())
+                .spawn(move || {
+                    let msg = crate::Message::new(TOPIC, chosen);
+                    let timeout = Duration::from_secs(5);
+                    if chosen == "queue" {
+                        requester.request_to_queue(&msg, &mq, timeout)
+                    } else {
+                        let select = |mqs: &[MessageQueue], arg: &u32| {
+                            selected.fetch_add(1, Ordering::SeqCst);
+                            mqs.get(*arg as usize).cloned()
+                        };
+                        requester.request_with_selector(&msg, &select, &0u32, timeout)
+                    }
+                })
+                .unwrap();
+            let props = next_request(&sent);
+            assert!(props.get("CORRELATION_ID").is_some());
+            let answers = push_reply(
+                &fake,
+                &reply_header(&reply_properties(&props)),
+                chosen.as_bytes(),
+            );
+            assert_all(&answers, ResponseCode::SUCCESS, "");
+            let reply = call.join().unwrap().expect("the reply");
+            assert_eq!(&reply.body()[..], chosen.as_bytes());
+        }
+        assert_eq!(
+            selected.load(Ordering::SeqCst),
+            1,
+            "the selector chose the queue"
+        );
+        assert_eq!(waiting(&p), 0);
+        p.shutdown(WAIT).unwrap();
+    }
+
+    #[test]
     fn an_async_request_calls_back_once_with_a_compressed_reply_decompressed() {
         let (tx, sent) = unbounded();
         let fake = fake(tx);
