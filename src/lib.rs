@@ -43,6 +43,7 @@
 //! | `ClientConfig` | [`ClientConfig`], built by [`ClientConfigBuilder`] |
 //! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
 //! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
+//! | `DefaultMQProducer.request` (request-reply), `RequestCallback`, `MessageUtil.createReplyMessage` | [`DefaultMQProducer::request`], [`request_async`](DefaultMQProducer::request_async), [`request_to_queue`](DefaultMQProducer::request_to_queue), [`request_with_selector`](DefaultMQProducer::request_with_selector); [`RequestCallback`] (or a closure); [`create_reply_message`] |
 //! | `MessageQueueSelector`, `SelectMessageQueueByHash`, `SelectMessageQueueByRandom` | [`MessageQueueSelector`] (or a closure), [`SelectMessageQueueByHash`], [`SelectMessageQueueByRandom`]; Java's `Object.hashCode()` is [`JavaHash`] |
 //! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] or a closure |
 //! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
@@ -99,7 +100,9 @@ pub use admin::{
     Subscription, TopicConfig,
 };
 pub use client::{ClientConfig, ClientConfigBuilder};
-pub use common::{Message, MessageConst, MessageExt, MessageQueue, Properties};
+pub use common::{
+    create_reply_message, Message, MessageConst, MessageExt, MessageQueue, Properties,
+};
 pub use consumer::{
     AllocateMachineRoomNearby, AllocateMessageQueueAveragely,
     AllocateMessageQueueAveragelyByCircle, AllocateMessageQueueByConfig,
@@ -112,6 +115,7 @@ pub use consumer::{
     QueueStat, TopicMessageQueueChangeListener, SUB_ALL,
 };
 pub use error::{ClientErrorCode, CodecError, Error, Result};
+pub use producer::RequestCallback;
 pub use producer::{
     DefaultMQProducer, DefaultMQProducerBuilder, JavaHash, MessageQueueSelector,
     SelectMessageQueueByHash, SelectMessageQueueByRandom, SelectedQueue, SendCallback, SendResult,

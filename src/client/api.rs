@@ -105,7 +105,9 @@ impl MQClientAPI {
         }
     }
 
-    /// Builds a SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request.
+    /// Builds a SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request; a reply of request-reply
+    /// (property `MSG_TYPE=reply`) goes as SEND_REPLY_MESSAGE_V2, which the broker pushes to
+    /// the requesting client (Java `MQClientAPIImpl.sendMessage`).
     pub(crate) fn send_request(
         &self,
         header: &SendMessageRequestHeader,
@@ -113,6 +115,8 @@ impl MQClientAPI {
     ) -> RemotingCommand {
         let code = if header.batch {
             RequestCode::SEND_BATCH_MESSAGE
+        } else if crate::client::reply::is_reply(&header.properties) {
+            RequestCode::SEND_REPLY_MESSAGE_V2
         } else {
             RequestCode::SEND_MESSAGE_V2
         };

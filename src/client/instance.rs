@@ -138,6 +138,8 @@ pub(crate) struct MQClientInstance {
     tasks: Mutex<Vec<ScheduledHandle>>,
     route_lock: Mutex<()>,
     heartbeat_lock: Mutex<()>,
+    /// Requests waiting for a reply (request-reply).
+    request_futures: crate::client::reply::RequestFutureTable,
 }
 
 impl std::fmt::Debug for MQClientInstance {
@@ -330,6 +332,7 @@ impl MQClientInstance {
             tasks: Mutex::new(Vec::new()),
             route_lock: Mutex::new(()),
             heartbeat_lock: Mutex::new(()),
+            request_futures: Default::default(),
         });
         crate::client::processors::register(&instance);
         // A broker that restarted lost this client's heartbeat: until the next periodic one (up
@@ -367,6 +370,11 @@ impl MQClientInstance {
     /// The remoting client.
     pub(crate) fn remoting(&self) -> &RemotingClient {
         self.api.remoting()
+    }
+
+    /// The requests of this client waiting for a reply.
+    pub(crate) fn request_futures(&self) -> &crate::client::reply::RequestFutureTable {
+        &self.request_futures
     }
 
     fn start(self: &Arc<Self>) -> Result<()> {
@@ -904,6 +912,7 @@ impl MQClientInstance {
             note("scheduler", s.shutdown(left()));
         }
         self.remoting().shutdown();
+        self.request_futures.fail_all(&self.client_id);
         log::info!("the client factory [{}] shut down", self.client_id);
         unfinished
     }

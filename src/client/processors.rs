@@ -51,6 +51,7 @@ pub(crate) fn register(instance: &Arc<MQClientInstance>) {
         RequestCode::GET_CONSUMER_STATUS_FROM_CLIENT,
         Arc::new(move |_: &RequestContext, req: RemotingCommand| consumer_status(&w, &req)),
     );
+    crate::client::reply::register(instance);
 }
 
 fn error_response(

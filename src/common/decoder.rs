@@ -683,7 +683,11 @@ fn compression_name(sys_flag: i32) -> &'static str {
 /// zlib its 32 KiB window; LZ4 one compressed and one decompressed block (the frame's block size,
 /// at most 4 MiB each, 8 MiB + 64 KiB in linked mode); ZSTD its history window, which is kept no
 /// larger than `max_body_size` (see [`zstd_reader`]), plus two 128 KiB blocks.
-fn decompress(body: &[u8], sys_flag: i32, max_body_size: usize) -> Result<Bytes, CodecError> {
+pub(crate) fn decompress(
+    body: &[u8],
+    sys_flag: i32,
+    max_body_size: usize,
+) -> Result<Bytes, CodecError> {
     let name = compression_name(sys_flag);
     let err = |e: std::io::Error| CodecError::Decompress(format!("{name}: {e}"));
     match name {

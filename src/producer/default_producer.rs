@@ -304,6 +304,12 @@ impl DefaultMQProducer {
             .map(|i| i.client_id().to_owned())
     }
 
+    /// The client instance of the running producer (request-reply registers its requests
+    /// there: see `producer::request`).
+    pub(crate) fn running_instance(&self) -> Result<Arc<MQClientInstance>> {
+        self.inner.running()
+    }
+
     /// Starts the producer: joins (or creates) the client instance, registers the group and
     /// sends a first heartbeat. Starting twice is an error.
     pub fn start(&self) -> Result<()> {

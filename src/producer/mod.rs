@@ -5,6 +5,7 @@
 //! | `SendResult` | [`SendResult`] |
 //! | `SendStatus` | [`SendStatus`] |
 //! | `SendCallback` | [`SendCallback`] (any `FnOnce(Result<SendResult>)` closure) |
+//! | `RequestCallback` | [`RequestCallback`] (or any `FnOnce(Result<MessageExt>)` closure) |
 //! | `MessageQueueSelector` | [`MessageQueueSelector`] (or a closure) |
 //! | `SelectMessageQueueByHash` | [`SelectMessageQueueByHash`] |
 //! | `SelectMessageQueueByRandom` | [`SelectMessageQueueByRandom`] |
@@ -15,12 +16,14 @@
 
 mod default_producer;
 pub(crate) mod fault;
+mod request;
 mod selector;
 mod send_result;
 pub(crate) mod trace;
 pub(crate) mod validators;
 
 pub use default_producer::{DefaultMQProducer, DefaultMQProducerBuilder};
+pub use request::RequestCallback;
 
 pub use selector::{
     JavaHash, MessageQueueSelector, SelectMessageQueueByHash, SelectMessageQueueByRandom,
