@@ -1,7 +1,8 @@
-//! The producer's chosen-queue sends against two in-process fake brokers: `broker-a` refuses
-//! every send with a retryable `SYSTEM_ERROR`, `broker-b` stores everything. A send to a queue
-//! the caller chose (or its selector picked) is never moved to `broker-b`; async sends retry on
-//! the chosen queue as Java's do. The send hooks see every attempt, failures included.
+//! The producer's chosen-queue sends against two in-process fake brokers: `broker-a` fails
+//! every send (it refuses with a retryable `SYSTEM_ERROR`, or hangs up), `broker-b` stores
+//! everything. A send to a queue the caller chose (or its selector picked) is never moved to
+//! `broker-b`; async sends retry on the chosen queue when the request failed, as Java's do. The
+//! send hooks see every attempt, failures included.
 
 mod support;
 
@@ -57,8 +58,22 @@ struct Fakes {
     seen_b: Seen,
 }
 
-/// `broker-b` stores every send; `broker-a` (also the name server) refuses every send.
-fn start_fakes() -> Fakes {
+/// `broker-a` refuses every send with `SYSTEM_ERROR`.
+fn refuse() -> FakeAction {
+    FakeAction::Respond(RemotingCommand::response(
+        ResponseCode::SYSTEM_ERROR,
+        Some("broker-a refuses".into()),
+    ))
+}
+
+/// `broker-a` closes the connection on every send: the request failed, and Java retries that.
+fn hang_up() -> FakeAction {
+    FakeAction::CloseConnection
+}
+
+/// `broker-b` stores every send; `broker-a` (also the name server) answers every send with
+/// `a_send`.
+fn start_fakes(a_send: fn() -> FakeAction) -> Fakes {
     let seen_b: Seen = Default::default();
     let s = seen_b.clone();
     let b = FakeBroker::start(move |req| {
@@ -82,10 +97,7 @@ fn start_fakes() -> Fakes {
     let a = FakeBroker::start(move |req| {
         if is_send(req) {
             record(&s, req);
-            return FakeAction::Respond(RemotingCommand::response(
-                ResponseCode::SYSTEM_ERROR,
-                Some("broker-a refuses".into()),
-            ));
+            return a_send();
         }
         match req.request_code() {
             RequestCode::GET_ROUTEINFO_BY_TOPIC if req.ext_fields().get("topic") == Some(TOPIC) => {
@@ -167,7 +179,7 @@ fn sends(seen: &Seen) -> Vec<(String, i32)> {
 
 #[test]
 fn async_to_a_chosen_queue_retries_on_that_queue_only() {
-    let f = start_fakes();
+    let f = start_fakes(hang_up);
     let calls: Calls = Default::default();
     let p = producer(&f.a.addr(), &calls);
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -179,11 +191,7 @@ fn async_to_a_chosen_queue_retries_on_that_queue_only() {
         .recv_timeout(TIMEOUT)
         .expect("callback runs")
         .unwrap_err();
-    assert_eq!(
-        err.response_code(),
-        Some(ResponseCode::SYSTEM_ERROR),
-        "{err}"
-    );
+    assert!(err.is_remoting(), "{err}");
     // Java: 1 + retryTimesWhenSendAsyncFailed (2) attempts, all to the chosen queue.
     assert_eq!(sends(&f.seen_a), vec![("broker-a".to_owned(), 1); 3]);
     assert!(sends(&f.seen_b).is_empty(), "moved to broker-b");
@@ -207,7 +215,7 @@ fn async_to_a_chosen_queue_retries_on_that_queue_only() {
 
 #[test]
 fn async_through_a_selector_stays_on_the_selected_queue() {
-    let f = start_fakes();
+    let f = start_fakes(hang_up);
     let calls: Calls = Default::default();
     let p = producer(&f.a.addr(), &calls);
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -228,8 +236,35 @@ fn async_through_a_selector_stays_on_the_selected_queue() {
 }
 
 #[test]
+fn async_to_a_chosen_queue_takes_the_brokers_answer_as_final() {
+    let f = start_fakes(refuse);
+    let calls: Calls = Default::default();
+    let p = producer(&f.a.addr(), &calls);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    p.send_async_to_queue(&Message::new(TOPIC, "to-a"), &mq_a(), move |r| {
+        tx.send(r).unwrap()
+    })
+    .unwrap();
+    let err = rx
+        .recv_timeout(TIMEOUT)
+        .expect("callback runs")
+        .unwrap_err();
+    assert_eq!(
+        err.response_code(),
+        Some(ResponseCode::SYSTEM_ERROR),
+        "{err}"
+    );
+    // Java does not retry after a broker's answer (needRetry false): one attempt.
+    assert_eq!(sends(&f.seen_a), vec![("broker-a".to_owned(), 1)]);
+    assert!(sends(&f.seen_b).is_empty());
+    assert_eq!(calls.lock().len(), 2);
+    p.shutdown(TIMEOUT).unwrap();
+    assert!(rx.try_recv().is_err(), "the callback ran once");
+}
+
+#[test]
 fn sync_and_oneway_to_a_chosen_queue_make_one_attempt() {
-    let f = start_fakes();
+    let f = start_fakes(refuse);
     let calls: Calls = Default::default();
     let p = producer(&f.a.addr(), &calls);
     let err = p
@@ -295,7 +330,7 @@ fn sync_and_oneway_to_a_chosen_queue_make_one_attempt() {
 
 #[test]
 fn a_route_send_moves_to_the_other_broker_for_contrast() {
-    let f = start_fakes();
+    let f = start_fakes(refuse);
     let calls: Calls = Default::default();
     let p = producer(&f.a.addr(), &calls);
     // Without a chosen queue the retry goes to broker-b, which stores the message.
@@ -327,7 +362,7 @@ fn a_route_send_moves_to_the_other_broker_for_contrast() {
 
 #[test]
 fn a_batch_to_a_chosen_queue_is_one_attempt_to_it() {
-    let f = start_fakes();
+    let f = start_fakes(refuse);
     let p = DefaultMQProducer::builder("api_fake_batch_pg")
         .namesrv_addr(f.a.addr())
         .instance_name(support::client::unique("api-fake"))

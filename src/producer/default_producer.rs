@@ -495,10 +495,10 @@ impl DefaultMQProducer {
 
     /// Sends `msg` to `mq` asynchronously (Java `send(Message, MessageQueue, SendCallback)`).
     ///
-    /// As in Java, a failed attempt is retried up to `retry_times_when_send_async_failed`
-    /// times, always to `mq` (never to another broker); the errors retried are those
-    /// [`send_async`](Self::send_async) retries. The return value and the callback follow
-    /// [`send_async`](Self::send_async).
+    /// As in Java, an attempt whose request failed or timed out is retried up to
+    /// `retry_times_when_send_async_failed` times, always to `mq` (never to another broker);
+    /// an error the broker answered is not retried, as that broker would answer the same. The
+    /// return value and the callback follow [`send_async`](Self::send_async).
     pub fn send_async_to_queue<F>(
         &self,
         msg: &Message,
@@ -863,10 +863,11 @@ impl AsyncAttempt {
     /// After a failed attempt: retry (on another broker, unless the queue was chosen) if
     /// allowed, else report.
     fn retry_or_fail(mut self, error: Error, callback: SendCallbackBox) {
-        let retryable = match error.response_code() {
-            Some(code) if matches!(error, Error::Broker { .. }) => {
-                RETRY_RESPONSE_CODES.contains(&code)
-            }
+        let retryable = match &error {
+            // The chosen queue's broker would answer the same again; Java retries an async
+            // send only when the request failed or timed out, never after a broker's answer.
+            Error::Broker { .. } if matches!(self.target, AsyncTarget::Queue(_)) => false,
+            Error::Broker { code, .. } => RETRY_RESPONSE_CODES.contains(code),
             _ => !error.is_too_many_requests(),
         };
         if !retryable || self.retries_left == 0 {
