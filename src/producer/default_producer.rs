@@ -1421,6 +1421,81 @@ impl Drop for ProducerInner {
 mod tests {
     use super::*;
 
+    fn inner(builder: DefaultMQProducerBuilder) -> Arc<ProducerInner> {
+        builder.build().unwrap().inner
+    }
+
+    struct Nop;
+
+    impl SendMessageHook for Nop {
+        fn hook_name(&self) -> &str {
+            "nop"
+        }
+        fn send_message_before(&self, _: &SendMessageContext<'_>) {}
+        fn send_message_after(&self, _: &SendMessageContext<'_>) {}
+    }
+
+    #[test]
+    fn messages_are_kept_for_hooks_only_when_there_are_hooks() {
+        let msg = Message::new("T", "x");
+        let batch = [Message::new("T", "a"), Message::new("T", "b")];
+        let plain = inner(DefaultMQProducer::builder("pg"));
+        assert!(plain.prepare(&msg).unwrap().hook_msgs.is_none());
+        assert!(plain.prepare_batch(&batch).unwrap().hook_msgs.is_none());
+
+        let hooked = inner(DefaultMQProducer::builder("pg").send_message_hook(Nop));
+        let p = hooked.prepare(&msg).unwrap();
+        let kept = p.hook_msgs.as_deref().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].uniq_key(), Some(p.uniq_id.as_str()));
+        let p = hooked.prepare_batch(&batch).unwrap();
+        let ids: Vec<&str> = p
+            .hook_msgs
+            .as_deref()
+            .unwrap()
+            .iter()
+            .map(|m| m.uniq_key().unwrap())
+            .collect();
+        assert_eq!(p.batch_ids.as_deref().unwrap(), ids.as_slice());
+        assert_eq!(p.uniq_id, ids.join(","));
+    }
+
+    #[test]
+    fn each_compression_type_sets_its_flag_and_decompresses() {
+        use std::io::Read;
+        let body: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        for t in [
+            CompressionType::Zlib,
+            CompressionType::Lz4,
+            CompressionType::Zstd,
+        ] {
+            let p = inner(
+                DefaultMQProducer::builder("pg")
+                    .compress_type(t)
+                    .compress_msg_body_over_howmuch(4096),
+            );
+            let prepared = p.prepare(&Message::new("T", body.clone())).unwrap();
+            assert_eq!(prepared.sys_flag, 0x1 | t.compression_flag(), "{t:?}");
+            assert!(prepared.body.len() < body.len() / 2, "{t:?} compresses");
+            let mut out = Vec::new();
+            let z = &prepared.body[..];
+            match t {
+                CompressionType::Zlib => flate2::read::ZlibDecoder::new(z).read_to_end(&mut out),
+                CompressionType::Lz4 => lz4_flex::frame::FrameDecoder::new(z).read_to_end(&mut out),
+                CompressionType::Zstd => ruzstd::decoding::StreamingDecoder::new(z)
+                    .unwrap()
+                    .read_to_end(&mut out),
+            }
+            .unwrap();
+            assert_eq!(out, body, "{t:?}");
+            // Below the threshold nothing is compressed, whatever the type.
+            let small = p.prepare(&Message::new("T", vec![7u8; 100])).unwrap();
+            assert_eq!(small.sys_flag, 0);
+        }
+    }
+
     #[test]
     fn busy_backoff_doubles_up_to_its_bound() {
         let ms = |n| busy_backoff(n).as_millis();
