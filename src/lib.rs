@@ -44,6 +44,12 @@
 //! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
 //! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
 //! | `DefaultMQProducer.request` (request-reply), `RequestCallback`, `MessageUtil.createReplyMessage` | [`DefaultMQProducer::request`], [`request_async`](DefaultMQProducer::request_async), [`request_to_queue`](DefaultMQProducer::request_to_queue), [`request_with_selector`](DefaultMQProducer::request_with_selector); [`RequestCallback`] (or a closure); [`create_reply_message`] |
+//! | `send(msg, mq[, callback])`, `sendOneway(msg, mq)`, `send(msg, selector, arg[, callback])`, `sendOneway(msg, selector, arg)` | [`DefaultMQProducer::send_to_queue`], [`send_async_to_queue`](DefaultMQProducer::send_async_to_queue), [`send_oneway_to_queue`](DefaultMQProducer::send_oneway_to_queue), [`send_with_selector`](DefaultMQProducer::send_with_selector), [`send_async_with_selector`](DefaultMQProducer::send_async_with_selector), [`send_oneway_with_selector`](DefaultMQProducer::send_oneway_with_selector) |
+//! | `send(Collection<Message>[, mq][, callback])`, `SendResult.getMsgId()` of a batch | [`DefaultMQProducer::send_batch`], [`send_batch_to_queue`](DefaultMQProducer::send_batch_to_queue), [`send_batch_async`](DefaultMQProducer::send_batch_async), [`send_batch_async_to_queue`](DefaultMQProducer::send_batch_async_to_queue); [`SendResult::msg_ids`] lists the ids |
+//! | `fetchPublishMessageQueues` | [`DefaultMQProducer::fetch_publish_message_queues`] |
+//! | `Message.putUserProperty` | [`Message::put_user_property`] (checks at once), [`Message::with_user_property`] (chains; the send refuses a reserved name) |
+//! | `SendMessageHook`, `SendMessageContext`, `CommunicationMode` | [`SendMessageHook`], [`SendMessageContext`], [`CommunicationMode`]; registered with [`DefaultMQProducerBuilder::send_message_hook`] |
+//! | 5.x `compressType`, `CompressionType`, `compressLevel` | [`DefaultMQProducerBuilder::compress_type`], [`CompressionType`], [`DefaultMQProducerBuilder::compress_level`] |
 //! | `MessageQueueSelector`, `SelectMessageQueueByHash`, `SelectMessageQueueByRandom` | [`MessageQueueSelector`] (or a closure), [`SelectMessageQueueByHash`], [`SelectMessageQueueByRandom`]; Java's `Object.hashCode()` is [`JavaHash`] |
 //! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] or a closure |
 //! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
@@ -116,6 +122,7 @@ pub use consumer::{
 };
 pub use error::{ClientErrorCode, CodecError, Error, Result};
 pub use producer::RequestCallback;
+pub use producer::{CommunicationMode, CompressionType, SendMessageContext, SendMessageHook};
 pub use producer::{
     DefaultMQProducer, DefaultMQProducerBuilder, JavaHash, MessageQueueSelector,
     SelectMessageQueueByHash, SelectMessageQueueByRandom, SelectedQueue, SendCallback, SendResult,

@@ -65,9 +65,7 @@ fn ten_thousand_messages_sync_async_oneway_read_back_exactly_once() {
             .with_tags(format!("Tag{}", i % 3))
             .with_key_list([format!("k{i}"), format!("alt{i}")])
             .with_user_property("idx", i.to_string())
-            .expect("user property")
             .with_user_property("ünïcødé", "値🚀")
-            .expect("unicode user property")
     };
 
     // Sync from 4 threads, async with a window, oneway: 10,000 in all.

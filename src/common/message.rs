@@ -338,27 +338,30 @@ fn raw_property<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn check_user_property(name: &str, value: &str) -> Result<()> {
+    match user_property_problem(name, value) {
+        Some(problem) => Err(Error::client(MESSAGE_ILLEGAL, problem)),
+        None => Ok(()),
+    }
+}
+
+/// Why `name = value` may not be a user property (Java `putUserProperty`'s checks), if it may not.
+fn user_property_problem(name: &str, value: &str) -> Option<String> {
     if MessageConst::is_reserved(name) {
-        return Err(Error::client(
-            MESSAGE_ILLEGAL,
-            format!("The Property<{name}> is used by system, input another please"),
+        return Some(format!(
+            "The Property<{name}> is used by system, input another please"
         ));
     }
     if name.trim().is_empty() || value.trim().is_empty() {
-        return Err(Error::client(
-            MESSAGE_ILLEGAL,
-            "The name or value of property can not be null or blank string!",
-        ));
+        return Some("The name or value of property can not be null or blank string!".to_owned());
     }
     if name.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR])
         || value.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR])
     {
-        return Err(Error::client(
-            MESSAGE_ILLEGAL,
-            format!("The property <{name}> contains the separator characters \\u0001 or \\u0002"),
+        return Some(format!(
+            "The property <{name}> contains the separator characters \\u0001 or \\u0002"
         ));
     }
-    Ok(())
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,8 +374,7 @@ fn check_user_property(name: &str, value: &str) -> Result<()> {
 /// let msg = Message::new("TopicTest", "hello")
 ///     .with_tags("TagA")
 ///     .with_keys("order-1")
-///     .with_user_property("region", "eu")
-///     .unwrap();
+///     .with_user_property("region", "eu");
 /// assert_eq!(msg.tags(), Some("TagA"));
 /// assert_eq!(msg.property(MessageConst::PROPERTY_WAIT_STORE_MSG_OK), Some("true"));
 /// ```
@@ -382,6 +384,9 @@ pub struct Message {
     flag: i32,
     properties: Properties,
     body: Bytes,
+    /// Why a [`Message::with_user_property`] call was refused (the first one); the producer
+    /// refuses to send the message with this reason.
+    refused_user_property: Option<Box<str>>,
 }
 
 impl Message {
@@ -394,6 +399,7 @@ impl Message {
             flag: 0,
             properties,
             body: body.into(),
+            refused_user_property: None,
         }
     }
 
@@ -444,15 +450,39 @@ impl Message {
         self
     }
 
-    /// Adds a user property; fails with [`Error::Client`] code 13 for a reserved or blank name or
-    /// value (see [`Message::put_user_property`]).
-    pub fn with_user_property(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<Self> {
-        self.put_user_property(name, value)?;
-        Ok(self)
+    /// Adds a user property and returns the message, for chaining (Java `putUserProperty`).
+    ///
+    /// A name or value that [`Message::put_user_property`] refuses (a reserved name of
+    /// [`MessageConst::RESERVED`], a blank name or value, the separator characters) is not
+    /// added; the message remembers the first refusal, and every producer send of it fails
+    /// with that reason ([`Error::Client`] code 13) before anything goes out. Use
+    /// [`Message::put_user_property`] to learn of the refusal at once.
+    pub fn with_user_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value) = (name.into(), value.into());
+        match user_property_problem(&name, &value) {
+            None => {
+                self.properties.insert(name, value);
+            }
+            Some(problem) => {
+                if self.refused_user_property.is_none() {
+                    self.refused_user_property = Some(problem.into_boxed_str());
+                }
+            }
+        }
+        self
+    }
+
+    /// `Err` when a [`Message::with_user_property`] call on this message was refused: the
+    /// reason of the first refusal, as [`Error::Client`] code 13. Producers check this before
+    /// sending.
+    pub fn check_user_properties(&self) -> Result<()> {
+        match &self.refused_user_property {
+            None => Ok(()),
+            Some(problem) => Err(Error::client(
+                MESSAGE_ILLEGAL,
+                format!("{problem} (set by Message::with_user_property; the message was not sent)"),
+            )),
+        }
     }
 
     /// Adds a user property (Java `putUserProperty`). Fails with [`Error::Client`] code 13 when
@@ -1047,6 +1077,37 @@ mod tests {
         assert!(!MessageConst::is_reserved(
             MessageConst::PROPERTY_TRANSACTION_ID
         ));
+    }
+
+    #[test]
+    fn with_user_property_chains_and_remembers_the_first_refusal() {
+        let ok = Message::new("T", "x")
+            .with_user_property("region", "eu")
+            .with_user_property("tier", "gold");
+        assert_eq!(ok.property("region"), Some("eu"));
+        assert_eq!(ok.property("tier"), Some("gold"));
+        ok.check_user_properties().unwrap();
+
+        let bad = Message::new("T", "x")
+            .with_user_property("UNIQ_KEY", "mine")
+            .with_user_property("a", "")
+            .with_user_property("region", "eu");
+        assert_eq!(bad.property("UNIQ_KEY"), None, "a refused name is not set");
+        assert_eq!(bad.property("region"), Some("eu"));
+        match bad.check_user_properties() {
+            Err(Error::Client { code, message, .. }) => {
+                assert_eq!(code, ClientErrorCode::MESSAGE_ILLEGAL);
+                assert!(
+                    message.starts_with("The Property<UNIQ_KEY> is used by system"),
+                    "the first refusal is reported: {message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_ne!(
+            bad,
+            Message::new("T", "x").with_user_property("region", "eu")
+        );
     }
 
     #[test]

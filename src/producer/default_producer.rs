@@ -18,17 +18,17 @@ use crate::client::publish_info::TopicPublishInfo;
 use crate::common::{Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue};
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::producer::fault::MQFaultStrategy;
+use crate::producer::hook::{CommunicationMode, SendHooks, SendMessageContext};
 use crate::producer::process_send_response;
 use crate::producer::validators;
+use crate::producer::{CompressionType, SendMessageHook};
 use crate::producer::{MessageQueueSelector, SendResult, SendStatus};
 use crate::remoting::protocol::header::SendMessageRequestHeader;
 use crate::remoting::protocol::ResponseCode;
 use crate::service_state::ServiceState;
 
-/// Message sys-flag bit: the body is compressed.
+/// Message sys-flag bit: the body is compressed (the type's bits say how).
 const COMPRESSED_FLAG: i32 = 0x1;
-/// Message sys-flag compression type bits for zlib.
-const COMPRESSION_ZLIB: i32 = 0x300;
 
 /// Broker codes after which a send is retried on another broker (Java 4.9.8
 /// `retryResponseCodes`). A sync send also retries [`ResponseCode::SYSTEM_BUSY`], after a pause
@@ -68,6 +68,7 @@ struct ProducerConfig {
     send_msg_timeout: Duration,
     compress_msg_body_over_howmuch: usize,
     compress_level: u32,
+    compress_type: CompressionType,
     retry_times_when_send_failed: u32,
     retry_times_when_send_async_failed: u32,
     retry_another_broker_when_not_store_ok: bool,
@@ -81,6 +82,7 @@ pub struct DefaultMQProducerBuilder {
     client: ClientConfig,
     client_overrides: ClientOverrides,
     send_latency_fault_enable: bool,
+    hooks: SendHooks,
 }
 
 impl DefaultMQProducerBuilder {
@@ -94,16 +96,37 @@ impl DefaultMQProducerBuilder {
         self
     }
 
-    /// Bodies of at least this many bytes are zlib-compressed. Java default: 4096.
+    /// Bodies of at least this many bytes are compressed (with
+    /// [`compress_type`](Self::compress_type)). Batches are never compressed. Java default: 4096.
     #[doc(alias = "setCompressMsgBodyOverHowmuch")]
     pub fn compress_msg_body_over_howmuch(mut self, bytes: usize) -> Self {
         self.config.compress_msg_body_over_howmuch = bytes;
         self
     }
 
-    /// zlib level, 0..=9. Java default: 5.
+    /// zlib level, 0..=9. Java default: 5. LZ4 and ZSTD do not use it (see
+    /// [`CompressionType`]).
+    #[doc(alias = "setCompressLevel")]
     pub fn compress_level(mut self, level: u32) -> Self {
         self.config.compress_level = level;
+        self
+    }
+
+    /// How bodies over [`compress_msg_body_over_howmuch`](Self::compress_msg_body_over_howmuch)
+    /// are compressed (Java 5 `compressType`). Default: [`CompressionType::Zlib`], as Java's.
+    /// Consumers of this crate and Java 5.x consumers read all three; Java 4.x consumers only
+    /// zlib.
+    #[doc(alias = "setCompressType")]
+    pub fn compress_type(mut self, compress_type: CompressionType) -> Self {
+        self.config.compress_type = compress_type;
+        self
+    }
+
+    /// Adds a hook run before and after every send attempt, of every kind (Java
+    /// `registerSendMessageHook`). Hooks run in the order added; see [`SendMessageHook`].
+    #[doc(alias = "registerSendMessageHook")]
+    pub fn send_message_hook(mut self, hook: impl SendMessageHook) -> Self {
+        self.hooks.0.push(Arc::new(hook));
         self
     }
 
@@ -198,6 +221,7 @@ impl DefaultMQProducerBuilder {
             state: Mutex::new(ServiceState::CreateJust),
             instance: RwLock::new(None),
             publish_info: RwLock::new(HashMap::new()),
+            hooks: self.hooks,
         });
         Ok(DefaultMQProducer { inner })
     }
@@ -232,6 +256,7 @@ struct ProducerInner {
     instance: RwLock<Option<Arc<MQClientInstance>>>,
     publish_info: RwLock<HashMap<String, Arc<TopicPublishInfo>>>,
     fault: MQFaultStrategy,
+    hooks: SendHooks,
 }
 
 impl std::fmt::Debug for ProducerInner {
@@ -252,15 +277,28 @@ struct PreparedSend {
     flag: i32,
     properties: String,
     uniq_id: String,
+    /// A batch's ids one by one (`uniq_id` joins them).
+    batch_ids: Option<Arc<[String]>>,
     batch: bool,
     reconsume_times: Option<i32>,
     max_reconsume_times: Option<i32>,
+    /// The messages as the send hooks see them; `None` when the producer has no hooks.
+    hook_msgs: Option<Vec<Message>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Sync,
     Oneway,
+}
+
+impl Mode {
+    fn communication_mode(self) -> CommunicationMode {
+        match self {
+            Mode::Sync => CommunicationMode::Sync,
+            Mode::Oneway => CommunicationMode::Oneway,
+        }
+    }
 }
 
 impl DefaultMQProducer {
@@ -274,6 +312,7 @@ impl DefaultMQProducer {
                 send_msg_timeout: Duration::from_secs(3),
                 compress_msg_body_over_howmuch: 4096,
                 compress_level: 5,
+                compress_type: CompressionType::Zlib,
                 retry_times_when_send_failed: 2,
                 retry_times_when_send_async_failed: 2,
                 retry_another_broker_when_not_store_ok: false,
@@ -282,6 +321,7 @@ impl DefaultMQProducer {
             client: ClientConfig::default(),
             client_overrides: ClientOverrides::default(),
             send_latency_fault_enable: true,
+            hooks: SendHooks::default(),
         }
     }
 
@@ -434,30 +474,51 @@ impl DefaultMQProducer {
             .map(|_| ())
     }
 
-    /// Sends `msg` to `mq` and waits (Java `send(Message, MessageQueue)`). No retries.
+    /// Sends `msg` to `mq` and waits (Java `send(Message, MessageQueue)`). One attempt: a
+    /// chosen queue is never swapped for another.
     pub fn send_to_queue(&self, msg: &Message, mq: &MessageQueue) -> Result<SendResult> {
         let instance = self.inner.running()?;
-        if msg.topic() != mq.topic {
-            return Err(Error::client(
-                ClientErrorCode::MESSAGE_ILLEGAL,
-                format!(
-                    "message's topic {} is not the same as the queue's topic {}",
-                    msg.topic(),
-                    mq.topic
-                ),
-            ));
-        }
+        check_queue_topic(msg.topic(), mq)?;
         self.inner.validate(msg)?;
         let prepared = self.inner.prepare(msg)?;
         self.inner
-            .send_kernel(
-                &instance,
-                &prepared,
-                mq,
-                Mode::Sync,
-                self.inner.config.send_msg_timeout,
-            )
+            .send_kernel(&instance, &prepared, mq, Mode::Sync)
             .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends `msg` to `mq` without waiting for an answer (Java `sendOneway(Message,
+    /// MessageQueue)`). One attempt; see [`send_oneway`](Self::send_oneway) for what is not
+    /// reported.
+    pub fn send_oneway_to_queue(&self, msg: &Message, mq: &MessageQueue) -> Result<()> {
+        let instance = self.inner.running()?;
+        check_queue_topic(msg.topic(), mq)?;
+        self.inner.validate(msg)?;
+        let prepared = self.inner.prepare(msg)?;
+        self.inner
+            .send_kernel(&instance, &prepared, mq, Mode::Oneway)
+            .map(|_| ())
+    }
+
+    /// Sends `msg` to `mq` asynchronously (Java `send(Message, MessageQueue, SendCallback)`).
+    ///
+    /// As in Java, an attempt whose request failed or timed out is retried up to
+    /// `retry_times_when_send_async_failed` times, always to `mq` (never to another broker);
+    /// an error the broker answered is not retried, as that broker would answer the same. The
+    /// return value and the callback follow [`send_async`](Self::send_async).
+    pub fn send_async_to_queue<F>(
+        &self,
+        msg: &Message,
+        mq: &MessageQueue,
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<SendResult>) + Send + 'static,
+    {
+        let instance = self.inner.running()?;
+        check_queue_topic(msg.topic(), mq)?;
+        self.inner.validate(msg)?;
+        let prepared = Arc::new(self.inner.prepare(msg)?);
+        self.launch_async(instance, AsyncTarget::Queue(mq.clone()), prepared, callback)
     }
 
     /// Sends `msg` to the queue `selector` picks for `arg`, and waits (Java
@@ -471,35 +532,104 @@ impl DefaultMQProducer {
     ) -> Result<SendResult> {
         let instance = self.inner.running()?;
         self.inner.validate(msg)?;
-        let info = self.inner.find_publish_info(&instance, msg.topic())?;
-        let mq = selector
-            .select(&info.message_queue_list, arg)
-            .ok_or_else(|| {
-                Error::client(
-                    ClientErrorCode::NO_CODE,
-                    "select message queue return null.",
-                )
-            })?;
+        let mq = self.inner.select_queue(&instance, msg, selector, arg)?;
         let prepared = self.inner.prepare(msg)?;
         self.inner
-            .send_kernel(
-                &instance,
-                &prepared,
-                &mq,
-                Mode::Sync,
-                self.inner.config.send_msg_timeout,
-            )
+            .send_kernel(&instance, &prepared, &mq, Mode::Sync)
             .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends `msg` to the queue `selector` picks for `arg`, without waiting for an answer
+    /// (Java `sendOneway(Message, MessageQueueSelector, Object)`). One attempt.
+    pub fn send_oneway_with_selector<A: ?Sized, S: MessageQueueSelector<A> + ?Sized>(
+        &self,
+        msg: &Message,
+        selector: &S,
+        arg: &A,
+    ) -> Result<()> {
+        let instance = self.inner.running()?;
+        self.inner.validate(msg)?;
+        let mq = self.inner.select_queue(&instance, msg, selector, arg)?;
+        let prepared = self.inner.prepare(msg)?;
+        self.inner
+            .send_kernel(&instance, &prepared, &mq, Mode::Oneway)
+            .map(|_| ())
+    }
+
+    /// Sends `msg` asynchronously to the queue `selector` picks for `arg` (Java
+    /// `send(Message, MessageQueueSelector, Object, SendCallback)`). The selector runs once, on
+    /// the calling thread; retries go to the queue it picked, as with
+    /// [`send_async_to_queue`](Self::send_async_to_queue).
+    pub fn send_async_with_selector<A, S, F>(
+        &self,
+        msg: &Message,
+        selector: &S,
+        arg: &A,
+        callback: F,
+    ) -> Result<()>
+    where
+        A: ?Sized,
+        S: MessageQueueSelector<A> + ?Sized,
+        F: FnOnce(Result<SendResult>) + Send + 'static,
+    {
+        let instance = self.inner.running()?;
+        self.inner.validate(msg)?;
+        let mq = self.inner.select_queue(&instance, msg, selector, arg)?;
+        let prepared = Arc::new(self.inner.prepare(msg)?);
+        self.launch_async(instance, AsyncTarget::Queue(mq), prepared, callback)
     }
 
     /// Sends several messages of one topic as one batch (Java `send(Collection<Message>)`).
     /// They must share topic and `WAIT` flag and carry no delay level.
+    /// [`SendResult::msg_ids`] lists the messages' ids in order.
     pub fn send_batch(&self, msgs: &[Message]) -> Result<SendResult> {
         let instance = self.inner.running()?;
         let prepared = self.inner.prepare_batch(msgs)?;
         self.inner
             .send_prepared_with_retries(&instance, &prepared, Mode::Sync)
             .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends a batch to `mq` and waits (Java `send(Collection<Message>, MessageQueue)`). One
+    /// attempt. The rules of [`send_batch`](Self::send_batch) apply, and the topic must be
+    /// `mq`'s.
+    pub fn send_batch_to_queue(&self, msgs: &[Message], mq: &MessageQueue) -> Result<SendResult> {
+        let instance = self.inner.running()?;
+        let prepared = self.inner.prepare_batch(msgs)?;
+        check_queue_topic(&prepared.topic, mq)?;
+        self.inner
+            .send_kernel(&instance, &prepared, mq, Mode::Sync)
+            .map(|r| r.expect("sync send returns a result"))
+    }
+
+    /// Sends a batch asynchronously (Java `send(Collection<Message>, SendCallback)`), with the
+    /// retries of [`send_async`](Self::send_async). The rules of
+    /// [`send_batch`](Self::send_batch) apply.
+    pub fn send_batch_async<F>(&self, msgs: &[Message], callback: F) -> Result<()>
+    where
+        F: FnOnce(Result<SendResult>) + Send + 'static,
+    {
+        let instance = self.inner.running()?;
+        let prepared = Arc::new(self.inner.prepare_batch(msgs)?);
+        let info = self.inner.find_publish_info(&instance, &prepared.topic)?;
+        self.launch_async(instance, AsyncTarget::Route(info), prepared, callback)
+    }
+
+    /// Sends a batch asynchronously to `mq` (Java `send(Collection<Message>, MessageQueue,
+    /// SendCallback)`), with the retries of [`send_async_to_queue`](Self::send_async_to_queue).
+    pub fn send_batch_async_to_queue<F>(
+        &self,
+        msgs: &[Message],
+        mq: &MessageQueue,
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<SendResult>) + Send + 'static,
+    {
+        let instance = self.inner.running()?;
+        let prepared = Arc::new(self.inner.prepare_batch(msgs)?);
+        check_queue_topic(&prepared.topic, mq)?;
+        self.launch_async(instance, AsyncTarget::Queue(mq.clone()), prepared, callback)
     }
 
     /// Sends `msg` asynchronously; `callback` runs once on a callback thread with the result
@@ -521,10 +651,48 @@ impl DefaultMQProducer {
         self.inner.validate(msg)?;
         let info = self.inner.find_publish_info(&instance, msg.topic())?;
         let prepared = Arc::new(self.inner.prepare(msg)?);
+        self.launch_async(instance, AsyncTarget::Route(info), prepared, callback)
+    }
+
+    /// The queues a message of `topic` can be sent to, asked of the name server now (Java
+    /// `fetchPublishMessageQueues`): every writable queue of every broker with a master, as
+    /// the producer would choose among them. The producer's cached route is not changed.
+    #[doc(alias = "fetchPublishMessageQueues")]
+    pub fn fetch_publish_message_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let instance = self.inner.running()?;
+        let timeout = self.inner.client.mq_client_api_timeout();
+        let found = instance
+            .api()
+            .get_topic_route_info_from_name_server(topic, timeout)
+            .and_then(|route| Ok(crate::common::route::topic_publish_queues(topic, &route)?));
+        match found {
+            Ok(queues) if !queues.is_empty() => Ok(queues),
+            Ok(_) => Err(Error::client(
+                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+                format!("Can not find Message Queue for this topic, {topic}: its route has no writable queue with a master"),
+            )),
+            Err(e) => Err(Error::client_caused_by(
+                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+                format!("Can not find Message Queue for this topic, {topic}: {e}"),
+                e,
+            )),
+        }
+    }
+
+    fn launch_async<F>(
+        &self,
+        instance: Arc<MQClientInstance>,
+        target: AsyncTarget,
+        prepared: Arc<PreparedSend>,
+        callback: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Result<SendResult>) + Send + 'static,
+    {
         let attempt = AsyncAttempt {
             inner: self.inner.clone(),
             instance,
-            info,
+            target,
             prepared,
             retries_left: self.inner.config.retry_times_when_send_async_failed,
             last_broker: None,
@@ -534,13 +702,35 @@ impl DefaultMQProducer {
     }
 }
 
+/// Java's check that a message sent to a chosen queue belongs to the queue's topic.
+fn check_queue_topic(topic: &str, mq: &MessageQueue) -> Result<()> {
+    if topic != mq.topic {
+        return Err(Error::client(
+            ClientErrorCode::MESSAGE_ILLEGAL,
+            format!(
+                "message's topic {topic} is not the same as the queue's topic {}",
+                mq.topic
+            ),
+        ));
+    }
+    Ok(())
+}
+
 type SendCallbackBox = Box<dyn FnOnce(Result<SendResult>) + Send + 'static>;
+
+/// Where the attempts of an async send go.
+enum AsyncTarget {
+    /// A queue of the route, chosen per attempt (another broker on a retry).
+    Route(Arc<TopicPublishInfo>),
+    /// The queue the caller chose or its selector picked, for every attempt.
+    Queue(MessageQueue),
+}
 
 /// One asynchronous send and its remaining retries.
 struct AsyncAttempt {
     inner: Arc<ProducerInner>,
     instance: Arc<MQClientInstance>,
-    info: Arc<TopicPublishInfo>,
+    target: AsyncTarget,
     prepared: Arc<PreparedSend>,
     retries_left: u32,
     last_broker: Option<String>,
@@ -571,16 +761,24 @@ impl AsyncAttempt {
         mut self,
         callback: SendCallbackBox,
     ) -> std::result::Result<(), (Error, SendCallbackBox, AsyncAttempt)> {
-        let Some(mq) = self
-            .inner
-            .fault
-            .select_one_message_queue(&self.info, self.last_broker.as_deref())
-        else {
-            let e = Error::client(
-                ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
-                format!("No route info of this topic: {}", self.prepared.topic),
-            );
-            return Err((e, callback, self));
+        let mq = match &self.target {
+            AsyncTarget::Queue(mq) => mq.clone(),
+            AsyncTarget::Route(info) => {
+                match self
+                    .inner
+                    .fault
+                    .select_one_message_queue(info, self.last_broker.as_deref())
+                {
+                    Some(mq) => mq,
+                    None => {
+                        let e = Error::client(
+                            ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
+                            format!("No route info of this topic: {}", self.prepared.topic),
+                        );
+                        return Err((e, callback, self));
+                    }
+                }
+            }
         };
         self.last_broker = Some(mq.broker_name.clone());
         let addr = match self.inner.broker_addr(&self.instance, &mq) {
@@ -591,16 +789,17 @@ impl AsyncAttempt {
             &self.inner.header(&self.prepared, &mq),
             self.prepared.body.clone(),
         );
+        self.inner
+            .run_hooks(&self.prepared, &mq, &addr, CommunicationMode::Async, None);
         let begin = Instant::now();
         let slot = Arc::new(Mutex::new(Some((callback, self))));
         let slot2 = slot.clone();
-        let broker = mq.broker_name.clone();
-        let topic = mq.topic.clone();
-        let addr2 = addr.clone();
         let sent = {
             let guard = slot.lock();
             let me = &guard.as_ref().expect("slot is full until the response").1;
             let timeout = me.inner.config.send_msg_timeout;
+            let mq = mq.clone();
+            let addr2 = addr.clone();
             me.instance
                 .remoting()
                 .invoke_async(&addr, request, timeout, move |resp| {
@@ -610,20 +809,32 @@ impl AsyncAttempt {
                     let elapsed = begin.elapsed().as_millis() as i64;
                     let result = resp.and_then(|r| {
                         process_send_response(
-                            &broker,
-                            &topic,
+                            &mq.broker_name,
+                            &mq.topic,
                             &addr2,
                             r,
                             me.prepared.uniq_id.clone(),
+                            me.prepared.batch_ids.clone(),
                         )
                     });
+                    me.inner.run_hooks(
+                        &me.prepared,
+                        &mq,
+                        &addr2,
+                        CommunicationMode::Async,
+                        Some(result.as_ref().map(Some)),
+                    );
                     match result {
                         Ok(r) => {
-                            me.inner.fault.update_fault_item(&broker, elapsed, false);
+                            me.inner
+                                .fault
+                                .update_fault_item(&mq.broker_name, elapsed, false);
                             callback(Ok(r));
                         }
                         Err(e) => {
-                            me.inner.fault.update_fault_item(&broker, elapsed, true);
+                            me.inner
+                                .fault
+                                .update_fault_item(&mq.broker_name, elapsed, true);
                             // This may run on the io thread (`disable_callback_executor`),
                             // where a retry's connect or route lookup must not block: the
                             // callback pool retries.
@@ -640,6 +851,13 @@ impl AsyncAttempt {
                     .lock()
                     .take()
                     .expect("a refused async call never runs its callback");
+                me.inner.run_hooks(
+                    &me.prepared,
+                    &mq,
+                    &addr,
+                    CommunicationMode::Async,
+                    Some(Err(&e)),
+                );
                 me.inner
                     .fault
                     .update_fault_item(&mq.broker_name, 0, !e.is_too_many_requests());
@@ -648,12 +866,14 @@ impl AsyncAttempt {
         }
     }
 
-    /// After a failed attempt: retry on another broker if allowed, else report.
+    /// After a failed attempt: retry (on another broker, unless the queue was chosen) if
+    /// allowed, else report.
     fn retry_or_fail(mut self, error: Error, callback: SendCallbackBox) {
-        let retryable = match error.response_code() {
-            Some(code) if matches!(error, Error::Broker { .. }) => {
-                RETRY_RESPONSE_CODES.contains(&code)
-            }
+        let retryable = match &error {
+            // The chosen queue's broker would answer the same again; Java retries an async
+            // send only when the request failed or timed out, never after a broker's answer.
+            Error::Broker { .. } if matches!(self.target, AsyncTarget::Queue(_)) => false,
+            Error::Broker { code, .. } => RETRY_RESPONSE_CODES.contains(code),
             _ => !error.is_too_many_requests(),
         };
         if !retryable || self.retries_left == 0 {
@@ -668,7 +888,7 @@ impl AsyncAttempt {
         }
         self.retries_left -= 1;
         log::info!(
-            "async send of {} failed on {:?}, retrying on another broker: {error}",
+            "async send of {} failed on {:?}, retrying: {error}",
             self.prepared.topic,
             self.last_broker
         );
@@ -694,7 +914,86 @@ impl ProducerInner {
     }
 
     fn validate(&self, msg: &Message) -> Result<()> {
-        validators::check_message(msg.topic(), msg.body().len(), self.config.max_message_size)
+        validators::check_message(msg.topic(), msg.body().len(), self.config.max_message_size)?;
+        msg.check_user_properties()
+    }
+
+    /// The queue `selector` picks for `arg` among the topic's publish queues (Java
+    /// `sendSelectImpl`).
+    fn select_queue<A: ?Sized, S: MessageQueueSelector<A> + ?Sized>(
+        &self,
+        instance: &MQClientInstance,
+        msg: &Message,
+        selector: &S,
+        arg: &A,
+    ) -> Result<MessageQueue> {
+        let info = self.find_publish_info(instance, msg.topic())?;
+        selector
+            .select(&info.message_queue_list, arg)
+            .ok_or_else(|| {
+                Error::client(
+                    ClientErrorCode::NO_CODE,
+                    "select message queue return null.",
+                )
+            })
+    }
+
+    /// Runs the send hooks: `before` when `outcome` is `None`, else `after` with the attempt's
+    /// result (`Ok(None)` for one-way) or error. Free when the producer has no hooks.
+    fn run_hooks(
+        &self,
+        prepared: &PreparedSend,
+        mq: &MessageQueue,
+        addr: &str,
+        mode: CommunicationMode,
+        outcome: Option<std::result::Result<Option<&SendResult>, &Error>>,
+    ) {
+        if self.hooks.is_empty() {
+            return;
+        }
+        let Some(messages) = prepared.hook_msgs.as_deref() else {
+            return;
+        };
+        let (send_result, exception) = match outcome {
+            None | Some(Ok(None)) => (None, None),
+            Some(Ok(r)) => (r, None),
+            Some(Err(e)) => (None, Some(e)),
+        };
+        let ctx = SendMessageContext {
+            producer_group: &self.config.group,
+            messages,
+            message_queue: mq,
+            broker_addr: addr,
+            communication_mode: mode,
+            send_result,
+            exception,
+        };
+        self.hooks.run(&ctx, outcome.is_some());
+    }
+
+    /// The body compressed with the producer's compression type.
+    fn compress(&self, body: &[u8]) -> Result<Bytes> {
+        let out = match self.config.compress_type {
+            CompressionType::Zlib => {
+                let mut enc = flate2::write::ZlibEncoder::new(
+                    Vec::with_capacity(body.len() / 2),
+                    flate2::Compression::new(self.config.compress_level),
+                );
+                enc.write_all(body).map_err(Error::Io)?;
+                enc.finish().map_err(Error::Io)?
+            }
+            CompressionType::Lz4 => {
+                let mut enc =
+                    lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 2));
+                enc.write_all(body).map_err(Error::Io)?;
+                enc.finish()
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            }
+            CompressionType::Zstd => {
+                ruzstd::encoding::compress_to_vec(body, ruzstd::encoding::CompressionLevel::Fastest)
+            }
+        };
+        Ok(Bytes::from(out))
     }
 
     /// Sets UNIQ_KEY, compresses, and encodes properties: done once for every attempt.
@@ -711,13 +1010,8 @@ impl ProducerInner {
         let mut sys_flag = 0;
         let mut body = msg.body().clone();
         if body.len() >= self.config.compress_msg_body_over_howmuch {
-            let mut enc = flate2::write::ZlibEncoder::new(
-                Vec::with_capacity(body.len() / 2),
-                flate2::Compression::new(self.config.compress_level),
-            );
-            enc.write_all(&body).map_err(Error::Io)?;
-            body = Bytes::from(enc.finish().map_err(Error::Io)?);
-            sys_flag |= COMPRESSED_FLAG | COMPRESSION_ZLIB;
+            body = self.compress(&body)?;
+            sys_flag |= COMPRESSED_FLAG | self.config.compress_type.compression_flag();
         }
         if msg
             .property(MessageConst::PROPERTY_TRANSACTION_PREPARED)
@@ -742,9 +1036,11 @@ impl ProducerInner {
             flag: msg.flag(),
             properties: msg.properties_string(),
             uniq_id,
+            batch_ids: None,
             batch: false,
             reconsume_times,
             max_reconsume_times,
+            hook_msgs: (!self.hooks.is_empty()).then(|| vec![msg]),
         })
     }
 
@@ -803,9 +1099,11 @@ impl ProducerInner {
             flag: 0,
             properties: String::new(),
             uniq_id: ids.join(","),
+            batch_ids: Some(ids.into()),
             batch: true,
             reconsume_times: Some(0),
             max_reconsume_times: None,
+            hook_msgs: (!self.hooks.is_empty()).then_some(with_ids),
         })
     }
 
@@ -953,8 +1251,7 @@ impl ProducerInner {
             last_broker = Some(mq.broker_name.clone());
             brokers_sent.push(mq.broker_name.clone());
             let begin = Instant::now();
-            let outcome =
-                self.send_kernel(instance, prepared, &mq, mode, self.config.send_msg_timeout);
+            let outcome = self.send_kernel(instance, prepared, &mq, mode);
             let elapsed = begin.elapsed().as_millis() as i64;
             match outcome {
                 Ok(result) => {
@@ -1026,36 +1323,49 @@ impl ProducerInner {
         })
     }
 
-    /// One attempt to one queue (Java `sendKernelImpl`).
+    /// One attempt to one queue (Java `sendKernelImpl`), with the send hooks around it.
     fn send_kernel(
         &self,
         instance: &Arc<MQClientInstance>,
         prepared: &PreparedSend,
         mq: &MessageQueue,
         mode: Mode,
-        timeout: Duration,
     ) -> Result<Option<SendResult>> {
         let addr = self.broker_addr(instance, mq)?;
         let request = instance
             .api()
             .send_request(&self.header(prepared, mq), prepared.body.clone());
-        match mode {
-            Mode::Oneway => {
-                instance.remoting().invoke_oneway(&addr, request, timeout)?;
-                Ok(None)
-            }
-            Mode::Sync => {
-                let response = instance.remoting().invoke_sync(&addr, request, timeout)?;
-                process_send_response(
-                    &mq.broker_name,
-                    &mq.topic,
-                    &addr,
-                    response,
-                    prepared.uniq_id.clone(),
-                )
-                .map(Some)
-            }
-        }
+        let comm = mode.communication_mode();
+        self.run_hooks(prepared, mq, &addr, comm, None);
+        let timeout = self.config.send_msg_timeout;
+        let result = match mode {
+            Mode::Oneway => instance
+                .remoting()
+                .invoke_oneway(&addr, request, timeout)
+                .map(|()| None),
+            Mode::Sync => instance
+                .remoting()
+                .invoke_sync(&addr, request, timeout)
+                .and_then(|response| {
+                    process_send_response(
+                        &mq.broker_name,
+                        &mq.topic,
+                        &addr,
+                        response,
+                        prepared.uniq_id.clone(),
+                        prepared.batch_ids.clone(),
+                    )
+                })
+                .map(Some),
+        };
+        self.run_hooks(
+            prepared,
+            mq,
+            &addr,
+            comm,
+            Some(result.as_ref().map(Option::as_ref)),
+        );
+        result
     }
 }
 
@@ -1116,6 +1426,81 @@ impl Drop for ProducerInner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inner(builder: DefaultMQProducerBuilder) -> Arc<ProducerInner> {
+        builder.build().unwrap().inner
+    }
+
+    struct Nop;
+
+    impl SendMessageHook for Nop {
+        fn hook_name(&self) -> &str {
+            "nop"
+        }
+        fn send_message_before(&self, _: &SendMessageContext<'_>) {}
+        fn send_message_after(&self, _: &SendMessageContext<'_>) {}
+    }
+
+    #[test]
+    fn messages_are_kept_for_hooks_only_when_there_are_hooks() {
+        let msg = Message::new("T", "x");
+        let batch = [Message::new("T", "a"), Message::new("T", "b")];
+        let plain = inner(DefaultMQProducer::builder("pg"));
+        assert!(plain.prepare(&msg).unwrap().hook_msgs.is_none());
+        assert!(plain.prepare_batch(&batch).unwrap().hook_msgs.is_none());
+
+        let hooked = inner(DefaultMQProducer::builder("pg").send_message_hook(Nop));
+        let p = hooked.prepare(&msg).unwrap();
+        let kept = p.hook_msgs.as_deref().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].uniq_key(), Some(p.uniq_id.as_str()));
+        let p = hooked.prepare_batch(&batch).unwrap();
+        let ids: Vec<&str> = p
+            .hook_msgs
+            .as_deref()
+            .unwrap()
+            .iter()
+            .map(|m| m.uniq_key().unwrap())
+            .collect();
+        assert_eq!(p.batch_ids.as_deref().unwrap(), ids.as_slice());
+        assert_eq!(p.uniq_id, ids.join(","));
+    }
+
+    #[test]
+    fn each_compression_type_sets_its_flag_and_decompresses() {
+        use std::io::Read;
+        let body: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        for t in [
+            CompressionType::Zlib,
+            CompressionType::Lz4,
+            CompressionType::Zstd,
+        ] {
+            let p = inner(
+                DefaultMQProducer::builder("pg")
+                    .compress_type(t)
+                    .compress_msg_body_over_howmuch(4096),
+            );
+            let prepared = p.prepare(&Message::new("T", body.clone())).unwrap();
+            assert_eq!(prepared.sys_flag, 0x1 | t.compression_flag(), "{t:?}");
+            assert!(prepared.body.len() < body.len() / 2, "{t:?} compresses");
+            let mut out = Vec::new();
+            let z = &prepared.body[..];
+            match t {
+                CompressionType::Zlib => flate2::read::ZlibDecoder::new(z).read_to_end(&mut out),
+                CompressionType::Lz4 => lz4_flex::frame::FrameDecoder::new(z).read_to_end(&mut out),
+                CompressionType::Zstd => ruzstd::decoding::StreamingDecoder::new(z)
+                    .unwrap()
+                    .read_to_end(&mut out),
+            }
+            .unwrap();
+            assert_eq!(out, body, "{t:?}");
+            // Below the threshold nothing is compressed, whatever the type.
+            let small = p.prepare(&Message::new("T", vec![7u8; 100])).unwrap();
+            assert_eq!(small.sys_flag, 0);
+        }
+    }
 
     #[test]
     fn busy_backoff_doubles_up_to_its_bound() {

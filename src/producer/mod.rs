@@ -10,12 +10,15 @@
 //! | `SelectMessageQueueByHash` | [`SelectMessageQueueByHash`] |
 //! | `SelectMessageQueueByRandom` | [`SelectMessageQueueByRandom`] |
 //! | `Object.hashCode()` of a selector argument | [`JavaHash`] |
+//! | `SendMessageHook`, `SendMessageContext`, `CommunicationMode` | [`SendMessageHook`], [`SendMessageContext`], [`CommunicationMode`] |
+//! | `CompressionType` (5.x) | [`CompressionType`] |
 //!
 //! Queue choice for ordinary sends uses latency fault tolerance, which this crate turns on by
 //! default (Java: off); see `MQFaultStrategy` in the source of `producer::fault`.
 
 mod default_producer;
 pub(crate) mod fault;
+mod hook;
 mod request;
 mod selector;
 mod send_result;
@@ -23,6 +26,7 @@ pub(crate) mod trace;
 pub(crate) mod validators;
 
 pub use default_producer::{DefaultMQProducer, DefaultMQProducerBuilder};
+pub use hook::{CommunicationMode, CompressionType, SendMessageContext, SendMessageHook};
 pub use request::RequestCallback;
 
 pub use selector::{

@@ -1,6 +1,7 @@
 //! The outcome of a send: [`SendStatus`], [`SendResult`] and the [`SendCallback`] of async sends.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::common::MessageQueue;
 use crate::error::{Error, Result};
@@ -74,13 +75,15 @@ pub(crate) fn send_status_from_response(code: ResponseCode) -> Option<SendStatus
 
 /// Turns a send response into a [`SendResult`] (Java `processSendResponse`).
 ///
-/// `uniq_id` is the `UNIQ_KEY` (comma-joined for batches) that becomes `msg_id`.
+/// `uniq_id` is the `UNIQ_KEY` (comma-joined for batches) that becomes `msg_id`; `batch_ids`
+/// are a batch's ids one by one (`None` for a single message).
 pub(crate) fn process_send_response(
     broker_name: &str,
     topic: &str,
     addr: &str,
     response: RemotingCommand,
     uniq_id: String,
+    batch_ids: Option<Arc<[String]>>,
 ) -> Result<SendResult> {
     let status = match send_status_from_response(response.response_code()) {
         Some(s) => s,
@@ -95,6 +98,7 @@ pub(crate) fn process_send_response(
         MessageQueue::new(topic, broker_name, header.queue_id),
         header.queue_offset,
     )
+    .with_batch_ids(batch_ids)
     .with_transaction_id(header.transaction_id)
     .with_region_id(fields.get("MSG_REGION").unwrap_or("DefaultRegion"))
     .with_trace_on(fields.get("TRACE_ON") != Some("false")))
@@ -108,13 +112,15 @@ pub(crate) fn process_send_response(
 /// Two ids identify the message (FACTS §6.2):
 /// * [`msg_id`](SendResult::msg_id) is the client-generated unique id (the `UNIQ_KEY` property),
 ///   which consumers see as `MessageExt::msg_id`. For a batch it is the ids of all messages of
-///   the batch joined with commas.
+///   the batch joined with commas, as in Java; [`msg_ids`](SendResult::msg_ids) lists them.
 /// * [`offset_msg_id`](SendResult::offset_msg_id) is the broker's id, which encodes the store
 ///   host and the commit-log offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
     send_status: SendStatus,
     msg_id: String,
+    /// A batch's ids in order; `None` for one message (its id is `msg_id`).
+    batch_ids: Option<Arc<[String]>>,
     offset_msg_id: String,
     message_queue: MessageQueue,
     queue_offset: i64,
@@ -139,6 +145,7 @@ impl SendResult {
         SendResult {
             send_status,
             msg_id: msg_id.into(),
+            batch_ids: None,
             offset_msg_id: offset_msg_id.into(),
             message_queue,
             queue_offset,
@@ -146,6 +153,18 @@ impl SendResult {
             region_id: DEFAULT_REGION_ID.to_owned(),
             trace_on: true,
         }
+    }
+
+    /// Sets the ids of a batch's messages, in the batch's order, which
+    /// [`msg_ids`](SendResult::msg_ids) then returns (`msg_id` is left as it is).
+    pub fn with_msg_ids(self, ids: impl Into<Vec<String>>) -> Self {
+        let ids: Vec<String> = ids.into();
+        self.with_batch_ids(Some(ids.into()))
+    }
+
+    pub(crate) fn with_batch_ids(mut self, ids: Option<Arc<[String]>>) -> Self {
+        self.batch_ids = ids;
+        self
     }
 
     /// Sets the transaction id (from the broker's response header).
@@ -176,6 +195,16 @@ impl SendResult {
     #[doc(alias = "getMsgId")]
     pub fn msg_id(&self) -> &str {
         &self.msg_id
+    }
+
+    /// The client-generated unique ids of the messages sent: one for a single message, each
+    /// message's in order for a batch (where [`msg_id`](SendResult::msg_id) joins them with
+    /// commas). These are the ids consumers see as `MessageExt::msg_id`.
+    pub fn msg_ids(&self) -> &[String] {
+        match &self.batch_ids {
+            Some(ids) => ids,
+            None => std::slice::from_ref(&self.msg_id),
+        }
     }
 
     /// The broker's offset message id (store host + commit-log offset, uppercase hex).
@@ -299,6 +328,7 @@ mod tests {
         let r = SendResult::new(SendStatus::SendOk, "UNIQ", "OFFSET", mq(), 42);
         assert_eq!(r.send_status(), SendStatus::SendOk);
         assert_eq!(r.msg_id(), "UNIQ");
+        assert_eq!(r.msg_ids(), ["UNIQ"]);
         assert_eq!(r.offset_msg_id(), "OFFSET");
         assert_eq!(r.message_queue(), &mq());
         assert_eq!(r.queue_offset(), 42);
@@ -315,6 +345,13 @@ mod tests {
             .with_trace_on(false);
         assert_eq!(r.transaction_id(), Some("tx-1"));
         assert_eq!(r.region_id(), "eu");
+        assert_eq!(r.msg_id(), "A,B");
+        assert_eq!(
+            r.clone()
+                .with_msg_ids(["A".to_owned(), "B".to_owned()])
+                .msg_ids(),
+            ["A", "B"]
+        );
         assert!(!r.trace_on());
         assert!(!r.send_status().is_ok());
     }
