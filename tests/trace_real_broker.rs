@@ -120,3 +120,70 @@ fn a_full_trace_queue_drops_trace_data_not_messages() {
     assert!(c.trace_dropped() > 0, "a one-record queue dropped some");
     c.shutdown(Duration::from_secs(10)).unwrap();
 }
+
+#[test]
+fn producer_trace_records_each_answered_send_in_javas_format() {
+    let cluster = Cluster::shared();
+    let topic = topic_with_queues(cluster, 2);
+    let trace_topic = topic_with_queues(cluster, 1);
+    let group = unique("tpg");
+    let p = rocketmq_sync::DefaultMQProducer::builder(&group)
+        .namesrv_addr(cluster.namesrv_addr.clone())
+        .customized_trace_topic(trace_topic.clone())
+        .build()
+        .unwrap();
+    p.start().unwrap();
+    let mut sent = HashMap::new();
+    for i in 0..10 {
+        let msg = Message::new(&topic, format!("s{i}"))
+            .with_tags("TagT")
+            .with_keys(format!("pk{i}"));
+        let r = p.send(&msg).unwrap();
+        sent.insert(r.msg_id().to_owned(), r);
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..5 {
+        let tx = tx.clone();
+        let msg = Message::new(&topic, format!("a{i}")).with_keys(format!("ak{i}"));
+        p.send_async(&msg, move |r| tx.send(r.unwrap()).unwrap())
+            .unwrap();
+    }
+    for _ in 0..5 {
+        let r = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        sent.insert(r.msg_id().to_owned(), r);
+    }
+    // A one-way send has no answer: not traced, as in Java.
+    p.send_oneway(&Message::new(&topic, "oneway")).unwrap();
+    p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(p.trace_dropped(), 0);
+
+    let mut records = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            records = trace_records(cluster, &trace_topic);
+            records.len() >= 15
+        }),
+        "{} trace records",
+        records.len()
+    );
+    assert_eq!(records.len(), 15, "one Pub per answered send");
+    for (r, _) in &records {
+        assert_eq!(r.trace_type, TraceType::Pub);
+        let b = &r.trace_beans[0];
+        let result = &sent[&b.msg_id];
+        assert_eq!(r.group_name, group);
+        assert!(r.success && r.cost_time >= 0 && r.time_stamp > 0, "{r:?}");
+        assert_eq!(b.topic, topic);
+        assert_eq!(b.offset_msg_id, result.offset_msg_id());
+        assert!(
+            cluster.brokers.iter().any(|br| br.addr == b.store_host),
+            "{r:?}"
+        );
+        assert_eq!(b.msg_type, 0);
+        assert!(
+            b.keys.starts_with("pk") || b.keys.starts_with("ak"),
+            "{r:?}"
+        );
+        assert_eq!(b.body_length as usize, 2);
+    }
+}

@@ -395,8 +395,11 @@ impl PushConsumerInner {
         *self.offset_store.write() = Some(store);
 
         if let Some(trace) = &self.trace {
-            // As Java: tracing that cannot start does not stop the consumer.
-            if let Err(e) = trace.start(&self.client) {
+            // As Java: tracing that cannot start does not stop the consumer. Its internal
+            // producer joins this consumer's instance.
+            let mut client = self.client.clone();
+            client.instance_name = instance.config().instance_name.clone();
+            if let Err(e) = trace.start(&client) {
                 log::warn!("message trace of {} did not start: {e}", self.cfg.group);
             }
         }

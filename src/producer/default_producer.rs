@@ -83,6 +83,8 @@ pub struct DefaultMQProducerBuilder {
     client_overrides: ClientOverrides,
     send_latency_fault_enable: bool,
     hooks: SendHooks,
+    /// Message trace: the topic trace records go to, and how many may wait; `None` is off.
+    trace: Option<(String, usize)>,
 }
 
 impl DefaultMQProducerBuilder {
@@ -127,6 +129,37 @@ impl DefaultMQProducerBuilder {
     #[doc(alias = "registerSendMessageHook")]
     pub fn send_message_hook(mut self, hook: impl SendMessageHook) -> Self {
         self.hooks.0.push(Arc::new(hook));
+        self
+    }
+
+    /// Message trace (Java's `enableMsgTrace` constructor argument): a `Pub` record of every
+    /// send the broker answered goes, in Java's trace format, to
+    /// [`RMQ_SYS_TRACE_TOPIC`](crate::RMQ_SYS_TRACE_TOPIC), on a bounded background queue that
+    /// drops trace data rather than make a send wait. Default: off.
+    pub fn enable_msg_trace(mut self, on: bool) -> Self {
+        self.trace = on.then(|| {
+            (
+                crate::producer::trace::RMQ_SYS_TRACE_TOPIC.to_owned(),
+                crate::producer::trace::QUEUE_SIZE,
+            )
+        });
+        self
+    }
+
+    /// Message trace into `topic` instead of `RMQ_SYS_TRACE_TOPIC` (Java's
+    /// `customizedTraceTopic`); turns tracing on.
+    pub fn customized_trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.trace = Some((topic.into(), crate::producer::trace::QUEUE_SIZE));
+        self
+    }
+
+    /// Test hook: how many trace records may wait (Java: 2048, not settable).
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub fn trace_queue_size_for_tests(mut self, records: usize) -> Self {
+        if let Some((_, size)) = &mut self.trace {
+            *size = records.max(1);
+        }
         self
     }
 
@@ -214,6 +247,24 @@ impl DefaultMQProducerBuilder {
                 self.config.default_topic_queue_nums
             )));
         }
+        let mut hooks = self.hooks;
+        let trace = match self.trace {
+            Some((topic, size)) => {
+                validators::check_topic(&topic)?;
+                let d = Arc::new(crate::producer::trace::AsyncTraceDispatcher::with_capacity(
+                    &self.config.group,
+                    &topic,
+                    size,
+                ));
+                hooks
+                    .0
+                    .push(Arc::new(crate::producer::trace::SendMessageTraceHook {
+                        dispatcher: d.clone(),
+                    }));
+                Some(d)
+            }
+            None => None,
+        };
         let inner = Arc::new(ProducerInner {
             fault: MQFaultStrategy::new(self.send_latency_fault_enable),
             config: self.config,
@@ -221,7 +272,8 @@ impl DefaultMQProducerBuilder {
             state: Mutex::new(ServiceState::CreateJust),
             instance: RwLock::new(None),
             publish_info: RwLock::new(HashMap::new()),
-            hooks: self.hooks,
+            hooks,
+            trace,
         });
         Ok(DefaultMQProducer { inner })
     }
@@ -257,6 +309,8 @@ struct ProducerInner {
     publish_info: RwLock<HashMap<String, Arc<TopicPublishInfo>>>,
     fault: MQFaultStrategy,
     hooks: SendHooks,
+    /// Message trace, when on: its trace hook is among `hooks`.
+    trace: Option<Arc<crate::producer::trace::AsyncTraceDispatcher>>,
 }
 
 impl std::fmt::Debug for ProducerInner {
@@ -322,7 +376,14 @@ impl DefaultMQProducer {
             client_overrides: ClientOverrides::default(),
             send_latency_fault_enable: true,
             hooks: SendHooks::default(),
+            trace: None,
         }
+    }
+
+    /// Trace records dropped, since start, because the trace queue was full (0 without
+    /// message trace). Trace data is dropped rather than a send made to wait.
+    pub fn trace_dropped(&self) -> u64 {
+        self.inner.trace.as_ref().map_or(0, |t| t.dropped())
     }
 
     /// The producer group.
@@ -363,7 +424,23 @@ impl DefaultMQProducer {
                 group,
                 |client| MQClientManager::register_producer(client, group, weak.clone()),
             )
-        })
+        })?;
+        if let Some(trace) = &self.inner.trace {
+            // As Java: tracing that cannot start does not stop the producer. Its internal
+            // producer joins the instance this one uses.
+            let instance = self.inner.instance.read().clone();
+            let mut client = self.inner.client.clone();
+            if let Some(i) = instance {
+                client.instance_name = i.config().instance_name.clone();
+            }
+            if let Err(e) = trace.start(&client) {
+                log::warn!(
+                    "message trace of {} did not start: {e}",
+                    self.inner.config.group
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Builds the inner producer of `instance` (group `CLIENT_INNER_PRODUCER`, the instance's
@@ -434,6 +511,10 @@ impl DefaultMQProducer {
         }
         *state = ServiceState::ShutdownAlready;
         drop(state);
+        // The sends are over: send their trace records, then leave the instance.
+        if let Some(trace) = &self.inner.trace {
+            trace.shutdown(timeout);
+        }
         let instance = self.inner.instance.write().take();
         let threads = match instance {
             Some(i) => i.unregister_producer(&self.inner.config.group, true, timeout),
@@ -789,8 +870,15 @@ impl AsyncAttempt {
             &self.inner.header(&self.prepared, &mq),
             self.prepared.body.clone(),
         );
-        self.inner
-            .run_hooks(&self.prepared, &mq, &addr, CommunicationMode::Async, None);
+        let begin_ms = self.inner.hook_clock();
+        self.inner.run_hooks(
+            &self.prepared,
+            &mq,
+            &addr,
+            CommunicationMode::Async,
+            begin_ms,
+            None,
+        );
         let begin = Instant::now();
         let slot = Arc::new(Mutex::new(Some((callback, self))));
         let slot2 = slot.clone();
@@ -822,6 +910,7 @@ impl AsyncAttempt {
                         &mq,
                         &addr2,
                         CommunicationMode::Async,
+                        begin_ms,
                         Some(result.as_ref().map(Some)),
                     );
                     match result {
@@ -856,6 +945,7 @@ impl AsyncAttempt {
                     &mq,
                     &addr,
                     CommunicationMode::Async,
+                    begin_ms,
                     Some(Err(&e)),
                 );
                 me.inner
@@ -938,6 +1028,15 @@ impl ProducerInner {
             })
     }
 
+    /// The time an attempt's hooks report as its beginning: read only when there are hooks.
+    fn hook_clock(&self) -> i64 {
+        if self.hooks.is_empty() {
+            0
+        } else {
+            crate::common::util::now_millis()
+        }
+    }
+
     /// Runs the send hooks: `before` when `outcome` is `None`, else `after` with the attempt's
     /// result (`Ok(None)` for one-way) or error. Free when the producer has no hooks.
     fn run_hooks(
@@ -946,6 +1045,7 @@ impl ProducerInner {
         mq: &MessageQueue,
         addr: &str,
         mode: CommunicationMode,
+        begin_ms: i64,
         outcome: Option<std::result::Result<Option<&SendResult>, &Error>>,
     ) {
         if self.hooks.is_empty() {
@@ -967,6 +1067,7 @@ impl ProducerInner {
             communication_mode: mode,
             send_result,
             exception,
+            begin_timestamp: begin_ms,
         };
         self.hooks.run(&ctx, outcome.is_some());
     }
@@ -1336,7 +1437,8 @@ impl ProducerInner {
             .api()
             .send_request(&self.header(prepared, mq), prepared.body.clone());
         let comm = mode.communication_mode();
-        self.run_hooks(prepared, mq, &addr, comm, None);
+        let begin_ms = self.hook_clock();
+        self.run_hooks(prepared, mq, &addr, comm, begin_ms, None);
         let timeout = self.config.send_msg_timeout;
         let result = match mode {
             Mode::Oneway => instance
@@ -1363,6 +1465,7 @@ impl ProducerInner {
             mq,
             &addr,
             comm,
+            begin_ms,
             Some(result.as_ref().map(Option::as_ref)),
         );
         result

@@ -65,6 +65,9 @@ pub struct SendMessageContext<'a> {
     pub send_result: Option<&'a SendResult>,
     /// Why the attempt failed (after hook only).
     pub exception: Option<&'a Error>,
+    /// When the attempt began (its before hook), ms since the epoch; the same in its after
+    /// hook, which may run on another thread (async sends).
+    pub begin_timestamp: i64,
 }
 
 /// The hooks of one producer. Empty costs one length check per send.

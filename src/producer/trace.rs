@@ -21,9 +21,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use parking_lot::Mutex;
 
 use crate::client::ClientConfig;
-use crate::common::Message;
+use crate::common::{Message, MessageConst};
 use crate::error::{Error, Result};
-use crate::producer::DefaultMQProducer;
+use crate::producer::{DefaultMQProducer, SendMessageContext, SendMessageHook};
 
 /// Java `TopicValidator.RMQ_SYS_TRACE_TOPIC`: the default trace topic.
 pub const RMQ_SYS_TRACE_TOPIC: &str = "RMQ_SYS_TRACE_TOPIC";
@@ -337,6 +337,71 @@ impl TraceContext {
         Ok(out)
     }
 }
+
+/// The producer's side of message trace (Java `SendMessageTraceHookImpl`): a `Pub` record for
+/// every message of a send the broker answered, with its ids, the broker, the region and how
+/// long the attempt took. One-way sends and failed attempts have no answer, and are not
+/// traced, as in Java; nor are messages the broker says not to trace (`TRACE_ON=false`).
+#[derive(Debug)]
+pub(crate) struct SendMessageTraceHook {
+    pub(crate) dispatcher: Arc<AsyncTraceDispatcher>,
+}
+
+impl SendMessageHook for SendMessageTraceHook {
+    fn hook_name(&self) -> &str {
+        "SendMessageTraceHook"
+    }
+
+    fn send_message_before(&self, _ctx: &SendMessageContext<'_>) {}
+
+    fn send_message_after(&self, ctx: &SendMessageContext<'_>) {
+        let Some(result) = ctx.send_result else {
+            return;
+        };
+        if !result.trace_on() {
+            return;
+        }
+        let now = crate::common::util::now_millis();
+        let cost = (now - ctx.begin_timestamp).max(0);
+        let ids = result.msg_ids();
+        for (i, m) in ctx.messages.iter().enumerate() {
+            let msg_type =
+                if m.property(MessageConst::PROPERTY_TRANSACTION_PREPARED) == Some("true") {
+                    MSG_TYPE_TRANS_HALF
+                } else if m.delay_level() > 0 {
+                    MSG_TYPE_DELAY
+                } else {
+                    MSG_TYPE_NORMAL
+                };
+            let mut record = TraceContext::new(TraceType::Pub);
+            record.time_stamp = ctx.begin_timestamp;
+            record.region_id = result.region_id().to_owned();
+            record.group_name = ctx.producer_group.to_owned();
+            record.cost_time = cost;
+            record.success = result.send_status().is_ok();
+            record.trace_beans.push(TraceBean {
+                topic: m.topic().to_owned(),
+                msg_id: ids
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| result.msg_id().to_owned()),
+                offset_msg_id: result.offset_msg_id().to_owned(),
+                tags: m.tags().unwrap_or_default().to_owned(),
+                keys: m.keys().unwrap_or_default().to_owned(),
+                store_host: ctx.broker_addr.to_owned(),
+                body_length: m.body().len() as i32,
+                msg_type,
+                ..TraceBean::default()
+            });
+            self.dispatcher.append(record);
+        }
+    }
+}
+
+/// Java `MessageType` ordinals.
+const MSG_TYPE_NORMAL: i32 = 0;
+const MSG_TYPE_TRANS_HALF: i32 = 1;
+const MSG_TYPE_DELAY: i32 = 3;
 
 /// Java `AsyncTraceDispatcher`: see the module docs.
 pub(crate) struct AsyncTraceDispatcher {
