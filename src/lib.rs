@@ -43,6 +43,7 @@
 //! | `ClientConfig` | [`ClientConfig`], built by [`ClientConfigBuilder`] |
 //! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
 //! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
+//! | `TransactionMQProducer`, `TransactionListener`, `LocalTransactionState`, `TransactionSendResult` | [`TransactionMQProducer`], built by [`TransactionMQProducerBuilder`]; [`TransactionListener`] (or two closures, [`FnTransactionListener`]), [`LocalTransactionState`], [`TransactionSendResult`]; the broker's checks run on its bounded check pool |
 //! | `MessageQueueSelector`, `SelectMessageQueueByHash`, `SelectMessageQueueByRandom` | [`MessageQueueSelector`] (or a closure), [`SelectMessageQueueByHash`], [`SelectMessageQueueByRandom`]; Java's `Object.hashCode()` is [`JavaHash`] |
 //! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] or a closure |
 //! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
@@ -115,6 +116,10 @@ pub use producer::{
     DefaultMQProducer, DefaultMQProducerBuilder, JavaHash, MessageQueueSelector,
     SelectMessageQueueByHash, SelectMessageQueueByRandom, SelectedQueue, SendCallback, SendResult,
     SendStatus,
+};
+pub use producer::{
+    FnTransactionListener, LocalTransactionState, TransactionListener, TransactionMQProducer,
+    TransactionMQProducerBuilder, TransactionSendResult,
 };
 pub use remoting::protocol::ResponseCode;
 pub use remoting::RPCHook;

@@ -16,5 +16,6 @@ pub(crate) mod processors;
 pub(crate) mod publish_info;
 pub(crate) mod pull_service;
 pub(crate) mod rebalance_service;
+pub(crate) mod transaction_check;
 
 pub use config::{ClientConfig, ClientConfigBuilder};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,13 +15,18 @@ use crate::client::instance::{
     InnerProducer, MQClientInstance, MQClientManager, MQProducerInner, CLIENT_INNER_PRODUCER_GROUP,
 };
 use crate::client::publish_info::TopicPublishInfo;
-use crate::common::{Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue};
+use crate::common::{
+    Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageExt, MessageQueue,
+};
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::producer::fault::MQFaultStrategy;
 use crate::producer::process_send_response;
+use crate::producer::transaction::TransactionCheckHandler;
 use crate::producer::validators;
 use crate::producer::{MessageQueueSelector, SendResult, SendStatus};
-use crate::remoting::protocol::header::SendMessageRequestHeader;
+use crate::remoting::protocol::header::{
+    CheckTransactionStateRequestHeader, SendMessageRequestHeader,
+};
 use crate::remoting::protocol::ResponseCode;
 use crate::service_state::ServiceState;
 
@@ -198,6 +203,7 @@ impl DefaultMQProducerBuilder {
             state: Mutex::new(ServiceState::CreateJust),
             instance: RwLock::new(None),
             publish_info: RwLock::new(HashMap::new()),
+            transaction_check: OnceLock::new(),
         });
         Ok(DefaultMQProducer { inner })
     }
@@ -232,6 +238,8 @@ struct ProducerInner {
     instance: RwLock<Option<Arc<MQClientInstance>>>,
     publish_info: RwLock<HashMap<String, Arc<TopicPublishInfo>>>,
     fault: MQFaultStrategy,
+    /// Set once by a `TransactionMQProducer`: where the broker's transaction checks go.
+    transaction_check: OnceLock<Arc<dyn TransactionCheckHandler>>,
 }
 
 impl std::fmt::Debug for ProducerInner {
@@ -288,6 +296,27 @@ impl DefaultMQProducer {
     /// The producer group.
     pub fn producer_group(&self) -> &str {
         &self.inner.config.group
+    }
+
+    /// Makes this the producer of a `TransactionMQProducer`: the broker's transaction checks
+    /// for its group go to `handler`.
+    pub(crate) fn set_transaction_check_handler(&self, handler: Arc<dyn TransactionCheckHandler>) {
+        if self.inner.transaction_check.set(handler).is_err() {
+            log::warn!(
+                "{}: transaction check handler set twice",
+                self.inner.config.group
+            );
+        }
+    }
+
+    /// The client instance, while the producer runs.
+    pub(crate) fn running_instance(&self) -> Result<Arc<MQClientInstance>> {
+        self.inner.running()
+    }
+
+    /// The time budget of one send attempt.
+    pub(crate) fn send_msg_timeout(&self) -> Duration {
+        self.inner.config.send_msg_timeout
     }
 
     /// The lifecycle state.
@@ -1080,6 +1109,23 @@ impl MQProducerInner for ProducerInner {
         if let Some(old) = table.get(topic) {
             self.fault.forget_brokers_back_in_route(old, &info);
             table.insert(topic.to_owned(), Arc::new(info));
+        }
+    }
+
+    fn check_transaction_state(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        broker_addr: &str,
+        msg: MessageExt,
+        header: CheckTransactionStateRequestHeader,
+    ) {
+        match self.transaction_check.get() {
+            Some(h) => h.check_transaction_state(instance, broker_addr, msg, header),
+            None => log::warn!(
+                "transaction check from {broker_addr} for {}: producer group {} is not a transaction producer",
+                msg.msg_id(),
+                self.config.group
+            ),
         }
     }
 }
