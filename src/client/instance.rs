@@ -743,6 +743,24 @@ impl MQClientInstance {
             .is_some_and(|r| r.broker_datas.iter().any(|b| b.broker_name == broker_name))
     }
 
+    /// One address of every broker in the route of `topic` this instance holds, the master's
+    /// when there is one.
+    pub(crate) fn topic_broker_addrs(&self, topic: &str) -> Vec<String> {
+        let routes = self.topic_route_table.read();
+        let Some(route) = routes.get(topic) else {
+            return Vec::new();
+        };
+        route
+            .broker_datas
+            .iter()
+            .filter_map(|b| {
+                b.master_addr()
+                    .map(str::to_owned)
+                    .or_else(|| b.broker_addrs.values().next().cloned())
+            })
+            .collect()
+    }
+
     /// A broker serving `topic` (Java `findBrokerAddrByTopic`).
     fn find_broker_addr_by_topic(&self, topic: &str) -> Option<String> {
         let routes = self.topic_route_table.read();

@@ -10,6 +10,7 @@
 //! with them are wire bodies (`remoting::protocol`) and `TopicPublishInfo` (here).
 
 pub(crate) mod api;
+pub(crate) mod check_client;
 pub(crate) mod config;
 pub(crate) mod instance;
 pub(crate) mod processors;
