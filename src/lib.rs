@@ -50,6 +50,8 @@
 //! | `MessageListenerOrderly` | [`MessageListenerOrderly`] or a closure |
 //! | `ConsumeOrderlyStatus`, `ConsumeOrderlyContext` | [`ConsumeOrderlyStatus`], [`ConsumeOrderlyContext`] |
 //! | `MessageModel`, `ConsumeFromWhere`, `ExpressionType`, `SubscriptionData.SUB_ALL` | [`MessageModel`], [`ConsumeFromWhere`], [`ExpressionType`], [`SUB_ALL`] |
+//! | `subscribe(topic, MessageSelector.bySql(sql))` (SQL92 filtering) | `subscribe_sql92` on [`DefaultMQPushConsumerBuilder`](DefaultMQPushConsumerBuilder::subscribe_sql92), [`DefaultMQPushConsumer`](DefaultMQPushConsumer::subscribe_sql92) and [`DefaultLitePullConsumer`](DefaultLitePullConsumer::subscribe_sql92); the brokers are asked first (`CHECK_CLIENT_CONFIG`), and one without `enablePropertyFilter` makes `start` or `subscribe_sql92` fail with its reason |
+//! | `Message.setDelayTimeLevel` | [`Message::with_delay_level`] (levels of the broker's `messageDelayLevel`) |
 //! | `AllocateMessageQueueStrategy` | [`AllocateMessageQueueStrategy`] |
 //! | `AllocateMessageQueueAveragely`, `...AveragelyByCircle`, `...ConsistentHash`, `...ByConfig`, `...ByMachineRoom`, `AllocateMachineRoomNearby` | [`AllocateMessageQueueAveragely`], [`AllocateMessageQueueAveragelyByCircle`], [`AllocateMessageQueueConsistentHash`], [`AllocateMessageQueueByConfig`], [`AllocateMessageQueueByMachineRoom`], [`AllocateMachineRoomNearby`] ([`MachineRoomResolver`]) |
 //! | `ConsumeMessageHook`, `ConsumeMessageContext` | [`ConsumeMessageHook`], [`ConsumeMessageContext`] |
