@@ -31,13 +31,12 @@ fn fields(req: &RemotingCommand) -> HashMap<String, String> {
         .collect()
 }
 
+/// An END_TRANSACTION the fake received: its fields and its remark.
+type End = (HashMap<String, String>, Option<String>);
+
 /// A fake that stores sends at queue offset 77 and reports the sends' and END_TRANSACTION's
 /// fields (and END's remark).
-fn fake() -> (
-    FakeBroker,
-    Receiver<HashMap<String, String>>,
-    Receiver<(HashMap<String, String>, Option<String>)>,
-) {
+fn fake() -> (FakeBroker, Receiver<HashMap<String, String>>, Receiver<End>) {
     let (sent_tx, sent) = unbounded();
     let (end_tx, ends) = unbounded();
     let fake = start_fake(move |req| match req.request_code() {
@@ -145,7 +144,7 @@ fn check_request(group: &str, uniq: &str, queue_offset: i64) -> RemotingCommand 
 /// checks on); its check listener runs `check`.
 fn checked_producer(
     fake: &FakeBroker,
-    ends: &Receiver<(HashMap<String, String>, Option<String>)>,
+    ends: &Receiver<End>,
     group: &str,
     hold_max: usize,
     check: impl Fn(&MessageExt) -> LocalTransactionState + Send + Sync + 'static,
