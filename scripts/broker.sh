@@ -22,6 +22,7 @@
 #
 #   scripts/broker.sh start [--brokers N] [--slaves] [--no-auto-create] [--acl FILE] [--dir DIR]
 #                           [--store-dir SDIR] [--owner-pid PID] [--timeout SECS]
+#                           [--broker-set KEY=VALUE]...
 #                           [--tls CERT KEY [--tls-client-auth CA CERT KEY]]
 #       Start one name server and N brokers (broker-a, broker-b, ...; cluster
 #       DefaultCluster) on 127.0.0.1 with free ports, in DIR (default: a fresh
@@ -34,6 +35,11 @@
 #       stderr; on failure the tail of every log is printed and everything started is
 #       stopped.
 #       --no-auto-create  brokers run with autoCreateTopicEnable = false
+#       --broker-set KEY=VALUE
+#                         one more setting of every broker's [broker] table (repeatable),
+#                         VALUE written as TOML as given, e.g. enablePropertyFilter=true (SQL92
+#                         filtering) or transactionCheckInterval=1000 (milliseconds between
+#                         transaction check rounds).
 #       --slaves          every master broker-x gets a slave broker-x-slave (brokerId 1,
 #                         brokerRole SLAVE, slaveReadEnable) replicating from the master's HA
 #                         port; cluster.env lists them in SLAVE_NAMES, with BROKER_X_SLAVE_OF.
@@ -422,6 +428,7 @@ listenPort = $port
 storePathRootDir = "$store"
 autoCreateTopicEnable = $auto_create
 $broker_extra
+${START_BROKER_SETTINGS:-}
 $auth
 
 [broker.brokerServerConfig]
@@ -699,6 +706,7 @@ cmd_start() {
     local timeout="${ROCKETMQ_SYNC_START_TIMEOUT:-60}"
     local tls=() client_auth=() f
     START_STORE_DIR=${ROCKETMQ_SYNC_STORE_DIR:-}
+    START_BROKER_SETTINGS=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --tls)
@@ -713,6 +721,11 @@ cmd_start() {
                 ;;
             --brokers) brokers=${2:?--brokers needs a number}; shift 2 ;;
             --no-auto-create) auto_create=false; shift ;;
+            --broker-set)
+                [[ ${2:-} =~ ^[A-Za-z][A-Za-z0-9]*=.+$ ]] || die "--broker-set needs KEY=VALUE, got '${2:-}'"
+                START_BROKER_SETTINGS+="${2%%=*} = ${2#*=}"$'\n'
+                shift 2
+                ;;
             --slaves) slaves=true; shift ;;
             --acl) acl_file=${2:?--acl needs a plain_acl.yml file}; shift 2 ;;
             --dir) dir=${2:?--dir needs a directory}; shift 2 ;;

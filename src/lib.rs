@@ -50,12 +50,15 @@
 //! | `Message.putUserProperty` | [`Message::put_user_property`] (checks at once), [`Message::with_user_property`] (chains; the send refuses a reserved name) |
 //! | `SendMessageHook`, `SendMessageContext`, `CommunicationMode` | [`SendMessageHook`], [`SendMessageContext`], [`CommunicationMode`]; registered with [`DefaultMQProducerBuilder::send_message_hook`] |
 //! | 5.x `compressType`, `CompressionType`, `compressLevel` | [`DefaultMQProducerBuilder::compress_type`], [`CompressionType`], [`DefaultMQProducerBuilder::compress_level`] |
+//! | `TransactionMQProducer`, `TransactionListener`, `LocalTransactionState`, `TransactionSendResult` | [`TransactionMQProducer`], built by [`TransactionMQProducerBuilder`]; [`TransactionListener`] (or two closures, [`FnTransactionListener`]), [`LocalTransactionState`], [`TransactionSendResult`]; the broker's checks run on its bounded check pool |
 //! | `MessageQueueSelector`, `SelectMessageQueueByHash`, `SelectMessageQueueByRandom` | [`MessageQueueSelector`] (or a closure), [`SelectMessageQueueByHash`], [`SelectMessageQueueByRandom`]; Java's `Object.hashCode()` is [`JavaHash`] |
 //! | `MessageListenerConcurrently` | [`MessageListenerConcurrently`] or a closure |
 //! | `ConsumeConcurrentlyStatus`, `ConsumeConcurrentlyContext` | [`ConsumeConcurrentlyStatus`], [`ConsumeConcurrentlyContext`] |
 //! | `MessageListenerOrderly` | [`MessageListenerOrderly`] or a closure |
 //! | `ConsumeOrderlyStatus`, `ConsumeOrderlyContext` | [`ConsumeOrderlyStatus`], [`ConsumeOrderlyContext`] |
 //! | `MessageModel`, `ConsumeFromWhere`, `ExpressionType`, `SubscriptionData.SUB_ALL` | [`MessageModel`], [`ConsumeFromWhere`], [`ExpressionType`], [`SUB_ALL`] |
+//! | `subscribe(topic, MessageSelector.bySql(sql))` (SQL92 filtering) | `subscribe_sql92` on [`DefaultMQPushConsumerBuilder`](DefaultMQPushConsumerBuilder::subscribe_sql92), [`DefaultMQPushConsumer`](DefaultMQPushConsumer::subscribe_sql92) and [`DefaultLitePullConsumer`](DefaultLitePullConsumer::subscribe_sql92); the brokers are asked first (`CHECK_CLIENT_CONFIG`), and one without `enablePropertyFilter` makes `start` or `subscribe_sql92` fail with its reason |
+//! | `Message.setDelayTimeLevel` | [`Message::with_delay_level`] (levels of the broker's `messageDelayLevel`) |
 //! | `AllocateMessageQueueStrategy` | [`AllocateMessageQueueStrategy`] |
 //! | `AllocateMessageQueueAveragely`, `...AveragelyByCircle`, `...ConsistentHash`, `...ByConfig`, `...ByMachineRoom`, `AllocateMachineRoomNearby` | [`AllocateMessageQueueAveragely`], [`AllocateMessageQueueAveragelyByCircle`], [`AllocateMessageQueueConsistentHash`], [`AllocateMessageQueueByConfig`], [`AllocateMessageQueueByMachineRoom`], [`AllocateMachineRoomNearby`] ([`MachineRoomResolver`]) |
 //! | `ConsumeMessageHook`, `ConsumeMessageContext` | [`ConsumeMessageHook`], [`ConsumeMessageContext`] |
@@ -127,6 +130,10 @@ pub use producer::{
     DefaultMQProducer, DefaultMQProducerBuilder, JavaHash, MessageQueueSelector,
     SelectMessageQueueByHash, SelectMessageQueueByRandom, SelectedQueue, SendCallback, SendResult,
     SendStatus, TraceBean, TraceContext, TraceType, RMQ_SYS_TRACE_TOPIC,
+};
+pub use producer::{
+    FnTransactionListener, LocalTransactionState, TransactionListener, TransactionMQProducer,
+    TransactionMQProducerBuilder, TransactionSendResult,
 };
 pub use remoting::protocol::ResponseCode;
 pub use remoting::RPCHook;

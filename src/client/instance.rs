@@ -105,6 +105,21 @@ pub(crate) trait MQProducerInner: Send + Sync {
     fn is_publish_topic_need_update(&self, topic: &str) -> bool;
     /// Installs a new route.
     fn update_topic_publish_info(&self, topic: &str, info: TopicPublishInfo);
+    /// The broker at `broker_addr` asks about the half message `msg` (CHECK_TRANSACTION_STATE).
+    /// Only a transaction producer answers; the others log it (Java: no check listener).
+    fn check_transaction_state(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        broker_addr: &str,
+        msg: crate::common::MessageExt,
+        header: crate::remoting::protocol::header::CheckTransactionStateRequestHeader,
+    ) {
+        let _ = (instance, header);
+        log::warn!(
+            "transaction check from {broker_addr} for {}: this producer runs no transactions",
+            msg.msg_id()
+        );
+    }
 }
 
 /// The instance's inner producer (group [`CLIENT_INNER_PRODUCER_GROUP`], Java's
@@ -613,6 +628,11 @@ impl MQClientInstance {
     }
 
     /// The consumer of `group`, if it is registered here.
+    /// The live producer of `group` in this instance (Java `selectProducer`).
+    pub(crate) fn producer(&self, group: &str) -> Option<Arc<dyn MQProducerInner>> {
+        self.producers.read().get(group).and_then(Weak::upgrade)
+    }
+
     pub(crate) fn consumer(&self, group: &str) -> Option<Arc<dyn MQConsumerInner>> {
         self.consumers.read().get(group).and_then(Weak::upgrade)
     }
@@ -729,6 +749,24 @@ impl MQClientInstance {
             .read()
             .get(topic)
             .is_some_and(|r| r.broker_datas.iter().any(|b| b.broker_name == broker_name))
+    }
+
+    /// One address of every broker in the route of `topic` this instance holds, the master's
+    /// when there is one.
+    pub(crate) fn topic_broker_addrs(&self, topic: &str) -> Vec<String> {
+        let routes = self.topic_route_table.read();
+        let Some(route) = routes.get(topic) else {
+            return Vec::new();
+        };
+        route
+            .broker_datas
+            .iter()
+            .filter_map(|b| {
+                b.master_addr()
+                    .map(str::to_owned)
+                    .or_else(|| b.broker_addrs.values().next().cloned())
+            })
+            .collect()
     }
 
     /// A broker serving `topic` (Java `findBrokerAddrByTopic`).

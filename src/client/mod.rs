@@ -10,6 +10,7 @@
 //! with them are wire bodies (`remoting::protocol`) and `TopicPublishInfo` (here).
 
 pub(crate) mod api;
+pub(crate) mod check_client;
 pub(crate) mod config;
 pub(crate) mod instance;
 pub(crate) mod processors;
@@ -17,5 +18,6 @@ pub(crate) mod publish_info;
 pub(crate) mod pull_service;
 pub(crate) mod rebalance_service;
 pub(crate) mod reply;
+pub(crate) mod transaction_check;
 
 pub use config::{ClientConfig, ClientConfigBuilder};

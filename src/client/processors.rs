@@ -52,6 +52,13 @@ pub(crate) fn register(instance: &Arc<MQClientInstance>) {
         Arc::new(move |_: &RequestContext, req: RemotingCommand| consumer_status(&w, &req)),
     );
     crate::client::reply::register(instance);
+    let w = Arc::downgrade(instance);
+    remoting.register_processor(
+        RequestCode::CHECK_TRANSACTION_STATE,
+        Arc::new(move |ctx: &RequestContext, req: RemotingCommand| {
+            crate::client::transaction_check::check_transaction_state(&w, ctx, &req)
+        }),
+    );
 }
 
 fn error_response(

@@ -620,6 +620,9 @@ impl DefaultLitePullConsumer {
     fn subscribe_with(&self, topic: &str, expr: &str, kind: ExpressionType) -> Result<()> {
         crate::producer::validators::check_topic(topic)?;
         let sd = build_subscription_data(topic, expr, kind)?;
+        if let Some(i) = self.inner.instance() {
+            crate::client::check_client::check_client_in_broker(&i, &self.inner.cfg.group, &sd)?;
+        }
         {
             let mut queues = self.lite.queues.lock();
             if matches!(*queues, Queues::Assign(_)) {

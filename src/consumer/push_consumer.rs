@@ -127,11 +127,27 @@ impl DefaultMQPushConsumer {
         self.inner.shutdown(timeout)
     }
 
-    /// Subscribes to another topic (takes effect at the next rebalance; a heartbeat is sent
-    /// at once).
+    /// Subscribes to another topic with a tag expression (`"*"`, `"TagA || TagB"`); takes
+    /// effect at the next rebalance, and a heartbeat is sent at once.
     pub fn subscribe(&self, topic: &str, expr: &str) -> Result<()> {
+        self.subscribe_with(topic, expr, ExpressionType::Tag)
+    }
+
+    /// Subscribes to another topic with an SQL92 expression over message properties, evaluated
+    /// by the broker (Java `subscribe(topic, MessageSelector.bySql(sql))`). A running consumer
+    /// first asks the topic's brokers whether they accept it: a broker without property
+    /// filtering (`enablePropertyFilter`), or one that cannot parse the expression, makes this
+    /// fail with its answer, and the subscriptions stay as they were.
+    pub fn subscribe_sql92(&self, topic: &str, sql: &str) -> Result<()> {
+        self.subscribe_with(topic, sql, ExpressionType::Sql92)
+    }
+
+    fn subscribe_with(&self, topic: &str, expr: &str, kind: ExpressionType) -> Result<()> {
         crate::producer::validators::check_topic(topic)?;
-        let sd = build_subscription_data(topic, expr, ExpressionType::Tag)?;
+        let sd = build_subscription_data(topic, expr, kind)?;
+        if let Some(i) = self.inner.instance.read().clone() {
+            crate::client::check_client::check_client_in_broker(&i, &self.inner.cfg.group, &sd)?;
+        }
         self.inner
             .subscription_inner
             .write()
@@ -307,7 +323,9 @@ impl PushConsumerInner {
                 action: "start the consumer",
             });
         }
-        let result = self.start_inner();
+        let result = self
+            .start_inner()
+            .and_then(|()| self.check_client_in_broker());
         *state = if result.is_ok() {
             ServiceState::Running
         } else {
@@ -341,6 +359,19 @@ impl PushConsumerInner {
                 Err(e)
             }
         }
+    }
+
+    /// Java `checkClientInBroker` at start: the brokers must accept every subscription that is
+    /// not by tag.
+    fn check_client_in_broker(&self) -> Result<()> {
+        let Some(instance) = self.instance() else {
+            return Ok(());
+        };
+        let subscriptions: Vec<_> = self.subscription_inner.read().values().cloned().collect();
+        for sd in subscriptions {
+            crate::client::check_client::check_client_in_broker(&instance, &self.cfg.group, &sd)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn start_inner(&self) -> Result<()> {

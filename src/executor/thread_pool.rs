@@ -278,9 +278,9 @@ impl ThreadPoolBuilder {
     }
 
     /// The queue's capacity: `None` (the default) is unbounded, `Some(n)` (n ≥ 1) makes
-    /// `execute` reject tasks once `n` are queued and `max` threads run. Nothing in the crate
-    /// bounds a queue today (Java's consume pool is unbounded); the tests keep the path honest.
-    #[cfg(test)]
+    /// `execute` reject tasks once `n` are queued and `max` threads run. The consume pools are
+    /// unbounded (as Java's); the transaction check pool is bounded (Java's
+    /// `checkRequestHoldMax`).
     pub(crate) fn queue_capacity(mut self, capacity: Option<usize>) -> Self {
         self.queue_capacity = capacity;
         self

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,15 +15,20 @@ use crate::client::instance::{
     InnerProducer, MQClientInstance, MQClientManager, MQProducerInner, CLIENT_INNER_PRODUCER_GROUP,
 };
 use crate::client::publish_info::TopicPublishInfo;
-use crate::common::{Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageQueue};
+use crate::common::{
+    Message, MessageClientIDSetter, MessageConst, MessageDecoder, MessageExt, MessageQueue,
+};
 use crate::error::{ClientErrorCode, Error, Result};
 use crate::producer::fault::MQFaultStrategy;
 use crate::producer::hook::{CommunicationMode, SendHooks, SendMessageContext};
 use crate::producer::process_send_response;
+use crate::producer::transaction::TransactionCheckHandler;
 use crate::producer::validators;
 use crate::producer::{CompressionType, SendMessageHook};
 use crate::producer::{MessageQueueSelector, SendResult, SendStatus};
-use crate::remoting::protocol::header::SendMessageRequestHeader;
+use crate::remoting::protocol::header::{
+    CheckTransactionStateRequestHeader, SendMessageRequestHeader,
+};
 use crate::remoting::protocol::ResponseCode;
 use crate::service_state::ServiceState;
 
@@ -274,6 +279,7 @@ impl DefaultMQProducerBuilder {
             publish_info: RwLock::new(HashMap::new()),
             hooks,
             trace,
+            transaction_check: OnceLock::new(),
         });
         Ok(DefaultMQProducer { inner })
     }
@@ -311,6 +317,8 @@ struct ProducerInner {
     hooks: SendHooks,
     /// Message trace, when on: its trace hook is among `hooks`.
     trace: Option<Arc<crate::producer::trace::AsyncTraceDispatcher>>,
+    /// Set once by a `TransactionMQProducer`: where the broker's transaction checks go.
+    transaction_check: OnceLock<Arc<dyn TransactionCheckHandler>>,
 }
 
 impl std::fmt::Debug for ProducerInner {
@@ -391,6 +399,22 @@ impl DefaultMQProducer {
         &self.inner.config.group
     }
 
+    /// Makes this the producer of a `TransactionMQProducer`: the broker's transaction checks
+    /// for its group go to `handler`.
+    pub(crate) fn set_transaction_check_handler(&self, handler: Arc<dyn TransactionCheckHandler>) {
+        if self.inner.transaction_check.set(handler).is_err() {
+            log::warn!(
+                "{}: transaction check handler set twice",
+                self.inner.config.group
+            );
+        }
+    }
+
+    /// The time budget of one send attempt.
+    pub(crate) fn send_msg_timeout(&self) -> Duration {
+        self.inner.config.send_msg_timeout
+    }
+
     /// The lifecycle state.
     pub fn service_state(&self) -> ServiceState {
         *self.inner.state.lock()
@@ -406,7 +430,7 @@ impl DefaultMQProducer {
     }
 
     /// The client instance of the running producer (request-reply registers its requests
-    /// there: see `producer::request`).
+    /// there, see `producer::request`; a transaction producer heartbeats through it).
     pub(crate) fn running_instance(&self) -> Result<Arc<MQClientInstance>> {
         self.inner.running()
     }
@@ -1499,6 +1523,23 @@ impl MQProducerInner for ProducerInner {
         if let Some(old) = table.get(topic) {
             self.fault.forget_brokers_back_in_route(old, &info);
             table.insert(topic.to_owned(), Arc::new(info));
+        }
+    }
+
+    fn check_transaction_state(
+        &self,
+        instance: &Arc<MQClientInstance>,
+        broker_addr: &str,
+        msg: MessageExt,
+        header: CheckTransactionStateRequestHeader,
+    ) {
+        match self.transaction_check.get() {
+            Some(h) => h.check_transaction_state(instance, broker_addr, msg, header),
+            None => log::warn!(
+                "transaction check from {broker_addr} for {}: producer group {} is not a transaction producer",
+                msg.msg_id(),
+                self.config.group
+            ),
         }
     }
 }

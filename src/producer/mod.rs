@@ -12,6 +12,10 @@
 //! | `Object.hashCode()` of a selector argument | [`JavaHash`] |
 //! | `SendMessageHook`, `SendMessageContext`, `CommunicationMode` | [`SendMessageHook`], [`SendMessageContext`], [`CommunicationMode`] |
 //! | `CompressionType` (5.x) | [`CompressionType`] |
+//! | `TransactionMQProducer` | [`TransactionMQProducer`] |
+//! | `TransactionListener` | [`TransactionListener`] (or two closures: [`FnTransactionListener`]) |
+//! | `LocalTransactionState` | [`LocalTransactionState`] |
+//! | `TransactionSendResult` | [`TransactionSendResult`] |
 //!
 //! Queue choice for ordinary sends uses latency fault tolerance, which this crate turns on by
 //! default (Java: off); see `MQFaultStrategy` in the source of `producer::fault`.
@@ -23,6 +27,7 @@ mod request;
 mod selector;
 mod send_result;
 pub(crate) mod trace;
+pub(crate) mod transaction;
 pub(crate) mod validators;
 
 pub use default_producer::{DefaultMQProducer, DefaultMQProducerBuilder};
@@ -35,5 +40,9 @@ pub use selector::{
 };
 pub use send_result::{SendCallback, SendResult, SendStatus};
 pub use trace::{TraceBean, TraceContext, TraceType, RMQ_SYS_TRACE_TOPIC};
+pub use transaction::{
+    FnTransactionListener, LocalTransactionState, TransactionListener, TransactionMQProducer,
+    TransactionMQProducerBuilder, TransactionSendResult,
+};
 
 pub(crate) use send_result::process_send_response;

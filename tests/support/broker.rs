@@ -240,6 +240,17 @@ impl Cluster {
         Cluster::start_inner(opts, None, true, &[])
     }
 
+    /// Start a private cluster whose brokers have these extra settings in the `[broker]` table
+    /// of their `broker.toml` (`broker.sh start --broker-set KEY=VALUE`), each value written as
+    /// TOML as given: `("enablePropertyFilter", "true")`, `("transactionCheckInterval", "1000")`.
+    pub fn start_with_broker_settings(opts: ClusterOptions, settings: &[(&str, &str)]) -> Cluster {
+        let extra: Vec<String> = settings
+            .iter()
+            .flat_map(|(k, v)| ["--broker-set".to_owned(), format!("{k}={v}")])
+            .collect();
+        Cluster::start_inner(opts, None, false, &extra)
+    }
+
     /// Start a private cluster whose name server and brokers require signed requests
     /// (`broker.sh start --acl`): the accounts and permissions of `plain_acl_yml`, the text of a
     /// Java-style `plain_acl.yml`, plus a super user in [`Cluster::acl_admin`].
