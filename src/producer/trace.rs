@@ -8,8 +8,9 @@
 //!   that a send or a consume only ever offers to, never waits on. When it is full the record
 //!   is dropped and counted: trace data is lost, never a user's message or time. One thread,
 //!   `rmq-trace`, takes up to 100 records or what arrived within 100 ms, and sends them as few
-//!   messages of at most 128 000 bytes to the trace topic, keyed by message id and keys, with an
-//!   internal producer (`_INNER_TRACE_PRODUCER-<group>`) on the traced client's own client
+//!   messages of at most 128 000 bytes to the trace topic (synchronously, on that thread, so
+//!   that shutdown's flush is stored before the instance stops), keyed by message id and
+//!   keys, with an internal producer (`_INNER_TRACE_PRODUCER-<group>`) on the traced client's own client
 //!   instance, so tracing adds one thread and no connections.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -556,8 +557,8 @@ fn dispatch(
     }
 }
 
-/// Encodes `batch` into messages of at most [`MAX_MSG_SIZE`] bytes and sends them, each
-/// asynchronously (a failure is logged: trace data is best effort).
+/// Encodes `batch` into messages of at most [`MAX_MSG_SIZE`] bytes and sends them (a failure
+/// is logged: trace data is best effort).
 fn send_batch(producer: &DefaultMQProducer, topic: &str, batch: &[TraceContext]) {
     if batch.is_empty() {
         return;
@@ -585,12 +586,10 @@ fn send_one(producer: &DefaultMQProducer, topic: &str, data: String, keys: &mut 
     keys.dedup();
     let msg = Message::new(topic, data).with_keys(keys.join(" "));
     keys.clear();
-    if let Err(e) = producer.send_async(&msg, |r| {
-        if let Err(e) = r {
-            log::debug!("a trace message was not stored: {e}");
-        }
-    }) {
-        log::debug!("a trace message was not sent: {e}");
+    // Synchronous, on this background thread: one send per batch of records, and a flush at
+    // shutdown that has really reached the broker before the instance may stop.
+    if let Err(e) = producer.send(&msg) {
+        log::debug!("a trace message was not stored: {e}");
     }
 }
 
