@@ -41,6 +41,7 @@
 //! | `DefaultMQPushConsumer` / `DefaultMQPushConsumerImpl` | [`DefaultMQPushConsumer`], built by [`DefaultMQPushConsumerBuilder`] |
 //! | `DefaultLitePullConsumer` / `DefaultLitePullConsumerImpl`, `MessageQueueListener`, `TopicMessageQueueChangeListener` | [`DefaultLitePullConsumer`], built by [`DefaultLitePullConsumerBuilder`]; [`MessageQueueListener`], [`TopicMessageQueueChangeListener`] (or closures) |
 //! | `ClientConfig` | [`ClientConfig`], built by [`ClientConfigBuilder`] |
+//! | `ClientConfig.namespace`, `NamespaceUtil.wrapNamespace` / `withoutNamespace` | [`ClientConfigBuilder::namespace`] and `namespace` on every client builder; the wrapping is internal |
 //! | `Message`, `MessageExt`, `MessageQueue`, `MessageConst` | [`Message`], [`MessageExt`], [`MessageQueue`], [`MessageConst`] ([`Properties`]) |
 //! | `SendResult`, `SendStatus`, `SendCallback` | [`SendResult`], [`SendStatus`], [`SendCallback`] (a closure) |
 //! | `DefaultMQProducer.request` (request-reply), `RequestCallback`, `MessageUtil.createReplyMessage` | [`DefaultMQProducer::request`], [`request_async`](DefaultMQProducer::request_async), [`request_to_queue`](DefaultMQProducer::request_to_queue), [`request_with_selector`](DefaultMQProducer::request_with_selector); [`RequestCallback`] (or a closure); [`create_reply_message`] |

@@ -44,6 +44,8 @@ pub struct ClientConfig {
     /// [`ClientConfigBuilder::instance_name`]).
     pub(crate) instance_name: Option<String>,
     pub(crate) unit_name: Option<String>,
+    /// Java `ClientConfig.namespace`: prefixes this client's topics and groups (`ns%name`).
+    pub(crate) namespace: Option<String>,
     pub(crate) client_callback_executor_threads: usize,
     pub(crate) disable_callback_executor: bool,
     pub(crate) poll_name_server_interval: Duration,
@@ -94,6 +96,7 @@ impl Default for ClientConfig {
             client_ip: local_ip(),
             instance_name: None,
             unit_name: None,
+            namespace: None,
             client_callback_executor_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -142,6 +145,37 @@ impl ClientConfig {
     /// The unit name, if any.
     pub fn unit_name(&self) -> Option<&str> {
         self.unit_name.as_deref()
+    }
+
+    /// The namespace, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// `resource` (a topic or group) as the broker knows it: in this client's namespace.
+    pub(crate) fn with_namespace<'a>(&self, resource: &'a str) -> std::borrow::Cow<'a, str> {
+        crate::common::namespace::wrap(self.namespace.as_deref(), resource)
+    }
+
+    /// `mq` as the broker knows it (Java `queueWithNamespace`).
+    pub(crate) fn queue_with_namespace<'a>(
+        &self,
+        mq: &'a crate::common::MessageQueue,
+    ) -> std::borrow::Cow<'a, crate::common::MessageQueue> {
+        crate::common::namespace::wrap_queue(self.namespace.as_deref(), mq)
+    }
+
+    /// `mq` as this client's user knows it.
+    pub(crate) fn queue_without_namespace(
+        &self,
+        mq: &crate::common::MessageQueue,
+    ) -> crate::common::MessageQueue {
+        crate::common::namespace::unwrap_queue(self.namespace.as_deref(), mq)
+    }
+
+    /// `resource` as this client's user knows it: without this client's namespace.
+    pub(crate) fn without_namespace<'a>(&self, resource: &'a str) -> std::borrow::Cow<'a, str> {
+        crate::common::namespace::unwrap(self.namespace.as_deref(), resource)
     }
 
     /// Threads of the callback pool.
@@ -312,6 +346,16 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// The namespace (Java `setNamespace`): this client's topics and groups are `ns%name` at
+    /// the broker, as Java names them (system topics and groups, and the retry and
+    /// dead-letter prefixes, follow Java's rules), and its user sees them without `ns%`. Two
+    /// namespaces on one broker do not see each other's messages. Default: none.
+    #[doc(alias = "setNamespace")]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = Some(namespace.into());
+        self
+    }
+
     /// Threads running async-send callbacks, pull callbacks and broker requests. Default: the
     /// number of CPUs. Values below 1 are raised to 1.
     #[doc(alias = "setClientCallbackExecutorThreads")]
@@ -453,6 +497,7 @@ pub(crate) struct ClientOverrides {
     pub(crate) namesrv_addr: Option<String>,
     pub(crate) instance_name: Option<String>,
     pub(crate) unit_name: Option<String>,
+    pub(crate) namespace: Option<String>,
     pub(crate) client_ip: Option<String>,
     pub(crate) rpc_hook: Option<SharedRpcHook>,
 }
@@ -467,6 +512,9 @@ impl ClientOverrides {
         }
         if let Some(v) = self.unit_name {
             config.unit_name = Some(v);
+        }
+        if let Some(v) = self.namespace {
+            config.namespace = Some(v);
         }
         if let Some(v) = self.client_ip {
             config.client_ip = v;
@@ -511,6 +559,15 @@ macro_rules! client_config_setters {
         #[doc(alias = "setClientIP")]
         pub fn client_ip(mut self, ip: impl Into<String>) -> Self {
             self.client_overrides.client_ip = Some(ip.into());
+            self
+        }
+
+        /// The namespace of this client's topics and groups (Java `setNamespace`); see
+        /// [`ClientConfigBuilder::namespace`]($crate::ClientConfigBuilder::namespace).
+        /// Default: none.
+        #[doc(alias = "setNamespace")]
+        pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+            self.client_overrides.namespace = Some(namespace.into());
             self
         }
 

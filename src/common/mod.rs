@@ -2,6 +2,7 @@
 
 pub(crate) mod decoder;
 pub(crate) mod message;
+pub(crate) mod namespace;
 pub(crate) mod reply;
 pub(crate) mod route;
 pub(crate) mod util;

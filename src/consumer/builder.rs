@@ -67,6 +67,8 @@ pub(crate) struct ConsumerConfig {
     pub(crate) trace_topic: Option<String>,
     /// Trace records that may wait to be sent (Java: 2048).
     pub(crate) trace_queue_size: usize,
+    /// The client's namespace (set from the client configuration at build).
+    pub(crate) namespace: Option<String>,
 }
 
 /// Builds a [`DefaultMQPushConsumer`]. Every setter documents Java's default.
@@ -212,6 +214,7 @@ impl DefaultMQPushConsumerBuilder {
                 max_decompressed_body_size: DEFAULT_MAX_BODY_SIZE,
                 trace_topic: None,
                 trace_queue_size: crate::producer::trace::QUEUE_SIZE,
+                namespace: None,
             },
             client: ClientConfig::default(),
             client_overrides: ClientOverrides::default(),
@@ -436,12 +439,20 @@ pub(crate) fn build_inner(
         cfg.consume_timestamp = parse_consume_timestamp(text)?;
     }
     check_config(&cfg)?;
+    // Trace records name the group as its user does.
+    let bare_group = cfg.group.clone();
+    if let Some(ns) = client.namespace() {
+        crate::common::namespace::check(ns)?;
+        // Java `setConsumerGroup(withNamespace(consumerGroup))` at start.
+        cfg.group = client.with_namespace(&cfg.group).into_owned();
+        cfg.namespace = Some(ns.to_owned());
+    }
     let mut hooks = hooks;
     let trace = match &cfg.trace_topic {
         Some(topic) => {
             crate::producer::validators::check_topic(topic)?;
             let d = Arc::new(crate::producer::trace::AsyncTraceDispatcher::with_capacity(
-                &cfg.group,
+                &bare_group,
                 topic,
                 cfg.trace_queue_size,
             ));
@@ -457,9 +468,10 @@ pub(crate) fn build_inner(
     let mut subs = HashMap::new();
     for (topic, expr, kind) in &subscriptions {
         crate::producer::validators::check_topic(topic)?;
+        let topic = client.with_namespace(topic);
         subs.insert(
-            topic.clone(),
-            Arc::new(build_subscription_data(topic, expr, *kind)?),
+            topic.to_string(),
+            Arc::new(build_subscription_data(&topic, expr, *kind)?),
         );
     }
     Ok(Arc::new_cyclic(|me| PushConsumerInner {

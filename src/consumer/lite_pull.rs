@@ -344,6 +344,7 @@ impl LitePullState {
     /// Tells the [`MessageQueueListener`] of a changed assignment (rebalance thread).
     pub(crate) fn queues_changed(
         &self,
+        namespace: Option<&str>,
         topic: &str,
         mq_all: &[MessageQueue],
         divided: &HashSet<MessageQueue>,
@@ -351,9 +352,12 @@ impl LitePullState {
         let Some(listener) = &self.queue_listener else {
             return;
         };
-        let mut all = mq_all.to_vec();
+        // The user's names: without the namespace.
+        let bare = |mq: &MessageQueue| crate::common::namespace::unwrap_queue(namespace, mq);
+        let topic = &*crate::common::namespace::unwrap(namespace, topic);
+        let mut all: Vec<MessageQueue> = mq_all.iter().map(bare).collect();
         all.sort();
-        let mut mine: Vec<MessageQueue> = divided.iter().cloned().collect();
+        let mut mine: Vec<MessageQueue> = divided.iter().map(bare).collect();
         mine.sort();
         let call =
             std::panic::AssertUnwindSafe(|| listener.message_queue_changed(topic, &all, &mine));
@@ -529,6 +533,16 @@ impl DefaultLitePullConsumer {
         Ok(())
     }
 
+    /// `mq` as the broker knows it (in the namespace).
+    fn mq_in<'a>(&self, mq: &'a MessageQueue) -> std::borrow::Cow<'a, MessageQueue> {
+        self.inner.client.queue_with_namespace(mq)
+    }
+
+    /// `mq` as the user knows it.
+    fn mq_out(&self, mq: &MessageQueue) -> MessageQueue {
+        self.inner.client.queue_without_namespace(mq)
+    }
+
     fn clone_weak(&self) -> WeakLitePullConsumer {
         WeakLitePullConsumer {
             inner: Arc::downgrade(&self.inner),
@@ -619,6 +633,7 @@ impl DefaultLitePullConsumer {
 
     fn subscribe_with(&self, topic: &str, expr: &str, kind: ExpressionType) -> Result<()> {
         crate::producer::validators::check_topic(topic)?;
+        let topic = &*self.inner.client.with_namespace(topic);
         let sd = build_subscription_data(topic, expr, kind)?;
         if let Some(i) = self.inner.instance() {
             crate::client::check_client::check_client_in_broker(&i, &self.inner.cfg.group, &sd)?;
@@ -647,10 +662,11 @@ impl DefaultLitePullConsumer {
     /// Stops consuming `topic`: its queues are released at the next rebalance (at once in
     /// `assign` mode).
     pub fn unsubscribe(&self, topic: &str) {
+        let topic = &*self.inner.client.with_namespace(topic);
         let assign = {
             let mut queues = self.lite.queues.lock();
             if let Queues::Assign(mqs) = &mut *queues {
-                mqs.retain(|mq| mq.topic != topic);
+                mqs.retain(|mq| mq.topic != *topic);
                 true
             } else {
                 false
@@ -674,6 +690,10 @@ impl DefaultLitePullConsumer {
         for mq in &mqs {
             crate::producer::validators::check_topic(&mq.topic)?;
         }
+        let mut mqs: Vec<MessageQueue> = mqs
+            .drain(..)
+            .map(|mq| self.mq_in(&mq).into_owned())
+            .collect();
         mqs.sort();
         mqs.dedup();
         {
@@ -726,7 +746,7 @@ impl DefaultLitePullConsumer {
             .process_queue_table
             .read()
             .keys()
-            .cloned()
+            .map(|mq| self.mq_out(mq))
             .collect();
         v.sort();
         v
@@ -761,7 +781,14 @@ impl DefaultLitePullConsumer {
         pq.remove_messages(batch.msgs.iter().map(MessageExt::queue_offset), |next| {
             polled.lock().insert(pq.mq.clone(), (pq.clone(), next));
         });
-        Ok(batch.msgs)
+        let mut msgs = batch.msgs;
+        if let Some(ns) = self.inner.cfg.namespace.as_deref() {
+            for m in &mut msgs {
+                let bare = crate::common::namespace::unwrap(Some(ns), m.topic()).into_owned();
+                m.set_topic(bare);
+            }
+        }
+        Ok(msgs)
     }
 
     fn maybe_auto_commit(&self) {
@@ -805,7 +832,11 @@ impl DefaultLitePullConsumer {
                 )));
             }
         }
-        for (mq, offset) in offsets {
+        let offsets: HashMap<MessageQueue, i64> = offsets
+            .iter()
+            .map(|(mq, o)| (self.mq_in(mq).into_owned(), *o))
+            .collect();
+        for (mq, offset) in &offsets {
             store.update_offset(mq, *offset, false);
         }
         store.persist_sync(&offsets.keys().cloned().collect())
@@ -815,6 +846,7 @@ impl DefaultLitePullConsumer {
     /// broker's (or the offsets file's); −1 when the group has none.
     pub fn committed(&self, mq: &MessageQueue) -> Result<i64> {
         self.running("read a committed offset")?;
+        let mq = &*self.mq_in(mq);
         let store = self.inner.offset_store();
         let memory = store.read_offset(mq, ReadOffsetType::ReadFromMemory);
         if memory >= 0 {
@@ -834,6 +866,7 @@ impl DefaultLitePullConsumer {
     /// polled offset becomes `offset` (committed with the next commit). `mq` must be held.
     pub fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
         let instance = self.running("seek")?;
+        let mq = &*self.mq_in(mq);
         let (min, max) = (instance.min_offset(mq)?, instance.max_offset(mq)?);
         if offset < min || offset > max {
             return Err(Error::config(format!(
@@ -846,6 +879,7 @@ impl DefaultLitePullConsumer {
     /// [`seek`](Self::seek) to the queue's first offset (Java `seekToBegin`).
     pub fn seek_to_begin(&self, mq: &MessageQueue) -> Result<()> {
         let instance = self.running("seek")?;
+        let mq = &*self.mq_in(mq);
         let min = instance.min_offset(mq)?;
         self.seek_unchecked(mq, min)
     }
@@ -854,6 +888,7 @@ impl DefaultLitePullConsumer {
     /// sent from now on are polled.
     pub fn seek_to_end(&self, mq: &MessageQueue) -> Result<()> {
         let instance = self.running("seek")?;
+        let mq = &*self.mq_in(mq);
         let max = instance.max_offset(mq)?;
         self.seek_unchecked(mq, max)
     }
@@ -888,13 +923,17 @@ impl DefaultLitePullConsumer {
     /// `offsetForTimestamp`).
     pub fn offset_for_timestamp(&self, mq: &MessageQueue, timestamp_ms: i64) -> Result<i64> {
         self.running("search an offset")?
-            .search_offset(mq, timestamp_ms)
+            .search_offset(&self.mq_in(mq), timestamp_ms)
     }
 
     /// Stops delivering `queues`: their pulls stop within a second and `poll` returns none of
     /// their messages, buffered or not, until [`resume`](Self::resume). Queues not held yet are
     /// paused when they come.
     pub fn pause(&self, queues: impl IntoIterator<Item = MessageQueue>) {
+        let queues: Vec<MessageQueue> = queues
+            .into_iter()
+            .map(|mq| self.mq_in(&mq).into_owned())
+            .collect();
         let mut paused = self.lite.paused.write();
         paused.extend(queues);
         self.lite
@@ -907,7 +946,7 @@ impl DefaultLitePullConsumer {
         {
             let mut paused = self.lite.paused.write();
             for mq in queues {
-                paused.remove(&mq);
+                paused.remove(&*self.mq_in(&mq));
             }
             self.lite
                 .any_paused
@@ -919,17 +958,21 @@ impl DefaultLitePullConsumer {
 
     /// Whether `mq` is paused.
     pub fn is_paused(&self, mq: &MessageQueue) -> bool {
-        self.lite.paused.read().contains(mq)
+        self.lite.paused.read().contains(&*self.mq_in(mq))
     }
 
     /// The readable queues of `topic`, from the name server (Java `fetchMessageQueues`).
     pub fn fetch_message_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let instance = self.running("fetch message queues")?;
+        let wrapped = self.inner.client.with_namespace(topic);
         let route = instance.api().get_topic_route_info_from_name_server(
-            topic,
+            &wrapped,
             self.inner.client.mq_client_api_timeout,
         )?;
-        let queues = crate::common::topic_subscribe_queues(topic, &route)?;
+        let queues: Vec<MessageQueue> = crate::common::topic_subscribe_queues(&wrapped, &route)?
+            .iter()
+            .map(|mq| self.mq_out(mq))
+            .collect();
         if queues.is_empty() {
             return Err(Error::client(
                 ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,

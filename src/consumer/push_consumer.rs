@@ -144,6 +144,7 @@ impl DefaultMQPushConsumer {
 
     fn subscribe_with(&self, topic: &str, expr: &str, kind: ExpressionType) -> Result<()> {
         crate::producer::validators::check_topic(topic)?;
+        let topic = &*self.inner.client.with_namespace(topic);
         let sd = build_subscription_data(topic, expr, kind)?;
         if let Some(i) = self.inner.instance.read().clone() {
             crate::client::check_client::check_client_in_broker(&i, &self.inner.cfg.group, &sd)?;
@@ -162,7 +163,8 @@ impl DefaultMQPushConsumer {
 
     /// Stops consuming `topic` at the next rebalance.
     pub fn unsubscribe(&self, topic: &str) {
-        self.inner.subscription_inner.write().remove(topic);
+        let topic = self.inner.client.with_namespace(topic);
+        self.inner.subscription_inner.write().remove(&*topic);
         if let Some(i) = self.inner.instance.read().clone() {
             i.send_heartbeat_to_all_broker_now();
             i.rebalance_immediately();

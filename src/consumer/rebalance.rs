@@ -133,7 +133,7 @@ impl PushConsumerInner {
         let changed = self.update_process_queue_table(instance, topic, &target, new_pulls);
         if changed {
             if let Some(lite) = self.lite() {
-                lite.queues_changed(topic, &mq_all, &target);
+                lite.queues_changed(self.cfg.namespace.as_deref(), topic, &mq_all, &target);
             }
         }
         Ok(changed)

@@ -68,7 +68,7 @@ impl ConsumeMessageHook for ConsumeMessageTraceHook {
         let mut record = TraceContext::new(TraceType::SubBefore);
         record.time_stamp = now;
         record.region_id = region;
-        record.group_name = ctx.consumer_group.to_owned();
+        record.group_name = self.dispatcher.group.clone();
         record.request_id = request_id.clone();
         record.trace_beans = beans.clone();
         self.dispatcher.append(record);
@@ -83,7 +83,7 @@ impl ConsumeMessageHook for ConsumeMessageTraceHook {
         let mut record = TraceContext::new(TraceType::SubAfter);
         record.time_stamp = now;
         record.request_id = request_id;
-        record.group_name = ctx.consumer_group.to_owned();
+        record.group_name = self.dispatcher.group.clone();
         // Java divides the call's time over its messages.
         record.cost_time = (now - began) / beans.len().max(1) as i64;
         record.success = ctx.success;

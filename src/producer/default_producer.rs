@@ -252,12 +252,21 @@ impl DefaultMQProducerBuilder {
                 self.config.default_topic_queue_nums
             )));
         }
+        let client = self.client_overrides.apply(self.client);
+        let mut config = self.config;
+        // Trace records name the group as its user does.
+        let bare_group = config.group.clone();
+        if let Some(ns) = client.namespace() {
+            crate::common::namespace::check(ns)?;
+            // Java `setProducerGroup(withNamespace(producerGroup))` at start.
+            config.group = client.with_namespace(&config.group).into_owned();
+        }
         let mut hooks = self.hooks;
         let trace = match self.trace {
             Some((topic, size)) => {
                 validators::check_topic(&topic)?;
                 let d = Arc::new(crate::producer::trace::AsyncTraceDispatcher::with_capacity(
-                    &self.config.group,
+                    &bare_group,
                     &topic,
                     size,
                 ));
@@ -272,8 +281,8 @@ impl DefaultMQProducerBuilder {
         };
         let inner = Arc::new(ProducerInner {
             fault: MQFaultStrategy::new(self.send_latency_fault_enable),
-            config: self.config,
-            client: self.client_overrides.apply(self.client),
+            config,
+            client,
             state: Mutex::new(ServiceState::CreateJust),
             instance: RwLock::new(None),
             publish_info: RwLock::new(HashMap::new()),
@@ -473,8 +482,12 @@ impl DefaultMQProducer {
     pub(crate) fn start_inner_producer(
         instance: &Arc<MQClientInstance>,
     ) -> Result<Arc<dyn InnerProducer>> {
+        // The instance's own producer is in no namespace: what it sends (messages back to a
+        // retry topic) is named already.
+        let mut client = instance.config().clone();
+        client.namespace = None;
         let p = DefaultMQProducer::builder(CLIENT_INNER_PRODUCER_GROUP)
-            .client_config(instance.config().clone())
+            .client_config(client)
             .build_inner()?;
         p.start_on(instance)?;
         Ok(Arc::new(p))
@@ -584,6 +597,7 @@ impl DefaultMQProducer {
     pub fn send_to_queue(&self, msg: &Message, mq: &MessageQueue) -> Result<SendResult> {
         let instance = self.inner.running()?;
         check_queue_topic(msg.topic(), mq)?;
+        let mq = &*self.inner.client.queue_with_namespace(mq);
         self.inner.validate(msg)?;
         let prepared = self.inner.prepare(msg)?;
         self.inner
@@ -597,6 +611,7 @@ impl DefaultMQProducer {
     pub fn send_oneway_to_queue(&self, msg: &Message, mq: &MessageQueue) -> Result<()> {
         let instance = self.inner.running()?;
         check_queue_topic(msg.topic(), mq)?;
+        let mq = &*self.inner.client.queue_with_namespace(mq);
         self.inner.validate(msg)?;
         let prepared = self.inner.prepare(msg)?;
         self.inner
@@ -623,7 +638,8 @@ impl DefaultMQProducer {
         check_queue_topic(msg.topic(), mq)?;
         self.inner.validate(msg)?;
         let prepared = Arc::new(self.inner.prepare(msg)?);
-        self.launch_async(instance, AsyncTarget::Queue(mq.clone()), prepared, callback)
+        let mq = self.inner.client.queue_with_namespace(mq).into_owned();
+        self.launch_async(instance, AsyncTarget::Queue(mq), prepared, callback)
     }
 
     /// Sends `msg` to the queue `selector` picks for `arg`, and waits (Java
@@ -701,6 +717,7 @@ impl DefaultMQProducer {
     pub fn send_batch_to_queue(&self, msgs: &[Message], mq: &MessageQueue) -> Result<SendResult> {
         let instance = self.inner.running()?;
         let prepared = self.inner.prepare_batch(msgs)?;
+        let mq = &*self.inner.client.queue_with_namespace(mq);
         check_queue_topic(&prepared.topic, mq)?;
         self.inner
             .send_kernel(&instance, &prepared, mq, Mode::Sync)
@@ -733,8 +750,9 @@ impl DefaultMQProducer {
     {
         let instance = self.inner.running()?;
         let prepared = Arc::new(self.inner.prepare_batch(msgs)?);
-        check_queue_topic(&prepared.topic, mq)?;
-        self.launch_async(instance, AsyncTarget::Queue(mq.clone()), prepared, callback)
+        let mq = self.inner.client.queue_with_namespace(mq).into_owned();
+        check_queue_topic(&prepared.topic, &mq)?;
+        self.launch_async(instance, AsyncTarget::Queue(mq), prepared, callback)
     }
 
     /// Sends `msg` asynchronously; `callback` runs once on a callback thread with the result
@@ -766,12 +784,20 @@ impl DefaultMQProducer {
     pub fn fetch_publish_message_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let instance = self.inner.running()?;
         let timeout = self.inner.client.mq_client_api_timeout();
+        let wrapped = self.inner.client.with_namespace(topic);
         let found = instance
             .api()
-            .get_topic_route_info_from_name_server(topic, timeout)
-            .and_then(|route| Ok(crate::common::route::topic_publish_queues(topic, &route)?));
+            .get_topic_route_info_from_name_server(&wrapped, timeout)
+            .and_then(|route| {
+                Ok(crate::common::route::topic_publish_queues(
+                    &wrapped, &route,
+                )?)
+            });
         match found {
-            Ok(queues) if !queues.is_empty() => Ok(queues),
+            Ok(queues) if !queues.is_empty() => Ok(queues
+                .iter()
+                .map(|q| self.inner.client.queue_without_namespace(q))
+                .collect()),
             Ok(_) => Err(Error::client(
                 ClientErrorCode::NOT_FOUND_TOPIC_EXCEPTION,
                 format!("Can not find Message Queue for this topic, {topic}: its route has no writable queue with a master"),
@@ -922,7 +948,7 @@ impl AsyncAttempt {
                     let result = resp.and_then(|r| {
                         process_send_response(
                             &mq.broker_name,
-                            &mq.topic,
+                            &me.inner.client.without_namespace(&mq.topic),
                             &addr2,
                             r,
                             me.prepared.uniq_id.clone(),
@@ -1042,14 +1068,25 @@ impl ProducerInner {
         arg: &A,
     ) -> Result<MessageQueue> {
         let info = self.find_publish_info(instance, msg.topic())?;
-        selector
-            .select(&info.message_queue_list, arg)
-            .ok_or_else(|| {
-                Error::client(
-                    ClientErrorCode::NO_CODE,
-                    "select message queue return null.",
-                )
-            })
+        let none = || {
+            Error::client(
+                ClientErrorCode::NO_CODE,
+                "select message queue return null.",
+            )
+        };
+        if self.client.namespace().is_none() {
+            return selector
+                .select(&info.message_queue_list, arg)
+                .ok_or_else(none);
+        }
+        // Java `parsePublishMessageQueues`: the selector sees the queues as its user names them.
+        let bare: Vec<MessageQueue> = info
+            .message_queue_list
+            .iter()
+            .map(|q| self.client.queue_without_namespace(q))
+            .collect();
+        let chosen = selector.select(&bare, arg).ok_or_else(none)?;
+        Ok(self.client.queue_with_namespace(&chosen).into_owned())
     }
 
     /// The time an attempt's hooks report as its beginning: read only when there are hooks.
@@ -1155,7 +1192,7 @@ impl ProducerInner {
             }
         }
         Ok(PreparedSend {
-            topic: msg.topic().to_owned(),
+            topic: self.client.with_namespace(msg.topic()).into_owned(),
             body,
             sys_flag,
             flag: msg.flag(),
@@ -1218,7 +1255,7 @@ impl ProducerInner {
         let body = MessageDecoder::encode_messages(&with_ids)?;
         validators::check_body(body.len(), self.config.max_message_size)?;
         Ok(PreparedSend {
-            topic: topic.to_owned(),
+            topic: self.client.with_namespace(topic).into_owned(),
             body,
             sys_flag: 0,
             flag: 0,
@@ -1239,6 +1276,8 @@ impl ProducerInner {
         instance: &MQClientInstance,
         topic: &str,
     ) -> Result<Arc<TopicPublishInfo>> {
+        // The route is the namespaced topic's (wrapping twice is wrapping once).
+        let topic = &*self.client.with_namespace(topic);
         let usable = |p: &Option<Arc<TopicPublishInfo>>| p.as_ref().is_some_and(|i| i.ok());
         // Why a route query failed, unless it was the topic's expected absence: the name server
         // may refuse the client (ACL), and the caller must learn that rather than "no route".
@@ -1475,7 +1514,7 @@ impl ProducerInner {
                 .and_then(|response| {
                     process_send_response(
                         &mq.broker_name,
-                        &mq.topic,
+                        &self.client.without_namespace(&mq.topic),
                         &addr,
                         response,
                         prepared.uniq_id.clone(),

@@ -377,7 +377,7 @@ impl SendMessageHook for SendMessageTraceHook {
             let mut record = TraceContext::new(TraceType::Pub);
             record.time_stamp = ctx.begin_timestamp;
             record.region_id = result.region_id().to_owned();
-            record.group_name = ctx.producer_group.to_owned();
+            record.group_name = self.dispatcher.group.clone();
             record.cost_time = cost;
             record.success = result.send_status().is_ok();
             record.trace_beans.push(TraceBean {
@@ -406,7 +406,8 @@ const MSG_TYPE_DELAY: i32 = 3;
 
 /// Java `AsyncTraceDispatcher`: see the module docs.
 pub(crate) struct AsyncTraceDispatcher {
-    group: String,
+    /// The traced client's group, as its user names it.
+    pub(crate) group: String,
     trace_topic: String,
     tx: Sender<TraceContext>,
     rx: Receiver<TraceContext>,
@@ -474,9 +475,13 @@ impl AsyncTraceDispatcher {
         if running.is_some() {
             return Ok(());
         }
+        // The trace topic is not in the traced client's namespace (Java's trace producer has
+        // none).
+        let mut client = client.clone();
+        client.namespace = None;
         let producer =
             DefaultMQProducer::builder(format!("{TRACE_PRODUCER_GROUP_PREFIX}{}", self.group))
-                .client_config(client.clone())
+                .client_config(client)
                 .send_msg_timeout(Duration::from_secs(5))
                 .max_message_size(MAX_MSG_SIZE + 10_000)
                 .build()?;

@@ -54,6 +54,8 @@ pub(crate) struct ConsumeMessageConcurrentlyService {
     model: MessageModel,
     /// `%RETRY%<group>`: messages pulled from it get their original topic back.
     retry_topic: String,
+    /// The consumer's namespace, which the listener does not see.
+    namespace: Option<String>,
     consume_timeout: Duration,
     /// The consume-timeout sweep on the client's scheduler, once started.
     sweep: Mutex<Option<ScheduledHandle>>,
@@ -169,6 +171,7 @@ impl ConsumeMessageConcurrentlyService {
             me: me.clone(),
             consumer,
             retry_topic: format!("%RETRY%{}", cfg.group),
+            namespace: cfg.namespace.clone(),
             group: cfg.group.clone(),
             listener,
             hooks,
@@ -270,7 +273,7 @@ impl ConsumeMessageConcurrentlyService {
             return;
         };
         let mq = state.mq.clone();
-        reset_retry_topic(&self.retry_topic, &mut msgs);
+        reset_retry_topic(&self.retry_topic, self.namespace.as_deref(), &mut msgs);
         // One registration (one lock) per request, so that the sweep can see its calls.
         let task = Arc::new(RunningTask {
             state: state.clone(),
@@ -520,7 +523,11 @@ impl ConsumeMessageService for ConsumeMessageConcurrentlyService {
         broker_name: &str,
         reply: DirectConsumeReply,
     ) {
-        reset_retry_topic(&self.retry_topic, std::slice::from_mut(&mut msg));
+        reset_retry_topic(
+            &self.retry_topic,
+            self.namespace.as_deref(),
+            std::slice::from_mut(&mut msg),
+        );
         let mut ctx = ConsumeConcurrentlyContext::new(MessageQueue::new(
             msg.topic(),
             broker_name,

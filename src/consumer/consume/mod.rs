@@ -123,8 +123,13 @@ pub(crate) fn create(
 }
 
 /// Java `resetRetryAndNamespace`: a message pulled from the group's retry topic gets its
-/// original topic back (from `RETRY_TOPIC`) before the listener sees it.
-pub(crate) fn reset_retry_topic(retry_topic: &str, msgs: &mut [MessageExt]) {
+/// original topic back (from `RETRY_TOPIC`), and in a namespace every topic loses its
+/// `namespace%` prefix, before the listener sees it.
+pub(crate) fn reset_retry_topic(
+    retry_topic: &str,
+    namespace: Option<&str>,
+    msgs: &mut [MessageExt],
+) {
     for m in msgs.iter_mut() {
         if m.topic() == retry_topic {
             if let Some(real) = m
@@ -132,6 +137,13 @@ pub(crate) fn reset_retry_topic(retry_topic: &str, msgs: &mut [MessageExt]) {
                 .map(str::to_owned)
             {
                 m.set_topic(real);
+            }
+        }
+        if namespace.is_some() {
+            let bare = crate::common::namespace::unwrap(namespace, m.topic());
+            if bare.len() != m.topic().len() {
+                let bare = bare.into_owned();
+                m.set_topic(bare);
             }
         }
     }

@@ -82,6 +82,8 @@ pub(crate) struct ConsumeMessageOrderlyService {
     model: MessageModel,
     /// `%RETRY%<group>`: messages pulled from it get their original topic back.
     retry_topic: String,
+    /// The consumer's namespace, which the listener does not see.
+    namespace: Option<String>,
     suspend_time: Duration,
     /// Java orderly `getMaxReconsumeTimes`: `i32::MAX` unless set.
     max_reconsume_times: i32,
@@ -114,6 +116,7 @@ impl ConsumeMessageOrderlyService {
             me: me.clone(),
             consumer,
             retry_topic: format!("%RETRY%{}", cfg.group),
+            namespace: cfg.namespace.clone(),
             group: cfg.group.clone(),
             listener,
             hooks,
@@ -281,7 +284,7 @@ impl ConsumeMessageOrderlyService {
             if state.take_messages(self.batch_max, &mut msgs) == 0 {
                 return false;
             }
-            reset_retry_topic(&self.retry_topic, &mut msgs);
+            reset_retry_topic(&self.retry_topic, self.namespace.as_deref(), &mut msgs);
             ctx.reset(self.suspend_time);
             run_hooks(&self.hooks, &self.group, mq, &msgs, None);
             let started = Instant::now();
@@ -472,7 +475,11 @@ impl ConsumeMessageService for ConsumeMessageOrderlyService {
         broker_name: &str,
         reply: DirectConsumeReply,
     ) {
-        reset_retry_topic(&self.retry_topic, std::slice::from_mut(&mut msg));
+        reset_retry_topic(
+            &self.retry_topic,
+            self.namespace.as_deref(),
+            std::slice::from_mut(&mut msg),
+        );
         let mq = MessageQueue::new(msg.topic(), broker_name, msg.queue_id());
         let mut ctx = ConsumeOrderlyContext::new(mq, self.suspend_time);
         let listener = self.listener.clone();
