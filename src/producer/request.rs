@@ -174,6 +174,46 @@ impl DefaultMQProducer {
         timeout: Duration,
         callback: impl RequestCallback,
     ) -> Result<()> {
+        self.request_async_with(msg, timeout, callback, |p, m, cb| p.send_async(m, cb))
+    }
+
+    /// [`request_async`](Self::request_async) sent to the queue `mq` (Java
+    /// `request(Message, MessageQueue, RequestCallback, long)`), with the retries of
+    /// [`send_async_to_queue`](Self::send_async_to_queue).
+    pub fn request_async_to_queue(
+        &self,
+        msg: &Message,
+        mq: &MessageQueue,
+        timeout: Duration,
+        callback: impl RequestCallback,
+    ) -> Result<()> {
+        self.request_async_with(msg, timeout, callback, |p, m, cb| {
+            p.send_async_to_queue(m, mq, cb)
+        })
+    }
+
+    /// [`request_async`](Self::request_async) sent to the queue `selector` picks for `arg`
+    /// (Java `request(Message, MessageQueueSelector, Object, RequestCallback, long)`).
+    pub fn request_async_with_selector<A: ?Sized, S: MessageQueueSelector<A> + ?Sized>(
+        &self,
+        msg: &Message,
+        selector: &S,
+        arg: &A,
+        timeout: Duration,
+        callback: impl RequestCallback,
+    ) -> Result<()> {
+        self.request_async_with(msg, timeout, callback, |p, m, cb| {
+            p.send_async_with_selector(m, selector, arg, cb)
+        })
+    }
+
+    fn request_async_with(
+        &self,
+        msg: &Message,
+        timeout: Duration,
+        callback: impl RequestCallback,
+        send: impl FnOnce(&Self, &Message, SendDone) -> Result<()>,
+    ) -> Result<()> {
         let instance = self.running_instance()?;
         let id = MessageClientIDSetter::create_uniq_id();
         let request = request_message(&instance, msg, &id, timeout);
@@ -192,12 +232,13 @@ impl DefaultMQProducer {
         let sent = Arc::clone(&future);
         let owner = Arc::clone(&instance);
         let topic = msg.topic().to_owned();
-        let r = self.send_async(&request, move |r: Result<SendResult>| match r {
+        let done: SendDone = Box::new(move |r: Result<SendResult>| match r {
             Ok(_) => sent.set_send_ok(),
             Err(e) => owner
                 .request_futures()
                 .fail(sent.correlation_id(), send_failed(&topic, e)),
         });
+        let r = send(self, &request, done);
         match r {
             Ok(()) => Ok(()),
             // Whoever holds the entry runs the callback; if it is still here, nobody will.
@@ -208,6 +249,9 @@ impl DefaultMQProducer {
         }
     }
 }
+
+/// What an async request does with its send's outcome.
+type SendDone = Box<dyn FnOnce(Result<SendResult>) + Send + 'static>;
 
 #[cfg(test)]
 mod tests {
@@ -430,6 +474,53 @@ mod tests {
             assert_all(&answers, ResponseCode::SUCCESS, "");
             let reply = call.join().unwrap().expect("the reply");
             assert_eq!(&reply.body()[..], chosen.as_bytes());
+        }
+        assert_eq!(
+            selected.load(Ordering::SeqCst),
+            1,
+            "the selector chose the queue"
+        );
+        assert_eq!(waiting(&p), 0);
+        p.shutdown(WAIT).unwrap();
+    }
+
+    #[test]
+    fn async_requests_to_a_chosen_queue_and_through_a_selector_get_their_replies() {
+        let (tx, sent) = unbounded();
+        let fake = fake(tx);
+        let p = producer(&fake);
+        let mq = MessageQueue {
+            topic: TOPIC.into(),
+            broker_name: "b".into(),
+            queue_id: 0,
+        };
+        let selected = Arc::new(AtomicUsize::new(0));
+        for chosen in ["queue", "selector"] {
+            let (done_tx, done) = unbounded();
+            let msg = crate::Message::new(TOPIC, chosen);
+            let timeout = Duration::from_secs(5);
+            let cb = move |r: Result<MessageExt>| done_tx.send(r).unwrap();
+            if chosen == "queue" {
+                p.request_async_to_queue(&msg, &mq, timeout, cb).unwrap();
+            } else {
+                let selected = Arc::clone(&selected);
+                let select = move |mqs: &[MessageQueue], arg: &u32| {
+                    selected.fetch_add(1, Ordering::SeqCst);
+                    mqs.get(*arg as usize).cloned()
+                };
+                p.request_async_with_selector(&msg, &select, &0u32, timeout, cb)
+                    .unwrap();
+            }
+            let props = next_request(&sent);
+            let answers = push_reply(
+                &fake,
+                &reply_header(&reply_properties(&props)),
+                chosen.as_bytes(),
+            );
+            assert_all(&answers, ResponseCode::SUCCESS, "");
+            let reply = done.recv_timeout(WAIT).unwrap().expect("the reply");
+            assert_eq!(&reply.body()[..], chosen.as_bytes());
+            assert!(done.try_recv().is_err(), "the callback runs once");
         }
         assert_eq!(
             selected.load(Ordering::SeqCst),
