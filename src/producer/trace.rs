@@ -142,79 +142,84 @@ impl TraceContext {
     /// Java `TraceDataEncoder.encoderFromContextBean`: appends the record's text to `out` and
     /// returns the keys its trace message is indexed by (each message id, and its keys).
     pub fn encode(&self, out: &mut String) -> Vec<String> {
-        use std::fmt::Write;
-        let c = CONTENT_SPLITOR;
-        let f = FIELD_SPLITOR;
         let ty = self.trace_type.name();
         match self.trace_type {
             TraceType::Pub => {
                 if let Some(b) = self.trace_beans.first() {
-                    let _ = write!(
+                    write_record(
                         out,
-                        "{ty}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{f}",
-                        self.time_stamp,
-                        self.region_id,
-                        self.group_name,
-                        b.topic,
-                        b.msg_id,
-                        b.tags,
-                        b.keys,
-                        b.store_host,
-                        b.body_length,
-                        self.cost_time,
-                        b.msg_type,
-                        b.offset_msg_id,
-                        self.success
+                        ty,
+                        &[
+                            &self.time_stamp,
+                            &self.region_id,
+                            &self.group_name,
+                            &b.topic,
+                            &b.msg_id,
+                            &b.tags,
+                            &b.keys,
+                            &b.store_host,
+                            &b.body_length,
+                            &self.cost_time,
+                            &b.msg_type,
+                            &b.offset_msg_id,
+                            &self.success,
+                        ],
                     );
                 }
             }
             TraceType::SubBefore => {
                 for b in &self.trace_beans {
-                    let _ = write!(
+                    write_record(
                         out,
-                        "{ty}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{f}",
-                        self.time_stamp,
-                        self.region_id,
-                        self.group_name,
-                        self.request_id,
-                        b.msg_id,
-                        b.retry_times,
-                        b.keys
+                        ty,
+                        &[
+                            &self.time_stamp,
+                            &self.region_id,
+                            &self.group_name,
+                            &self.request_id,
+                            &b.msg_id,
+                            &b.retry_times,
+                            &b.keys,
+                        ],
                     );
                 }
             }
             TraceType::SubAfter => {
                 for b in &self.trace_beans {
-                    let _ = write!(
+                    write_record(
                         out,
-                        "{ty}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{f}",
-                        self.request_id,
-                        b.msg_id,
-                        self.cost_time,
-                        self.success,
-                        b.keys,
-                        self.context_code,
-                        self.time_stamp
+                        ty,
+                        &[
+                            &self.request_id,
+                            &b.msg_id,
+                            &self.cost_time,
+                            &self.success,
+                            &b.keys,
+                            &self.context_code,
+                            &self.time_stamp,
+                        ],
                     );
                 }
             }
             TraceType::EndTransaction => {
                 if let Some(b) = self.trace_beans.first() {
-                    let _ = write!(
+                    write_record(
                         out,
-                        "{ty}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{c}{}{f}",
-                        self.time_stamp,
-                        self.region_id,
-                        self.group_name,
-                        b.topic,
-                        b.msg_id,
-                        b.tags,
-                        b.keys,
-                        b.store_host,
-                        b.msg_type,
-                        b.transaction_id,
-                        b.transaction_state,
-                        b.from_transaction_check
+                        ty,
+                        &[
+                            &self.time_stamp,
+                            &self.region_id,
+                            &self.group_name,
+                            &b.topic,
+                            &b.msg_id,
+                            &b.tags,
+                            &b.keys,
+                            &b.store_host,
+                            &b.msg_type,
+                            &b.transaction_id,
+                            &b.transaction_state,
+                            &b.from_transaction_check,
+                        ],
                     );
                 }
             }
@@ -337,6 +342,17 @@ impl TraceContext {
         }
         Ok(out)
     }
+}
+
+/// Appends one record: its type, then `fields`, each after [`CONTENT_SPLITOR`], ended by
+/// [`FIELD_SPLITOR`].
+fn write_record(out: &mut String, ty: &str, fields: &[&dyn std::fmt::Display]) {
+    use std::fmt::Write;
+    out.push_str(ty);
+    for field in fields {
+        let _ = write!(out, "{CONTENT_SPLITOR}{field}");
+    }
+    out.push(FIELD_SPLITOR);
 }
 
 /// The producer's side of message trace (Java `SendMessageTraceHookImpl`): a `Pub` record for
