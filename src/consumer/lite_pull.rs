@@ -686,14 +686,11 @@ impl DefaultLitePullConsumer {
     /// says. Once started, the change has taken effect when this returns. Not after
     /// [`subscribe`](Self::subscribe).
     pub fn assign(&self, queues: impl IntoIterator<Item = MessageQueue>) -> Result<()> {
-        let mut mqs: Vec<MessageQueue> = queues.into_iter().collect();
-        for mq in &mqs {
+        let mut mqs = Vec::new();
+        for mq in queues {
             crate::producer::validators::check_topic(&mq.topic)?;
+            mqs.push(self.mq_in(&mq).into_owned());
         }
-        let mut mqs: Vec<MessageQueue> = mqs
-            .drain(..)
-            .map(|mq| self.mq_in(&mq).into_owned())
-            .collect();
         mqs.sort();
         mqs.dedup();
         {
